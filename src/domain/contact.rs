@@ -1,0 +1,105 @@
+//! Contacts: their status and tags.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::Invalid;
+
+/// Whether an address may be mailed at all. Only the server changes it: unsubscribes,
+/// bounces and complaints move a contact out of `active`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactStatus {
+    Active,
+    Unsubscribed,
+    Bounced,
+    Complained,
+}
+
+impl ContactStatus {
+    pub const ALL: [ContactStatus; 4] = [
+        ContactStatus::Active,
+        ContactStatus::Unsubscribed,
+        ContactStatus::Bounced,
+        ContactStatus::Complained,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactStatus::Active => "active",
+            ContactStatus::Unsubscribed => "unsubscribed",
+            ContactStatus::Bounced => "bounced",
+            ContactStatus::Complained => "complained",
+        }
+    }
+}
+
+impl fmt::Display for ContactStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ContactStatus {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ContactStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| Invalid::new("must be one of active, unsubscribed, bounced, complained"))
+    }
+}
+
+/// A tag: 1 to 64 characters of letters, digits, `-`, `_`, `:` or `.`, lower-cased, so
+/// that `VIP` and `vip` are one tag.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
+        let tag = input.trim().to_lowercase();
+        if tag.is_empty() || tag.chars().count() > 64 {
+            return Err(Invalid::new("must be 1 to 64 characters"));
+        }
+        if !tag.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')) {
+            return Err(Invalid::new("may hold only letters, digits, '-', '_', ':' and '.'"));
+        }
+        Ok(Self(tag))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn from_trusted(stored: String) -> Self {
+        Self(stored)
+    }
+}
+
+/// Company names and similar free text: trimmed, at most `max` characters, no control
+/// characters (they end up in mail headers and pages).
+pub fn parse_short_text(input: &str, max: usize) -> Result<String, Invalid> {
+    let text = input.trim();
+    if text.chars().count() > max {
+        return Err(Invalid::new(format!("must be at most {max} characters")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Invalid::new("must not contain control characters"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A contact as the services see it.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub id: super::ContactId,
+    pub email: super::Email,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub tags: std::collections::BTreeSet<Tag>,
+    pub lists: std::collections::BTreeSet<super::ListId>,
+    pub company: Option<String>,
+    pub country: Option<super::Country>,
+    pub status: ContactStatus,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}

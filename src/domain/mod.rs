@@ -1,0 +1,28 @@
+//! Domain types and pure rules: no I/O, no framework types.
+
+pub mod contact;
+pub mod country;
+pub mod email;
+pub mod ids;
+pub mod list;
+pub mod role;
+pub mod user;
+
+pub use contact::{Contact, ContactStatus, Tag};
+pub use country::Country;
+pub use email::Email;
+pub use ids::{ApiKeyId, ContactId, ListId, UserId};
+pub use list::{List, ListName, OptInMode};
+pub use role::Role;
+pub use user::{ApiKey, User};
+
+/// Why a value could not be parsed; the caller knows which field it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

@@ -1,0 +1,118 @@
+//! The application's one error type. `http::problem` turns it into RFC 9457
+//! `application/problem+json`; everything below the HTTP layer returns it.
+
+use std::fmt;
+
+/// One field at fault in a request, named by its JSON path (`attributes.age`, `tags[2]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Where the fault is: a body field path, or a query or path parameter name.
+    pub field: String,
+    /// What is wrong with it, written for the person who sent it.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self { field: field.into(), message: message.to_string() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request was understood but some fields are wrong (422).
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    /// The request could not be read: malformed JSON, a bad query string (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No credentials, or credentials that do not hold (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the role the action needs (403).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The path exists, the method does not; carries the methods that do (405).
+    #[error("method not allowed")]
+    MethodNotAllowed(Vec<String>),
+    /// The request clashes with what is stored, such as a duplicate e-mail (409).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A dependency such as the database cannot be reached (503). The cause is logged,
+    /// never sent.
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else (500). The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// A validation error about one field.
+    pub fn field(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Internal(cause.into())
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Self {
+        Error::Internal(Box::new(error))
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for Error {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        Error::Unavailable(Box::new(error))
+    }
+}
+
+/// Collects field errors while a request is parsed, so that all faults are reported at
+/// once rather than the first only.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, field: impl Into<String>, message: impl fmt::Display) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// The parsed value, or `None` after recording why it failed.
+    pub fn check<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.push(field, error);
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded, else the validation error.
+    pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T> {
+        if self.0.is_empty() {
+            value().ok_or_else(|| Error::internal("a parsed field is missing without an error"))
+        } else {
+            Err(Error::Validation(self.0))
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The address book: creating, changing, finding and deleting contacts.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use super::pagination::{Page, PageRequest};
+use crate::domain::{Contact, ContactId, ContactStatus, Country, Email, ListId, Tag};
+use crate::error::{Error, FieldError, Result};
+use crate::storage::contacts::{self as repo, ContactFilter};
+use crate::storage::models::{ContactListRow, ContactRow, ContactTagRow};
+use crate::storage::{self, Db, DbConnection, is_unique_violation, lists};
+
+/// A contact to create, parsed.
+#[derive(Debug, Clone)]
+pub struct NewContact {
+    pub email: Email,
+    pub attributes: Map<String, Value>,
+    pub tags: BTreeSet<Tag>,
+    pub lists: BTreeSet<ListId>,
+    pub company: Option<String>,
+    pub country: Option<Country>,
+}
+
+/// Changes to a contact, parsed. `None` leaves a field as it is; for `company` and
+/// `country`, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ContactChanges {
+    pub email: Option<Email>,
+    /// A JSON merge patch (RFC 7396) applied to the attributes.
+    pub attributes: Option<Map<String, Value>>,
+    pub tags: Option<BTreeSet<Tag>>,
+    pub lists: Option<BTreeSet<ListId>>,
+    pub company: Option<Option<String>>,
+    pub country: Option<Option<Country>>,
+}
+
+/// A listing's filters, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ContactQuery {
+    pub list: Option<ListId>,
+    pub tag: Option<Tag>,
+    pub status: Option<ContactStatus>,
+    pub email: Option<String>,
+}
+
+pub async fn create_contact(db: &Db, new: NewContact) -> Result<Contact> {
+    let id = ContactId::new();
+    db.write(move |conn| {
+        check_lists_exist(conn, &new.lists)?;
+        ensure_email_free(conn, &new.email, None)?;
+        let now = storage::now();
+        let row = ContactRow {
+            id: id.to_string(),
+            email: new.email.as_str().to_owned(),
+            email_key: new.email.key(),
+            attributes: Value::Object(new.attributes).to_string(),
+            company: new.company,
+            country: new.country.map(|c| c.as_str().to_owned()),
+            status: ContactStatus::Active.as_str().to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        let tags = tag_rows(&row.id, &new.tags);
+        let lists = list_rows(&row.id, &new.lists, now);
+        repo::insert_contact(conn, &row, &tags, &lists).map_err(duplicate_email)?;
+        repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("a created contact vanished"))
+    })
+    .await
+}
+
+pub async fn find_contact(db: &Db, id: ContactId) -> Result<Contact> {
+    db.read(move |conn| repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))).await
+}
+
+pub async fn list_contacts(db: &Db, query: ContactQuery, page: PageRequest) -> Result<Page<Contact>> {
+    let filter = ContactFilter {
+        list_id: query.list.map(|id| id.to_string()),
+        tag: query.tag.map(|tag| tag.as_str().to_owned()),
+        status: query.status.map(|status| status.as_str().to_owned()),
+        email_contains: query.email,
+    };
+    db.read(move |conn| {
+        let rows = repo::list_contacts(conn, &filter, page.after.as_deref(), page.fetch_limit())?;
+        Ok(page.page(rows, |contact| contact.id.to_string()))
+    })
+    .await
+}
+
+pub async fn update_contact(db: &Db, id: ContactId, changes: ContactChanges) -> Result<Contact> {
+    db.write(move |conn| {
+        let current = repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        if let Some(lists) = &changes.lists {
+            check_lists_exist(conn, lists)?;
+        }
+        let now = storage::now();
+        if let Some(email) = &changes.email {
+            ensure_email_free(conn, email, Some(id))?;
+        }
+        let email = changes.email.unwrap_or(current.email);
+        let mut attributes = Value::Object(current.attributes);
+        if let Some(patch) = changes.attributes {
+            merge_patch(&mut attributes, Value::Object(patch));
+        }
+        let row = ContactRow {
+            id: id.to_string(),
+            email: email.as_str().to_owned(),
+            email_key: email.key(),
+            attributes: attributes.to_string(),
+            company: changes.company.unwrap_or(current.company),
+            country: changes.country.unwrap_or(current.country).map(|c| c.as_str().to_owned()),
+            status: current.status.as_str().to_owned(),
+            created_at: current.created_at.naive_utc(),
+            updated_at: now,
+        };
+        repo::update_contact(conn, &row).map_err(duplicate_email)?;
+        let tags = changes.tags.map(|tags| tag_rows(&row.id, &tags));
+        let lists = changes.lists.map(|lists| list_rows(&row.id, &lists, now));
+        repo::replace_memberships(conn, &row.id, tags.as_deref(), lists.as_deref())?;
+        repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("an updated contact vanished"))
+    })
+    .await
+}
+
+pub async fn delete_contact(db: &Db, id: ContactId) -> Result<()> {
+    let deleted = db.write(move |conn| Ok(repo::delete_contact(conn, &id.to_string())?)).await?;
+    if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
+}
+
+/// Applies a JSON merge patch (RFC 7396): `null` removes a key, objects merge key by
+/// key, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(&key);
+            } else {
+                merge_patch(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+fn check_lists_exist(conn: &mut DbConnection, wanted: &BTreeSet<ListId>) -> Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    let existing = lists::find_existing_list_ids(conn, &ids)?;
+    let errors: Vec<FieldError> = ids
+        .iter()
+        .filter(|id| !existing.contains(id))
+        .map(|id| FieldError::new("lists", format!("there is no list {id}")))
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
+}
+
+/// A 409 naming the contact that already has this address (other than `except`).
+fn ensure_email_free(conn: &mut DbConnection, email: &Email, except: Option<ContactId>) -> Result<()> {
+    match repo::find_contact_id_by_email_key(conn, &email.key())? {
+        Some(existing) if Some(existing.as_str()) != except.map(|id| id.to_string()).as_deref() => Err(
+            Error::Conflict(format!("a contact with the e-mail {email} already exists: {existing}")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A unique violation that slipped past [`ensure_email_free`] (two requests at once).
+fn duplicate_email(error: diesel::result::Error) -> Error {
+    if is_unique_violation(&error) {
+        Error::Conflict("a contact with this e-mail already exists".to_owned())
+    } else {
+        error.into()
+    }
+}
+
+fn tag_rows(contact_id: &str, tags: &BTreeSet<Tag>) -> Vec<ContactTagRow> {
+    tags.iter()
+        .map(|tag| ContactTagRow { contact_id: contact_id.to_owned(), tag: tag.as_str().to_owned() })
+        .collect()
+}
+
+fn list_rows(contact_id: &str, lists: &BTreeSet<ListId>, now: chrono::NaiveDateTime) -> Vec<ContactListRow> {
+    lists
+        .iter()
+        .map(|id| ContactListRow { contact_id: contact_id.to_owned(), list_id: id.to_string(), added_at: now })
+        .collect()
+}
+
+fn not_found(id: ContactId) -> Error {
+    Error::NotFound(format!("there is no contact {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::merge_patch;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut target, json!({"a": "z", "c": {"f": null}, "n": [1]}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "n": [1]}));
+    }
+}

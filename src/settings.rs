@@ -1,0 +1,164 @@
+//! Settings: built-in defaults, then an optional `consento.toml`, then `CONSENTO_*`
+//! environment variables, each overriding the one before.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{Backend, DbOptions, SqliteSync};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "consento.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A value kept out of logs and `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port the HTTP server binds.
+    pub listen: String,
+    /// Folder for the SQLite database and the mail outbox.
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; unset: `<data_dir>/consento.db` (SQLite).
+    pub database_url: Option<String>,
+    /// Public URL used in links; unset: `http://<listen>`.
+    pub base_url: Option<String>,
+    /// SMTP server URL; unset: mail is written to `<data_dir>/outbox` as .eml files.
+    pub smtp_url: Option<Secret>,
+    /// First admin's e-mail, used only while there is no user at all.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<Secret>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info` or `consento=debug,info`.
+    pub log: String,
+    /// Database connections kept by this instance.
+    pub database_pool_size: u32,
+    /// SQLite durability: `normal` or `full`.
+    pub sqlite_synchronous: SqliteSync,
+    /// Milliseconds a SQLite writer waits for the write lock.
+    pub sqlite_busy_timeout_ms: u64,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Lifetime of access tokens, in seconds.
+    pub token_ttl_seconds: u64,
+    /// Seconds to let requests in flight finish on shutdown.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            base_url: None,
+            smtp_url: None,
+            admin_email: None,
+            admin_password: None,
+            log_format: LogFormat::Text,
+            log: "info".to_owned(),
+            database_pool_size: 8,
+            sqlite_synchronous: SqliteSync::Normal,
+            sqlite_busy_timeout_ms: 10_000,
+            max_body_bytes: 1024 * 1024,
+            token_ttl_seconds: 3600,
+            shutdown_timeout_seconds: 30,
+        }
+    }
+}
+
+/// Setting names, as TOML keys and as `CONSENTO_<NAME>` environment variables.
+const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "base_url",
+    "smtp_url",
+    "admin_email",
+    "admin_password",
+    "log_format",
+    "log",
+    "database_pool_size",
+    "sqlite_synchronous",
+    "sqlite_busy_timeout_ms",
+    "max_body_bytes",
+    "token_ttl_seconds",
+    "shutdown_timeout_seconds",
+];
+
+impl Settings {
+    /// Loads the settings. `config` names a TOML file that must exist; without it
+    /// `consento.toml` in the working directory is read if present.
+    pub fn load(config: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        figment = match config {
+            Some(path) => figment.merge(Toml::file_exact(path)),
+            None => figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        };
+        // Only known names, so that other CONSENTO_* variables (such as the password
+        // `user create` reads) are not taken for misspelt settings.
+        figment = figment.merge(Env::prefixed("CONSENTO_").only(KEYS));
+        figment.extract().map_err(Box::new)
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => self.data_dir.join("consento.db").to_string_lossy().into_owned(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend::of_url(&self.database_url())
+    }
+
+    pub fn base_url(&self) -> String {
+        match &self.base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+
+    pub fn db_options(&self) -> DbOptions {
+        DbOptions {
+            url: self.database_url(),
+            pool_size: self.database_pool_size.max(1),
+            sqlite_synchronous: self.sqlite_synchronous,
+            busy_timeout: std::time::Duration::from_millis(self.sqlite_busy_timeout_ms),
+        }
+    }
+}

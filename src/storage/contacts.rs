@@ -1,0 +1,186 @@
+//! The contacts table and its tag and list memberships.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::models::{ContactListRow, ContactRow, ContactTagRow};
+use super::schema::{contact_lists, contact_tags, contacts};
+use crate::domain::Contact;
+use crate::error::Result;
+
+/// What a contact listing is narrowed to. Every field is optional.
+#[derive(Debug, Clone, Default)]
+pub struct ContactFilter {
+    pub list_id: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<String>,
+    /// A piece of the address, matched against the lower-cased address.
+    pub email_contains: Option<String>,
+}
+
+pub fn insert_contact(
+    conn: &mut DbConnection,
+    row: &ContactRow,
+    tags: &[ContactTagRow],
+    lists: &[ContactListRow],
+) -> QueryResult<()> {
+    diesel::insert_into(contacts::table).values(row).execute(conn)?;
+    insert_memberships(conn, tags, lists)
+}
+
+fn insert_memberships(
+    conn: &mut DbConnection,
+    tags: &[ContactTagRow],
+    lists: &[ContactListRow],
+) -> QueryResult<()> {
+    // One statement per row: MultiConnection does not offer multi-row inserts on SQLite.
+    for tag in tags {
+        diesel::insert_into(contact_tags::table).values(tag).execute(conn)?;
+    }
+    for list in lists {
+        diesel::insert_into(contact_lists::table).values(list).execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn find_contact(conn: &mut DbConnection, id: &str) -> Result<Option<Contact>> {
+    let row = contacts::table
+        .find(id)
+        .select(ContactRow::as_select())
+        .first(conn)
+        .optional()?;
+    match row {
+        Some(row) => Ok(with_memberships(conn, vec![row])?.pop()),
+        None => Ok(None),
+    }
+}
+
+pub fn find_contact_id_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<String>> {
+    contacts::table
+        .filter(contacts::email_key.eq(key))
+        .select(contacts::id)
+        .first(conn)
+        .optional()
+}
+
+/// Contacts after `after` in id order (creation order), at most `limit`.
+pub fn list_contacts(
+    conn: &mut DbConnection,
+    filter: &ContactFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Contact>> {
+    let mut query = contacts::table.select(ContactRow::as_select()).into_boxed();
+    if let Some(after) = after {
+        query = query.filter(contacts::id.gt(after.to_owned()));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(contacts::status.eq(status.clone()));
+    }
+    if let Some(text) = &filter.email_contains {
+        query = query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
+    }
+    if let Some(list_id) = &filter.list_id {
+        query = query.filter(
+            contacts::id.eq_any(
+                contact_lists::table
+                    .filter(contact_lists::list_id.eq(list_id.clone()))
+                    .select(contact_lists::contact_id),
+            ),
+        );
+    }
+    if let Some(tag) = &filter.tag {
+        query = query.filter(
+            contacts::id.eq_any(
+                contact_tags::table
+                    .filter(contact_tags::tag.eq(tag.clone()))
+                    .select(contact_tags::contact_id),
+            ),
+        );
+    }
+    let rows = query.order(contacts::id.asc()).limit(limit).load(conn)?;
+    with_memberships(conn, rows)
+}
+
+pub fn update_contact(conn: &mut DbConnection, row: &ContactRow) -> QueryResult<usize> {
+    diesel::update(contacts::table.find(&row.id)).set(row).execute(conn)
+}
+
+/// Replaces a contact's tags and lists with the given ones.
+pub fn replace_memberships(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    tags: Option<&[ContactTagRow]>,
+    lists: Option<&[ContactListRow]>,
+) -> QueryResult<()> {
+    if let Some(tags) = tags {
+        diesel::delete(contact_tags::table.filter(contact_tags::contact_id.eq(contact_id))).execute(conn)?;
+        insert_memberships(conn, tags, &[])?;
+    }
+    if let Some(lists) = lists {
+        // Keep the date a contact joined a list it stays on.
+        let kept: Vec<String> = lists.iter().map(|l| l.list_id.clone()).collect();
+        diesel::delete(
+            contact_lists::table
+                .filter(contact_lists::contact_id.eq(contact_id))
+                .filter(contact_lists::list_id.ne_all(kept)),
+        )
+        .execute(conn)?;
+        let present: Vec<String> = contact_lists::table
+            .filter(contact_lists::contact_id.eq(contact_id))
+            .select(contact_lists::list_id)
+            .load(conn)?;
+        let added: Vec<ContactListRow> =
+            lists.iter().filter(|l| !present.contains(&l.list_id)).cloned().collect();
+        insert_memberships(conn, &[], &added)?;
+    }
+    Ok(())
+}
+
+pub fn delete_contact(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(contacts::table.find(id)).execute(conn)
+}
+
+/// Loads the tags and lists of a page of contacts in two queries.
+fn with_memberships(conn: &mut DbConnection, rows: Vec<ContactRow>) -> Result<Vec<Contact>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    for (contact_id, tag) in contact_tags::table
+        .filter(contact_tags::contact_id.eq_any(&ids))
+        .select((contact_tags::contact_id, contact_tags::tag))
+        .load::<(String, String)>(conn)?
+    {
+        tags.entry(contact_id).or_default().push(tag);
+    }
+    let mut lists: HashMap<String, Vec<String>> = HashMap::new();
+    for (contact_id, list_id) in contact_lists::table
+        .filter(contact_lists::contact_id.eq_any(&ids))
+        .select((contact_lists::contact_id, contact_lists::list_id))
+        .load::<(String, String)>(conn)?
+    {
+        lists.entry(contact_id).or_default().push(list_id);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let contact_tags = tags.remove(&row.id).unwrap_or_default();
+            let contact_lists = lists.remove(&row.id).unwrap_or_default();
+            row.into_contact(contact_tags, contact_lists)
+        })
+        .collect()
+}
+
+/// A LIKE pattern matching `text` anywhere, with LIKE's wildcards in `text` taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}

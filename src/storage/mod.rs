@@ -1,0 +1,254 @@
+//! Storage: diesel over SQLite or PostgreSQL through one connection type, pooled by r2d2.
+//!
+//! Everything here is blocking; [`Db::read`] and [`Db::write`] run it on tokio's blocking
+//! pool so that the async executor never waits on the database.
+
+pub mod api_keys;
+pub mod contacts;
+pub mod lists;
+pub mod models;
+pub mod schema;
+pub mod secrets;
+pub mod users;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::{Error, Result};
+
+/// One connection type over both backends; the URL picks the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+type Pooled = PooledConnection<ConnectionManager<DbConnection>>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// How hard SQLite works to keep the last transactions through a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// With WAL, safe against a crash of the process; the last transactions before a power
+    /// cut or OS crash may be rolled back, never corrupted. SQLite's advice for WAL.
+    Normal,
+    /// Every commit reaches the disk before it returns. Slower writes.
+    Full,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Normal => "NORMAL",
+            SqliteSync::Full => "FULL",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub url: String,
+    pub pool_size: u32,
+    pub sqlite_synchronous: SqliteSync,
+    /// How long a SQLite writer waits for the write lock before giving up.
+    pub busy_timeout: Duration,
+}
+
+/// Per-connection SQLite settings, applied to every connection the pool opens.
+#[derive(Debug)]
+struct SqlitePragmas {
+    synchronous: SqliteSync,
+    busy_timeout: Duration,
+}
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(conn) = conn {
+            let pragmas = format!(
+                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
+                 PRAGMA foreign_keys = ON;",
+                self.busy_timeout.as_millis(),
+                self.synchronous.pragma()
+            );
+            conn.batch_execute(&pragmas).map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// The database handle services use. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Opens the pool. A SQLite file's folder must exist.
+    pub fn connect(options: &DbOptions) -> Result<Self> {
+        let backend = Backend::of_url(&options.url);
+        let manager = ConnectionManager::<DbConnection>::new(sqlite_path(&options.url));
+        let pool = Pool::builder()
+            .max_size(options.pool_size)
+            .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(SqlitePragmas {
+                synchronous: options.sqlite_synchronous,
+                busy_timeout: options.busy_timeout,
+            }))
+            .build(manager)
+            .map_err(|e| Error::Unavailable(Box::new(e)))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Connections open and idle, for the metrics.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
+    pub fn pool_max_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
+    /// Applies the migrations not yet applied. Safe to run from several instances at once
+    /// on PostgreSQL (an advisory lock serialises them).
+    pub async fn migrate(&self) -> Result<()> {
+        self.blocking(|conn| {
+            match conn {
+                DbConnection::Sqlite(conn) => {
+                    conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(Error::Internal)?;
+                }
+                DbConnection::Postgres(conn) => {
+                    conn.batch_execute("SELECT pg_advisory_lock(7366324)")?;
+                    let applied = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+                    conn.batch_execute("SELECT pg_advisory_unlock(7366324)")?;
+                    applied.map_err(Error::Internal)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs read-only work on a pooled connection, off the async executor.
+    pub async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
+    {
+        self.blocking(work).await
+    }
+
+    /// Runs work in one write transaction, off the async executor. On SQLite the
+    /// transaction begins IMMEDIATE: it takes the write lock at once (waiting up to the
+    /// busy timeout), so two writers never deadlock upgrading read locks, which is what
+    /// otherwise surfaces as 'database is locked'.
+    pub async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
+    {
+        self.blocking(|conn| write_transaction(conn, work)).await
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn: Pooled = pool.get()?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+}
+
+fn write_transaction<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T>,
+) -> Result<T> {
+    if let DbConnection::Sqlite(sqlite) = conn {
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+        let outcome = work(conn);
+        let DbConnection::Sqlite(sqlite) = conn else {
+            return Err(Error::internal("the connection changed backend inside a transaction"));
+        };
+        return match outcome {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(sqlite)?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = AnsiTransactionManager::rollback_transaction(sqlite) {
+                    tracing::error!(error = %rollback, "rollback failed");
+                }
+                Err(error)
+            }
+        };
+    }
+    conn.transaction(work)
+}
+
+/// diesel's SQLite connection takes a path or a `file:` URI, not `sqlite://`.
+fn sqlite_path(url: &str) -> String {
+    url.strip_prefix("sqlite://").unwrap_or(url).to_owned()
+}
+
+/// Whether an error is a unique-constraint violation (a duplicate).
+pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// Checks the database answers, for readiness probes.
+pub fn ping(conn: &mut DbConnection) -> Result<()> {
+    conn.batch_execute("SELECT 1")?;
+    Ok(())
+}
+
+/// Current UTC time at microsecond precision, the precision both backends keep.
+pub fn now() -> chrono::NaiveDateTime {
+    let now = chrono::Utc::now().naive_utc();
+    chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
+}

@@ -1,0 +1,169 @@
+//! Rows as stored, and their conversion to domain types.
+//!
+//! A row that does not convert means the database holds what this code never writes; that
+//! is an internal error, not the client's.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::{api_keys, contact_lists, contact_tags, contacts, lists, server_secrets, users};
+use crate::domain::{self, Contact, ContactId, Country, Email, List, ListId, Tag};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = contacts)]
+pub struct ContactRow {
+    pub id: String,
+    pub email: String,
+    pub email_key: String,
+    pub attributes: String,
+    pub company: Option<String>,
+    pub country: Option<String>,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = contact_tags)]
+pub struct ContactTagRow {
+    pub contact_id: String,
+    pub tag: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = contact_lists)]
+pub struct ContactListRow {
+    pub contact_id: String,
+    pub list_id: String,
+    pub added_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = lists)]
+pub struct ListRow {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub opt_in: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub email_key: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub prefix: String,
+    pub secret_hash: String,
+    pub created_by: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = server_secrets)]
+pub struct ServerSecretRow {
+    pub name: String,
+    pub value: String,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn utc(stored: NaiveDateTime) -> DateTime<Utc> {
+    stored.and_utc()
+}
+
+pub fn corrupt(what: &str, value: &str) -> Error {
+    Error::internal(format!("stored {what} {value:?} is not valid"))
+}
+
+pub fn parse_id<T: std::str::FromStr>(what: &str, value: &str) -> Result<T> {
+    value.parse().map_err(|_| corrupt(what, value))
+}
+
+impl ContactRow {
+    /// The domain contact, with the tags and list ids loaded beside the row.
+    pub fn into_contact(self, tags: Vec<String>, list_ids: Vec<String>) -> Result<Contact> {
+        let attributes = match serde_json::from_str(&self.attributes) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(corrupt("contact attributes", &self.attributes)),
+        };
+        let lists = list_ids
+            .iter()
+            .map(|id| parse_id::<ListId>("list id", id))
+            .collect::<Result<_>>()?;
+        Ok(Contact {
+            id: parse_id::<ContactId>("contact id", &self.id)?,
+            email: Email::from_trusted(self.email),
+            attributes,
+            tags: tags.into_iter().map(Tag::from_trusted).collect(),
+            lists,
+            company: self.company,
+            country: self.country.map(Country::from_trusted),
+            status: self.status.parse().map_err(|_| corrupt("contact status", &self.status))?,
+            created_at: utc(self.created_at),
+            updated_at: utc(self.updated_at),
+        })
+    }
+}
+
+impl TryFrom<ListRow> for List {
+    type Error = Error;
+
+    fn try_from(row: ListRow) -> Result<Self> {
+        Ok(List {
+            id: parse_id("list id", &row.id)?,
+            opt_in: row.opt_in.parse::<domain::OptInMode>().map_err(|_| corrupt("opt-in mode", &row.opt_in))?,
+            name: row.name,
+            description: row.description,
+            created_at: utc(row.created_at),
+            updated_at: utc(row.updated_at),
+        })
+    }
+}
+
+impl TryFrom<UserRow> for domain::User {
+    type Error = Error;
+
+    fn try_from(row: UserRow) -> Result<Self> {
+        Ok(domain::User {
+            id: parse_id("user id", &row.id)?,
+            email: Email::from_trusted(row.email),
+            role: row.role.parse().map_err(|_| corrupt("role", &row.role))?,
+            created_at: utc(row.created_at),
+            updated_at: utc(row.updated_at),
+        })
+    }
+}
+
+impl TryFrom<ApiKeyRow> for domain::ApiKey {
+    type Error = Error;
+
+    fn try_from(row: ApiKeyRow) -> Result<Self> {
+        Ok(domain::ApiKey {
+            id: parse_id("api key id", &row.id)?,
+            role: row.role.parse().map_err(|_| corrupt("role", &row.role))?,
+            created_by: row.created_by.as_deref().map(|id| parse_id("user id", id)).transpose()?,
+            name: row.name,
+            prefix: row.prefix,
+            created_at: utc(row.created_at),
+            last_used_at: row.last_used_at.map(utc),
+            revoked_at: row.revoked_at.map(utc),
+        })
+    }
+}
