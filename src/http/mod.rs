@@ -1,0 +1,255 @@
+//! HTTP: the only layer that knows actix-web and utoipa. A handler parses its input,
+//! calls one service and maps the answer; every error leaves as problem+json.
+
+pub mod api_keys;
+pub mod auth;
+pub mod contacts;
+pub mod extract;
+pub mod lists;
+pub mod ops;
+pub mod problem;
+pub mod users;
+
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, HttpRequest, HttpResponse, body::MessageBody, web};
+use serde::{Deserialize, Deserializer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as OpenApiDoc, PathItem, Ref, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa_actix_web::{AppExt, UtoipaApp, scope};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use problem::Problem;
+
+use crate::error::Error;
+use crate::services::auth::Tokens;
+use crate::settings::Settings;
+use crate::storage::Db;
+
+/// What handlers share.
+pub struct AppState {
+    pub db: Db,
+    pub tokens: Tokens,
+    pub settings: Settings,
+    pub metrics: ops::Metrics,
+}
+
+/// `limit` and `cursor` of a collection.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 200.
+    #[param(default = 50, minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "consento",
+        description = "Self-hosted, consent-first email marketing server. Errors are RFC 9457 \
+                       `application/problem+json` documents.",
+        license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
+    ),
+    components(schemas(Problem, crate::error::FieldError)),
+    modifiers(&SecurityAndProblems),
+    tags(
+        (name = "auth", description = "Access tokens"),
+        (name = "contacts", description = "The address book"),
+        (name = "lists", description = "Lists contacts subscribe to"),
+        (name = "users", description = "People who administer consento (admin only)"),
+        (name = "api-keys", description = "Keys for integrations (admin only)"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the bearer scheme and adds the problem responses every operation can give,
+/// derived from what the operation has (security, a body, parameters), so that no
+/// handler's documentation can forget one.
+struct SecurityAndProblems;
+
+impl Modify for SecurityAndProblems {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT access token or API key")
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for operation in operations_mut(item) {
+                let mut add = |status: &str, description: &str| {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(problem::CONTENT_TYPE, Content::new(Some(Ref::from_schema_name("Problem"))))
+                            .build()
+                            .into()
+                    });
+                };
+                let secured = operation.security.is_some();
+                let has_body = operation.request_body.is_some();
+                let has_query = operation.parameters.iter().flatten().any(|p| {
+                    matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                });
+                if secured {
+                    add("401", "Missing, expired or invalid credentials");
+                    add("403", "The caller's role does not allow this");
+                }
+                if has_body {
+                    add("400", "The body is not valid JSON");
+                    add("413", "The body is too large");
+                    add("415", "The body is not JSON");
+                    add("422", "Fields at fault, each named");
+                }
+                if has_query {
+                    add("400", "The query string is invalid");
+                    add("422", "Query parameters at fault, each named");
+                }
+                if path.contains('{') {
+                    add("404", "Nothing has this id");
+                }
+                add("500", "Internal error; the detail is in the server log only");
+            }
+        }
+    }
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
+        .into_iter()
+        .filter_map(Option::as_mut)
+}
+
+/// Every documented endpoint. Registering through utoipa-actix-web is what puts an
+/// endpoint in the spec, so the spec cannot miss one.
+fn register<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    app.service(ops::healthz).service(ops::readyz).service(ops::metrics).service(
+        scope("/api/v1")
+            .service(auth::issue_token)
+            .service(contacts::create_contact)
+            .service(contacts::list_contacts)
+            .service(contacts::get_contact)
+            .service(contacts::update_contact)
+            .service(contacts::delete_contact)
+            .service(lists::create_list)
+            .service(lists::list_lists)
+            .service(lists::get_list)
+            .service(lists::update_list)
+            .service(lists::delete_list)
+            .service(users::create_user)
+            .service(users::list_users)
+            .service(users::get_user)
+            .service(users::update_user)
+            .service(users::delete_user)
+            .service(api_keys::create_api_key)
+            .service(api_keys::list_api_keys)
+            .service(api_keys::get_api_key)
+            .service(api_keys::revoke_api_key),
+    )
+}
+
+/// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.
+pub fn openapi() -> OpenApiDoc {
+    let (_, mut spec) = register(App::new().into_utoipa_app().openapi(ApiDoc::openapi())).split_for_parts();
+    // Modifiers run when ApiDoc is built, before the routes join it: run again now.
+    SecurityAndProblems.modify(&mut spec);
+    spec
+}
+
+/// The spec as pretty JSON with a final newline, the form committed to the repository.
+pub fn openapi_json() -> String {
+    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+/// The whole application for one worker.
+pub fn app(
+    state: web::Data<AppState>,
+    routes: web::Data<RouteTable>,
+) -> App<impl ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = (), Response = ServiceResponse<impl MessageBody>>> {
+    let spec = openapi();
+    let app = App::new()
+        .wrap(actix_web::middleware::from_fn(ops::telemetry))
+        .app_data(state)
+        .app_data(routes)
+        .app_data(extract::path_config())
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi());
+    register(app)
+        .into_app()
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
+        .service(web::redirect("/docs", "/docs/"))
+        .default_service(web::to(fallback))
+}
+
+/// The methods each documented path accepts, to tell 404 from 405.
+pub struct RouteTable(Vec<(Vec<String>, Vec<String>)>);
+
+impl RouteTable {
+    pub fn from_spec(spec: &OpenApiDoc) -> Self {
+        let mut routes: Vec<(Vec<String>, Vec<String>)> = spec
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path.split('/').map(str::to_owned).collect();
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter(|(_, present)| *present)
+                .map(|(method, _)| method.to_owned())
+                .collect();
+                (segments, methods)
+            })
+            .collect();
+        routes.push((vec![String::new(), "openapi.json".to_owned()], vec!["GET".to_owned()]));
+        Self(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&[String]> {
+        let wanted: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(segments, _)| {
+                segments.len() == wanted.len()
+                    && segments.iter().zip(&wanted).all(|(pattern, actual)| {
+                        (pattern.starts_with('{') && !actual.is_empty()) || pattern == actual
+                    })
+            })
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+/// Requests no route took: 405 with `Allow` when the path exists, else 404.
+async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<HttpResponse, Error> {
+    Err(match routes.allowed(req.path()) {
+        Some(methods) => Error::MethodNotAllowed(methods.to_vec()),
+        None => Error::NotFound(format!("nothing is at {}", req.path())),
+    })
+}

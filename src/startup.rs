@@ -1,0 +1,97 @@
+//! Wiring: from settings to a running server, in one place.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{HttpServer, web};
+
+use crate::domain::Email;
+use crate::error::{Error, Result};
+use crate::http::{self, AppState, RouteTable, ops::Metrics};
+use crate::services::{auth::Tokens, users};
+use crate::settings::Settings;
+use crate::storage::{Backend, Db};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens the database (applying migrations), loads the signing key, creates the first
+    /// admin if asked to, and binds the listener. The server starts on
+    /// [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let db = open_database(&settings).await?;
+        let tokens = Tokens::load(&db, Duration::from_secs(settings.token_ttl_seconds)).await?;
+        bootstrap_admin(&db, &settings).await?;
+        if settings.smtp_url.is_none() {
+            let outbox = settings.outbox_dir();
+            std::fs::create_dir_all(&outbox)
+                .map_err(|e| Error::internal(format!("cannot create the outbox {}: {e}", outbox.display())))?;
+        }
+
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.listen)))?;
+        let port = listener.local_addr().map_err(Error::internal)?.port();
+        let shutdown_timeout = settings.shutdown_timeout_seconds;
+        tracing::info!(
+            address = %listener.local_addr().map_err(Error::internal)?,
+            base_url = %settings.base_url(),
+            database = db.backend().as_str(),
+            "consento is listening"
+        );
+        let state = web::Data::new(AppState { db, tokens, settings, metrics: Metrics::new() });
+        let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
+        let app_state = state.clone();
+        // actix-web stops gracefully on SIGTERM and SIGINT: it stops accepting, lets
+        // requests in flight finish (up to the timeout), then returns.
+        let server = HttpServer::new(move || http::app(app_state.clone(), routes.clone()))
+            .listen(listener)
+            .map_err(Error::internal)?
+            .shutdown_timeout(shutdown_timeout)
+            .run();
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, for tests that need the token signer or the database.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Connects to the configured database and brings its schema up to date. For SQLite the
+/// data directory is created first.
+pub async fn open_database(settings: &Settings) -> Result<Db> {
+    if settings.backend() == Backend::Sqlite {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            Error::internal(format!("cannot create the data directory {}: {e}", settings.data_dir.display()))
+        })?;
+    }
+    let db = Db::connect(&settings.db_options())?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn bootstrap_admin(db: &Db, settings: &Settings) -> Result<()> {
+    let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) else {
+        return Ok(());
+    };
+    let email = Email::parse(email).map_err(|e| Error::internal(format!("CONSENTO_ADMIN_EMAIL {e}")))?;
+    crate::services::auth::check_password_rules(password.expose())
+        .map_err(|e| Error::internal(format!("CONSENTO_ADMIN_PASSWORD {e}")))?;
+    if users::bootstrap_admin(db, email.clone(), password.expose().to_owned()).await? {
+        tracing::info!(email = %email, "created the first admin from the settings");
+    }
+    Ok(())
+}
