@@ -108,7 +108,9 @@ fn describe_serde_error(path: &str, message: &str) -> FieldError {
         return FieldError::new(join(name), "is required");
     }
     if let Some(name) = backticked(message, "unknown field `") {
-        return FieldError::new(join(name), "is not a field of this request");
+        // serde_path_to_error's path already ends with the unknown field.
+        let field = if path.ends_with(name) { path.to_owned() } else { join(name) };
+        return FieldError::new(field, "is not a field of this request");
     }
     let field = if path == "." || path.is_empty() { "body".to_owned() } else { path.to_owned() };
     FieldError::new(field, message)

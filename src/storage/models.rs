@@ -10,8 +10,9 @@ use super::schema::{api_keys, contact_lists, contact_tags, contacts, lists, serv
 use crate::domain::{self, Contact, ContactId, Country, Email, List, ListId, Tag};
 use crate::error::{Error, Result};
 
+// A row is written whole: `None` clears a column rather than leaving it unchanged.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = contacts)]
+#[diesel(table_name = contacts, treat_none_as_null = true)]
 pub struct ContactRow {
     pub id: String,
     pub email: String,

@@ -1,1 +1,13 @@
+//! The integration suite: one binary, a running server per test. Runs on SQLite, and on
+//! PostgreSQL when `CONSENTO_TEST_DATABASE_URL` is set (see `helpers`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_keys;
+mod auth;
+mod contacts;
+mod errors;
+mod helpers;
+mod lists;
+mod openapi;
+mod ops;
+mod users;

@@ -1,0 +1,46 @@
+//! `/healthz`, `/readyz`, `/metrics` and request ids.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn health_and_readiness_answer_ok() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz"] {
+        let (status, body) = app.send(app.client.get(app.url(path))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"status": "ok"}));
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::now_v7();
+    app.get(&format!("/api/v1/contacts/{id}")).send().await.unwrap();
+    app.client.get(app.url("/healthz")).send().await.unwrap();
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#"consento_http_requests_total{method="GET",route="/api/v1/contacts/{id}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"consento_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
+    assert!(text.contains("consento_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("consento_db_pool_max_connections 8"), "{text}");
+    assert!(!text.contains(&id.to_string()), "raw paths must not become labels");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/healthz")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let response = app.client.get(app.url("/nothing")).send().await.unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+}
