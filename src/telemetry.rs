@@ -8,7 +8,9 @@ use crate::settings::LogFormat;
 /// `consento=debug,info`; a bad filter falls back to `info`.
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second call (tests start many apps in one process) keeps the first subscriber.
     let _ = match format {

@@ -61,7 +61,10 @@ impl Tag {
         if tag.is_empty() || tag.chars().count() > 64 {
             return Err(Invalid::new("must be 1 to 64 characters"));
         }
-        if !tag.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')) {
+        if !tag
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+        {
             return Err(Invalid::new("may hold only letters, digits, '-', '_', ':' and '.'"));
         }
         Ok(Self(tag))

@@ -13,13 +13,59 @@ pub struct Email(String);
 /// Local parts that name a function of a company rather than a person. Mail to them is
 /// company data (B2B role address), not a person's consent.
 const ROLE_LOCAL_PARTS: &[&str] = &[
-    "abuse", "accounting", "accounts", "admin", "administrator", "billing", "booking",
-    "bookings", "careers", "contact", "contactus", "customercare", "customerservice",
-    "enquiries", "enquiry", "events", "finance", "hello", "help", "helpdesk", "hostmaster",
-    "hr", "info", "information", "inquiries", "inquiry", "invoice", "invoices", "jobs",
-    "legal", "mail", "mailer-daemon", "marketing", "media", "no-reply", "noreply", "office",
-    "orders", "postmaster", "press", "privacy", "reception", "recruitment", "root", "sales",
-    "security", "service", "shop", "staff", "support", "team", "webmaster", "welcome",
+    "abuse",
+    "accounting",
+    "accounts",
+    "admin",
+    "administrator",
+    "billing",
+    "booking",
+    "bookings",
+    "careers",
+    "contact",
+    "contactus",
+    "customercare",
+    "customerservice",
+    "enquiries",
+    "enquiry",
+    "events",
+    "finance",
+    "hello",
+    "help",
+    "helpdesk",
+    "hostmaster",
+    "hr",
+    "info",
+    "information",
+    "inquiries",
+    "inquiry",
+    "invoice",
+    "invoices",
+    "jobs",
+    "legal",
+    "mail",
+    "mailer-daemon",
+    "marketing",
+    "media",
+    "no-reply",
+    "noreply",
+    "office",
+    "orders",
+    "postmaster",
+    "press",
+    "privacy",
+    "reception",
+    "recruitment",
+    "root",
+    "sales",
+    "security",
+    "service",
+    "shop",
+    "staff",
+    "support",
+    "team",
+    "webmaster",
+    "welcome",
 ];
 
 const MAX_LENGTH: usize = 254;
@@ -117,7 +163,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "plain", "@example.com", "a@", "a@localhost", "a b@example.com", "a@-x.com", "a@x..com"] {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a b@example.com",
+            "a@-x.com",
+            "a@x..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

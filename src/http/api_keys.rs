@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{ApiQuery, Admin, ApiJson, RequestBody, parse_id};
+use super::extract::{Admin, ApiJson, ApiQuery, RequestBody, parse_id};
 use super::{AppState, PageQuery};
 use crate::domain::{ApiKey, ApiKeyId, contact::parse_short_text};
 use crate::error::{FieldErrors, Result};
@@ -22,8 +22,15 @@ pub struct ApiKeyRequest {
 }
 
 impl RequestBody for ApiKeyRequest {
-    const SERVER_OWNED: &'static [&'static str] =
-        &["id", "prefix", "secret", "created_at", "created_by", "last_used_at", "revoked_at"];
+    const SERVER_OWNED: &'static [&'static str] = &[
+        "id",
+        "prefix",
+        "secret",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+    ];
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,7 +89,11 @@ pub struct ApiKeyPage {
     security(("bearer" = []))
 )]
 #[post("/api-keys")]
-pub async fn create_api_key(admin: Admin, state: web::Data<AppState>, body: ApiJson<ApiKeyRequest>) -> Result<HttpResponse> {
+pub async fn create_api_key(
+    admin: Admin,
+    state: web::Data<AppState>,
+    body: ApiJson<ApiKeyRequest>,
+) -> Result<HttpResponse> {
     let request = body.0;
     let mut errors = FieldErrors::new();
     let name = errors.check("name", parse_short_text(&request.name, 200));
@@ -94,7 +105,10 @@ pub async fn create_api_key(admin: Admin, state: web::Data<AppState>, body: ApiJ
     let created = service::create_api_key(&state.db, name, role, admin.caller.user_id()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/api-keys/{}", created.key.id)))
-        .json(CreatedApiKeyResponse { key: created.key.into(), secret: created.secret }))
+        .json(CreatedApiKeyResponse {
+            key: created.key.into(),
+            secret: created.secret,
+        }))
 }
 
 #[utoipa::path(
@@ -104,10 +118,17 @@ pub async fn create_api_key(admin: Admin, state: web::Data<AppState>, body: ApiJ
     security(("bearer" = []))
 )]
 #[get("/api-keys")]
-pub async fn list_api_keys(_: Admin, state: web::Data<AppState>, query: ApiQuery<PageQuery>) -> Result<web::Json<ApiKeyPage>> {
+pub async fn list_api_keys(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: ApiQuery<PageQuery>,
+) -> Result<web::Json<ApiKeyPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
     let page = service::list_api_keys(&state.db, page).await?;
-    Ok(web::Json(ApiKeyPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    Ok(web::Json(ApiKeyPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[utoipa::path(
@@ -117,7 +138,11 @@ pub async fn list_api_keys(_: Admin, state: web::Data<AppState>, query: ApiQuery
     security(("bearer" = []))
 )]
 #[get("/api-keys/{id}")]
-pub async fn get_api_key(_: Admin, state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<ApiKeyResponse>> {
+pub async fn get_api_key(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<ApiKeyResponse>> {
     let id: ApiKeyId = parse_id(&id, "API key")?;
     Ok(web::Json(service::find_api_key(&state.db, id).await?.into()))
 }

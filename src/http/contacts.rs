@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiQuery, ApiJson, Editor, RequestBody, Viewer, parse_id};
+use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
 use crate::domain::{Contact, ContactId, Country, Email, ListId, Tag, contact::parse_short_text};
 use crate::error::{FieldErrors, Result};
 use crate::services::contacts::{self as service, ContactChanges, ContactQuery, NewContact};
@@ -40,8 +40,7 @@ pub struct ContactRequest {
 }
 
 impl RequestBody for ContactRequest {
-    const SERVER_OWNED: &'static [&'static str] =
-        &["id", "status", "is_role_address", "created_at", "updated_at"];
+    const SERVER_OWNED: &'static [&'static str] = &["id", "status", "is_role_address", "created_at", "updated_at"];
 }
 
 /// Changes to a contact. Absent fields stay as they are.
@@ -145,7 +144,11 @@ pub struct ContactListQuery {
     security(("bearer" = []))
 )]
 #[post("/contacts")]
-pub async fn create_contact(_: Editor, state: web::Data<AppState>, body: ApiJson<ContactRequest>) -> Result<HttpResponse> {
+pub async fn create_contact(
+    _: Editor,
+    state: web::Data<AppState>,
+    body: ApiJson<ContactRequest>,
+) -> Result<HttpResponse> {
     let new = parse_new_contact(body.0)?;
     let contact = service::create_contact(&state.db, new).await?;
     Ok(HttpResponse::Created()
@@ -160,19 +163,38 @@ pub async fn create_contact(_: Editor, state: web::Data<AppState>, body: ApiJson
     security(("bearer" = []))
 )]
 #[get("/contacts")]
-pub async fn list_contacts(_: Viewer, state: web::Data<AppState>, query: ApiQuery<ContactListQuery>) -> Result<web::Json<ContactPage>> {
+pub async fn list_contacts(
+    _: Viewer,
+    state: web::Data<AppState>,
+    query: ApiQuery<ContactListQuery>,
+) -> Result<web::Json<ContactPage>> {
     let query = query.0;
     let page = PageRequest::parse(query.cursor.as_deref(), query.limit)?;
     let mut errors = FieldErrors::new();
     let filter = ContactQuery {
-        list: query.list.as_deref().and_then(|id| errors.check("list", id.parse::<ListId>().map_err(|_| "must be a list id"))),
-        tag: query.tag.as_deref().and_then(|tag| errors.check("tag", Tag::parse(tag))),
-        status: query.status.as_deref().and_then(|status| errors.check("status", status.parse())),
-        email: query.email.filter(|text| !text.trim().is_empty()).map(|text| text.trim().to_owned()),
+        list: query
+            .list
+            .as_deref()
+            .and_then(|id| errors.check("list", id.parse::<ListId>().map_err(|_| "must be a list id"))),
+        tag: query
+            .tag
+            .as_deref()
+            .and_then(|tag| errors.check("tag", Tag::parse(tag))),
+        status: query
+            .status
+            .as_deref()
+            .and_then(|status| errors.check("status", status.parse())),
+        email: query
+            .email
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| text.trim().to_owned()),
     };
     errors.finish(|| Some(()))?;
     let page = service::list_contacts(&state.db, filter, page).await?;
-    Ok(web::Json(ContactPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    Ok(web::Json(ContactPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[utoipa::path(
@@ -182,7 +204,11 @@ pub async fn list_contacts(_: Viewer, state: web::Data<AppState>, query: ApiQuer
     security(("bearer" = []))
 )]
 #[get("/contacts/{id}")]
-pub async fn get_contact(_: Viewer, state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<ContactResponse>> {
+pub async fn get_contact(
+    _: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<ContactResponse>> {
     let id: ContactId = parse_id(&id, "contact")?;
     Ok(web::Json(service::find_contact(&state.db, id).await?.into()))
 }
@@ -229,23 +255,38 @@ fn parse_new_contact(request: ContactRequest) -> Result<NewContact> {
     let tags = parse_tags(&mut errors, &request.tags);
     let lists = parse_list_ids(&mut errors, &request.lists);
     let company = parse_company(&mut errors, request.company);
-    let country = request.country.as_deref().and_then(|c| errors.check("country", Country::parse(c)));
+    let country = request
+        .country
+        .as_deref()
+        .and_then(|c| errors.check("country", Country::parse(c)));
     errors.finish(|| {
-        Some(NewContact { email: email?, attributes: attributes.unwrap_or_default(), tags, lists, company, country })
+        Some(NewContact {
+            email: email?,
+            attributes: attributes.unwrap_or_default(),
+            tags,
+            lists,
+            company,
+            country,
+        })
     })
 }
 
 fn parse_changes(patch: ContactPatch) -> Result<ContactChanges> {
     let mut errors = FieldErrors::new();
     let changes = ContactChanges {
-        email: patch.email.as_deref().and_then(|e| errors.check("email", Email::parse(e))),
+        email: patch
+            .email
+            .as_deref()
+            .and_then(|e| errors.check("email", Email::parse(e))),
         attributes: parse_attributes(&mut errors, patch.attributes),
         tags: patch.tags.map(|tags| parse_tags(&mut errors, &tags)),
         lists: patch.lists.map(|lists| parse_list_ids(&mut errors, &lists)),
         company: patch.company.map(|company| parse_company(&mut errors, company)),
-        country: patch
-            .country
-            .map(|country| country.as_deref().and_then(|c| errors.check("country", Country::parse(c)))),
+        country: patch.country.map(|country| {
+            country
+                .as_deref()
+                .and_then(|c| errors.check("country", Country::parse(c)))
+        }),
     };
     errors.finish(|| Some(changes))
 }
@@ -272,7 +313,12 @@ fn parse_list_ids(errors: &mut FieldErrors, lists: &[String]) -> BTreeSet<ListId
     lists
         .iter()
         .enumerate()
-        .filter_map(|(i, id)| errors.check(&format!("lists[{i}]"), id.parse::<ListId>().map_err(|_| "must be a list id")))
+        .filter_map(|(i, id)| {
+            errors.check(
+                &format!("lists[{i}]"),
+                id.parse::<ListId>().map_err(|_| "must be a list id"),
+            )
+        })
         .collect()
 }
 

@@ -34,8 +34,14 @@ impl<T: RequestBody + 'static> FromRequest for ApiJson<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<AppState>>().map_or(1024 * 1024, |s| s.settings.max_body_bytes);
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(1024 * 1024, |s| s.settings.max_body_bytes);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let declared_length = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -62,7 +68,9 @@ impl<T: RequestBody + 'static> FromRequest for ApiJson<T> {
 
 fn check_json_content_type(content_type: Option<&str>) -> Result<(), Error> {
     let Some(content_type) = content_type else {
-        return Err(Error::UnsupportedMediaType("send the body as application/json".to_owned()));
+        return Err(Error::UnsupportedMediaType(
+            "send the body as application/json".to_owned(),
+        ));
     };
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
@@ -103,16 +111,30 @@ fn parse_body<T: RequestBody>(body: &[u8]) -> Result<T, Error> {
 
 /// Turns serde's messages into a field and a message a person can act on.
 fn describe_serde_error(path: &str, message: &str) -> FieldError {
-    let join = |name: &str| if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+    let join = |name: &str| {
+        if path == "." || path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
     if let Some(name) = backticked(message, "missing field `") {
         return FieldError::new(join(name), "is required");
     }
     if let Some(name) = backticked(message, "unknown field `") {
         // serde_path_to_error's path already ends with the unknown field.
-        let field = if path.ends_with(name) { path.to_owned() } else { join(name) };
+        let field = if path.ends_with(name) {
+            path.to_owned()
+        } else {
+            join(name)
+        };
         return FieldError::new(field, "is not a field of this request");
     }
-    let field = if path == "." || path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    let field = if path == "." || path.is_empty() {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
     FieldError::new(field, message)
 }
 
@@ -172,20 +194,24 @@ impl<R: NeededRole + 'static> FromRequest for Authorized<R> {
             let bearer = bearer?;
             let caller = auth::authenticate(&state.db, &state.tokens, &bearer).await?;
             caller.require(R::ROLE)?;
-            Ok(Authorized { caller, role: PhantomData })
+            Ok(Authorized {
+                caller,
+                role: PhantomData,
+            })
         })
     }
 }
 
 fn bearer_token(req: &HttpRequest) -> Result<String, Error> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| Error::Unauthorized("send an access token or API key as `Authorization: Bearer …`".to_owned()))?;
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        Error::Unauthorized("send an access token or API key as `Authorization: Bearer …`".to_owned())
+    })?;
     let value = value.to_str().unwrap_or("");
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Error::Unauthorized("the Authorization header must be `Bearer <token>`".to_owned()));
+        return Err(Error::Unauthorized(
+            "the Authorization header must be `Bearer <token>`".to_owned(),
+        ));
     }
     Ok(token.trim().to_owned())
 }
@@ -219,11 +245,11 @@ fn form_urlencoded_pairs(query: &str) -> form_urlencoded::Parse<'_> {
 /// Path parameters that do not parse (an id that is not a UUID) name nothing that
 /// exists: 404.
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default()
-        .error_handler(|_, req| Error::NotFound(format!("nothing is at {}", req.path())).into())
+    web::PathConfig::default().error_handler(|_, req| Error::NotFound(format!("nothing is at {}", req.path())).into())
 }
 
 /// A path id of any kind, parsed.
 pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, Error> {
-    raw.parse().map_err(|_| Error::NotFound(format!("there is no {what} {raw}")))
+    raw.parse()
+        .map_err(|_| Error::NotFound(format!("there is no {what} {raw}")))
 }

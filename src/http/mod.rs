@@ -95,19 +95,28 @@ impl Modify for SecurityAndProblems {
         for (path, item) in openapi.paths.paths.iter_mut() {
             for operation in operations_mut(item) {
                 let mut add = |status: &str, description: &str| {
-                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
-                        ResponseBuilder::new()
-                            .description(description)
-                            .content(problem::CONTENT_TYPE, Content::new(Some(Ref::from_schema_name("Problem"))))
-                            .build()
-                            .into()
-                    });
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    problem::CONTENT_TYPE,
+                                    Content::new(Some(Ref::from_schema_name("Problem"))),
+                                )
+                                .build()
+                                .into()
+                        });
                 };
                 let secured = operation.security.is_some();
                 let has_body = operation.request_body.is_some();
-                let has_query = operation.parameters.iter().flatten().any(|p| {
-                    matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
-                });
+                let has_query = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
                 if secured {
                     add("401", "Missing, expired or invalid credentials");
                     add("403", "The caller's role does not allow this");
@@ -132,9 +141,15 @@ impl Modify for SecurityAndProblems {
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
-        .into_iter()
-        .filter_map(Option::as_mut)
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
 }
 
 /// Every documented endpoint. Registering through utoipa-actix-web is what puts an
@@ -143,29 +158,32 @@ fn register<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    app.service(ops::healthz).service(ops::readyz).service(ops::metrics).service(
-        scope("/api/v1")
-            .service(auth::issue_token)
-            .service(contacts::create_contact)
-            .service(contacts::list_contacts)
-            .service(contacts::get_contact)
-            .service(contacts::update_contact)
-            .service(contacts::delete_contact)
-            .service(lists::create_list)
-            .service(lists::list_lists)
-            .service(lists::get_list)
-            .service(lists::update_list)
-            .service(lists::delete_list)
-            .service(users::create_user)
-            .service(users::list_users)
-            .service(users::get_user)
-            .service(users::update_user)
-            .service(users::delete_user)
-            .service(api_keys::create_api_key)
-            .service(api_keys::list_api_keys)
-            .service(api_keys::get_api_key)
-            .service(api_keys::revoke_api_key),
-    )
+    app.service(ops::healthz)
+        .service(ops::readyz)
+        .service(ops::metrics)
+        .service(
+            scope("/api/v1")
+                .service(auth::issue_token)
+                .service(contacts::create_contact)
+                .service(contacts::list_contacts)
+                .service(contacts::get_contact)
+                .service(contacts::update_contact)
+                .service(contacts::delete_contact)
+                .service(lists::create_list)
+                .service(lists::list_lists)
+                .service(lists::get_list)
+                .service(lists::update_list)
+                .service(lists::delete_list)
+                .service(users::create_user)
+                .service(users::list_users)
+                .service(users::get_user)
+                .service(users::update_user)
+                .service(users::delete_user)
+                .service(api_keys::create_api_key)
+                .service(api_keys::list_api_keys)
+                .service(api_keys::get_api_key)
+                .service(api_keys::revoke_api_key),
+        )
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.
@@ -187,7 +205,15 @@ pub fn openapi_json() -> String {
 pub fn app(
     state: web::Data<AppState>,
     routes: web::Data<RouteTable>,
-) -> App<impl ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = (), Response = ServiceResponse<impl MessageBody>>> {
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Error = actix_web::Error,
+        InitError = (),
+        Response = ServiceResponse<impl MessageBody>,
+    >,
+> {
     let spec = openapi();
     let app = App::new()
         .wrap(actix_web::middleware::from_fn(ops::telemetry))
@@ -238,9 +264,10 @@ impl RouteTable {
             .iter()
             .find(|(segments, _)| {
                 segments.len() == wanted.len()
-                    && segments.iter().zip(&wanted).all(|(pattern, actual)| {
-                        (pattern.starts_with('{') && !actual.is_empty()) || pattern == actual
-                    })
+                    && segments
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(pattern, actual)| (pattern.starts_with('{') && !actual.is_empty()) || pattern == actual)
             })
             .map(|(_, methods)| methods.as_slice())
     }

@@ -50,11 +50,11 @@ impl Error {
         let (slug, title) = self.kind();
         let detail = match self {
             Error::Validation(_) => Some("see `errors` for each field at fault".to_owned()),
-            Error::MethodNotAllowed(allowed) => {
-                Some(format!("this path accepts {}", allowed.join(", ")))
-            }
+            Error::MethodNotAllowed(allowed) => Some(format!("this path accepts {}", allowed.join(", "))),
             // Nothing internal leaves the server; the log has the cause.
-            Error::Unavailable(_) => Some("a service this server depends on is unavailable; try again later".to_owned()),
+            Error::Unavailable(_) => {
+                Some("a service this server depends on is unavailable; try again later".to_owned())
+            }
             Error::Internal(_) => None,
             other => Some(other.to_string()),
         };

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{ApiQuery, Admin, ApiJson, RequestBody, parse_id};
+use super::extract::{Admin, ApiJson, ApiQuery, RequestBody, parse_id};
 use super::{AppState, PageQuery};
 use crate::domain::{Email, User, UserId};
 use crate::error::{FieldErrors, Result};
@@ -79,9 +79,17 @@ pub async fn create_user(_: Admin, state: web::Data<AppState>, body: ApiJson<Use
     let request = body.0;
     let mut errors = FieldErrors::new();
     let email = errors.check("email", Email::parse(&request.email));
-    let password = errors.check("password", check_password_rules(&request.password)).map(|()| request.password);
+    let password = errors
+        .check("password", check_password_rules(&request.password))
+        .map(|()| request.password);
     let role = errors.check("role", request.role.parse());
-    let new = errors.finish(|| Some(NewUser { email: email?, password: password?, role: role? }))?;
+    let new = errors.finish(|| {
+        Some(NewUser {
+            email: email?,
+            password: password?,
+            role: role?,
+        })
+    })?;
     let user = service::create_user(&state.db, new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)))
@@ -95,10 +103,17 @@ pub async fn create_user(_: Admin, state: web::Data<AppState>, body: ApiJson<Use
     security(("bearer" = []))
 )]
 #[get("/users")]
-pub async fn list_users(_: Admin, state: web::Data<AppState>, query: ApiQuery<PageQuery>) -> Result<web::Json<UserPage>> {
+pub async fn list_users(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: ApiQuery<PageQuery>,
+) -> Result<web::Json<UserPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
     let page = service::list_users(&state.db, page).await?;
-    Ok(web::Json(UserPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    Ok(web::Json(UserPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[utoipa::path(

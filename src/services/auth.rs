@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -123,7 +123,10 @@ impl Tokens {
             iat: now,
             exp: now + self.ttl.as_secs(),
         };
-        Ok(IssuedToken { access_token: self.sign(&claims)?, expires_in: self.ttl.as_secs() })
+        Ok(IssuedToken {
+            access_token: self.sign(&claims)?,
+            expires_in: self.ttl.as_secs(),
+        })
     }
 
     /// Signs any claims with the deployment's key (tests use it to forge bad tokens).
@@ -154,7 +157,9 @@ impl Tokens {
 pub async fn issue_token(db: &Db, tokens: &Tokens, email: &str, password: String) -> Result<IssuedToken> {
     let refused = || Error::Unauthorized("the e-mail or password is wrong".to_owned());
     let key = Email::parse(email).map_err(|_| refused())?.key();
-    let user = db.read(move |conn| Ok(users::find_user_by_email_key(conn, &key)?)).await?;
+    let user = db
+        .read(move |conn| Ok(users::find_user_by_email_key(conn, &key)?))
+        .await?;
     // Without a user, verify against a dummy hash anyway, so that the answer takes as
     // long whether the address is known or not.
     let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -179,28 +184,39 @@ pub async fn authenticate(db: &Db, tokens: &Tokens, bearer: &str) -> Result<Call
         .read(move |conn| Ok(users::find_user(conn, &user_id.to_string())?))
         .await?
         .ok_or_else(gone)?;
-    let role = user.role.parse().map_err(|_| storage::models::corrupt("role", &user.role))?;
-    Ok(Caller { identity: Identity::User(user_id), role })
+    let role = user
+        .role
+        .parse()
+        .map_err(|_| storage::models::corrupt("role", &user.role))?;
+    Ok(Caller {
+        identity: Identity::User(user_id),
+        role,
+    })
 }
 
 async fn authenticate_api_key(db: &Db, secret: &str) -> Result<Caller> {
     let hash = hash_api_key(secret);
-    db.write(move |conn| {
-        let refused = || Error::Unauthorized("the API key is unknown or revoked".to_owned());
-        let key = api_keys::find_api_key_by_hash(conn, &hash)?.ok_or_else(refused)?;
-        if key.revoked_at.is_some() {
-            return Err(refused());
-        }
-        let now = storage::now();
-        if key.last_used_at.is_none_or(|at| now - at > LAST_USED_GRANULARITY) {
-            api_keys::update_last_used(conn, &key.id, now)?;
-        }
-        Ok(Caller {
-            identity: Identity::ApiKey(storage::models::parse_id("api key id", &key.id)?),
-            role: key.role.parse().map_err(|_| storage::models::corrupt("role", &key.role))?,
-        })
-    })
-    .await
+    let key = db
+        .read(move |conn| Ok(api_keys::find_api_key_by_hash(conn, &hash)?))
+        .await?;
+    let key = match key {
+        Some(key) if key.revoked_at.is_none() => key,
+        _ => return Err(Error::Unauthorized("the API key is unknown or revoked".to_owned())),
+    };
+    let caller = Caller {
+        identity: Identity::ApiKey(storage::models::parse_id("api key id", &key.id)?),
+        role: key
+            .role
+            .parse()
+            .map_err(|_| storage::models::corrupt("role", &key.role))?,
+    };
+    // Reads stay reads: the write lock is taken only when the last use is stale.
+    let now = storage::now();
+    if key.last_used_at.is_none_or(|at| now - at > LAST_USED_GRANULARITY) {
+        db.write(move |conn| Ok(api_keys::update_last_used(conn, &key.id, now)?))
+            .await?;
+    }
+    Ok(caller)
 }
 
 /// A new API key secret: the prefix and 32 random bytes.
@@ -211,7 +227,10 @@ pub fn generate_api_key() -> String {
 /// API key secrets are 256 random bits, so a fast hash is enough to store them: unlike
 /// a password there is nothing to guess, and every request must look the key up.
 pub fn hash_api_key(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -246,7 +265,8 @@ pub async fn hash_password(password: String) -> Result<String> {
 }
 
 async fn verify_password(password: String, hash: Option<String>) -> Result<bool> {
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2VgyTn4Jk7D4qeBl1B2JEqFm9oA1pdVO6ywY9lPbG1E";
+    const DUMMY: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2VgyTn4Jk7D4qeBl1B2JEqFm9oA1pdVO6ywY9lPbG1E";
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let stored = hash.unwrap_or_else(|| DUMMY.to_owned());

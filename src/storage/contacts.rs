@@ -30,11 +30,7 @@ pub fn insert_contact(
     insert_memberships(conn, tags, lists)
 }
 
-fn insert_memberships(
-    conn: &mut DbConnection,
-    tags: &[ContactTagRow],
-    lists: &[ContactListRow],
-) -> QueryResult<()> {
+fn insert_memberships(conn: &mut DbConnection, tags: &[ContactTagRow], lists: &[ContactListRow]) -> QueryResult<()> {
     // One statement per row: MultiConnection does not offer multi-row inserts on SQLite.
     for tag in tags {
         diesel::insert_into(contact_tags::table).values(tag).execute(conn)?;
@@ -80,7 +76,11 @@ pub fn list_contacts(
         query = query.filter(contacts::status.eq(status.clone()));
     }
     if let Some(text) = &filter.email_contains {
-        query = query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
+        query = query.filter(
+            contacts::email_key
+                .like(like_pattern(&text.to_lowercase()))
+                .escape('\\'),
+        );
     }
     if let Some(list_id) = &filter.list_id {
         query = query.filter(
@@ -132,8 +132,11 @@ pub fn replace_memberships(
             .filter(contact_lists::contact_id.eq(contact_id))
             .select(contact_lists::list_id)
             .load(conn)?;
-        let added: Vec<ContactListRow> =
-            lists.iter().filter(|l| !present.contains(&l.list_id)).cloned().collect();
+        let added: Vec<ContactListRow> = lists
+            .iter()
+            .filter(|l| !present.contains(&l.list_id))
+            .cloned()
+            .collect();
         insert_memberships(conn, &[], &added)?;
     }
     Ok(())

@@ -152,7 +152,8 @@ impl Db {
         self.blocking(|conn| {
             match conn {
                 DbConnection::Sqlite(conn) => {
-                    conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(Error::Internal)?;
+                    conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                        .map_err(Error::Internal)?;
                 }
                 DbConnection::Postgres(conn) => {
                     conn.batch_execute("SELECT pg_advisory_lock(7366324)")?;
@@ -202,10 +203,7 @@ impl Db {
     }
 }
 
-fn write_transaction<T>(
-    conn: &mut DbConnection,
-    work: impl FnOnce(&mut DbConnection) -> Result<T>,
-) -> Result<T> {
+fn write_transaction<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
     if let DbConnection::Sqlite(sqlite) = conn {
         AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
         let outcome = work(conn);

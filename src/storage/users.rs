@@ -11,7 +11,11 @@ pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> QueryResult<()> {
 }
 
 pub fn find_user(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
-    users::table.find(id).select(UserRow::as_select()).first(conn).optional()
+    users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn find_user_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<UserRow>> {

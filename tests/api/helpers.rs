@@ -32,7 +32,10 @@ pub struct TestApp {
 
 pub async fn spawn_app() -> TestApp {
     let data_dir = std::env::temp_dir().join(format!("consento-test-{}", uuid::Uuid::new_v4()));
-    let postgres = std::env::var(POSTGRES_ENV).ok().filter(|url| !url.is_empty()).map(PostgresDatabase::create);
+    let postgres = std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(PostgresDatabase::create);
     let settings = Settings {
         listen: "127.0.0.1:0".to_owned(),
         data_dir: data_dir.clone(),
@@ -47,9 +50,16 @@ pub async fn spawn_app() -> TestApp {
     tokio::spawn(app.run_until_stopped());
 
     let email = Email::parse(ADMIN_EMAIL).unwrap();
-    users::create_user(&state.db, NewUser { email, password: ADMIN_PASSWORD.to_owned(), role: Role::Admin })
-        .await
-        .expect("the admin is created");
+    users::create_user(
+        &state.db,
+        NewUser {
+            email,
+            password: ADMIN_PASSWORD.to_owned(),
+            role: Role::Admin,
+        },
+    )
+    .await
+    .expect("the admin is created");
     let mut app = TestApp {
         address,
         client: reqwest::Client::new(),
@@ -135,7 +145,11 @@ impl TestApp {
 
 pub async fn body_json(response: Response) -> Value {
     let text = response.text().await.unwrap();
-    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
 }
 
 /// Asserts a problem document: its status, its type's last segment, and its media type.
@@ -178,8 +192,12 @@ impl PostgresDatabase {
     fn create(server_url: String) -> Self {
         let name = format!("consento_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::establish(&server_url).expect("the PostgreSQL test server answers");
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
-        let base = server_url.rsplit_once('/').map_or(server_url.as_str(), |(base, _)| base);
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .unwrap();
+        let base = server_url
+            .rsplit_once('/')
+            .map_or(server_url.as_str(), |(base, _)| base);
         let url = format!("{base}/{name}");
         Self { server_url, name, url }
     }
