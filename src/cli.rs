@@ -83,32 +83,18 @@ impl From<RoleArg> for Role {
 
 pub async fn run(command: Command, settings: Settings) -> Result<()> {
     match command {
-        Command::Serve => Application::build(settings)
-            .await?
-            .run_until_stopped()
-            .await
-            .map_err(Error::internal),
+        Command::Serve => Application::build(settings).await?.run_until_stopped().await.map_err(Error::internal),
         Command::Migrate => {
             open_database(&settings).await?;
             eprintln!("The database is up to date.");
             Ok(())
         }
-        Command::User {
-            command: UserCommand::Create { email, role },
-        } => {
+        Command::User { command: UserCommand::Create { email, role } } => {
             let email = Email::parse(&email).map_err(|e| Error::field("--email", e))?;
             let password = read_password()?;
             check_password_rules(&password).map_err(|e| Error::field("password", e))?;
             let db = open_database(&settings).await?;
-            let user = users::create_user(
-                &db,
-                NewUser {
-                    email,
-                    password,
-                    role: role.into(),
-                },
-            )
-            .await?;
+            let user = users::create_user(&db, NewUser { email, password, role: role.into() }).await?;
             eprintln!("Created {} user {} ({}).", user.role, user.email, user.id);
             Ok(())
         }
@@ -123,11 +109,8 @@ fn read_password() -> Result<String> {
     if let Ok(password) = std::env::var(PASSWORD_ENV) {
         return Ok(password);
     }
-    let first = rpassword::prompt_password("Password: ").map_err(|e| {
-        Error::internal(format!(
-            "cannot read a password from the terminal ({e}); set {PASSWORD_ENV}"
-        ))
-    })?;
+    let first = rpassword::prompt_password("Password: ")
+        .map_err(|e| Error::internal(format!("cannot read a password from the terminal ({e}); set {PASSWORD_ENV}")))?;
     let second = rpassword::prompt_password("Password again: ").map_err(Error::internal)?;
     if first != second {
         return Err(Error::field("password", "the two passwords differ"));

@@ -28,11 +28,7 @@ async fn main() -> ExitCode {
 /// The error and its causes on one line; for validation errors, each field.
 fn describe(error: &Error) -> String {
     if let Error::Validation(fields) = error {
-        return fields
-            .iter()
-            .map(|f| format!("{} {}", f.field, f.message))
-            .collect::<Vec<_>>()
-            .join("; ");
+        return fields.iter().map(|f| format!("{} {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
     }
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);

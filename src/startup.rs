@@ -43,12 +43,7 @@ impl Application {
             database = db.backend().as_str(),
             "consento is listening"
         );
-        let state = web::Data::new(AppState {
-            db,
-            tokens,
-            settings,
-            metrics: Metrics::new(),
-        });
+        let state = web::Data::new(AppState { db, tokens, settings, metrics: Metrics::new() });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();
         // actix-web stops gracefully on SIGTERM and SIGINT: it stops accepting, lets
@@ -80,10 +75,7 @@ impl Application {
 pub async fn open_database(settings: &Settings) -> Result<Db> {
     if settings.backend() == Backend::Sqlite {
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            Error::internal(format!(
-                "cannot create the data directory {}: {e}",
-                settings.data_dir.display()
-            ))
+            Error::internal(format!("cannot create the data directory {}: {e}", settings.data_dir.display()))
         })?;
     }
     let db = Db::connect(&settings.db_options())?;

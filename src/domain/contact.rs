@@ -16,12 +16,8 @@ pub enum ContactStatus {
 }
 
 impl ContactStatus {
-    pub const ALL: [ContactStatus; 4] = [
-        ContactStatus::Active,
-        ContactStatus::Unsubscribed,
-        ContactStatus::Bounced,
-        ContactStatus::Complained,
-    ];
+    pub const ALL: [ContactStatus; 4] =
+        [ContactStatus::Active, ContactStatus::Unsubscribed, ContactStatus::Bounced, ContactStatus::Complained];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,10 +57,7 @@ impl Tag {
         if tag.is_empty() || tag.chars().count() > 64 {
             return Err(Invalid::new("must be 1 to 64 characters"));
         }
-        if !tag
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
-        {
+        if !tag.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')) {
             return Err(Invalid::new("may hold only letters, digits, '-', '_', ':' and '.'"));
         }
         Ok(Self(tag))

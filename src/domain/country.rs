@@ -22,9 +22,7 @@ impl Country {
         if code.len() == 2 && CODES.split(' ').any(|known| known == code) {
             Ok(Self(code))
         } else {
-            Err(Invalid::new(
-                "must be an ISO 3166-1 alpha-2 country code, such as FR or DE",
-            ))
+            Err(Invalid::new("must be an ISO 3166-1 alpha-2 country code, such as FR or DE"))
         }
     }
 

@@ -22,15 +22,8 @@ pub struct ApiKeyRequest {
 }
 
 impl RequestBody for ApiKeyRequest {
-    const SERVER_OWNED: &'static [&'static str] = &[
-        "id",
-        "prefix",
-        "secret",
-        "created_at",
-        "created_by",
-        "last_used_at",
-        "revoked_at",
-    ];
+    const SERVER_OWNED: &'static [&'static str] =
+        &["id", "prefix", "secret", "created_at", "created_by", "last_used_at", "revoked_at"];
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -105,10 +98,7 @@ pub async fn create_api_key(
     let created = service::create_api_key(&state.db, name, role, admin.caller.user_id()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/api-keys/{}", created.key.id)))
-        .json(CreatedApiKeyResponse {
-            key: created.key.into(),
-            secret: created.secret,
-        }))
+        .json(CreatedApiKeyResponse { key: created.key.into(), secret: created.secret }))
 }
 
 #[utoipa::path(
@@ -125,10 +115,7 @@ pub async fn list_api_keys(
 ) -> Result<web::Json<ApiKeyPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
     let page = service::list_api_keys(&state.db, page).await?;
-    Ok(web::Json(ApiKeyPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(web::Json(ApiKeyPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 #[utoipa::path(

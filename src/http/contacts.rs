@@ -176,18 +176,9 @@ pub async fn list_contacts(
             .list
             .as_deref()
             .and_then(|id| errors.check("list", id.parse::<ListId>().map_err(|_| "must be a list id"))),
-        tag: query
-            .tag
-            .as_deref()
-            .and_then(|tag| errors.check("tag", Tag::parse(tag))),
-        status: query
-            .status
-            .as_deref()
-            .and_then(|status| errors.check("status", status.parse())),
-        email: query
-            .email
-            .filter(|text| !text.trim().is_empty())
-            .map(|text| text.trim().to_owned()),
+        tag: query.tag.as_deref().and_then(|tag| errors.check("tag", Tag::parse(tag))),
+        status: query.status.as_deref().and_then(|status| errors.check("status", status.parse())),
+        email: query.email.filter(|text| !text.trim().is_empty()).map(|text| text.trim().to_owned()),
     };
     errors.finish(|| Some(()))?;
     let page = service::list_contacts(&state.db, filter, page).await?;
@@ -255,38 +246,23 @@ fn parse_new_contact(request: ContactRequest) -> Result<NewContact> {
     let tags = parse_tags(&mut errors, &request.tags);
     let lists = parse_list_ids(&mut errors, &request.lists);
     let company = parse_company(&mut errors, request.company);
-    let country = request
-        .country
-        .as_deref()
-        .and_then(|c| errors.check("country", Country::parse(c)));
+    let country = request.country.as_deref().and_then(|c| errors.check("country", Country::parse(c)));
     errors.finish(|| {
-        Some(NewContact {
-            email: email?,
-            attributes: attributes.unwrap_or_default(),
-            tags,
-            lists,
-            company,
-            country,
-        })
+        Some(NewContact { email: email?, attributes: attributes.unwrap_or_default(), tags, lists, company, country })
     })
 }
 
 fn parse_changes(patch: ContactPatch) -> Result<ContactChanges> {
     let mut errors = FieldErrors::new();
     let changes = ContactChanges {
-        email: patch
-            .email
-            .as_deref()
-            .and_then(|e| errors.check("email", Email::parse(e))),
+        email: patch.email.as_deref().and_then(|e| errors.check("email", Email::parse(e))),
         attributes: parse_attributes(&mut errors, patch.attributes),
         tags: patch.tags.map(|tags| parse_tags(&mut errors, &tags)),
         lists: patch.lists.map(|lists| parse_list_ids(&mut errors, &lists)),
         company: patch.company.map(|company| parse_company(&mut errors, company)),
-        country: patch.country.map(|country| {
-            country
-                .as_deref()
-                .and_then(|c| errors.check("country", Country::parse(c)))
-        }),
+        country: patch
+            .country
+            .map(|country| country.as_deref().and_then(|c| errors.check("country", Country::parse(c)))),
     };
     errors.finish(|| Some(changes))
 }
@@ -303,10 +279,7 @@ fn parse_attributes(errors: &mut FieldErrors, attributes: Option<Value>) -> Opti
 }
 
 fn parse_tags(errors: &mut FieldErrors, tags: &[String]) -> BTreeSet<Tag> {
-    tags.iter()
-        .enumerate()
-        .filter_map(|(i, tag)| errors.check(&format!("tags[{i}]"), Tag::parse(tag)))
-        .collect()
+    tags.iter().enumerate().filter_map(|(i, tag)| errors.check(&format!("tags[{i}]"), Tag::parse(tag))).collect()
 }
 
 fn parse_list_ids(errors: &mut FieldErrors, lists: &[String]) -> BTreeSet<ListId> {
@@ -314,16 +287,11 @@ fn parse_list_ids(errors: &mut FieldErrors, lists: &[String]) -> BTreeSet<ListId
         .iter()
         .enumerate()
         .filter_map(|(i, id)| {
-            errors.check(
-                &format!("lists[{i}]"),
-                id.parse::<ListId>().map_err(|_| "must be a list id"),
-            )
+            errors.check(&format!("lists[{i}]"), id.parse::<ListId>().map_err(|_| "must be a list id"))
         })
         .collect()
 }
 
 fn parse_company(errors: &mut FieldErrors, company: Option<String>) -> Option<String> {
-    company
-        .and_then(|c| errors.check("company", parse_short_text(&c, COMPANY_MAX)))
-        .filter(|c| !c.is_empty())
+    company.and_then(|c| errors.check("company", parse_short_text(&c, COMPANY_MAX))).filter(|c| !c.is_empty())
 }

@@ -34,14 +34,8 @@ impl<T: RequestBody + 'static> FromRequest for ApiJson<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(1024 * 1024, |s| s.settings.max_body_bytes);
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let limit = req.app_data::<web::Data<AppState>>().map_or(1024 * 1024, |s| s.settings.max_body_bytes);
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let declared_length = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -68,17 +62,13 @@ impl<T: RequestBody + 'static> FromRequest for ApiJson<T> {
 
 fn check_json_content_type(content_type: Option<&str>) -> Result<(), Error> {
     let Some(content_type) = content_type else {
-        return Err(Error::UnsupportedMediaType(
-            "send the body as application/json".to_owned(),
-        ));
+        return Err(Error::UnsupportedMediaType("send the body as application/json".to_owned()));
     };
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
         Ok(())
     } else {
-        Err(Error::UnsupportedMediaType(format!(
-            "the body is {essence}; send it as application/json"
-        )))
+        Err(Error::UnsupportedMediaType(format!("the body is {essence}; send it as application/json")))
     }
 }
 
@@ -112,29 +102,17 @@ fn parse_body<T: RequestBody>(body: &[u8]) -> Result<T, Error> {
 /// Turns serde's messages into a field and a message a person can act on.
 fn describe_serde_error(path: &str, message: &str) -> FieldError {
     let join = |name: &str| {
-        if path == "." || path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
+        if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
     };
     if let Some(name) = backticked(message, "missing field `") {
         return FieldError::new(join(name), "is required");
     }
     if let Some(name) = backticked(message, "unknown field `") {
         // serde_path_to_error's path already ends with the unknown field.
-        let field = if path.ends_with(name) {
-            path.to_owned()
-        } else {
-            join(name)
-        };
+        let field = if path.ends_with(name) { path.to_owned() } else { join(name) };
         return FieldError::new(field, "is not a field of this request");
     }
-    let field = if path == "." || path.is_empty() {
-        "body".to_owned()
-    } else {
-        path.to_owned()
-    };
+    let field = if path == "." || path.is_empty() { "body".to_owned() } else { path.to_owned() };
     FieldError::new(field, message)
 }
 
@@ -194,10 +172,7 @@ impl<R: NeededRole + 'static> FromRequest for Authorized<R> {
             let bearer = bearer?;
             let caller = auth::authenticate(&state.db, &state.tokens, &bearer).await?;
             caller.require(R::ROLE)?;
-            Ok(Authorized {
-                caller,
-                role: PhantomData,
-            })
+            Ok(Authorized { caller, role: PhantomData })
         })
     }
 }
@@ -209,9 +184,7 @@ fn bearer_token(req: &HttpRequest) -> Result<String, Error> {
     let value = value.to_str().unwrap_or("");
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Error::Unauthorized(
-            "the Authorization header must be `Bearer <token>`".to_owned(),
-        ));
+        return Err(Error::Unauthorized("the Authorization header must be `Bearer <token>`".to_owned()));
     }
     Ok(token.trim().to_owned())
 }
@@ -227,14 +200,10 @@ impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let pairs = form_urlencoded_pairs(req.query_string());
         let deserializer = serde_urlencoded::Deserializer::new(pairs);
-        std::future::ready(
-            serde_path_to_error::deserialize(deserializer)
-                .map(ApiQuery)
-                .map_err(|error| {
-                    let path = error.path().to_string();
-                    Error::Validation(vec![describe_serde_error(&path, &error.inner().to_string())]).into()
-                }),
-        )
+        std::future::ready(serde_path_to_error::deserialize(deserializer).map(ApiQuery).map_err(|error| {
+            let path = error.path().to_string();
+            Error::Validation(vec![describe_serde_error(&path, &error.inner().to_string())]).into()
+        }))
     }
 }
 
@@ -250,6 +219,5 @@ pub fn path_config() -> web::PathConfig {
 
 /// A path id of any kind, parsed.
 pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, Error> {
-    raw.parse()
-        .map_err(|_| Error::NotFound(format!("there is no {what} {raw}")))
+    raw.parse().map_err(|_| Error::NotFound(format!("there is no {what} {raw}")))
 }

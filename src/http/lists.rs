@@ -86,17 +86,8 @@ pub async fn create_list(_: Editor, state: web::Data<AppState>, body: ApiJson<Li
     let mut errors = FieldErrors::new();
     let name = errors.check("name", ListName::parse(&request.name));
     let description = errors.check("description", parse_short_text(&request.description, DESCRIPTION_MAX));
-    let opt_in = request
-        .opt_in
-        .as_deref()
-        .map_or(Some(OptInMode::default()), |o| errors.check("opt_in", o.parse()));
-    let new = errors.finish(|| {
-        Some(NewList {
-            name: name?,
-            description: description?,
-            opt_in: opt_in?,
-        })
-    })?;
+    let opt_in = request.opt_in.as_deref().map_or(Some(OptInMode::default()), |o| errors.check("opt_in", o.parse()));
+    let new = errors.finish(|| Some(NewList { name: name?, description: description?, opt_in: opt_in? }))?;
     let list = service::create_list(&state.db, new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/lists/{}", list.id)))
@@ -117,10 +108,7 @@ pub async fn list_lists(
 ) -> Result<web::Json<ListPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
     let page = service::list_lists(&state.db, page).await?;
-    Ok(web::Json(ListPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(web::Json(ListPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 #[utoipa::path(
@@ -156,10 +144,7 @@ pub async fn update_list(
     let patch = body.0;
     let mut errors = FieldErrors::new();
     let changes = ListChanges {
-        name: patch
-            .name
-            .as_deref()
-            .and_then(|n| errors.check("name", ListName::parse(n))),
+        name: patch.name.as_deref().and_then(|n| errors.check("name", ListName::parse(n))),
         description: patch
             .description
             .as_deref()

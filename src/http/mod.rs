@@ -86,29 +86,19 @@ impl Modify for SecurityAndProblems {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT access token or API key")
-                    .build(),
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT access token or API key").build(),
             ),
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
             for operation in operations_mut(item) {
                 let mut add = |status: &str, description: &str| {
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| {
-                            ResponseBuilder::new()
-                                .description(description)
-                                .content(
-                                    problem::CONTENT_TYPE,
-                                    Content::new(Some(Ref::from_schema_name("Problem"))),
-                                )
-                                .build()
-                                .into()
-                        });
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(problem::CONTENT_TYPE, Content::new(Some(Ref::from_schema_name("Problem"))))
+                            .build()
+                            .into()
+                    });
                 };
                 let secured = operation.security.is_some();
                 let has_body = operation.request_body.is_some();
@@ -141,15 +131,9 @@ impl Modify for SecurityAndProblems {
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.patch,
-    ]
-    .into_iter()
-    .filter_map(Option::as_mut)
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
+        .into_iter()
+        .filter_map(Option::as_mut)
 }
 
 /// Every documented endpoint. Registering through utoipa-actix-web is what puts an
@@ -158,32 +142,29 @@ fn register<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    app.service(ops::healthz)
-        .service(ops::readyz)
-        .service(ops::metrics)
-        .service(
-            scope("/api/v1")
-                .service(auth::issue_token)
-                .service(contacts::create_contact)
-                .service(contacts::list_contacts)
-                .service(contacts::get_contact)
-                .service(contacts::update_contact)
-                .service(contacts::delete_contact)
-                .service(lists::create_list)
-                .service(lists::list_lists)
-                .service(lists::get_list)
-                .service(lists::update_list)
-                .service(lists::delete_list)
-                .service(users::create_user)
-                .service(users::list_users)
-                .service(users::get_user)
-                .service(users::update_user)
-                .service(users::delete_user)
-                .service(api_keys::create_api_key)
-                .service(api_keys::list_api_keys)
-                .service(api_keys::get_api_key)
-                .service(api_keys::revoke_api_key),
-        )
+    app.service(ops::healthz).service(ops::readyz).service(ops::metrics).service(
+        scope("/api/v1")
+            .service(auth::issue_token)
+            .service(contacts::create_contact)
+            .service(contacts::list_contacts)
+            .service(contacts::get_contact)
+            .service(contacts::update_contact)
+            .service(contacts::delete_contact)
+            .service(lists::create_list)
+            .service(lists::list_lists)
+            .service(lists::get_list)
+            .service(lists::update_list)
+            .service(lists::delete_list)
+            .service(users::create_user)
+            .service(users::list_users)
+            .service(users::get_user)
+            .service(users::update_user)
+            .service(users::delete_user)
+            .service(api_keys::create_api_key)
+            .service(api_keys::list_api_keys)
+            .service(api_keys::get_api_key)
+            .service(api_keys::revoke_api_key),
+    )
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.

@@ -64,48 +64,17 @@ impl Metrics {
         let pool_idle = Gauge::default();
         let pool_max = Gauge::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            latency.clone(),
-        );
-        registry.register(
-            "db_pool_connections",
-            "Database connections open",
-            pool_connections.clone(),
-        );
-        registry.register(
-            "db_pool_idle_connections",
-            "Database connections open and idle",
-            pool_idle.clone(),
-        );
-        registry.register(
-            "db_pool_max_connections",
-            "Largest number of database connections",
-            pool_max.clone(),
-        );
-        Self {
-            registry,
-            requests,
-            latency,
-            pool_connections,
-            pool_idle,
-            pool_max,
-        }
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
+        registry.register("db_pool_connections", "Database connections open", pool_connections.clone());
+        registry.register("db_pool_idle_connections", "Database connections open and idle", pool_idle.clone());
+        registry.register("db_pool_max_connections", "Largest number of database connections", pool_max.clone());
+        Self { registry, requests, latency, pool_connections, pool_idle, pool_max }
     }
 
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let (method, route) = (method.to_owned(), route.to_owned());
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method.clone(),
-                route: route.clone(),
-                status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&RouteLabels { method, route })
-            .observe(seconds);
+        self.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
+        self.latency.get_or_create(&RouteLabels { method, route }).observe(seconds);
     }
 
     fn render(&self, db: &storage::Db) -> Result<String> {
@@ -165,9 +134,7 @@ pub struct HealthResponse {
 )]
 #[get("/healthz")]
 pub async fn healthz() -> web::Json<HealthResponse> {
-    web::Json(HealthResponse {
-        status: "ok".to_owned(),
-    })
+    web::Json(HealthResponse { status: "ok".to_owned() })
 }
 
 #[utoipa::path(
@@ -183,9 +150,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthRespon
         Error::Unavailable(cause) | Error::Internal(cause) => Error::Unavailable(cause),
         other => other,
     })?;
-    Ok(web::Json(HealthResponse {
-        status: "ok".to_owned(),
-    }))
+    Ok(web::Json(HealthResponse { status: "ok".to_owned() }))
 }
 
 #[utoipa::path(
@@ -195,7 +160,5 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthRespon
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse> {
     let text = state.metrics.render(&state.db)?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(text))
+    Ok(HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text))
 }

@@ -79,17 +79,9 @@ pub async fn create_user(_: Admin, state: web::Data<AppState>, body: ApiJson<Use
     let request = body.0;
     let mut errors = FieldErrors::new();
     let email = errors.check("email", Email::parse(&request.email));
-    let password = errors
-        .check("password", check_password_rules(&request.password))
-        .map(|()| request.password);
+    let password = errors.check("password", check_password_rules(&request.password)).map(|()| request.password);
     let role = errors.check("role", request.role.parse());
-    let new = errors.finish(|| {
-        Some(NewUser {
-            email: email?,
-            password: password?,
-            role: role?,
-        })
-    })?;
+    let new = errors.finish(|| Some(NewUser { email: email?, password: password?, role: role? }))?;
     let user = service::create_user(&state.db, new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)))
@@ -110,10 +102,7 @@ pub async fn list_users(
 ) -> Result<web::Json<UserPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
     let page = service::list_users(&state.db, page).await?;
-    Ok(web::Json(UserPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(web::Json(UserPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 #[utoipa::path(
@@ -149,9 +138,7 @@ pub async fn update_user(
     let patch = body.0;
     let mut errors = FieldErrors::new();
     let role = patch.role.as_deref().and_then(|r| errors.check("role", r.parse()));
-    let password = patch
-        .password
-        .and_then(|p| errors.check("password", check_password_rules(&p)).map(|()| p));
+    let password = patch.password.and_then(|p| errors.check("password", check_password_rules(&p)).map(|()| p));
     let changes = errors.finish(|| Some(UserChanges { role, password }))?;
     Ok(web::Json(service::update_user(&state.db, id, changes).await?.into()))
 }

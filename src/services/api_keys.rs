@@ -40,12 +40,7 @@ pub async fn create_api_key(db: &Db, name: String, role: Role, created_by: Optio
 }
 
 pub async fn find_api_key(db: &Db, id: ApiKeyId) -> Result<ApiKey> {
-    db.read(move |conn| {
-        repo::find_api_key(conn, &id.to_string())?
-            .ok_or_else(|| not_found(id))?
-            .try_into()
-    })
-    .await
+    db.read(move |conn| repo::find_api_key(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
 }
 
 pub async fn list_api_keys(db: &Db, page: PageRequest) -> Result<Page<ApiKey>> {

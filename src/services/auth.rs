@@ -45,10 +45,7 @@ impl Caller {
         if self.role.allows(needed) {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!(
-                "this action needs the {needed} role; the caller has {}",
-                self.role
-            )))
+            Err(Error::Forbidden(format!("this action needs the {needed} role; the caller has {}", self.role)))
         }
     }
 
@@ -123,10 +120,7 @@ impl Tokens {
             iat: now,
             exp: now + self.ttl.as_secs(),
         };
-        Ok(IssuedToken {
-            access_token: self.sign(&claims)?,
-            expires_in: self.ttl.as_secs(),
-        })
+        Ok(IssuedToken { access_token: self.sign(&claims)?, expires_in: self.ttl.as_secs() })
     }
 
     /// Signs any claims with the deployment's key (tests use it to forge bad tokens).
@@ -135,9 +129,8 @@ impl Tokens {
     }
 
     fn verify(&self, token: &str) -> Result<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|error| {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(
+            |error| {
                 use jsonwebtoken::errors::ErrorKind;
                 let reason = match error.kind() {
                     ErrorKind::ExpiredSignature => "the access token has expired",
@@ -149,7 +142,8 @@ impl Tokens {
                     _ => "the access token is malformed",
                 };
                 Error::Unauthorized(reason.to_owned())
-            })
+            },
+        )
     }
 }
 
@@ -157,9 +151,7 @@ impl Tokens {
 pub async fn issue_token(db: &Db, tokens: &Tokens, email: &str, password: String) -> Result<IssuedToken> {
     let refused = || Error::Unauthorized("the e-mail or password is wrong".to_owned());
     let key = Email::parse(email).map_err(|_| refused())?.key();
-    let user = db
-        .read(move |conn| Ok(users::find_user_by_email_key(conn, &key)?))
-        .await?;
+    let user = db.read(move |conn| Ok(users::find_user_by_email_key(conn, &key)?)).await?;
     // Without a user, verify against a dummy hash anyway, so that the answer takes as
     // long whether the address is known or not.
     let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -180,41 +172,26 @@ pub async fn authenticate(db: &Db, tokens: &Tokens, bearer: &str) -> Result<Call
     let claims = tokens.verify(bearer)?;
     let gone = || Error::Unauthorized("the access token's user no longer exists".to_owned());
     let user_id: UserId = claims.sub.parse().map_err(|_| gone())?;
-    let user = db
-        .read(move |conn| Ok(users::find_user(conn, &user_id.to_string())?))
-        .await?
-        .ok_or_else(gone)?;
-    let role = user
-        .role
-        .parse()
-        .map_err(|_| storage::models::corrupt("role", &user.role))?;
-    Ok(Caller {
-        identity: Identity::User(user_id),
-        role,
-    })
+    let user = db.read(move |conn| Ok(users::find_user(conn, &user_id.to_string())?)).await?.ok_or_else(gone)?;
+    let role = user.role.parse().map_err(|_| storage::models::corrupt("role", &user.role))?;
+    Ok(Caller { identity: Identity::User(user_id), role })
 }
 
 async fn authenticate_api_key(db: &Db, secret: &str) -> Result<Caller> {
     let hash = hash_api_key(secret);
-    let key = db
-        .read(move |conn| Ok(api_keys::find_api_key_by_hash(conn, &hash)?))
-        .await?;
+    let key = db.read(move |conn| Ok(api_keys::find_api_key_by_hash(conn, &hash)?)).await?;
     let key = match key {
         Some(key) if key.revoked_at.is_none() => key,
         _ => return Err(Error::Unauthorized("the API key is unknown or revoked".to_owned())),
     };
     let caller = Caller {
         identity: Identity::ApiKey(storage::models::parse_id("api key id", &key.id)?),
-        role: key
-            .role
-            .parse()
-            .map_err(|_| storage::models::corrupt("role", &key.role))?,
+        role: key.role.parse().map_err(|_| storage::models::corrupt("role", &key.role))?,
     };
     // Reads stay reads: the write lock is taken only when the last use is stale.
     let now = storage::now();
     if key.last_used_at.is_none_or(|at| now - at > LAST_USED_GRANULARITY) {
-        db.write(move |conn| Ok(api_keys::update_last_used(conn, &key.id, now)?))
-            .await?;
+        db.write(move |conn| Ok(api_keys::update_last_used(conn, &key.id, now)?)).await?;
     }
     Ok(caller)
 }
@@ -227,10 +204,7 @@ pub fn generate_api_key() -> String {
 /// API key secrets are 256 random bits, so a fast hash is enough to store them: unlike
 /// a password there is nothing to guess, and every request must look the key up.
 pub fn hash_api_key(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -70,8 +70,7 @@ pub async fn create_contact(db: &Db, new: NewContact) -> Result<Contact> {
 }
 
 pub async fn find_contact(db: &Db, id: ContactId) -> Result<Contact> {
-    db.read(move |conn| repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id)))
-        .await
+    db.read(move |conn| repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))).await
 }
 
 pub async fn list_contacts(db: &Db, query: ContactQuery, page: PageRequest) -> Result<Page<Contact>> {
@@ -109,10 +108,7 @@ pub async fn update_contact(db: &Db, id: ContactId, changes: ContactChanges) -> 
             email_key: email.key(),
             attributes: attributes.to_string(),
             company: changes.company.unwrap_or(current.company),
-            country: changes
-                .country
-                .unwrap_or(current.country)
-                .map(|c| c.as_str().to_owned()),
+            country: changes.country.unwrap_or(current.country).map(|c| c.as_str().to_owned()),
             status: current.status.as_str().to_owned(),
             created_at: current.created_at.naive_utc(),
             updated_at: now,
@@ -127,9 +123,7 @@ pub async fn update_contact(db: &Db, id: ContactId, changes: ContactChanges) -> 
 }
 
 pub async fn delete_contact(db: &Db, id: ContactId) -> Result<()> {
-    let deleted = db
-        .write(move |conn| Ok(repo::delete_contact(conn, &id.to_string())?))
-        .await?;
+    let deleted = db.write(move |conn| Ok(repo::delete_contact(conn, &id.to_string())?)).await?;
     if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
 }
 
@@ -165,19 +159,15 @@ fn check_lists_exist(conn: &mut DbConnection, wanted: &BTreeSet<ListId>) -> Resu
         .filter(|id| !existing.contains(id))
         .map(|id| FieldError::new("lists", format!("there is no list {id}")))
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation(errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
 }
 
 /// A 409 naming the contact that already has this address (other than `except`).
 fn ensure_email_free(conn: &mut DbConnection, email: &Email, except: Option<ContactId>) -> Result<()> {
     match repo::find_contact_id_by_email_key(conn, &email.key())? {
-        Some(existing) if Some(existing.as_str()) != except.map(|id| id.to_string()).as_deref() => Err(
-            Error::Conflict(format!("a contact with the e-mail {email} already exists: {existing}")),
-        ),
+        Some(existing) if Some(existing.as_str()) != except.map(|id| id.to_string()).as_deref() => {
+            Err(Error::Conflict(format!("a contact with the e-mail {email} already exists: {existing}")))
+        }
         _ => Ok(()),
     }
 }
@@ -192,22 +182,13 @@ fn duplicate_email(error: diesel::result::Error) -> Error {
 }
 
 fn tag_rows(contact_id: &str, tags: &BTreeSet<Tag>) -> Vec<ContactTagRow> {
-    tags.iter()
-        .map(|tag| ContactTagRow {
-            contact_id: contact_id.to_owned(),
-            tag: tag.as_str().to_owned(),
-        })
-        .collect()
+    tags.iter().map(|tag| ContactTagRow { contact_id: contact_id.to_owned(), tag: tag.as_str().to_owned() }).collect()
 }
 
 fn list_rows(contact_id: &str, lists: &BTreeSet<ListId>, now: chrono::NaiveDateTime) -> Vec<ContactListRow> {
     lists
         .iter()
-        .map(|id| ContactListRow {
-            contact_id: contact_id.to_owned(),
-            list_id: id.to_string(),
-            added_at: now,
-        })
+        .map(|id| ContactListRow { contact_id: contact_id.to_owned(), list_id: id.to_string(), added_at: now })
         .collect()
 }
 

@@ -38,12 +38,7 @@ pub async fn create_list(db: &Db, new: NewList) -> Result<List> {
 }
 
 pub async fn find_list(db: &Db, id: ListId) -> Result<List> {
-    db.read(move |conn| {
-        repo::find_list(conn, &id.to_string())?
-            .ok_or_else(|| not_found(id))?
-            .try_into()
-    })
-    .await
+    db.read(move |conn| repo::find_list(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
 }
 
 pub async fn list_lists(db: &Db, page: PageRequest) -> Result<Page<List>> {
@@ -78,9 +73,7 @@ pub async fn update_list(db: &Db, id: ListId, changes: ListChanges) -> Result<Li
 
 /// Deletes a list; its memberships go with it, the contacts stay.
 pub async fn delete_list(db: &Db, id: ListId) -> Result<()> {
-    let deleted = db
-        .write(move |conn| Ok(repo::delete_list(conn, &id.to_string())?))
-        .await?;
+    let deleted = db.write(move |conn| Ok(repo::delete_list(conn, &id.to_string())?)).await?;
     if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
 }
 

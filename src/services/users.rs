@@ -52,16 +52,7 @@ pub async fn bootstrap_admin(db: &Db, email: Email, password: String) -> Result<
     if db.read(|conn| Ok(repo::count_users(conn)?)).await? > 0 {
         return Ok(false);
     }
-    match create_user(
-        db,
-        NewUser {
-            email,
-            password,
-            role: Role::Admin,
-        },
-    )
-    .await
-    {
+    match create_user(db, NewUser { email, password, role: Role::Admin }).await {
         Ok(_) => Ok(true),
         // Another instance created it first.
         Err(Error::Conflict(_)) => Ok(false),
@@ -70,12 +61,7 @@ pub async fn bootstrap_admin(db: &Db, email: Email, password: String) -> Result<
 }
 
 pub async fn find_user(db: &Db, id: UserId) -> Result<User> {
-    db.read(move |conn| {
-        repo::find_user(conn, &id.to_string())?
-            .ok_or_else(|| not_found(id))?
-            .try_into()
-    })
-    .await
+    db.read(move |conn| repo::find_user(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
 }
 
 pub async fn list_users(db: &Db, page: PageRequest) -> Result<Page<User>> {

@@ -8,26 +8,15 @@ use super::models::ApiKeyRow;
 use super::schema::api_keys;
 
 pub fn insert_api_key(conn: &mut DbConnection, row: &ApiKeyRow) -> QueryResult<()> {
-    diesel::insert_into(api_keys::table)
-        .values(row)
-        .execute(conn)
-        .map(|_| ())
+    diesel::insert_into(api_keys::table).values(row).execute(conn).map(|_| ())
 }
 
 pub fn find_api_key(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ApiKeyRow>> {
-    api_keys::table
-        .find(id)
-        .select(ApiKeyRow::as_select())
-        .first(conn)
-        .optional()
+    api_keys::table.find(id).select(ApiKeyRow::as_select()).first(conn).optional()
 }
 
 pub fn find_api_key_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<ApiKeyRow>> {
-    api_keys::table
-        .filter(api_keys::secret_hash.eq(hash))
-        .select(ApiKeyRow::as_select())
-        .first(conn)
-        .optional()
+    api_keys::table.filter(api_keys::secret_hash.eq(hash)).select(ApiKeyRow::as_select()).first(conn).optional()
 }
 
 pub fn list_api_keys(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> QueryResult<Vec<ApiKeyRow>> {
@@ -39,9 +28,7 @@ pub fn list_api_keys(conn: &mut DbConnection, after: Option<&str>, limit: i64) -
 }
 
 pub fn update_last_used(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
-    diesel::update(api_keys::table.find(id))
-        .set(api_keys::last_used_at.eq(at))
-        .execute(conn)
+    diesel::update(api_keys::table.find(id)).set(api_keys::last_used_at.eq(at)).execute(conn)
 }
 
 /// Marks a key revoked; revoking twice keeps the first time.

@@ -42,11 +42,7 @@ fn insert_memberships(conn: &mut DbConnection, tags: &[ContactTagRow], lists: &[
 }
 
 pub fn find_contact(conn: &mut DbConnection, id: &str) -> Result<Option<Contact>> {
-    let row = contacts::table
-        .find(id)
-        .select(ContactRow::as_select())
-        .first(conn)
-        .optional()?;
+    let row = contacts::table.find(id).select(ContactRow::as_select()).first(conn).optional()?;
     match row {
         Some(row) => Ok(with_memberships(conn, vec![row])?.pop()),
         None => Ok(None),
@@ -54,11 +50,7 @@ pub fn find_contact(conn: &mut DbConnection, id: &str) -> Result<Option<Contact>
 }
 
 pub fn find_contact_id_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<String>> {
-    contacts::table
-        .filter(contacts::email_key.eq(key))
-        .select(contacts::id)
-        .first(conn)
-        .optional()
+    contacts::table.filter(contacts::email_key.eq(key)).select(contacts::id).first(conn).optional()
 }
 
 /// Contacts after `after` in id order (creation order), at most `limit`.
@@ -76,29 +68,18 @@ pub fn list_contacts(
         query = query.filter(contacts::status.eq(status.clone()));
     }
     if let Some(text) = &filter.email_contains {
-        query = query.filter(
-            contacts::email_key
-                .like(like_pattern(&text.to_lowercase()))
-                .escape('\\'),
-        );
+        query = query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
     }
     if let Some(list_id) = &filter.list_id {
-        query = query.filter(
-            contacts::id.eq_any(
-                contact_lists::table
-                    .filter(contact_lists::list_id.eq(list_id.clone()))
-                    .select(contact_lists::contact_id),
-            ),
-        );
+        query = query.filter(contacts::id.eq_any(
+            contact_lists::table.filter(contact_lists::list_id.eq(list_id.clone())).select(contact_lists::contact_id),
+        ));
     }
     if let Some(tag) = &filter.tag {
-        query = query.filter(
-            contacts::id.eq_any(
-                contact_tags::table
-                    .filter(contact_tags::tag.eq(tag.clone()))
-                    .select(contact_tags::contact_id),
-            ),
-        );
+        query = query
+            .filter(contacts::id.eq_any(
+                contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
+            ));
     }
     let rows = query.order(contacts::id.asc()).limit(limit).load(conn)?;
     with_memberships(conn, rows)
@@ -132,11 +113,7 @@ pub fn replace_memberships(
             .filter(contact_lists::contact_id.eq(contact_id))
             .select(contact_lists::list_id)
             .load(conn)?;
-        let added: Vec<ContactListRow> = lists
-            .iter()
-            .filter(|l| !present.contains(&l.list_id))
-            .cloned()
-            .collect();
+        let added: Vec<ContactListRow> = lists.iter().filter(|l| !present.contains(&l.list_id)).cloned().collect();
         insert_memberships(conn, &[], &added)?;
     }
     Ok(())

@@ -11,11 +11,7 @@ pub fn insert_list(conn: &mut DbConnection, row: &ListRow) -> QueryResult<()> {
 }
 
 pub fn find_list(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ListRow>> {
-    lists::table
-        .find(id)
-        .select(ListRow::as_select())
-        .first(conn)
-        .optional()
+    lists::table.find(id).select(ListRow::as_select()).first(conn).optional()
 }
 
 /// Which of `ids` name an existing list.

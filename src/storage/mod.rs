@@ -152,8 +152,7 @@ impl Db {
         self.blocking(|conn| {
             match conn {
                 DbConnection::Sqlite(conn) => {
-                    conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                        .map_err(Error::Internal)?;
+                    conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(Error::Internal)?;
                 }
                 DbConnection::Postgres(conn) => {
                     conn.batch_execute("SELECT pg_advisory_lock(7366324)")?;
@@ -233,10 +232,7 @@ fn sqlite_path(url: &str) -> String {
 
 /// Whether an error is a unique-constraint violation (a duplicate).
 pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
-    matches!(
-        error,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
+    matches!(error, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
 
 /// Checks the database answers, for readiness probes.

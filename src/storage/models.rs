@@ -104,10 +104,7 @@ impl ContactRow {
             Ok(serde_json::Value::Object(map)) => map,
             _ => return Err(corrupt("contact attributes", &self.attributes)),
         };
-        let lists = list_ids
-            .iter()
-            .map(|id| parse_id::<ListId>("list id", id))
-            .collect::<Result<_>>()?;
+        let lists = list_ids.iter().map(|id| parse_id::<ListId>("list id", id)).collect::<Result<_>>()?;
         Ok(Contact {
             id: parse_id::<ContactId>("contact id", &self.id)?,
             email: Email::from_trusted(self.email),
@@ -116,10 +113,7 @@ impl ContactRow {
             lists,
             company: self.company,
             country: self.country.map(Country::from_trusted),
-            status: self
-                .status
-                .parse()
-                .map_err(|_| corrupt("contact status", &self.status))?,
+            status: self.status.parse().map_err(|_| corrupt("contact status", &self.status))?,
             created_at: utc(self.created_at),
             updated_at: utc(self.updated_at),
         })
@@ -132,10 +126,7 @@ impl TryFrom<ListRow> for List {
     fn try_from(row: ListRow) -> Result<Self> {
         Ok(List {
             id: parse_id("list id", &row.id)?,
-            opt_in: row
-                .opt_in
-                .parse::<domain::OptInMode>()
-                .map_err(|_| corrupt("opt-in mode", &row.opt_in))?,
+            opt_in: row.opt_in.parse::<domain::OptInMode>().map_err(|_| corrupt("opt-in mode", &row.opt_in))?,
             name: row.name,
             description: row.description,
             created_at: utc(row.created_at),
@@ -165,11 +156,7 @@ impl TryFrom<ApiKeyRow> for domain::ApiKey {
         Ok(domain::ApiKey {
             id: parse_id("api key id", &row.id)?,
             role: row.role.parse().map_err(|_| corrupt("role", &row.role))?,
-            created_by: row
-                .created_by
-                .as_deref()
-                .map(|id| parse_id("user id", id))
-                .transpose()?,
+            created_by: row.created_by.as_deref().map(|id| parse_id("user id", id)).transpose()?,
             name: row.name,
             prefix: row.prefix,
             created_at: utc(row.created_at),

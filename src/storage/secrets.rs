@@ -14,25 +14,16 @@ pub fn find_or_insert_secret(
     name: &str,
     generate: impl FnOnce() -> String,
 ) -> QueryResult<String> {
-    let existing = server_secrets::table
-        .find(name)
-        .select(server_secrets::value)
-        .first::<String>(conn)
-        .optional()?;
+    let existing = server_secrets::table.find(name).select(server_secrets::value).first::<String>(conn).optional()?;
     if let Some(value) = existing {
         return Ok(value);
     }
-    let row = ServerSecretRow {
-        name: name.to_owned(),
-        value: generate(),
-        created_at: now(),
-    };
+    let row = ServerSecretRow { name: name.to_owned(), value: generate(), created_at: now() };
     match diesel::insert_into(server_secrets::table).values(&row).execute(conn) {
         Ok(_) => Ok(row.value),
-        Err(error) if is_unique_violation(&error) => server_secrets::table
-            .find(name)
-            .select(server_secrets::value)
-            .first(conn),
+        Err(error) if is_unique_violation(&error) => {
+            server_secrets::table.find(name).select(server_secrets::value).first(conn)
+        }
         Err(error) => Err(error),
     }
 }

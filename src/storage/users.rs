@@ -11,19 +11,11 @@ pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> QueryResult<()> {
 }
 
 pub fn find_user(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
-    users::table
-        .find(id)
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()
+    users::table.find(id).select(UserRow::as_select()).first(conn).optional()
 }
 
 pub fn find_user_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<UserRow>> {
-    users::table
-        .filter(users::email_key.eq(key))
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()
+    users::table.filter(users::email_key.eq(key)).select(UserRow::as_select()).first(conn).optional()
 }
 
 pub fn list_users(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> QueryResult<Vec<UserRow>> {

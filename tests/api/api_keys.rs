@@ -8,9 +8,8 @@ use crate::helpers::{assert_problem, spawn_app};
 #[tokio::test]
 async fn an_api_key_is_shown_once_works_and_stops_working_when_revoked() {
     let app = spawn_app().await;
-    let (status, created) = app
-        .send(app.post("/api/v1/api-keys", &json!({"name": "shop sync", "role": "editor"})))
-        .await;
+    let (status, created) =
+        app.send(app.post("/api/v1/api-keys", &json!({"name": "shop sync", "role": "editor"}))).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
@@ -42,13 +41,7 @@ async fn an_api_key_is_shown_once_works_and_stops_working_when_revoked() {
     // Revoked: refused at once, still listed with the time.
     let (status, _) = app.send(app.delete(&format!("/api/v1/api-keys/{id}"))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let response = app
-        .client
-        .get(app.url("/api/v1/contacts"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/api/v1/contacts")).bearer_auth(&secret).send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_eq!(problem["detail"], "the API key is unknown or revoked");
     let (_, read) = app.send(app.get(&format!("/api/v1/api-keys/{id}"))).await;
@@ -58,17 +51,9 @@ async fn an_api_key_is_shown_once_works_and_stops_working_when_revoked() {
 #[tokio::test]
 async fn a_viewer_key_reads_but_cannot_write() {
     let app = spawn_app().await;
-    let (_, created) = app
-        .send(app.post("/api/v1/api-keys", &json!({"name": "reporting", "role": "viewer"})))
-        .await;
+    let (_, created) = app.send(app.post("/api/v1/api-keys", &json!({"name": "reporting", "role": "viewer"}))).await;
     let secret = created["secret"].as_str().unwrap();
-    let response = app
-        .client
-        .get(app.url("/api/v1/lists"))
-        .bearer_auth(secret)
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/api/v1/lists")).bearer_auth(secret).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let response = app
         .client
@@ -84,13 +69,7 @@ async fn a_viewer_key_reads_but_cannot_write() {
 #[tokio::test]
 async fn an_unknown_key_is_refused() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/api/v1/lists"))
-        .bearer_auth("csk_not-a-key")
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/api/v1/lists")).bearer_auth("csk_not-a-key").send().await.unwrap();
     assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
@@ -107,24 +86,14 @@ async fn only_admins_manage_keys() {
         .await
         .unwrap();
     assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
-    let response = app
-        .client
-        .get(app.url("/api/v1/api-keys"))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/api/v1/api-keys")).bearer_auth(&editor).send().await.unwrap();
     assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
 }
 
 #[tokio::test]
 async fn a_key_needs_a_name_and_a_known_role() {
     let app = spawn_app().await;
-    let response = app
-        .post("/api/v1/api-keys", &json!({"name": " ", "role": "owner"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/api/v1/api-keys", &json!({"name": " ", "role": "owner"})).send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(crate::helpers::fields_at_fault(&problem), ["name", "role"]);
 }

@@ -13,12 +13,7 @@ fn now() -> u64 {
 }
 
 async fn status_with_token(app: &crate::helpers::TestApp, token: &str) -> reqwest::Response {
-    app.client
-        .get(app.url("/api/v1/contacts"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    app.client.get(app.url("/api/v1/contacts")).bearer_auth(token).send().await.unwrap()
 }
 
 /// The claims of a token, read without checking it.
@@ -50,10 +45,7 @@ async fn a_token_is_issued_for_the_right_password() {
 #[tokio::test]
 async fn a_wrong_password_or_unknown_user_gets_401() {
     let app = spawn_app().await;
-    for (email, password) in [
-        (ADMIN_EMAIL, "not the password"),
-        ("nobody@example.org", ADMIN_PASSWORD),
-    ] {
+    for (email, password) in [(ADMIN_EMAIL, "not the password"), ("nobody@example.org", ADMIN_PASSWORD)] {
         let response = app
             .client
             .post(app.url("/api/v1/auth/token"))
@@ -90,12 +82,7 @@ async fn an_expired_token_is_refused() {
     claims.iat = now() - 7200;
     claims.exp = now() - 3600;
     let token = app.state.tokens.sign(&claims).unwrap();
-    let problem = assert_problem(
-        status_with_token(&app, &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    let problem = assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_eq!(problem["detail"], "the access token has expired");
 }
 
@@ -105,23 +92,13 @@ async fn a_token_for_another_audience_or_issuer_is_refused() {
     let mut claims = claims_of(&app.admin_token);
     claims.aud = "another-api".to_owned();
     let token = app.state.tokens.sign(&claims).unwrap();
-    let problem = assert_problem(
-        status_with_token(&app, &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    let problem = assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_eq!(problem["detail"], "the access token is not meant for this API");
 
     let mut claims = claims_of(&app.admin_token);
     claims.iss = "someone-else".to_owned();
     let token = app.state.tokens.sign(&claims).unwrap();
-    assert_problem(
-        status_with_token(&app, &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
 #[tokio::test]
@@ -134,24 +111,10 @@ async fn a_token_missing_a_required_claim_is_refused() {
         .tokens
         .sign(&json!({"sub": claims.sub, "iss": claims.iss, "exp": claims.exp, "iat": claims.iat}))
         .unwrap();
-    assert_problem(
-        status_with_token(&app, &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     // No `exp`: must not live for ever.
-    let token = app
-        .state
-        .tokens
-        .sign(&json!({"sub": claims.sub, "iss": claims.iss, "aud": claims.aud}))
-        .unwrap();
-    assert_problem(
-        status_with_token(&app, &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    let token = app.state.tokens.sign(&json!({"sub": claims.sub, "iss": claims.iss, "aud": claims.aud})).unwrap();
+    assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
 #[tokio::test]
@@ -161,12 +124,7 @@ async fn an_unsigned_alg_none_token_is_refused() {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
     for token in [format!("{header}.{payload}."), format!("{header}.{payload}")] {
-        assert_problem(
-            status_with_token(&app, &token).await,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        )
-        .await;
+        assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
 }
 
@@ -174,30 +132,16 @@ async fn an_unsigned_alg_none_token_is_refused() {
 async fn a_token_signed_with_another_key_is_refused() {
     let app = spawn_app().await;
     let claims = claims_of(&app.admin_token);
-    let forger = Tokens::from_key(
-        b"a key that is not the server's key",
-        std::time::Duration::from_secs(60),
-    )
-    .unwrap();
+    let forger = Tokens::from_key(b"a key that is not the server's key", std::time::Duration::from_secs(60)).unwrap();
     let token = forger.sign(&claims).unwrap();
-    let problem = assert_problem(
-        status_with_token(&app, &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    let problem = assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_eq!(problem["detail"], "the access token's signature does not match");
 
     // A real token with one character of its signature changed.
     let mut tampered = app.admin_token.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    assert_problem(
-        status_with_token(&app, &tampered).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    assert_problem(status_with_token(&app, &tampered).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
 #[tokio::test]
@@ -222,20 +166,8 @@ async fn a_deleted_users_token_stops_working() {
     let token = app.user_token("editor").await;
     assert_eq!(status_with_token(&app, &token).await.status(), StatusCode::OK);
     let (_, users) = app.send(app.get("/api/v1/users?limit=200")).await;
-    let editor = users["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["role"] == "editor")
-        .unwrap();
-    let (status, _) = app
-        .send(app.delete(&format!("/api/v1/users/{}", editor["id"].as_str().unwrap())))
-        .await;
+    let editor = users["items"].as_array().unwrap().iter().find(|u| u["role"] == "editor").unwrap();
+    let (status, _) = app.send(app.delete(&format!("/api/v1/users/{}", editor["id"].as_str().unwrap()))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_problem(
-        status_with_token(&app, &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }

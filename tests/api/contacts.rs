@@ -54,10 +54,7 @@ async fn a_contact_is_created_normalised_and_read_back() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let created: Value = response.json().await.unwrap();
-    assert_eq!(
-        location,
-        format!("/api/v1/contacts/{}", created["id"].as_str().unwrap())
-    );
+    assert_eq!(location, format!("/api/v1/contacts/{}", created["id"].as_str().unwrap()));
     assert_eq!(created["email"], "Marie.Curie@example.org");
     assert_eq!(created["tags"], json!(["chemistry", "physics"]));
     assert_eq!(created["lists"], json!([list]));
@@ -91,27 +88,14 @@ async fn a_duplicate_email_gets_409_whatever_its_case() {
     let app = spawn_app().await;
     let first = app.create_contact(json!({"email": "dup@example.org"})).await;
     for email in ["dup@example.org", " DUP@Example.org"] {
-        let response = app
-            .post("/api/v1/contacts", &json!({"email": email}))
-            .send()
-            .await
-            .unwrap();
+        let response = app.post("/api/v1/contacts", &json!({"email": email})).send().await.unwrap();
         let problem = assert_problem(response, StatusCode::CONFLICT, "conflict").await;
-        assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains(first["id"].as_str().unwrap()),
-            "{problem}"
-        );
+        assert!(problem["detail"].as_str().unwrap().contains(first["id"].as_str().unwrap()), "{problem}");
     }
     // Changing another contact to that address is a conflict too.
     let other = app.create_contact(json!({"email": "other@example.org"})).await;
     let response = app
-        .patch(
-            &format!("/api/v1/contacts/{}", other["id"].as_str().unwrap()),
-            &json!({"email": "Dup@example.org"}),
-        )
+        .patch(&format!("/api/v1/contacts/{}", other["id"].as_str().unwrap()), &json!({"email": "Dup@example.org"}))
         .send()
         .await
         .unwrap();
@@ -169,20 +153,13 @@ async fn a_patch_merges_attributes_and_replaces_tags_and_lists() {
 #[tokio::test]
 async fn a_deleted_contact_is_gone() {
     let app = spawn_app().await;
-    let contact = app
-        .create_contact(json!({"email": "gone@example.org", "tags": ["x"]}))
-        .await;
+    let contact = app.create_contact(json!({"email": "gone@example.org", "tags": ["x"]})).await;
     let path = format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap());
     let (status, body) = app.send(app.delete(&path)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(body, Value::Null);
     assert_problem(app.get(&path).send().await.unwrap(), StatusCode::NOT_FOUND, "not-found").await;
-    assert_problem(
-        app.delete(&path).send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "not-found",
-    )
-    .await;
+    assert_problem(app.delete(&path).send().await.unwrap(), StatusCode::NOT_FOUND, "not-found").await;
     // The address is free again.
     app.create_contact(json!({"email": "gone@example.org"})).await;
 }
@@ -215,31 +192,21 @@ async fn listing_filters_by_list_tag_status_and_email_text() {
     let news = app.create_list("News").await;
     let offers = app.create_list("Offers").await;
     for i in 0..7 {
-        app.create_contact(json!({"email": format!("news{i}@alpha.example"), "lists": [news], "tags": ["vip"]}))
-            .await;
+        app.create_contact(json!({"email": format!("news{i}@alpha.example"), "lists": [news], "tags": ["vip"]})).await;
     }
     for i in 0..4 {
         app.create_contact(json!({"email": format!("offer{i}@beta.example"), "lists": [offers], "tags": ["trial"]}))
             .await;
     }
-    let left = app
-        .create_contact(json!({"email": "left_1%@beta.example", "lists": [news, offers]}))
-        .await;
+    let left = app.create_contact(json!({"email": "left_1%@beta.example", "lists": [news, offers]})).await;
 
     let (items, pages) = all_pages(&app, &format!("list={news}&limit=3")).await;
     assert_eq!(items.len(), 8);
     assert_eq!(pages, 3);
-    assert!(
-        items
-            .iter()
-            .all(|c| c["lists"].as_array().unwrap().contains(&json!(news)))
-    );
+    assert!(items.iter().all(|c| c["lists"].as_array().unwrap().contains(&json!(news))));
 
     let (items, _) = all_pages(&app, "tag=trial").await;
-    assert_eq!(
-        emails(&items),
-        (0..4).map(|i| format!("offer{i}@beta.example")).collect()
-    );
+    assert_eq!(emails(&items), (0..4).map(|i| format!("offer{i}@beta.example")).collect());
     let (items, _) = all_pages(&app, "tag=VIP&limit=2").await;
     assert_eq!(items.len(), 7);
 
@@ -255,9 +222,7 @@ async fn listing_filters_by_list_tag_status_and_email_text() {
         .db
         .write(move |conn| {
             use consento::storage::schema::contacts;
-            diesel::update(contacts::table.find(left_id))
-                .set(contacts::status.eq("unsubscribed"))
-                .execute(conn)?;
+            diesel::update(contacts::table.find(left_id)).set(contacts::status.eq("unsubscribed")).execute(conn)?;
             Ok(())
         })
         .await
@@ -275,11 +240,7 @@ async fn listing_filters_by_list_tag_status_and_email_text() {
 #[tokio::test]
 async fn bad_filters_and_cursors_are_named() {
     let app = spawn_app().await;
-    let response = app
-        .get("/api/v1/contacts?status=gone&list=nope&tag=a%20b")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/api/v1/contacts?status=gone&list=nope&tag=a%20b").send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["list", "tag", "status"]);
 
@@ -310,30 +271,17 @@ async fn invalid_fields_are_all_named() {
         .await
         .unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
-    assert_eq!(
-        fields_at_fault(&problem),
-        ["email", "attributes", "tags[1]", "lists[0]", "company", "country"]
-    );
+    assert_eq!(fields_at_fault(&problem), ["email", "attributes", "tags[1]", "lists[0]", "company", "country"]);
     let (_, listed) = app.send(app.get("/api/v1/contacts")).await;
-    assert_eq!(
-        listed["items"],
-        json!([]),
-        "nothing may be stored from a refused request"
-    );
+    assert_eq!(listed["items"], json!([]), "nothing may be stored from a refused request");
 }
 
 #[tokio::test]
 async fn an_unknown_list_is_refused_and_nothing_is_written() {
     let app = spawn_app().await;
     let missing = uuid::Uuid::now_v7().to_string();
-    let response = app
-        .post(
-            "/api/v1/contacts",
-            &json!({"email": "x@example.org", "lists": [missing]}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.post("/api/v1/contacts", &json!({"email": "x@example.org", "lists": [missing]})).send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["lists"]);
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains(&missing));
@@ -354,17 +302,11 @@ async fn fields_the_server_owns_are_refused() {
         .unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["id", "status", "created_at"]);
-    assert_eq!(
-        problem["errors"][0]["message"],
-        "is set by the server and cannot be written"
-    );
+    assert_eq!(problem["errors"][0]["message"], "is set by the server and cannot be written");
 
     let contact = app.create_contact(json!({"email": "y@example.org"})).await;
     let response = app
-        .patch(
-            &format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap()),
-            &json!({"status": "unsubscribed"}),
-        )
+        .patch(&format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap()), &json!({"status": "unsubscribed"}))
         .send()
         .await
         .unwrap();
@@ -377,11 +319,8 @@ async fn fifty_concurrent_creations_all_succeed() {
     let app = spawn_app().await;
     let list = app.create_list("Busy").await;
     let requests = (0..50).map(|i| {
-        app.post(
-            "/api/v1/contacts",
-            &json!({"email": format!("c{i}@example.org"), "tags": ["load"], "lists": [list]}),
-        )
-        .send()
+        app.post("/api/v1/contacts", &json!({"email": format!("c{i}@example.org"), "tags": ["load"], "lists": [list]}))
+            .send()
     });
     let responses = futures_util::future::join_all(requests).await;
     for response in responses {

@@ -18,10 +18,7 @@ async fn an_unknown_route_is_a_404_problem() {
 #[tokio::test]
 async fn an_id_that_names_nothing_is_a_404_problem() {
     let app = spawn_app().await;
-    for path in [
-        "/api/v1/contacts/not-a-uuid",
-        &format!("/api/v1/contacts/{}", uuid::Uuid::now_v7()),
-    ] {
+    for path in ["/api/v1/contacts/not-a-uuid", &format!("/api/v1/contacts/{}", uuid::Uuid::now_v7())] {
         let response = app.get(path).send().await.unwrap();
         assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
     }
@@ -30,11 +27,7 @@ async fn an_id_that_names_nothing_is_a_404_problem() {
 #[tokio::test]
 async fn a_wrong_method_is_a_405_problem_with_allow() {
     let app = spawn_app().await;
-    let response = app
-        .admin(app.client.put(app.url("/api/v1/contacts")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin(app.client.put(app.url("/api/v1/contacts"))).send().await.unwrap();
     assert_eq!(response.headers()["allow"], "GET, POST");
     assert_problem(response, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
 
@@ -67,9 +60,7 @@ async fn malformed_json_is_a_400_problem_with_its_position() {
 async fn a_body_that_is_not_json_is_a_415_problem() {
     let app = spawn_app().await;
     for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
-        let mut request = app
-            .admin(app.client.post(app.url("/api/v1/lists")))
-            .body(r#"{"name": "x"}"#);
+        let mut request = app.admin(app.client.post(app.url("/api/v1/lists"))).body(r#"{"name": "x"}"#);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
@@ -83,10 +74,7 @@ async fn a_body_over_the_limit_is_a_413_problem() {
     let app = spawn_app().await;
     let huge = "x".repeat(app.state.settings.max_body_bytes + 1);
     let response = app
-        .post(
-            "/api/v1/contacts",
-            &json!({"email": "big@example.org", "attributes": {"blob": huge}}),
-        )
+        .post("/api/v1/contacts", &json!({"email": "big@example.org", "attributes": {"blob": huge}}))
         .send()
         .await
         .unwrap();

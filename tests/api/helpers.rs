@@ -26,20 +26,44 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: web::Data<AppState>,
     pub admin_token: String,
+    /// Kept for its drop: the folder and database go when the test ends.
+    _database: TestDatabase,
+}
+
+/// A data folder and, when testing PostgreSQL, a database, both new and removed on drop.
+pub struct TestDatabase {
     pub data_dir: PathBuf,
     postgres: Option<PostgresDatabase>,
 }
 
+impl TestDatabase {
+    pub fn new() -> Self {
+        let data_dir = std::env::temp_dir().join(format!("consento-test-{}", uuid::Uuid::new_v4()));
+        let postgres = std::env::var(POSTGRES_ENV).ok().filter(|url| !url.is_empty()).map(PostgresDatabase::create);
+        Self { data_dir, postgres }
+    }
+
+    /// The database URL to configure; `None` means the default SQLite file in the data folder.
+    pub fn url(&self) -> Option<String> {
+        self.postgres.as_ref().map(|db| db.url.clone())
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(postgres) = self.postgres.take() {
+            postgres.drop_database();
+        }
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
-    let data_dir = std::env::temp_dir().join(format!("consento-test-{}", uuid::Uuid::new_v4()));
-    let postgres = std::env::var(POSTGRES_ENV)
-        .ok()
-        .filter(|url| !url.is_empty())
-        .map(PostgresDatabase::create);
+    let database = TestDatabase::new();
     let settings = Settings {
         listen: "127.0.0.1:0".to_owned(),
-        data_dir: data_dir.clone(),
-        database_url: postgres.as_ref().map(|db| db.url.clone()),
+        data_dir: database.data_dir.clone(),
+        database_url: database.url(),
         log: std::env::var("TEST_LOG").unwrap_or_else(|_| "off".to_owned()),
         ..Settings::default()
     };
@@ -50,24 +74,10 @@ pub async fn spawn_app() -> TestApp {
     tokio::spawn(app.run_until_stopped());
 
     let email = Email::parse(ADMIN_EMAIL).unwrap();
-    users::create_user(
-        &state.db,
-        NewUser {
-            email,
-            password: ADMIN_PASSWORD.to_owned(),
-            role: Role::Admin,
-        },
-    )
-    .await
-    .expect("the admin is created");
-    let mut app = TestApp {
-        address,
-        client: reqwest::Client::new(),
-        state,
-        admin_token: String::new(),
-        data_dir,
-        postgres,
-    };
+    users::create_user(&state.db, NewUser { email, password: ADMIN_PASSWORD.to_owned(), role: Role::Admin })
+        .await
+        .expect("the admin is created");
+    let mut app = TestApp { address, client: reqwest::Client::new(), state, admin_token: String::new(), database };
     app.admin_token = app.token_for(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
 }
@@ -145,11 +155,7 @@ impl TestApp {
 
 pub async fn body_json(response: Response) -> Value {
     let text = response.text().await.unwrap();
-    if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    }
+    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
 }
 
 /// Asserts a problem document: its status, its type's last segment, and its media type.
@@ -172,15 +178,6 @@ pub fn fields_at_fault(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-        if let Some(postgres) = self.postgres.take() {
-            postgres.drop_database();
-        }
-    }
-}
-
 /// A database of its own on the PostgreSQL server, dropped with the test.
 struct PostgresDatabase {
     server_url: String,
@@ -192,12 +189,8 @@ impl PostgresDatabase {
     fn create(server_url: String) -> Self {
         let name = format!("consento_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::establish(&server_url).expect("the PostgreSQL test server answers");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .unwrap();
-        let base = server_url
-            .rsplit_once('/')
-            .map_or(server_url.as_str(), |(base, _)| base);
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
+        let base = server_url.rsplit_once('/').map_or(server_url.as_str(), |(base, _)| base);
         let url = format!("{base}/{name}");
         Self { server_url, name, url }
     }

@@ -9,10 +9,7 @@ use crate::helpers::{assert_problem, fields_at_fault, spawn_app};
 async fn a_list_is_created_read_changed_and_deleted() {
     let app = spawn_app().await;
     let response = app
-        .post(
-            "/api/v1/lists",
-            &json!({"name": " Weekly news ", "description": "Every Monday"}),
-        )
+        .post("/api/v1/lists", &json!({"name": " Weekly news ", "description": "Every Monday"}))
         .send()
         .await
         .unwrap();
@@ -26,9 +23,8 @@ async fn a_list_is_created_read_changed_and_deleted() {
     let (_, read) = app.send(app.get(&location)).await;
     assert_eq!(read, list);
 
-    let (status, changed) = app
-        .send(app.patch(&location, &json!({"opt_in": "single", "description": "Mondays"})))
-        .await;
+    let (status, changed) =
+        app.send(app.patch(&location, &json!({"opt_in": "single", "description": "Mondays"}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(changed["opt_in"], "single");
     assert_eq!(changed["description"], "Mondays");
@@ -36,26 +32,17 @@ async fn a_list_is_created_read_changed_and_deleted() {
 
     let (status, _) = app.send(app.delete(&location)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_problem(
-        app.get(&location).send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "not-found",
-    )
-    .await;
+    assert_problem(app.get(&location).send().await.unwrap(), StatusCode::NOT_FOUND, "not-found").await;
 }
 
 #[tokio::test]
 async fn deleting_a_list_keeps_its_contacts() {
     let app = spawn_app().await;
     let list = app.create_list("Temporary").await;
-    let contact = app
-        .create_contact(json!({"email": "stays@example.org", "lists": [list]}))
-        .await;
+    let contact = app.create_contact(json!({"email": "stays@example.org", "lists": [list]})).await;
     let (status, _) = app.send(app.delete(&format!("/api/v1/lists/{list}"))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, read) = app
-        .send(app.get(&format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap())))
-        .await;
+    let (status, read) = app.send(app.get(&format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap()))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read["lists"], json!([]));
 }
@@ -64,11 +51,7 @@ async fn deleting_a_list_keeps_its_contacts() {
 async fn list_names_are_unique() {
     let app = spawn_app().await;
     app.create_list("Offers").await;
-    let response = app
-        .post("/api/v1/lists", &json!({"name": "Offers"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/api/v1/lists", &json!({"name": "Offers"})).send().await.unwrap();
     assert_problem(response, StatusCode::CONFLICT, "conflict").await;
 }
 
@@ -81,15 +64,8 @@ async fn lists_page_with_a_cursor() {
     let (_, first) = app.send(app.get("/api/v1/lists?limit=3")).await;
     assert_eq!(first["items"].as_array().unwrap().len(), 3);
     let cursor = first["next_cursor"].as_str().unwrap();
-    let (_, second) = app
-        .send(app.get(&format!("/api/v1/lists?limit=3&cursor={cursor}")))
-        .await;
-    let names: Vec<&str> = second["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
+    let (_, second) = app.send(app.get(&format!("/api/v1/lists?limit=3&cursor={cursor}"))).await;
+    let names: Vec<&str> = second["items"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["List 3", "List 4"]);
     assert!(second["next_cursor"].is_null());
 }
@@ -97,18 +73,10 @@ async fn lists_page_with_a_cursor() {
 #[tokio::test]
 async fn a_list_needs_a_name_and_a_known_opt_in_mode() {
     let app = spawn_app().await;
-    let response = app
-        .post("/api/v1/lists", &json!({"name": "", "opt_in": "triple"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/api/v1/lists", &json!({"name": "", "opt_in": "triple"})).send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["name", "opt_in"]);
-    let response = app
-        .post("/api/v1/lists", &json!({"description": "no name"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/api/v1/lists", &json!({"description": "no name"})).send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(problem["errors"], json!([{"field": "name", "message": "is required"}]));
 }

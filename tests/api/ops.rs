@@ -23,21 +23,13 @@ async fn metrics_count_requests_by_route_and_status() {
     app.client.get(app.url("/healthz")).send().await.unwrap();
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
     assert!(
         text.contains(r#"consento_http_requests_total{method="GET",route="/api/v1/contacts/{id}",status="404"} 1"#),
         "{text}"
     );
-    assert!(
-        text.contains(r#"consento_http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"consento_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
     assert!(text.contains("consento_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("consento_db_pool_max_connections 8"), "{text}");
     assert!(!text.contains(&id.to_string()), "raw paths must not become labels");
@@ -46,13 +38,7 @@ async fn metrics_count_requests_by_route_and_status() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "trace-me-42")
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/healthz")).header("x-request-id", "trace-me-42").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let response = app.client.get(app.url("/nothing")).send().await.unwrap();
     let generated = response.headers()["x-request-id"].to_str().unwrap();

@@ -9,22 +9,13 @@ use crate::helpers::{assert_problem, fields_at_fault, spawn_app};
 async fn a_viewer_reads_but_gets_403_writing() {
     let app = spawn_app().await;
     let viewer = app.user_token("viewer").await;
-    let response = app
-        .client
-        .get(app.url("/api/v1/contacts"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/api/v1/contacts")).bearer_auth(&viewer).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     let writes = [
-        app.client
-            .post(app.url("/api/v1/contacts"))
-            .json(&json!({"email": "a@example.org"})),
+        app.client.post(app.url("/api/v1/contacts")).json(&json!({"email": "a@example.org"})),
         app.client.post(app.url("/api/v1/lists")).json(&json!({"name": "L"})),
-        app.client
-            .delete(app.url(&format!("/api/v1/contacts/{}", uuid::Uuid::now_v7()))),
+        app.client.delete(app.url(&format!("/api/v1/contacts/{}", uuid::Uuid::now_v7()))),
         app.client.get(app.url("/api/v1/users")),
     ];
     for request in writes {
@@ -62,27 +53,29 @@ async fn an_editor_writes_contacts_but_does_not_manage_users() {
 async fn users_are_created_changed_and_deleted_by_admins() {
     let app = spawn_app().await;
     let (status, user) = app
-        .send(app.post(
-            "/api/v1/users",
-            &json!({"email": "Ed@Example.org", "password": "twelve chars!", "role": "editor"}),
-        ))
+        .send(
+            app.post(
+                "/api/v1/users",
+                &json!({"email": "Ed@Example.org", "password": "twelve chars!", "role": "editor"}),
+            ),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{user}");
     assert_eq!(user["email"], "Ed@example.org");
     assert!(user.get("password").is_none() && user.get("password_hash").is_none());
     let id = user["id"].as_str().unwrap();
 
-    let (status, changed) = app
-        .send(app.patch(&format!("/api/v1/users/{id}"), &json!({"role": "viewer"})))
-        .await;
+    let (status, changed) = app.send(app.patch(&format!("/api/v1/users/{id}"), &json!({"role": "viewer"}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(changed["role"], "viewer");
 
     let (status, _) = app
-        .send(app.post(
-            "/api/v1/users",
-            &json!({"email": "ed@example.org", "password": "twelve chars!", "role": "viewer"}),
-        ))
+        .send(
+            app.post(
+                "/api/v1/users",
+                &json!({"email": "ed@example.org", "password": "twelve chars!", "role": "viewer"}),
+            ),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
@@ -97,11 +90,7 @@ async fn the_last_admin_can_be_neither_demoted_nor_deleted() {
     let app = spawn_app().await;
     let (_, users) = app.send(app.get("/api/v1/users")).await;
     let admin_id = users["items"][0]["id"].as_str().unwrap().to_owned();
-    let response = app
-        .patch(&format!("/api/v1/users/{admin_id}"), &json!({"role": "editor"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.patch(&format!("/api/v1/users/{admin_id}"), &json!({"role": "editor"})).send().await.unwrap();
     assert_problem(response, StatusCode::CONFLICT, "conflict").await;
     let response = app.delete(&format!("/api/v1/users/{admin_id}")).send().await.unwrap();
     assert_problem(response, StatusCode::CONFLICT, "conflict").await;
@@ -111,10 +100,7 @@ async fn the_last_admin_can_be_neither_demoted_nor_deleted() {
 async fn a_weak_password_and_an_unknown_role_are_refused_together() {
     let app = spawn_app().await;
     let response = app
-        .post(
-            "/api/v1/users",
-            &json!({"email": "not-an-email", "password": "short", "role": "root"}),
-        )
+        .post("/api/v1/users", &json!({"email": "not-an-email", "password": "short", "role": "root"}))
         .send()
         .await
         .unwrap();

@@ -1,0 +1,174 @@
+//! The `consento` binary as an operator runs it.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::TestDatabase;
+
+fn consento(database: &TestDatabase) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_consento"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CONSENTO_DATA_DIR", &database.data_dir)
+        .env("CONSENTO_LOG", "warn")
+        .current_dir(std::env::temp_dir());
+    if let Some(url) = database.url() {
+        command.env("CONSENTO_DATABASE_URL", url);
+    }
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_until_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(format!("{base}/healthz")).send().await
+            && response.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not become healthy at {base}");
+}
+
+#[tokio::test]
+async fn help_explains_the_commands() {
+    let database = TestDatabase::new();
+    let output = run(consento(&database).arg("--help"));
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for command in ["serve", "migrate", "user", "openapi"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_command_prints_the_committed_spec() {
+    let database = TestDatabase::new();
+    let output = run(consento(&database).arg("openapi"));
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), include_str!("../../openapi/openapi.json"));
+}
+
+#[tokio::test]
+async fn a_user_created_on_the_command_line_signs_in_to_the_server_which_stops_on_sigterm() {
+    let database = TestDatabase::new();
+    let password = "a passphrase from the environment";
+
+    let output = run(consento(&database).args(["migrate"]));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let output = run(consento(&database)
+        .args(["user", "create", "--email", "ops@example.org", "--role", "admin"])
+        .env("CONSENTO_USER_PASSWORD", password));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Created admin user ops@example.org"));
+
+    let again = run(consento(&database)
+        .args(["user", "create", "--email", "OPS@example.org"])
+        .env("CONSENTO_USER_PASSWORD", password));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let weak = run(consento(&database)
+        .args(["user", "create", "--email", "weak@example.org"])
+        .env("CONSENTO_USER_PASSWORD", "short"));
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 12 characters"));
+
+    let port = free_port();
+    let server = consento(&database)
+        .arg("serve")
+        .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(server);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_until_healthy(&client, &base).await;
+
+    let response = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({"email": "ops@example.org", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let token: Value = response.json().await.unwrap();
+    assert_eq!(token["token_type"], "Bearer");
+
+    let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = server.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "the server exited with {exit} on SIGTERM");
+}
+
+#[tokio::test]
+async fn the_first_admin_comes_from_the_environment_on_first_start_only() {
+    let database = TestDatabase::new();
+    let port = free_port();
+    let start = |password: &str| {
+        consento(&database)
+            .arg("serve")
+            .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CONSENTO_ADMIN_EMAIL", "first@example.org")
+            .env("CONSENTO_ADMIN_PASSWORD", password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Server)
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let sign_in = |password: &'static str| {
+        client
+            .post(format!("{base}/api/v1/auth/token"))
+            .json(&json!({"email": "first@example.org", "password": password}))
+            .send()
+    };
+
+    let server = start("the very first password");
+    wait_until_healthy(&client, &base).await;
+    assert_eq!(sign_in("the very first password").await.unwrap().status(), StatusCode::OK);
+    drop(server);
+
+    // A later start with another password changes nothing.
+    let _server = start("a different password");
+    wait_until_healthy(&client, &base).await;
+    assert_eq!(sign_in("a different password").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(sign_in("the very first password").await.unwrap().status(), StatusCode::OK);
+}
