@@ -77,7 +77,8 @@ pub async fn spawn_app() -> TestApp {
     users::create_user(&state.db, NewUser { email, password: ADMIN_PASSWORD.to_owned(), role: Role::Admin })
         .await
         .expect("the admin is created");
-    let mut app = TestApp { address, client: reqwest::Client::new(), state, admin_token: String::new(), database };
+    let mut app =
+        TestApp { address, client: reqwest::Client::new(), state, admin_token: String::new(), _database: database };
     app.admin_token = app.token_for(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
 }
