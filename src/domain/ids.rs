@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 macro_rules! id_type {
     ($name:ident) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
         pub struct $name(Uuid);
 
         impl $name {
@@ -55,3 +56,5 @@ id_type!(ContactId);
 id_type!(ListId);
 id_type!(UserId);
 id_type!(ApiKeyId);
+id_type!(FormId);
+id_type!(ConfirmationId);

@@ -1,8 +1,10 @@
 //! Domain types and pure rules: no I/O, no framework types.
 
+pub mod consent;
 pub mod contact;
 pub mod country;
 pub mod email;
+pub mod form;
 pub mod ids;
 pub mod list;
 pub mod role;
@@ -11,7 +13,7 @@ pub mod user;
 pub use contact::{Contact, ContactStatus, Tag};
 pub use country::Country;
 pub use email::Email;
-pub use ids::{ApiKeyId, ContactId, ListId, UserId};
+pub use ids::{ApiKeyId, ConfirmationId, ContactId, FormId, ListId, UserId};
 pub use list::{List, ListName, OptInMode};
 pub use role::Role;
 pub use user::{ApiKey, User};

@@ -80,6 +80,102 @@ diesel::joinable!(contact_lists -> contacts (contact_id));
 diesel::joinable!(contact_lists -> lists (list_id));
 diesel::joinable!(api_keys -> users (created_by));
 
+diesel::table! {
+    consent_events (id) {
+        id -> Text,
+        seq -> BigInt,
+        contact_id -> Text,
+        purpose -> Text,
+        action -> Text,
+        basis -> Text,
+        requires_confirmation -> Integer,
+        method -> Text,
+        form_id -> Nullable<Text>,
+        form_version -> Nullable<Integer>,
+        consent_text_sha256 -> Nullable<Text>,
+        actor -> Text,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        source_url -> Nullable<Text>,
+        evidence_salt -> Nullable<Text>,
+        ip_digest -> Text,
+        user_agent_digest -> Text,
+        source_url_digest -> Text,
+        occurred_at -> Timestamp,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    consent_texts (sha256) {
+        sha256 -> Text,
+        text -> Text,
+    }
+}
+
+diesel::table! {
+    suppressions (email_hash) {
+        email_hash -> Text,
+        reason -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    forms (id) {
+        id -> Text,
+        slug -> Text,
+        current_version -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    form_versions (form_id, version) {
+        form_id -> Text,
+        version -> Integer,
+        definition -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    confirmations (id) {
+        id -> Text,
+        contact_id -> Text,
+        form_id -> Nullable<Text>,
+        form_version -> Nullable<Integer>,
+        purposes -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        confirmed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        recipient -> Text,
+        recipient_key -> Text,
+        sender -> Text,
+        message -> Text,
+        created_at -> Timestamp,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(form_versions -> forms (form_id));
+diesel::joinable!(confirmations -> contacts (contact_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     server_secrets,
     users,
@@ -88,4 +184,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     contacts,
     contact_tags,
     contact_lists,
+    consent_events,
+    consent_texts,
+    suppressions,
+    forms,
+    form_versions,
+    confirmations,
+    outbox,
 );

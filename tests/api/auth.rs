@@ -145,22 +145,6 @@ async fn a_token_signed_with_another_key_is_refused() {
 }
 
 #[tokio::test]
-async fn tokens_survive_a_restart_on_the_same_database() {
-    let app = spawn_app().await;
-    let key_before = consento::services::auth::Tokens::load(&app.state.db, std::time::Duration::from_secs(60))
-        .await
-        .unwrap()
-        .sign(&json!({"probe": 1}))
-        .unwrap();
-    let key_after = consento::services::auth::Tokens::load(&app.state.db, std::time::Duration::from_secs(60))
-        .await
-        .unwrap()
-        .sign(&json!({"probe": 1}))
-        .unwrap();
-    assert_eq!(key_before, key_after, "the signing key changed between loads");
-}
-
-#[tokio::test]
 async fn a_deleted_users_token_stops_working() {
     let app = spawn_app().await;
     let token = app.user_token("editor").await;

@@ -136,7 +136,7 @@ async fn a_user_created_on_the_command_line_signs_in_to_the_server_which_stops_o
 }
 
 #[tokio::test]
-async fn the_first_admin_comes_from_the_environment_on_first_start_only() {
+async fn the_first_admin_comes_from_the_environment_on_first_start_only_and_tokens_survive_restarts() {
     let database = TestDatabase::new();
     let port = free_port();
     let start = |password: &str| {
@@ -163,12 +163,18 @@ async fn the_first_admin_comes_from_the_environment_on_first_start_only() {
 
     let server = start("the very first password");
     wait_until_healthy(&client, &base).await;
-    assert_eq!(sign_in("the very first password").await.unwrap().status(), StatusCode::OK);
+    let response = sign_in("the very first password").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let token: Value = response.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
     drop(server);
 
-    // A later start with another password changes nothing.
+    // A later start with another password changes nothing, and the token issued before
+    // the restart still works: the signing key was kept.
     let _server = start("a different password");
     wait_until_healthy(&client, &base).await;
     assert_eq!(sign_in("a different password").await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(sign_in("the very first password").await.unwrap().status(), StatusCode::OK);
+    let response = client.get(format!("{base}/api/v1/contacts")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "a token did not survive the restart");
 }

@@ -1,0 +1,301 @@
+//! Consent: legal bases, purposes, ledger events, the hash chain that makes tampering
+//! visible, and the current state derived from the events.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{ApiKeyId, Invalid, ListId, UserId};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Invalid;
+
+            fn from_str(s: &str) -> Result<Self, Invalid> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                    Invalid::new(format!("must be one of {}", names.join(", ")))
+                })
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Why we may mail someone for a purpose (see the table in the design notes).
+    ConsentBasis {
+        DoubleOptIn = "double_opt_in",
+        SingleOptIn = "single_opt_in",
+        PassiveOptIn = "passive_opt_in",
+        SoftOptIn = "soft_opt_in",
+        B2bProfessional = "b2b_professional",
+        B2bRoleAddress = "b2b_role_address",
+        Imported = "imported",
+        Partner = "partner",
+    }
+}
+
+string_enum! {
+    /// What an event does to the consent for its purpose.
+    ConsentAction {
+        Granted = "granted",
+        Confirmed = "confirmed",
+        Withdrawn = "withdrawn",
+    }
+}
+
+string_enum! {
+    /// The consent for one purpose, as derived from its events.
+    ConsentStatus {
+        /// Asked for, waiting for the person to confirm by the link mailed to them.
+        Pending = "pending",
+        Active = "active",
+        Withdrawn = "withdrawn",
+    }
+}
+
+/// What a consent is for: a list, or a co-registration partner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purpose {
+    List(ListId),
+    Partner(String),
+}
+
+impl Purpose {
+    pub fn list_id(&self) -> Option<ListId> {
+        match self {
+            Purpose::List(id) => Some(*id),
+            Purpose::Partner(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Purpose::List(id) => write!(f, "list:{id}"),
+            Purpose::Partner(id) => write!(f, "partner:{id}"),
+        }
+    }
+}
+
+impl FromStr for Purpose {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let invalid = || Invalid::new("must be list:<list id> or partner:<partner id>");
+        match s.split_once(':') {
+            Some(("list", id)) => id.parse().map(Purpose::List).map_err(|_| invalid()),
+            Some(("partner", id)) if !id.is_empty() && id.len() <= 64 => Ok(Purpose::Partner(id.to_owned())),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+/// Who recorded an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The person, through a public page (form, confirmation, unsubscribe).
+    Public,
+    User(UserId),
+    ApiKey(ApiKeyId),
+    /// consento itself (purges, bounces).
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Public => f.write_str("public"),
+            Actor::User(id) => write!(f, "user:{id}"),
+            Actor::ApiKey(id) => write!(f, "api_key:{id}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+/// What was shown and how it was collected: the proof GDPR Art. 7(1) asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// `form`, `api`, `confirmation`, `unsubscribe`, `preferences`, `import`, `partner`…
+    pub method: String,
+    pub form_id: Option<String>,
+    pub form_version: Option<i32>,
+    /// The exact consent text the person saw.
+    pub consent_text: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub source_url: Option<String>,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash that stands before the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A keyed digest of a personal value. The event hash covers the digest, not the value,
+/// so that erasing the value (and its salt) later keeps the chain verifiable, while the
+/// salt keeps small value spaces (IPv4 addresses) from being guessed from the digest.
+pub fn personal_digest(salt: &str, value: Option<&str>) -> String {
+    match value {
+        None => String::new(),
+        Some(value) => match Hmac::<Sha256>::new_from_slice(salt.as_bytes()) {
+            Ok(mut mac) => {
+                mac.update(value.as_bytes());
+                hex(&mac.finalize().into_bytes())
+            }
+            Err(_) => String::new(),
+        },
+    }
+}
+
+/// Everything an event's hash covers, in a fixed order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainedFields<'a> {
+    pub seq: i64,
+    pub id: &'a str,
+    pub contact_id: &'a str,
+    pub purpose: &'a str,
+    pub action: &'a str,
+    pub basis: &'a str,
+    pub requires_confirmation: bool,
+    pub method: &'a str,
+    pub form_id: Option<&'a str>,
+    pub form_version: Option<i32>,
+    pub consent_text_sha256: Option<&'a str>,
+    pub ip_digest: &'a str,
+    pub user_agent_digest: &'a str,
+    pub source_url_digest: &'a str,
+    pub actor: &'a str,
+    /// RFC 3339 with microseconds.
+    pub occurred_at: String,
+    pub prev_hash: &'a str,
+}
+
+impl ChainedFields<'_> {
+    pub fn hash(&self) -> String {
+        sha256_hex(&serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+pub fn chain_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// One event as the services see it.
+#[derive(Debug, Clone)]
+pub struct ConsentEvent {
+    pub id: String,
+    pub seq: i64,
+    pub purpose: Purpose,
+    pub action: ConsentAction,
+    pub basis: ConsentBasis,
+    pub requires_confirmation: bool,
+    pub evidence: Evidence,
+    pub consent_text_sha256: Option<String>,
+    pub actor: String,
+    pub occurred_at: DateTime<Utc>,
+    pub hash: String,
+    /// Whether the personal fields were erased.
+    pub redacted: bool,
+}
+
+/// The consent for one purpose now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeConsent {
+    pub purpose: Purpose,
+    pub status: ConsentStatus,
+    /// The basis of the grant in force (for a confirmed grant: `double_opt_in`).
+    pub basis: ConsentBasis,
+    pub granted_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub withdrawn_at: Option<DateTime<Utc>>,
+}
+
+/// Folds a contact's events (in ledger order) into the consent per purpose.
+pub fn current_consents(events: &[ConsentEvent]) -> Vec<PurposeConsent> {
+    let mut state: BTreeMap<Purpose, PurposeConsent> = BTreeMap::new();
+    for event in events {
+        let at = event.occurred_at;
+        match event.action {
+            ConsentAction::Granted => {
+                let status = if event.requires_confirmation { ConsentStatus::Pending } else { ConsentStatus::Active };
+                // A new request for what is already confirmed does not undo the confirmation.
+                if let Some(current) = state.get(&event.purpose)
+                    && current.status == ConsentStatus::Active
+                    && status == ConsentStatus::Pending
+                {
+                    continue;
+                }
+                state.insert(
+                    event.purpose.clone(),
+                    PurposeConsent {
+                        purpose: event.purpose.clone(),
+                        status,
+                        basis: event.basis,
+                        granted_at: at,
+                        confirmed_at: None,
+                        withdrawn_at: None,
+                    },
+                );
+            }
+            ConsentAction::Confirmed => {
+                let entry = state.entry(event.purpose.clone()).or_insert_with(|| PurposeConsent {
+                    purpose: event.purpose.clone(),
+                    status: ConsentStatus::Active,
+                    basis: event.basis,
+                    granted_at: at,
+                    confirmed_at: None,
+                    withdrawn_at: None,
+                });
+                entry.status = ConsentStatus::Active;
+                entry.basis = event.basis;
+                entry.confirmed_at = Some(at);
+                entry.withdrawn_at = None;
+            }
+            ConsentAction::Withdrawn => {
+                let entry = state.entry(event.purpose.clone()).or_insert_with(|| PurposeConsent {
+                    purpose: event.purpose.clone(),
+                    status: ConsentStatus::Withdrawn,
+                    basis: event.basis,
+                    granted_at: at,
+                    confirmed_at: None,
+                    withdrawn_at: None,
+                });
+                entry.status = ConsentStatus::Withdrawn;
+                entry.withdrawn_at = Some(at);
+            }
+        }
+    }
+    state.into_values().collect()
+}

@@ -1,0 +1,306 @@
+//! Signup forms: their definition (what a person sees) and the checking of a submission
+//! against it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::consent::ConsentBasis;
+use super::contact::parse_short_text;
+use super::{Country, Email, ListId};
+use crate::error::FieldError;
+
+/// The languages built-in page and mail strings exist in.
+pub const LOCALES: &[&str] = &["en", "fr", "de", "it"];
+
+/// The hidden field bots fill in and people do not see.
+pub const HONEYPOT_FIELD: &str = "website";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormOptIn {
+    /// Unticked boxes; the person confirms by a link mailed to them.
+    Double,
+    /// Unticked boxes; submitting is the consent.
+    Single,
+    /// Pre-ticked boxes: recorded as `passive_opt_in`, which is not valid consent for EU
+    /// consumers (CJEU Planet49).
+    Passive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    Text,
+    Number,
+    Date,
+    Select,
+    MultiSelect,
+    Checkbox,
+    Country,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormField {
+    pub name: String,
+    pub label: String,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub options: Vec<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub max_length: Option<u32>,
+}
+
+/// One consent checkbox: a list and the exact words shown beside the box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentCheckbox {
+    pub list_id: ListId,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormDefinition {
+    pub name: String,
+    pub locale: Option<String>,
+    pub title: String,
+    pub intro: String,
+    pub fields: Vec<FormField>,
+    pub consents: Vec<ConsentCheckbox>,
+    pub opt_in: FormOptIn,
+    /// Business-to-business: a company field, and professional or role addresses
+    /// recorded as such.
+    pub b2b: bool,
+    pub thank_you_text: String,
+    pub redirect_url: Option<String>,
+    pub allowed_origins: Vec<String>,
+    /// Subject and text of the confirmation mail; `None` for the built-in ones.
+    pub confirmation_subject: Option<String>,
+    pub confirmation_text: Option<String>,
+}
+
+/// Names a custom field may not take: the form's own inputs.
+const RESERVED_NAMES: &[&str] = &["email", "company", "consent", "consents", HONEYPOT_FIELD, "source_url", "fields"];
+
+impl FormDefinition {
+    /// Every fault of a definition, each named by its path.
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut push = |field: String, message: &str| errors.push(FieldError::new(field, message));
+        if self.name.trim().is_empty() {
+            push("name".into(), "must not be empty");
+        }
+        if let Some(locale) = &self.locale
+            && !LOCALES.contains(&locale.as_str())
+        {
+            push("locale".into(), "must be one of en, fr, de, it");
+        }
+        let mut seen = Vec::new();
+        for (i, field) in self.fields.iter().enumerate() {
+            let valid_name = !field.name.is_empty()
+                && field.name.len() <= 64
+                && field.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid_name {
+                push(format!("fields[{i}].name"), "must be 1 to 64 characters of a-z, 0-9 and _");
+            } else if RESERVED_NAMES.contains(&field.name.as_str()) {
+                push(format!("fields[{i}].name"), "is reserved for the form's own inputs");
+            } else if seen.contains(&field.name) {
+                push(format!("fields[{i}].name"), "is used by another field");
+            }
+            seen.push(field.name.clone());
+            if field.label.trim().is_empty() {
+                push(format!("fields[{i}].label"), "must not be empty");
+            }
+            let needs_options = matches!(field.kind, FieldKind::Select | FieldKind::MultiSelect);
+            if needs_options && field.options.is_empty() {
+                push(format!("fields[{i}].options"), "must list the choices of a select");
+            }
+        }
+        if self.consents.is_empty() {
+            push("consents".into(), "must hold at least one list with its consent text");
+        }
+        let mut lists = Vec::new();
+        for (i, consent) in self.consents.iter().enumerate() {
+            if consent.text.trim().is_empty() {
+                push(format!("consents[{i}].text"), "must be the exact words shown beside the box");
+            }
+            if lists.contains(&consent.list_id) {
+                push(format!("consents[{i}].list_id"), "is offered twice");
+            }
+            lists.push(consent.list_id);
+        }
+        if let Some(url) = &self.redirect_url
+            && !is_http_url(url)
+        {
+            push("redirect_url".into(), "must be an http:// or https:// URL");
+        }
+        for (i, origin) in self.allowed_origins.iter().enumerate() {
+            if !is_origin(origin) {
+                push(format!("allowed_origins[{i}]"), "must be an origin such as https://www.example.org");
+            }
+        }
+        errors
+    }
+
+    /// The legal basis of a grant through this form, for this address.
+    pub fn basis_for(&self, email: &Email) -> ConsentBasis {
+        if self.b2b {
+            if email.is_role_address() { ConsentBasis::B2bRoleAddress } else { ConsentBasis::B2bProfessional }
+        } else if self.opt_in == FormOptIn::Passive {
+            ConsentBasis::PassiveOptIn
+        } else {
+            ConsentBasis::SingleOptIn
+        }
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !url.chars().any(char::is_whitespace))
+}
+
+fn is_origin(origin: &str) -> bool {
+    is_http_url(origin) && !origin.trim_end_matches('/').split("://").nth(1).unwrap_or("/").contains('/')
+}
+
+/// A submission as received: every value as text, keyed by input name (several values
+/// for multi-selects and the consent boxes).
+#[derive(Debug, Clone, Default)]
+pub struct RawSubmission {
+    pub values: BTreeMap<String, Vec<String>>,
+}
+
+impl RawSubmission {
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.values.get(name).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    pub fn all(&self, name: &str) -> &[String] {
+        self.values.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn is_honeypot_filled(&self) -> bool {
+        self.first(HONEYPOT_FIELD).is_some_and(|v| !v.trim().is_empty())
+    }
+}
+
+/// A submission that matches its form.
+#[derive(Debug, Clone)]
+pub struct ValidSubmission {
+    pub email: Email,
+    pub company: Option<String>,
+    pub attributes: Map<String, Value>,
+    /// The lists whose box was ticked, with the text shown.
+    pub consents: Vec<ConsentCheckbox>,
+}
+
+/// Checks a submission against the form; on failure, every fault by input name.
+pub fn check_submission(form: &FormDefinition, raw: &RawSubmission) -> Result<ValidSubmission, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let email = match raw.first("email").map(str::trim).filter(|e| !e.is_empty()) {
+        None => {
+            errors.push(FieldError::new("email", "is required"));
+            None
+        }
+        Some(email) => Email::parse(email).map_err(|e| errors.push(FieldError::new("email", e))).ok(),
+    };
+    let company = match raw.first("company").map(str::trim).filter(|c| !c.is_empty()) {
+        None if form.b2b => {
+            errors.push(FieldError::new("company", "is required"));
+            None
+        }
+        None => None,
+        Some(company) => parse_short_text(company, 200).map_err(|e| errors.push(FieldError::new("company", e))).ok(),
+    };
+    let mut attributes = Map::new();
+    for field in &form.fields {
+        let values: Vec<&str> = raw.all(&field.name).iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
+        if values.is_empty() {
+            if field.required && field.kind != FieldKind::Checkbox {
+                errors.push(FieldError::new(&field.name, "is required"));
+            } else if field.required {
+                errors.push(FieldError::new(&field.name, "must be ticked"));
+            } else if field.kind == FieldKind::Checkbox {
+                attributes.insert(field.name.clone(), Value::Bool(false));
+            }
+            continue;
+        }
+        match check_value(field, &values) {
+            Ok(value) => {
+                attributes.insert(field.name.clone(), value);
+            }
+            Err(message) => errors.push(FieldError::new(&field.name, message)),
+        }
+    }
+    let ticked = raw.all("consent");
+    let consents: Vec<ConsentCheckbox> =
+        form.consents.iter().filter(|c| ticked.iter().any(|t| t.trim() == c.list_id.to_string())).cloned().collect();
+    for value in ticked {
+        if !form.consents.iter().any(|c| c.list_id.to_string() == value.trim()) {
+            errors.push(FieldError::new("consent", format!("{value} is not a list of this form")));
+        }
+    }
+    if consents.is_empty() && errors.iter().all(|e| e.field != "consent") {
+        errors.push(FieldError::new("consent", "tick at least one box to subscribe"));
+    }
+    match email {
+        Some(email) if errors.is_empty() => Ok(ValidSubmission { email, company, attributes, consents }),
+        _ => Err(errors),
+    }
+}
+
+fn check_value(field: &FormField, values: &[&str]) -> Result<Value, String> {
+    if field.kind != FieldKind::MultiSelect && values.len() > 1 {
+        return Err("must have one value".into());
+    }
+    let value = values[0];
+    match field.kind {
+        FieldKind::Text => {
+            let max = field.max_length.unwrap_or(1000) as usize;
+            parse_short_text(value, max).map(Value::String).map_err(|e| e.to_string())
+        }
+        FieldKind::Number => {
+            let number: f64 = value.parse().map_err(|_| "must be a number".to_owned())?;
+            if !number.is_finite() {
+                return Err("must be a number".into());
+            }
+            if field.min.is_some_and(|min| number < min) || field.max.is_some_and(|max| number > max) {
+                return Err(format!(
+                    "must be between {} and {}",
+                    field.min.map_or("any".into(), |m| m.to_string()),
+                    field.max.map_or("any".into(), |m| m.to_string())
+                ));
+            }
+            Ok(serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number))
+        }
+        FieldKind::Date => chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+            .map(|d| Value::String(d.to_string()))
+            .map_err(|_| "must be a date as YYYY-MM-DD".to_owned()),
+        FieldKind::Select => {
+            if field.options.iter().any(|o| o == value) {
+                Ok(Value::String(value.to_owned()))
+            } else {
+                Err(format!("must be one of {}", field.options.join(", ")))
+            }
+        }
+        FieldKind::MultiSelect => {
+            let mut chosen = Vec::new();
+            for value in values {
+                if !field.options.iter().any(|o| o == value) {
+                    return Err(format!("{value:?} is not one of {}", field.options.join(", ")));
+                }
+                chosen.push(Value::String((*value).to_owned()));
+            }
+            Ok(Value::Array(chosen))
+        }
+        FieldKind::Checkbox => match value {
+            "on" | "true" | "1" | "yes" => Ok(Value::Bool(true)),
+            "off" | "false" | "0" | "no" => Ok(Value::Bool(false)),
+            _ => Err("must be ticked or not".into()),
+        },
+        FieldKind::Country => {
+            Country::parse(value).map(|c| Value::String(c.as_str().to_owned())).map_err(|e| e.to_string())
+        }
+    }
+}

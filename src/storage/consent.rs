@@ -1,0 +1,237 @@
+//! The consent ledger, consent texts and the suppression list.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use super::models::{corrupt, utc};
+use super::schema::{consent_events, consent_texts, suppressions};
+use super::{DbConnection, now};
+use crate::domain::consent::{
+    ChainedFields, ConsentAction, ConsentBasis, ConsentEvent, Evidence, GENESIS_HASH, Purpose, chain_time,
+    personal_digest, sha256_hex,
+};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = consent_events)]
+pub struct ConsentEventRow {
+    pub id: String,
+    pub seq: i64,
+    pub contact_id: String,
+    pub purpose: String,
+    pub action: String,
+    pub basis: String,
+    pub requires_confirmation: i32,
+    pub method: String,
+    pub form_id: Option<String>,
+    pub form_version: Option<i32>,
+    pub consent_text_sha256: Option<String>,
+    pub actor: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub source_url: Option<String>,
+    pub evidence_salt: Option<String>,
+    pub ip_digest: String,
+    pub user_agent_digest: String,
+    pub source_url_digest: String,
+    pub occurred_at: chrono::NaiveDateTime,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl ConsentEventRow {
+    /// The fields the hash covers, with the personal digests as stored.
+    pub fn chained(&self) -> ChainedFields<'_> {
+        ChainedFields {
+            seq: self.seq,
+            id: &self.id,
+            contact_id: &self.contact_id,
+            purpose: &self.purpose,
+            action: &self.action,
+            basis: &self.basis,
+            requires_confirmation: self.requires_confirmation != 0,
+            method: &self.method,
+            form_id: self.form_id.as_deref(),
+            form_version: self.form_version,
+            consent_text_sha256: self.consent_text_sha256.as_deref(),
+            ip_digest: &self.ip_digest,
+            user_agent_digest: &self.user_agent_digest,
+            source_url_digest: &self.source_url_digest,
+            actor: &self.actor,
+            occurred_at: chain_time(utc(self.occurred_at)),
+            prev_hash: &self.prev_hash,
+        }
+    }
+
+    pub fn into_event(self, consent_text: Option<String>) -> Result<ConsentEvent> {
+        Ok(ConsentEvent {
+            purpose: self.purpose.parse().map_err(|_| corrupt("purpose", &self.purpose))?,
+            action: self.action.parse().map_err(|_| corrupt("consent action", &self.action))?,
+            basis: self.basis.parse().map_err(|_| corrupt("consent basis", &self.basis))?,
+            requires_confirmation: self.requires_confirmation != 0,
+            redacted: self.evidence_salt.is_none(),
+            evidence: Evidence {
+                method: self.method,
+                form_id: self.form_id,
+                form_version: self.form_version,
+                consent_text,
+                ip: self.ip,
+                user_agent: self.user_agent,
+                source_url: self.source_url,
+            },
+            consent_text_sha256: self.consent_text_sha256,
+            actor: self.actor,
+            occurred_at: utc(self.occurred_at),
+            hash: self.hash,
+            id: self.id,
+            seq: self.seq,
+        })
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewConsentEvent {
+    pub contact_id: String,
+    pub purpose: Purpose,
+    pub action: ConsentAction,
+    pub basis: ConsentBasis,
+    pub requires_confirmation: bool,
+    pub evidence: Evidence,
+    pub actor: String,
+}
+
+/// Appends an event at the head of the chain. Call inside a write transaction: on SQLite
+/// the transaction holds the write lock; on PostgreSQL an advisory lock held until commit
+/// keeps two appends from linking to the same predecessor.
+pub fn append_event(conn: &mut DbConnection, new: NewConsentEvent) -> Result<ConsentEventRow> {
+    if let DbConnection::Postgres(pg) = conn {
+        pg.batch_execute("SELECT pg_advisory_xact_lock(7366325)")?;
+    }
+    let head: Option<(i64, String)> = consent_events::table
+        .select((consent_events::seq, consent_events::hash))
+        .order(consent_events::seq.desc())
+        .first(conn)
+        .optional()?;
+    let (seq, prev_hash) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_owned()),
+    };
+    let consent_text_sha256 = match &new.evidence.consent_text {
+        Some(text) => Some(insert_consent_text(conn, text)?),
+        None => None,
+    };
+    let salt = crate::domain::consent::hex(&rand_bytes());
+    let evidence = &new.evidence;
+    let mut row = ConsentEventRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        seq,
+        contact_id: new.contact_id,
+        purpose: new.purpose.to_string(),
+        action: new.action.as_str().to_owned(),
+        basis: new.basis.as_str().to_owned(),
+        requires_confirmation: i32::from(new.requires_confirmation),
+        method: evidence.method.clone(),
+        form_id: evidence.form_id.clone(),
+        form_version: evidence.form_version,
+        consent_text_sha256,
+        actor: new.actor,
+        ip_digest: personal_digest(&salt, evidence.ip.as_deref()),
+        user_agent_digest: personal_digest(&salt, evidence.user_agent.as_deref()),
+        source_url_digest: personal_digest(&salt, evidence.source_url.as_deref()),
+        ip: evidence.ip.clone(),
+        user_agent: evidence.user_agent.clone(),
+        source_url: evidence.source_url.clone(),
+        evidence_salt: Some(salt),
+        occurred_at: now(),
+        prev_hash,
+        hash: String::new(),
+    };
+    row.hash = row.chained().hash();
+    diesel::insert_into(consent_events::table).values(&row).execute(conn)?;
+    Ok(row)
+}
+
+fn rand_bytes() -> [u8; 16] {
+    crate::services::auth::random_bytes::<16>()
+}
+
+/// Stores a consent text once; answers its SHA-256.
+fn insert_consent_text(conn: &mut DbConnection, text: &str) -> Result<String> {
+    let sha256 = sha256_hex(text.as_bytes());
+    let known: i64 = consent_texts::table.filter(consent_texts::sha256.eq(&sha256)).count().get_result(conn)?;
+    if known == 0 {
+        diesel::insert_into(consent_texts::table)
+            .values((consent_texts::sha256.eq(&sha256), consent_texts::text.eq(text)))
+            .execute(conn)?;
+    }
+    Ok(sha256)
+}
+
+/// A contact's events in ledger order, with the consent texts.
+pub fn list_contact_events(conn: &mut DbConnection, contact_id: &str) -> Result<Vec<ConsentEvent>> {
+    let rows: Vec<(ConsentEventRow, Option<String>)> = consent_events::table
+        .left_join(consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)))
+        .filter(consent_events::contact_id.eq(contact_id))
+        .order(consent_events::seq.asc())
+        .select((ConsentEventRow::as_select(), consent_texts::text.nullable()))
+        .load(conn)?;
+    rows.into_iter().map(|(row, text)| row.into_event(text)).collect()
+}
+
+/// Up to `limit` events after `after_seq`, in ledger order, for verification.
+pub fn list_events_after(conn: &mut DbConnection, after_seq: i64, limit: i64) -> Result<Vec<ConsentEventRow>> {
+    Ok(consent_events::table
+        .filter(consent_events::seq.gt(after_seq))
+        .order(consent_events::seq.asc())
+        .limit(limit)
+        .select(ConsentEventRow::as_select())
+        .load(conn)?)
+}
+
+/// Erases the personal fields of a contact's events (and the salts that could test a
+/// guess against the digests); the digests stay, so the chain still verifies.
+pub fn redact_contact_events(conn: &mut DbConnection, contact_id: &str) -> Result<usize> {
+    Ok(diesel::update(consent_events::table.filter(consent_events::contact_id.eq(contact_id)))
+        .set((
+            consent_events::ip.eq(None::<String>),
+            consent_events::user_agent.eq(None::<String>),
+            consent_events::source_url.eq(None::<String>),
+            consent_events::evidence_salt.eq(None::<String>),
+        ))
+        .execute(conn)?)
+}
+
+/// Redacts the personal fields of events older than `before` that are still pending.
+pub fn redact_events(conn: &mut DbConnection, ids: &[String]) -> Result<usize> {
+    Ok(diesel::update(consent_events::table.filter(consent_events::id.eq_any(ids)))
+        .set((
+            consent_events::ip.eq(None::<String>),
+            consent_events::user_agent.eq(None::<String>),
+            consent_events::source_url.eq(None::<String>),
+            consent_events::evidence_salt.eq(None::<String>),
+        ))
+        .execute(conn)?)
+}
+
+pub fn is_suppressed(conn: &mut DbConnection, email_hash: &str) -> Result<bool> {
+    let count: i64 = suppressions::table.filter(suppressions::email_hash.eq(email_hash)).count().get_result(conn)?;
+    Ok(count > 0)
+}
+
+pub fn insert_suppression(conn: &mut DbConnection, email_hash: &str, reason: &str) -> Result<()> {
+    if !is_suppressed(conn, email_hash)? {
+        diesel::insert_into(suppressions::table)
+            .values((
+                suppressions::email_hash.eq(email_hash),
+                suppressions::reason.eq(reason),
+                suppressions::created_at.eq(now()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn delete_suppression(conn: &mut DbConnection, email_hash: &str) -> Result<usize> {
+    Ok(diesel::delete(suppressions::table.filter(suppressions::email_hash.eq(email_hash))).execute(conn)?)
+}
