@@ -7,6 +7,8 @@ pub mod cli;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod i18n;
+pub mod mail;
 pub mod services;
 pub mod settings;
 pub mod startup;

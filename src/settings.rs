@@ -54,6 +54,18 @@ pub struct Settings {
     pub base_url: Option<String>,
     /// SMTP server URL; unset: mail is written to `<data_dir>/outbox` as .eml files.
     pub smtp_url: Option<Secret>,
+    /// Sender of system mails (confirmations), e.g. `News <news@example.org>`.
+    pub mail_from: String,
+    /// SMTP connections kept open.
+    pub smtp_pool_size: u32,
+    /// Hours a double opt-in link stays valid.
+    pub confirmation_ttl_hours: u64,
+    /// Confirmation mails one address may receive per 24 hours, however many signups.
+    pub confirmation_mails_per_day: u32,
+    /// Days after which unconfirmed signups (and their IP addresses) are purged.
+    pub unconfirmed_retention_days: u32,
+    /// Requests per minute one IP address may make to the public pages.
+    pub public_rate_limit_per_minute: u32,
     /// First admin's e-mail, used only while there is no user at all.
     pub admin_email: Option<String>,
     pub admin_password: Option<Secret>,
@@ -83,6 +95,12 @@ impl Default for Settings {
             database_url: None,
             base_url: None,
             smtp_url: None,
+            mail_from: "consento <consento@localhost>".to_owned(),
+            smtp_pool_size: 4,
+            confirmation_ttl_hours: 168,
+            confirmation_mails_per_day: 1,
+            unconfirmed_retention_days: 30,
+            public_rate_limit_per_minute: 60,
             admin_email: None,
             admin_password: None,
             log_format: LogFormat::Text,
@@ -104,6 +122,12 @@ const KEYS: &[&str] = &[
     "database_url",
     "base_url",
     "smtp_url",
+    "mail_from",
+    "smtp_pool_size",
+    "confirmation_ttl_hours",
+    "confirmation_mails_per_day",
+    "unconfirmed_retention_days",
+    "public_rate_limit_per_minute",
     "admin_email",
     "admin_password",
     "log_format",
@@ -147,6 +171,14 @@ impl Settings {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", self.listen),
         }
+    }
+
+    /// The domain of the base URL, for Message-IDs.
+    pub fn message_domain(&self) -> String {
+        let base = self.base_url();
+        let host = base.split("://").nth(1).unwrap_or(&base);
+        let host = host.split(['/', ':']).next().unwrap_or("localhost");
+        if host.is_empty() { "localhost".to_owned() } else { host.to_owned() }
     }
 
     pub fn outbox_dir(&self) -> PathBuf {

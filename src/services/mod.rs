@@ -2,7 +2,12 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod consent;
 pub mod contacts;
+pub mod forms;
+pub mod keys;
 pub mod lists;
+pub mod mailer;
 pub mod pagination;
+pub mod signup;
 pub mod users;

@@ -164,3 +164,46 @@ fn like_pattern(text: &str) -> String {
     pattern.push('%');
     pattern
 }
+
+/// Puts a contact on a list if it is not on it yet.
+pub fn add_membership(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    list_id: &str,
+    at: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    let present: i64 = contact_lists::table
+        .filter(contact_lists::contact_id.eq(contact_id))
+        .filter(contact_lists::list_id.eq(list_id))
+        .count()
+        .get_result(conn)?;
+    if present == 0 {
+        let row = ContactListRow { contact_id: contact_id.to_owned(), list_id: list_id.to_owned(), added_at: at };
+        diesel::insert_into(contact_lists::table).values(&row).execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn remove_membership(conn: &mut DbConnection, contact_id: &str, list_id: &str) -> QueryResult<usize> {
+    diesel::delete(
+        contact_lists::table
+            .filter(contact_lists::contact_id.eq(contact_id))
+            .filter(contact_lists::list_id.eq(list_id)),
+    )
+    .execute(conn)
+}
+
+pub fn update_status(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    status: &str,
+    at: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(contacts::table.find(contact_id))
+        .set((contacts::status.eq(status), contacts::updated_at.eq(at)))
+        .execute(conn)
+}
+
+pub fn find_contact_row_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<ContactRow>> {
+    contacts::table.filter(contacts::email_key.eq(key)).select(ContactRow::as_select()).first(conn).optional()
+}

@@ -4,10 +4,13 @@
 //! pool so that the async executor never waits on the database.
 
 pub mod api_keys;
+pub mod confirmations;
 pub mod consent;
 pub mod contacts;
+pub mod forms;
 pub mod lists;
 pub mod models;
+pub mod outbox;
 pub mod schema;
 pub mod secrets;
 pub mod users;

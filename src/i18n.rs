@@ -1,0 +1,244 @@
+//! The built-in strings of pages and system mails, in English, French, German and Italian.
+//! Text an admin wrote (form titles, consent texts) is shown as written.
+
+use std::collections::BTreeMap;
+
+/// Supported languages, in the order of the columns below.
+pub const LOCALES: [&str; 4] = ["en", "fr", "de", "it"];
+
+const STRINGS: &[(&str, [&str; 4])] = &[
+    ("lang", ["en", "fr", "de", "it"]),
+    ("email", ["E-mail address", "Adresse e-mail", "E-Mail-Adresse", "Indirizzo e-mail"]),
+    ("company", ["Company", "Entreprise", "Unternehmen", "Azienda"]),
+    ("required", ["required", "obligatoire", "Pflichtfeld", "obbligatorio"]),
+    ("optional", ["optional", "facultatif", "optional", "facoltativo"]),
+    ("subscribe", ["Subscribe", "S'abonner", "Abonnieren", "Iscriviti"]),
+    ("choose", ["Choose…", "Choisir…", "Auswählen…", "Scegli…"]),
+    ("consents", ["I agree to receive", "J'accepte de recevoir", "Ich möchte erhalten", "Accetto di ricevere"]),
+    (
+        "fix_errors",
+        [
+            "Please correct the marked fields.",
+            "Veuillez corriger les champs indiqués.",
+            "Bitte korrigieren Sie die markierten Felder.",
+            "Correggi i campi indicati.",
+        ],
+    ),
+    ("error", ["Error", "Erreur", "Fehler", "Errore"]),
+    (
+        "pending_title",
+        [
+            "Check your inbox",
+            "Consultez votre boîte mail",
+            "Bitte prüfen Sie Ihr Postfach",
+            "Controlla la tua casella di posta",
+        ],
+    ),
+    (
+        "pending_text",
+        [
+            "We have sent you an e-mail with a link. Open it to confirm your subscription.",
+            "Nous vous avons envoyé un e-mail avec un lien. Ouvrez-le pour confirmer votre abonnement.",
+            "Wir haben Ihnen eine E-Mail mit einem Link geschickt. Öffnen Sie ihn, um Ihr Abonnement zu bestätigen.",
+            "Ti abbiamo inviato un'e-mail con un link. Aprilo per confermare la tua iscrizione.",
+        ],
+    ),
+    ("thanks_title", ["Thank you", "Merci", "Vielen Dank", "Grazie"]),
+    (
+        "confirm_title",
+        [
+            "Confirm your subscription",
+            "Confirmez votre abonnement",
+            "Bestätigen Sie Ihr Abonnement",
+            "Conferma la tua iscrizione",
+        ],
+    ),
+    (
+        "confirm_text",
+        [
+            "Press the button to confirm that you want to receive:",
+            "Appuyez sur le bouton pour confirmer que vous souhaitez recevoir :",
+            "Drücken Sie die Schaltfläche, um zu bestätigen, dass Sie Folgendes erhalten möchten:",
+            "Premi il pulsante per confermare che desideri ricevere:",
+        ],
+    ),
+    ("confirm_button", ["Confirm", "Confirmer", "Bestätigen", "Conferma"]),
+    (
+        "confirmed_title",
+        ["Subscription confirmed", "Abonnement confirmé", "Abonnement bestätigt", "Iscrizione confermata"],
+    ),
+    (
+        "confirmed_text",
+        [
+            "Thank you, your subscription is confirmed.",
+            "Merci, votre abonnement est confirmé.",
+            "Vielen Dank, Ihr Abonnement ist bestätigt.",
+            "Grazie, la tua iscrizione è confermata.",
+        ],
+    ),
+    (
+        "invalid_title",
+        ["This link is not valid", "Ce lien n'est pas valide", "Dieser Link ist ungültig", "Questo link non è valido"],
+    ),
+    (
+        "invalid_text",
+        [
+            "The link is not valid or has expired.",
+            "Le lien n'est pas valide ou a expiré.",
+            "Der Link ist ungültig oder abgelaufen.",
+            "Il link non è valido o è scaduto.",
+        ],
+    ),
+    ("unsubscribe_title", ["Unsubscribe", "Se désabonner", "Abmelden", "Annulla l'iscrizione"]),
+    ("unsubscribe_from", ["Stop receiving:", "Ne plus recevoir :", "Nicht mehr erhalten:", "Non ricevere più:"]),
+    ("all_mail", ["all our e-mails", "tous nos e-mails", "alle unsere E-Mails", "tutte le nostre e-mail"]),
+    ("unsubscribe_button", ["Unsubscribe", "Me désabonner", "Abmelden", "Annulla l'iscrizione"]),
+    (
+        "unsubscribed_title",
+        ["You are unsubscribed", "Vous êtes désabonné", "Sie sind abgemeldet", "La tua iscrizione è stata annullata"],
+    ),
+    (
+        "unsubscribed_text",
+        [
+            "You will not receive these e-mails any more.",
+            "Vous ne recevrez plus ces e-mails.",
+            "Sie erhalten diese E-Mails nicht mehr.",
+            "Non riceverai più queste e-mail.",
+        ],
+    ),
+    ("preferences_title", ["Your preferences", "Vos préférences", "Ihre Einstellungen", "Le tue preferenze"]),
+    (
+        "preferences_lists",
+        [
+            "The e-mails you receive",
+            "Les e-mails que vous recevez",
+            "Die E-Mails, die Sie erhalten",
+            "Le e-mail che ricevi",
+        ],
+    ),
+    ("save", ["Save", "Enregistrer", "Speichern", "Salva"]),
+    (
+        "saved",
+        [
+            "Your preferences are saved.",
+            "Vos préférences sont enregistrées.",
+            "Ihre Einstellungen sind gespeichert.",
+            "Le tue preferenze sono salvate.",
+        ],
+    ),
+    (
+        "leave_all",
+        ["Unsubscribe from everything", "Me désabonner de tout", "Von allem abmelden", "Annulla tutte le iscrizioni"],
+    ),
+    ("your_data", ["Your data", "Vos données", "Ihre Daten", "I tuoi dati"]),
+    ("download", ["Download my data", "Télécharger mes données", "Meine Daten herunterladen", "Scarica i miei dati"]),
+    (
+        "erase",
+        ["Delete all my data", "Supprimer toutes mes données", "Alle meine Daten löschen", "Elimina tutti i miei dati"],
+    ),
+    (
+        "erased_title",
+        [
+            "Your data is deleted",
+            "Vos données sont supprimées",
+            "Ihre Daten sind gelöscht",
+            "I tuoi dati sono stati eliminati",
+        ],
+    ),
+    (
+        "erased_text",
+        [
+            "We have deleted your data and will not write to you again.",
+            "Nous avons supprimé vos données et ne vous écrirons plus.",
+            "Wir haben Ihre Daten gelöscht und schreiben Ihnen nicht mehr.",
+            "Abbiamo eliminato i tuoi dati e non ti scriveremo più.",
+        ],
+    ),
+    ("too_many_title", ["Too many requests", "Trop de requêtes", "Zu viele Anfragen", "Troppe richieste"]),
+    (
+        "too_many_text",
+        [
+            "Please wait a moment and try again.",
+            "Veuillez patienter un instant puis réessayer.",
+            "Bitte warten Sie einen Moment und versuchen Sie es erneut.",
+            "Attendi un momento e riprova.",
+        ],
+    ),
+    ("not_found_title", ["Page not found", "Page introuvable", "Seite nicht gefunden", "Pagina non trovata"]),
+    (
+        "confirm_mail_subject",
+        [
+            "Please confirm your subscription",
+            "Merci de confirmer votre abonnement",
+            "Bitte bestätigen Sie Ihr Abonnement",
+            "Conferma la tua iscrizione",
+        ],
+    ),
+    (
+        "confirm_mail_text",
+        [
+            "Hello,\n\nplease confirm that you want to receive {{ lists }} by opening this link:\n\n{{ confirm_url }}\n\nIf you did not ask for this, ignore this e-mail: you will not be subscribed.\n",
+            "Bonjour,\n\nmerci de confirmer que vous souhaitez recevoir {{ lists }} en ouvrant ce lien :\n\n{{ confirm_url }}\n\nSi vous n'avez rien demandé, ignorez cet e-mail : vous ne serez pas abonné.\n",
+            "Guten Tag,\n\nbitte bestätigen Sie, dass Sie {{ lists }} erhalten möchten, indem Sie diesen Link öffnen:\n\n{{ confirm_url }}\n\nWenn Sie das nicht angefordert haben, ignorieren Sie diese E-Mail: Sie werden nicht angemeldet.\n",
+            "Buongiorno,\n\nconferma che desideri ricevere {{ lists }} aprendo questo link:\n\n{{ confirm_url }}\n\nSe non hai richiesto nulla, ignora questa e-mail: non verrai iscritto.\n",
+        ],
+    ),
+];
+
+fn column(locale: &str) -> usize {
+    LOCALES.iter().position(|l| *l == locale).unwrap_or(0)
+}
+
+/// A built-in string; English when the locale is not supported.
+pub fn text(locale: &str, key: &str) -> &'static str {
+    STRINGS.iter().find(|(k, _)| *k == key).map_or("", |(_, texts)| texts[column(locale)])
+}
+
+/// Every built-in string of a locale, for page templates.
+pub fn strings(locale: &str) -> BTreeMap<&'static str, &'static str> {
+    let column = column(locale);
+    STRINGS.iter().map(|(key, texts)| (*key, texts[column])).collect()
+}
+
+/// The first supported language of an `Accept-Language` header, by quality; else English.
+pub fn negotiate(accept_language: Option<&str>) -> &'static str {
+    let mut ranges: Vec<(f32, &str)> = accept_language
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|part| {
+            let mut pieces = part.trim().split(';');
+            let tag = pieces.next()?.trim();
+            let quality = pieces.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse().ok()).unwrap_or(1.0);
+            Some((quality, tag))
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranges
+        .into_iter()
+        .filter(|(quality, _)| *quality > 0.0)
+        .find_map(|(_, tag)| {
+            let primary = tag.split('-').next().unwrap_or("").to_ascii_lowercase();
+            LOCALES.iter().find(|l| **l == primary).copied()
+        })
+        .unwrap_or("en")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_exists_in_every_language() {
+        for (key, texts) in STRINGS {
+            assert!(texts.iter().all(|t| !t.is_empty()), "{key} lacks a translation");
+        }
+    }
+
+    #[test]
+    fn accept_language_picks_the_best_supported_language() {
+        assert_eq!(negotiate(Some("de-CH,de;q=0.9,en;q=0.8")), "de");
+        assert_eq!(negotiate(Some("es-ES,it;q=0.5,fr;q=0.7")), "fr");
+        assert_eq!(negotiate(Some("ja")), "en");
+        assert_eq!(negotiate(None), "en");
+    }
+}

@@ -1,0 +1,321 @@
+//! The consent ledger's use cases: recording and withdrawing consent, the current state,
+//! verifying the chain, exporting what is held about a person, and erasure.
+
+use super::keys::Keys;
+use crate::domain::consent::{
+    Actor, ConsentAction, ConsentBasis, ConsentEvent, ConsentStatus, Evidence, GENESIS_HASH, Purpose, PurposeConsent,
+    current_consents, personal_digest,
+};
+use crate::domain::{Contact, ContactId, ContactStatus};
+use crate::error::{Error, Result};
+use crate::storage::consent::{self as ledger, ConsentEventRow, NewConsentEvent};
+use crate::storage::{self, Db, DbConnection, contacts, lists, outbox};
+
+/// A contact's ledger and what it adds up to.
+#[derive(Debug, Clone)]
+pub struct ContactConsents {
+    pub events: Vec<ConsentEvent>,
+    pub current: Vec<PurposeConsent>,
+}
+
+/// A consent obtained on the integrator's own channel.
+#[derive(Debug, Clone)]
+pub struct RecordedConsent {
+    pub purpose: Purpose,
+    pub basis: ConsentBasis,
+    pub evidence: Evidence,
+}
+
+/// Appends an event and keeps list membership in step: on a list while its consent is
+/// active, off it once withdrawn. A pending grant changes nothing until confirmed.
+pub fn apply_event(conn: &mut DbConnection, event: NewConsentEvent) -> Result<ConsentEventRow> {
+    let list_id = event.purpose.list_id().map(|id| id.to_string());
+    let contact_id = event.contact_id.clone();
+    let joins = match event.action {
+        ConsentAction::Granted => !event.requires_confirmation,
+        ConsentAction::Confirmed => true,
+        ConsentAction::Withdrawn => false,
+    };
+    let leaves = event.action == ConsentAction::Withdrawn;
+    let row = ledger::append_event(conn, event)?;
+    if let Some(list_id) = list_id {
+        if joins {
+            contacts::add_membership(conn, &contact_id, &list_id, row.occurred_at)?;
+        } else if leaves {
+            contacts::remove_membership(conn, &contact_id, &list_id)?;
+        }
+    }
+    Ok(row)
+}
+
+pub fn load_contact_consents(conn: &mut DbConnection, contact_id: &str) -> Result<ContactConsents> {
+    let events = ledger::list_contact_events(conn, contact_id)?;
+    let current = current_consents(&events);
+    Ok(ContactConsents { events, current })
+}
+
+pub async fn contact_consents(db: &Db, id: ContactId) -> Result<ContactConsents> {
+    db.read(move |conn| {
+        contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
+        load_contact_consents(conn, &id.to_string())
+    })
+    .await
+}
+
+/// Records a consent an integrator obtained itself. A suppressed address (it left, or was
+/// erased) can come back only by confirming a double opt-in through a form.
+pub async fn record_consent(
+    db: &Db,
+    keys: &Keys,
+    id: ContactId,
+    consent: RecordedConsent,
+    actor: Actor,
+) -> Result<ConsentEvent> {
+    let suppression_hash = |email_key: &str| keys.email_hash(email_key);
+    let contact = find_contact(db, id).await?;
+    let hash = suppression_hash(&contact.email.key());
+    db.write(move |conn| {
+        if ledger::is_suppressed(conn, &hash)? {
+            return Err(Error::Conflict(
+                "this address is suppressed (it unsubscribed from everything or was erased); it can come back only \
+                 by confirming a double opt-in through a form"
+                    .to_owned(),
+            ));
+        }
+        check_purpose_exists(conn, &consent.purpose)?;
+        let row = apply_event(
+            conn,
+            NewConsentEvent {
+                contact_id: id.to_string(),
+                purpose: consent.purpose,
+                action: ConsentAction::Granted,
+                basis: consent.basis,
+                requires_confirmation: false,
+                evidence: consent.evidence,
+                actor: actor.to_string(),
+            },
+        )?;
+        event_by_id(conn, &id.to_string(), &row.id)
+    })
+    .await
+}
+
+/// Withdraws the consent for a purpose. Withdrawing what is already withdrawn records
+/// nothing new and answers the state as it is.
+pub async fn withdraw_consent(
+    db: &Db,
+    id: ContactId,
+    purpose: Purpose,
+    evidence: Evidence,
+    actor: Actor,
+) -> Result<ContactConsents> {
+    db.write(move |conn| {
+        contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
+        withdraw_in(conn, &id.to_string(), &[purpose], &evidence, &actor)?;
+        load_contact_consents(conn, &id.to_string())
+    })
+    .await
+}
+
+/// Withdraws each of `purposes` that is not withdrawn yet; answers how many were.
+pub fn withdraw_in(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    purposes: &[Purpose],
+    evidence: &Evidence,
+    actor: &Actor,
+) -> Result<usize> {
+    let current = load_contact_consents(conn, contact_id)?.current;
+    let mut withdrawn = 0;
+    for purpose in purposes {
+        let state = current.iter().find(|c| &c.purpose == purpose);
+        if state.is_some_and(|s| s.status == ConsentStatus::Withdrawn) {
+            continue;
+        }
+        let basis = state.map_or(ConsentBasis::SingleOptIn, |s| s.basis);
+        apply_event(
+            conn,
+            NewConsentEvent {
+                contact_id: contact_id.to_owned(),
+                purpose: purpose.clone(),
+                action: ConsentAction::Withdrawn,
+                basis,
+                requires_confirmation: false,
+                evidence: evidence.clone(),
+                actor: actor.to_string(),
+            },
+        )?;
+        withdrawn += 1;
+    }
+    // Membership without a recorded consent ends too: the person asked to leave.
+    for purpose in purposes {
+        if let Some(list_id) = purpose.list_id() {
+            contacts::remove_membership(conn, contact_id, &list_id.to_string())?;
+        }
+    }
+    Ok(withdrawn)
+}
+
+/// Leaves everything: every purpose withdrawn, the status `unsubscribed`, the address
+/// suppressed (under `suppression_hash`, its keyed hash).
+pub fn leave_all_in(
+    conn: &mut DbConnection,
+    suppression_hash: &str,
+    contact: &Contact,
+    evidence: &Evidence,
+    actor: &Actor,
+) -> Result<()> {
+    let contact_id = contact.id.to_string();
+    let mut purposes: Vec<Purpose> = load_contact_consents(conn, &contact_id)?
+        .current
+        .into_iter()
+        .filter(|c| c.status != ConsentStatus::Withdrawn)
+        .map(|c| c.purpose)
+        .collect();
+    let members: Vec<Purpose> =
+        contact.lists.iter().map(|id| Purpose::List(*id)).filter(|p| !purposes.contains(p)).collect();
+    purposes.extend(members);
+    withdraw_in(conn, &contact_id, &purposes, evidence, actor)?;
+    contacts::update_status(conn, &contact_id, ContactStatus::Unsubscribed.as_str(), storage::now())?;
+    ledger::insert_suppression(conn, suppression_hash, "unsubscribed")?;
+    Ok(())
+}
+
+/// Everything held about a person. After erasure `contact` is `None` and the events hold
+/// nothing personal.
+#[derive(Debug, Clone)]
+pub struct ContactExport {
+    pub contact_id: ContactId,
+    pub contact: Option<Contact>,
+    pub consents: ContactConsents,
+}
+
+pub async fn export_contact(db: &Db, id: ContactId) -> Result<ContactExport> {
+    db.read(move |conn| export_in(conn, id)).await
+}
+
+pub fn export_in(conn: &mut DbConnection, id: ContactId) -> Result<ContactExport> {
+    let contact = contacts::find_contact(conn, &id.to_string())?;
+    let consents = load_contact_consents(conn, &id.to_string())?;
+    if contact.is_none() && consents.events.is_empty() {
+        return Err(contact_not_found(id));
+    }
+    Ok(ContactExport { contact_id: id, contact, consents })
+}
+
+/// Erasure: the contact and everything personal go; the ledger keeps its events with the
+/// personal fields redacted (the chain still verifies); a keyed hash of the address stays
+/// on the suppression list so that no import or partner brings it back.
+pub async fn erase_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<()> {
+    let contact = find_contact(db, id).await?;
+    let hash = keys.email_hash(&contact.email.key());
+    db.write(move |conn| {
+        ledger::insert_suppression(conn, &hash, "erased")?;
+        erase_in(conn, &contact)
+    })
+    .await
+}
+
+/// Removes a contact and redacts its ledger, without suppressing the address (for
+/// signups never confirmed, which gave no consent to remember).
+pub fn erase_in(conn: &mut DbConnection, contact: &Contact) -> Result<()> {
+    let contact_id = contact.id.to_string();
+    ledger::redact_contact_events(conn, &contact_id)?;
+    outbox::delete_for_recipient(conn, &contact.email.key())?;
+    contacts::delete_contact(conn, &contact_id)?;
+    Ok(())
+}
+
+/// The result of checking the whole ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub events_checked: u64,
+    /// The first event that does not match, if any.
+    pub first_mismatch: Option<ChainMismatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainMismatch {
+    pub seq: i64,
+    pub event_id: String,
+    pub reason: String,
+}
+
+/// Walks the ledger in order, recomputing each event's digests (where the personal
+/// fields are still held) and hash, and checking each link to the one before.
+pub async fn verify_chain(db: &Db) -> Result<ChainReport> {
+    db.read(|conn| {
+        let mut previous_hash = GENESIS_HASH.to_owned();
+        let mut expected_seq = 1;
+        let mut checked = 0;
+        loop {
+            let batch = ledger::list_events_after(conn, expected_seq - 1, 1000)?;
+            if batch.is_empty() {
+                return Ok(ChainReport { events_checked: checked, first_mismatch: None });
+            }
+            for row in batch {
+                if let Some(reason) = mismatch(&row, expected_seq, &previous_hash) {
+                    return Ok(ChainReport {
+                        events_checked: checked,
+                        first_mismatch: Some(ChainMismatch { seq: row.seq, event_id: row.id, reason }),
+                    });
+                }
+                checked += 1;
+                expected_seq = row.seq + 1;
+                previous_hash = row.hash;
+            }
+        }
+    })
+    .await
+}
+
+fn mismatch(row: &ConsentEventRow, expected_seq: i64, previous_hash: &str) -> Option<String> {
+    if row.seq != expected_seq {
+        return Some(format!("expected event number {expected_seq}, found {}: an event is missing", row.seq));
+    }
+    if row.prev_hash != previous_hash {
+        return Some("its link to the previous event does not match that event's hash".to_owned());
+    }
+    let personal = [
+        ("ip", row.ip.as_deref(), &row.ip_digest),
+        ("user_agent", row.user_agent.as_deref(), &row.user_agent_digest),
+        ("source_url", row.source_url.as_deref(), &row.source_url_digest),
+    ];
+    for (name, value, digest) in personal {
+        match (&row.evidence_salt, value) {
+            (Some(salt), value) if &personal_digest(salt, value) != digest => {
+                return Some(format!("its {name} does not match the digest it was recorded with"));
+            }
+            (None, Some(_)) => return Some(format!("its {name} is present although the event was redacted")),
+            _ => {}
+        }
+    }
+    if row.chained().hash() != row.hash {
+        return Some("its content does not match its hash".to_owned());
+    }
+    None
+}
+
+async fn find_contact(db: &Db, id: ContactId) -> Result<Contact> {
+    db.read(move |conn| contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))).await
+}
+
+fn event_by_id(conn: &mut DbConnection, contact_id: &str, event_id: &str) -> Result<ConsentEvent> {
+    ledger::list_contact_events(conn, contact_id)?
+        .into_iter()
+        .find(|e| e.id == event_id)
+        .ok_or_else(|| Error::internal("an appended event vanished"))
+}
+
+fn check_purpose_exists(conn: &mut DbConnection, purpose: &Purpose) -> Result<()> {
+    if let Purpose::List(id) = purpose
+        && lists::find_list(conn, &id.to_string())?.is_none()
+    {
+        return Err(Error::field("purpose", format!("there is no list {id}")));
+    }
+    Ok(())
+}
+
+fn contact_not_found(id: ContactId) -> Error {
+    Error::NotFound(format!("there is no contact {id}"))
+}

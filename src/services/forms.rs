@@ -1,0 +1,181 @@
+//! Signup forms: every change is a new version, and consent events point at the version
+//! the person saw.
+
+use chrono::{DateTime, Utc};
+
+use super::pagination::{Page, PageRequest};
+use crate::domain::form::FormDefinition;
+use crate::domain::{FormId, ListId};
+use crate::error::{Error, FieldError, Result};
+use crate::storage::forms::{self as repo, FormRow, FormVersionRow};
+use crate::storage::models::{parse_id, utc};
+use crate::storage::{self, Db, DbConnection, is_unique_violation, lists};
+
+/// A form at one version.
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub id: FormId,
+    pub slug: String,
+    pub version: i32,
+    pub definition: FormDefinition,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Checks a slug: what the hosted page's URL ends with.
+pub fn check_slug(slug: &str) -> Result<(), &'static str> {
+    let valid = !slug.is_empty()
+        && slug.len() <= 64
+        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !slug.starts_with('-');
+    if valid { Ok(()) } else { Err("must be 1 to 64 characters of a-z, 0-9 and -") }
+}
+
+pub async fn create_form(db: &Db, slug: String, definition: FormDefinition, author: String) -> Result<Form> {
+    let id = FormId::new();
+    db.write(move |conn| {
+        check_definition(conn, &definition)?;
+        let now = storage::now();
+        let form =
+            FormRow { id: id.to_string(), slug: slug.clone(), current_version: 1, created_at: now, updated_at: now };
+        let version = version_row(&form.id, 1, &definition, author, now)?;
+        repo::insert_form(conn, &form, &version).map_err(|e| duplicate_slug(e, &slug))?;
+        to_form(form, version)
+    })
+    .await
+}
+
+/// Replaces a form's definition (and slug) with a new version.
+pub async fn update_form(
+    db: &Db,
+    id: FormId,
+    slug: Option<String>,
+    definition: FormDefinition,
+    author: String,
+) -> Result<Form> {
+    db.write(move |conn| {
+        let (form, _) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        check_definition(conn, &definition)?;
+        let slug = slug.unwrap_or(form.slug);
+        let now = storage::now();
+        let version = version_row(&form.id, form.current_version + 1, &definition, author, now)?;
+        repo::insert_version(conn, &version, &slug).map_err(|e| duplicate_slug(e, &slug))?;
+        let (form, version) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        to_form(form, version)
+    })
+    .await
+}
+
+pub async fn find_form(db: &Db, id: FormId) -> Result<Form> {
+    db.read(move |conn| {
+        let (form, version) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        to_form(form, version)
+    })
+    .await
+}
+
+/// The current version of the form published at `slug`.
+pub fn find_published(conn: &mut DbConnection, slug: &str) -> Result<Option<Form>> {
+    match repo::find_form_by_slug(conn, slug)? {
+        Some((form, version)) => Ok(Some(to_form(form, version)?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn find_form_by_slug(db: &Db, slug: String) -> Result<Option<Form>> {
+    db.read(move |conn| find_published(conn, &slug)).await
+}
+
+pub async fn list_forms(db: &Db, page: PageRequest) -> Result<Page<Form>> {
+    db.read(move |conn| {
+        let rows = repo::list_forms(conn, page.after.as_deref(), page.fetch_limit())?
+            .into_iter()
+            .map(|(form, version)| to_form(form, version))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(rows, |form| form.id.to_string()))
+    })
+    .await
+}
+
+/// Every version of a form, oldest first.
+pub async fn list_versions(db: &Db, id: FormId) -> Result<Vec<Form>> {
+    db.read(move |conn| {
+        let (form, _) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        repo::list_versions(conn, &form.id)?.into_iter().map(|version| to_form(form.clone(), version)).collect()
+    })
+    .await
+}
+
+pub async fn delete_form(db: &Db, id: FormId) -> Result<()> {
+    let deleted = db.write(move |conn| Ok(repo::delete_form(conn, &id.to_string())?)).await?;
+    if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
+}
+
+fn check_definition(conn: &mut DbConnection, definition: &FormDefinition) -> Result<()> {
+    let mut errors = definition.check();
+    let ids: Vec<String> = definition.consents.iter().map(|c| c.list_id.to_string()).collect();
+    let existing = lists::find_existing_list_ids(conn, &ids)?;
+    for (i, id) in ids.iter().enumerate() {
+        if !existing.contains(id) {
+            errors.push(FieldError::new(format!("consents[{i}].list_id"), format!("there is no list {id}")));
+        }
+    }
+    if let Some(text) = &definition.confirmation_text
+        && let Err(error) = super::signup::check_mail_template(text)
+    {
+        errors.push(FieldError::new("confirmation_text", error));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
+}
+
+fn version_row(
+    form_id: &str,
+    version: i32,
+    definition: &FormDefinition,
+    author: String,
+    now: chrono::NaiveDateTime,
+) -> Result<FormVersionRow> {
+    Ok(FormVersionRow {
+        form_id: form_id.to_owned(),
+        version,
+        definition: serde_json::to_string(definition).map_err(Error::internal)?,
+        created_by: author,
+        created_at: now,
+    })
+}
+
+pub fn to_form(form: FormRow, version: FormVersionRow) -> Result<Form> {
+    Ok(Form {
+        id: parse_id("form id", &form.id)?,
+        slug: form.slug,
+        version: version.version,
+        definition: serde_json::from_str(&version.definition).map_err(Error::internal)?,
+        created_at: utc(form.created_at),
+        updated_at: utc(version.created_at),
+    })
+}
+
+/// A form version as the person saw it, for evidence.
+pub fn find_version(conn: &mut DbConnection, form_id: &str, version: i32) -> Result<Option<FormDefinition>> {
+    match repo::find_version(conn, form_id, version)? {
+        Some(row) => Ok(Some(serde_json::from_str(&row.definition).map_err(Error::internal)?)),
+        None => Ok(None),
+    }
+}
+
+/// The lists a form offers, for checks elsewhere.
+pub fn offered_lists(definition: &FormDefinition) -> Vec<ListId> {
+    definition.consents.iter().map(|c| c.list_id).collect()
+}
+
+fn duplicate_slug(error: diesel::result::Error, slug: &str) -> Error {
+    if is_unique_violation(&error) {
+        Error::Conflict(format!("another form is published at /f/{slug}"))
+    } else {
+        error.into()
+    }
+}
+
+fn not_found(id: FormId) -> Error {
+    Error::NotFound(format!("there is no form {id}"))
+}

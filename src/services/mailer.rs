@@ -1,0 +1,119 @@
+//! System mail: queued in the outbox inside the transaction that causes it, then sent by
+//! a worker with retries, so that neither a crash nor an SMTP outage loses a message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio::sync::Notify;
+
+use crate::error::Result;
+use crate::mail::{Composed, Transport};
+use crate::storage::outbox::{self, OutboxRow};
+use crate::storage::{self, Db, DbConnection};
+
+/// Attempts before a mail is given up.
+const MAX_ATTEMPTS: i32 = 12;
+/// How long a worker holds a mail it is sending.
+const LEASE: TimeDelta = TimeDelta::minutes(2);
+const BATCH: i64 = 20;
+
+/// Queues a mail; call inside the write transaction of what causes it.
+pub fn enqueue(conn: &mut DbConnection, kind: &str, recipient_key: &str, mail: &Composed) -> Result<()> {
+    let now = storage::now();
+    outbox::insert_mail(
+        conn,
+        &OutboxRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: kind.to_owned(),
+            recipient: mail.to.clone(),
+            recipient_key: recipient_key.to_owned(),
+            sender: mail.from.clone(),
+            message: mail.raw.clone(),
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            locked_until: None,
+            sent_at: None,
+            failed_at: None,
+            last_error: None,
+        },
+    )?;
+    Ok(())
+}
+
+/// Sends what the outbox holds. Every instance runs one; leases keep them apart.
+pub struct OutboxWorker {
+    db: Db,
+    transport: Transport,
+    wake: Arc<Notify>,
+    poll: Duration,
+}
+
+impl OutboxWorker {
+    pub fn new(db: Db, transport: Transport, wake: Arc<Notify>) -> Self {
+        Self { db, transport, wake, poll: Duration::from_secs(2) }
+    }
+
+    /// Runs until the process ends: sends what is due, then sleeps until woken (a mail
+    /// was queued here) or the poll interval passes (a mail queued by another instance,
+    /// or a retry coming due).
+    pub async fn run(self) {
+        loop {
+            if let Err(error) = self.send_due().await {
+                tracing::warn!(error = %error, "the outbox could not be processed; retrying");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.poll) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Sends every mail due now; answers how many were sent.
+    pub async fn send_due(&self) -> Result<usize> {
+        let mut sent = 0;
+        loop {
+            let now = storage::now();
+            let due = self.db.read(move |conn| Ok(outbox::find_due(conn, now, BATCH)?)).await?;
+            if due.is_empty() {
+                return Ok(sent);
+            }
+            for id in due {
+                let now = storage::now();
+                let claimed = self.db.write(move |conn| Ok(outbox::claim(conn, &id, now, now + LEASE)?)).await?;
+                if let Some(mail) = claimed {
+                    sent += usize::from(self.deliver(mail).await?);
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, mail: OutboxRow) -> Result<bool> {
+        let outcome = self.transport.send_raw(&mail.sender, &mail.recipient, mail.message.as_bytes()).await;
+        let attempts = mail.attempts + 1;
+        let now = storage::now();
+        let id = mail.id.clone();
+        match outcome {
+            Ok(()) => {
+                self.db.write(move |conn| Ok(outbox::mark_sent(conn, &id, now)?)).await?;
+                tracing::info!(mail = %mail.id, kind = %mail.kind, "mail sent");
+                Ok(true)
+            }
+            Err(error) if error.permanent || attempts >= MAX_ATTEMPTS => {
+                tracing::error!(mail = %mail.id, error = %error, attempts, "mail given up");
+                let message = error.to_string();
+                self.db.write(move |conn| Ok(outbox::mark_failed(conn, &id, attempts, now, &message)?)).await?;
+                Ok(false)
+            }
+            Err(error) => {
+                let delay =
+                    TimeDelta::seconds(5 * 2_i64.pow(attempts.clamp(1, 10) as u32 - 1)).min(TimeDelta::hours(1));
+                tracing::warn!(mail = %mail.id, error = %error, attempts, retry_in_s = delay.num_seconds(), "mail not sent");
+                let message = error.to_string();
+                self.db.write(move |conn| Ok(outbox::mark_retry(conn, &id, attempts, now + delay, &message)?)).await?;
+                Ok(false)
+            }
+        }
+    }
+}

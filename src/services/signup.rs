@@ -1,0 +1,596 @@
+//! The public side of consent: signing up through a form, confirming a double opt-in,
+//! unsubscribing, the preference centre, and purging signups never confirmed.
+
+use chrono::TimeDelta;
+use serde_json::Value;
+
+use super::consent::{self, ContactExport, apply_event, erase_in, leave_all_in, load_contact_consents, withdraw_in};
+use super::forms::Form;
+use super::keys::{Keys, LinkKind};
+use super::mailer;
+use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
+use crate::domain::form::{FormOptIn, ValidSubmission};
+use crate::domain::{ConfirmationId, Contact, ContactId, ContactStatus, List, ListId};
+use crate::error::{Error, Result};
+use crate::mail::{self, Draft};
+use crate::settings::Settings;
+use crate::storage::confirmations::{self, ConfirmationRow};
+use crate::storage::consent::{self as ledger, NewConsentEvent};
+use crate::storage::models::{ContactRow, parse_id};
+use crate::storage::{self, Db, DbConnection, contacts, lists, outbox};
+
+pub const CONFIRMATION_MAIL: &str = "confirmation";
+
+/// What the signup flow needs from the settings.
+#[derive(Debug, Clone)]
+pub struct SignupConfig {
+    pub base_url: String,
+    pub mail_from: String,
+    pub message_domain: String,
+    pub confirmation_ttl: TimeDelta,
+    pub confirmation_mails_per_day: u32,
+}
+
+impl SignupConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            base_url: settings.base_url(),
+            mail_from: settings.mail_from.clone(),
+            message_domain: settings.message_domain(),
+            confirmation_ttl: TimeDelta::hours(settings.confirmation_ttl_hours as i64),
+            confirmation_mails_per_day: settings.confirmation_mails_per_day,
+        }
+    }
+}
+
+/// Where a public request came from: the evidence kept with what it does.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub source_url: Option<String>,
+    pub locale: String,
+}
+
+impl RequestInfo {
+    fn evidence(&self, method: &str) -> Evidence {
+        Evidence {
+            method: method.to_owned(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            source_url: self.source_url.clone(),
+            ..Evidence::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Subscribed at once (single opt-in, passive, or nothing new).
+    Subscribed,
+    /// Waiting for the person to confirm by the mailed link.
+    PendingConfirmation,
+}
+
+/// Records a signup: the contact (created or updated with the submitted fields), a
+/// `granted` event per ticked box with the form version, the exact text, IP and user
+/// agent, and for double opt-in (or a suppressed address) a confirmation request whose
+/// mail is queued in the same transaction, within the per-address daily cap.
+pub async fn submit(
+    db: &Db,
+    keys: &Keys,
+    config: &SignupConfig,
+    form: Form,
+    submission: ValidSubmission,
+    info: RequestInfo,
+) -> Result<SubmitOutcome> {
+    let email_key = submission.email.key();
+    let suppression_hash = keys.email_hash(&email_key);
+    let confirmation_id = ConfirmationId::new();
+    let expires_at = chrono::Utc::now() + config.confirmation_ttl;
+    let token = keys.sign_link(LinkKind::Confirm, &confirmation_id.to_string(), None, Some(expires_at));
+    let confirm_url = format!("{}/confirm/{token}", config.base_url);
+    let config = config.clone();
+    db.write(move |conn| {
+        let now = storage::now();
+        let contact_id = upsert_contact(conn, &submission, now)?;
+        let suppressed = ledger::is_suppressed(conn, &suppression_hash)?;
+        let needs_confirmation = suppressed || form.definition.opt_in == FormOptIn::Double;
+        let current = load_contact_consents(conn, &contact_id)?.current;
+        let basis = form.definition.basis_for(&submission.email);
+        let mut pending = Vec::new();
+        for checkbox in &submission.consents {
+            let purpose = Purpose::List(checkbox.list_id);
+            let active = current.iter().any(|c| c.purpose == purpose && c.status == ConsentStatus::Active);
+            if active && !suppressed {
+                continue;
+            }
+            apply_event(
+                conn,
+                NewConsentEvent {
+                    contact_id: contact_id.clone(),
+                    purpose: purpose.clone(),
+                    action: ConsentAction::Granted,
+                    basis,
+                    requires_confirmation: needs_confirmation,
+                    evidence: Evidence {
+                        form_id: Some(form.id.to_string()),
+                        form_version: Some(form.version),
+                        consent_text: Some(checkbox.text.clone()),
+                        ..info.evidence("form")
+                    },
+                    actor: Actor::Public.to_string(),
+                },
+            )?;
+            pending.push(purpose);
+        }
+        if !needs_confirmation {
+            return Ok(SubmitOutcome::Subscribed);
+        }
+        if pending.is_empty() {
+            return Ok(SubmitOutcome::PendingConfirmation);
+        }
+        confirmations::insert_confirmation(
+            conn,
+            &ConfirmationRow {
+                id: confirmation_id.to_string(),
+                contact_id: contact_id.clone(),
+                form_id: Some(form.id.to_string()),
+                form_version: Some(form.version),
+                purposes: serde_json::to_string(&pending.iter().map(ToString::to_string).collect::<Vec<_>>())
+                    .map_err(Error::internal)?,
+                created_at: now,
+                expires_at: expires_at.naive_utc(),
+                confirmed_at: None,
+            },
+        )?;
+        // However many signups (from however many IPs), an address gets at most this many
+        // confirmation mails a day: a form cannot be used to bomb someone's inbox.
+        let since = now - TimeDelta::hours(24);
+        let sent = outbox::count_recent(conn, &email_key, CONFIRMATION_MAIL, since)?;
+        if sent < i64::from(config.confirmation_mails_per_day) {
+            let names = list_names(conn, &pending)?;
+            let locale = form.definition.locale.clone().unwrap_or(info.locale.clone());
+            let draft = confirmation_draft(&config, &form, &submission, &names, &confirm_url, &locale)?;
+            mailer::enqueue(conn, CONFIRMATION_MAIL, &email_key, &mail::compose(&draft, &config.message_domain)?)?;
+        } else {
+            tracing::info!(form = %form.slug, "confirmation mail withheld: the address reached its daily cap");
+        }
+        Ok(SubmitOutcome::PendingConfirmation)
+    })
+    .await
+}
+
+fn upsert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: chrono::NaiveDateTime) -> Result<String> {
+    match contacts::find_contact_row_by_email_key(conn, &submission.email.key())? {
+        Some(mut row) => {
+            let mut attributes: Value =
+                serde_json::from_str(&row.attributes).unwrap_or(Value::Object(Default::default()));
+            super::contacts::merge_patch(&mut attributes, Value::Object(submission.attributes.clone()));
+            row.attributes = attributes.to_string();
+            if submission.company.is_some() {
+                row.company = submission.company.clone();
+            }
+            row.updated_at = now;
+            contacts::update_contact(conn, &row)?;
+            Ok(row.id)
+        }
+        None => {
+            let row = ContactRow {
+                id: ContactId::new().to_string(),
+                email: submission.email.as_str().to_owned(),
+                email_key: submission.email.key(),
+                attributes: Value::Object(submission.attributes.clone()).to_string(),
+                company: submission.company.clone(),
+                country: None,
+                status: ContactStatus::Active.as_str().to_owned(),
+                created_at: now,
+                updated_at: now,
+            };
+            contacts::insert_contact(conn, &row, &[], &[])?;
+            Ok(row.id)
+        }
+    }
+}
+
+fn list_names(conn: &mut DbConnection, purposes: &[Purpose]) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for purpose in purposes {
+        if let Some(id) = purpose.list_id()
+            && let Some(list) = lists::find_list(conn, &id.to_string())?
+        {
+            names.push(list.name);
+        }
+    }
+    Ok(names)
+}
+
+fn confirmation_draft(
+    config: &SignupConfig,
+    form: &Form,
+    submission: &ValidSubmission,
+    list_names: &[String],
+    confirm_url: &str,
+    locale: &str,
+) -> Result<Draft> {
+    let definition = &form.definition;
+    let subject = definition
+        .confirmation_subject
+        .clone()
+        .unwrap_or_else(|| crate::i18n::text(locale, "confirm_mail_subject").to_owned());
+    let template = definition
+        .confirmation_text
+        .clone()
+        .unwrap_or_else(|| crate::i18n::text(locale, "confirm_mail_text").to_owned());
+    let text = render_mail(&template, list_names, confirm_url, &definition.title)?;
+    Ok(Draft {
+        from: config.mail_from.clone(),
+        to: submission.email.to_string(),
+        subject,
+        text,
+        html: None,
+        headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+    })
+}
+
+fn render_mail(template: &str, list_names: &[String], confirm_url: &str, form_title: &str) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("mail", template).map_err(|e| Error::internal(e.to_string()))?;
+    let template = env.get_template("mail").map_err(|e| Error::internal(e.to_string()))?;
+    template
+        .render(minijinja::context! {
+            confirm_url => confirm_url,
+            lists => list_names.join(", "),
+            form_title => form_title,
+        })
+        .map_err(|e| Error::internal(e.to_string()))
+}
+
+/// Checks an admin's confirmation mail template: it must compile, render, and carry the
+/// link, or nobody could ever confirm.
+pub fn check_mail_template(template: &str) -> std::result::Result<(), String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("mail", template).map_err(|e| describe_template_error(&e))?;
+    let rendered = env
+        .get_template("mail")
+        .and_then(|t| t.render(minijinja::context! { confirm_url => "CONFIRM-URL", lists => "L", form_title => "T" }))
+        .map_err(|e| describe_template_error(&e))?;
+    if !rendered.contains("CONFIRM-URL") {
+        return Err("must contain {{ confirm_url }}, the link that confirms".to_owned());
+    }
+    Ok(())
+}
+
+fn describe_template_error(error: &minijinja::Error) -> String {
+    match error.line() {
+        Some(line) => format!("line {line}: {}", error.detail().unwrap_or(&error.kind().to_string())),
+        None => error.to_string(),
+    }
+}
+
+/// What a confirmation link would confirm, for its page; `None` when the link is not
+/// valid, whatever the reason.
+pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str) -> Result<Option<Vec<String>>> {
+    let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
+        return Ok(None);
+    };
+    db.read(move |conn| {
+        let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
+            return Ok(None);
+        };
+        let purposes = pending_purposes(conn, &row.contact_id)?;
+        let purposes = if purposes.is_empty() { stored_purposes(&row) } else { purposes };
+        Ok(Some(list_names(conn, &purposes)?))
+    })
+    .await
+}
+
+/// Confirms a double opt-in: every purpose still pending for the contact gets a
+/// `confirmed` event (`double_opt_in`) with the time, IP and user agent of the click; the
+/// address leaves the suppression list. A second use changes nothing and answers the
+/// same. `None` when the link is not valid.
+pub async fn confirm(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Result<Option<Vec<String>>> {
+    let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
+        return Ok(None);
+    };
+    let email_hash = |key: &str| keys.email_hash(key);
+    let contact = db
+        .read({
+            let id = claims.subject.clone();
+            move |conn| match confirmations::find_confirmation(conn, &id)? {
+                Some(row) => contacts::find_contact(conn, &row.contact_id),
+                None => Ok(None),
+            }
+        })
+        .await?;
+    let Some(contact) = contact else {
+        return Ok(None);
+    };
+    let hash = email_hash(&contact.email.key());
+    db.write(move |conn| {
+        let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
+            return Ok(None);
+        };
+        if row.confirmed_at.is_some() {
+            let names = list_names(conn, &stored_purposes(&row))?;
+            return Ok(Some(names));
+        }
+        let pending = pending_purposes(conn, &row.contact_id)?;
+        for purpose in &pending {
+            apply_event(
+                conn,
+                NewConsentEvent {
+                    contact_id: row.contact_id.clone(),
+                    purpose: purpose.clone(),
+                    action: ConsentAction::Confirmed,
+                    basis: ConsentBasis::DoubleOptIn,
+                    requires_confirmation: false,
+                    evidence: Evidence {
+                        form_id: row.form_id.clone(),
+                        form_version: row.form_version,
+                        source_url: None,
+                        ..info.evidence("confirmation")
+                    },
+                    actor: Actor::Public.to_string(),
+                },
+            )?;
+        }
+        let now = storage::now();
+        confirmations::mark_confirmed(conn, &row.id, now)?;
+        contacts::update_status(conn, &row.contact_id, ContactStatus::Active.as_str(), now)?;
+        ledger::delete_suppression(conn, &hash)?;
+        let names = list_names(conn, if pending.is_empty() { &[] } else { &pending })?;
+        Ok(Some(if names.is_empty() { list_names(conn, &stored_purposes(&row))? } else { names }))
+    })
+    .await
+}
+
+fn pending_purposes(conn: &mut DbConnection, contact_id: &str) -> Result<Vec<Purpose>> {
+    Ok(load_contact_consents(conn, contact_id)?
+        .current
+        .into_iter()
+        .filter(|c| c.status == ConsentStatus::Pending)
+        .map(|c| c.purpose)
+        .collect())
+}
+
+fn stored_purposes(row: &ConfirmationRow) -> Vec<Purpose> {
+    serde_json::from_str::<Vec<String>>(&row.purposes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The signed link that unsubscribes a contact from one list (or, without a list, from
+/// everything). It does not expire: an old mail's link must keep working.
+pub fn unsubscribe_url(keys: &Keys, base_url: &str, contact: ContactId, list: Option<ListId>) -> String {
+    let scope = list.map(|id| id.to_string());
+    format!(
+        "{base_url}/unsubscribe/{}",
+        keys.sign_link(LinkKind::Unsubscribe, &contact.to_string(), scope.as_deref(), None)
+    )
+}
+
+pub fn preferences_url(keys: &Keys, base_url: &str, contact: ContactId) -> String {
+    format!("{base_url}/preferences/{}", keys.sign_link(LinkKind::Preferences, &contact.to_string(), None, None))
+}
+
+/// What an unsubscribe link is about: `Some(Some(name))` for one list, `Some(None)` for
+/// everything, `None` for a link that is not valid.
+pub async fn unsubscribe_preview(db: &Db, keys: &Keys, token: &str) -> Result<Option<Option<String>>> {
+    let Some(claims) = keys.verify_link(LinkKind::Unsubscribe, token) else {
+        return Ok(None);
+    };
+    match claims.scope {
+        None => Ok(Some(None)),
+        Some(list) => db.read(move |conn| Ok(Some(lists::find_list(conn, &list)?.map(|l| l.name)))).await,
+    }
+}
+
+/// Unsubscribes, at once and idempotently. A contact that no longer exists is answered
+/// as unsubscribed too, so the answer reveals nothing. `false` for a link not valid.
+pub async fn unsubscribe(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Result<bool> {
+    let Some(claims) = keys.verify_link(LinkKind::Unsubscribe, token) else {
+        return Ok(false);
+    };
+    let Ok(contact_id) = claims.subject.parse::<ContactId>() else {
+        return Ok(false);
+    };
+    let contact = db.read(move |conn| contacts::find_contact(conn, &contact_id.to_string())).await?;
+    let Some(contact) = contact else {
+        return Ok(true);
+    };
+    let scope = claims.scope.and_then(|id| id.parse::<ListId>().ok());
+    let leave_all = scope.is_none().then(|| keys.email_hash(&contact.email.key()));
+    db.write(move |conn| {
+        let evidence = info.evidence("unsubscribe");
+        match (scope, leave_all) {
+            (Some(list), _) => {
+                withdraw_in(conn, &contact.id.to_string(), &[Purpose::List(list)], &evidence, &Actor::Public)?;
+            }
+            (None, Some(hash)) => leave_all_in(conn, &hash, &contact, &evidence, &Actor::Public)?,
+            (None, None) => {}
+        }
+        Ok(true)
+    })
+    .await
+}
+
+/// A person's view of their subscriptions.
+#[derive(Debug, Clone)]
+pub struct Preferences {
+    pub contact: Contact,
+    /// Every list the person has been asked about or is on, and whether they receive it.
+    pub lists: Vec<(List, bool)>,
+}
+
+fn contact_of_token(keys: &Keys, kind: LinkKind, token: &str) -> Option<ContactId> {
+    keys.verify_link(kind, token)?.subject.parse().ok()
+}
+
+pub async fn preferences(db: &Db, keys: &Keys, token: &str) -> Result<Option<Preferences>> {
+    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
+        return Ok(None);
+    };
+    db.read(move |conn| load_preferences(conn, id)).await
+}
+
+fn load_preferences(conn: &mut DbConnection, id: ContactId) -> Result<Option<Preferences>> {
+    let Some(contact) = contacts::find_contact(conn, &id.to_string())? else {
+        return Ok(None);
+    };
+    let current = load_contact_consents(conn, &id.to_string())?.current;
+    let mut list_ids: Vec<ListId> = current.iter().filter_map(|c| c.purpose.list_id()).collect();
+    let members: Vec<ListId> = contact.lists.iter().copied().filter(|id| !list_ids.contains(id)).collect();
+    list_ids.extend(members);
+    let mut shown = Vec::new();
+    for list_id in list_ids {
+        if let Some(row) = lists::find_list(conn, &list_id.to_string())? {
+            let receives = contact.lists.contains(&list_id);
+            shown.push((List::try_from(row)?, receives));
+        }
+    }
+    Ok(Some(Preferences { contact, lists: shown }))
+}
+
+/// Saves the lists a person chose: each one unticked is withdrawn, each one ticked that
+/// they did not receive is confirmed (the link came to their mailbox, which is what a
+/// double opt-in proves), with the words shown beside the box as the consent text.
+pub async fn save_preferences(
+    db: &Db,
+    keys: &Keys,
+    token: &str,
+    chosen: Vec<ListId>,
+    info: RequestInfo,
+) -> Result<Option<Preferences>> {
+    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
+        return Ok(None);
+    };
+    let contact = db.read(move |conn| contacts::find_contact(conn, &id.to_string())).await?;
+    let Some(contact) = contact else {
+        return Ok(None);
+    };
+    let hash = keys.email_hash(&contact.email.key());
+    db.write(move |conn| {
+        let Some(preferences) = load_preferences(conn, id)? else {
+            return Ok(None);
+        };
+        let contact_id = id.to_string();
+        let mut joined = false;
+        for (list, receives) in &preferences.lists {
+            let wanted = chosen.contains(&list.id);
+            if *receives && !wanted {
+                withdraw_in(
+                    conn,
+                    &contact_id,
+                    &[Purpose::List(list.id)],
+                    &info.evidence("preferences"),
+                    &Actor::Public,
+                )?;
+            } else if wanted && !*receives {
+                apply_event(
+                    conn,
+                    NewConsentEvent {
+                        contact_id: contact_id.clone(),
+                        purpose: Purpose::List(list.id),
+                        action: ConsentAction::Confirmed,
+                        basis: ConsentBasis::DoubleOptIn,
+                        requires_confirmation: false,
+                        evidence: Evidence { consent_text: Some(list.name.clone()), ..info.evidence("preferences") },
+                        actor: Actor::Public.to_string(),
+                    },
+                )?;
+                joined = true;
+            }
+        }
+        if joined {
+            contacts::update_status(conn, &contact_id, ContactStatus::Active.as_str(), storage::now())?;
+            ledger::delete_suppression(conn, &hash)?;
+        }
+        load_preferences(conn, id)
+    })
+    .await
+}
+
+/// "Unsubscribe from everything" in the preference centre.
+pub async fn leave_all(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Result<bool> {
+    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
+        return Ok(false);
+    };
+    let contact = db.read(move |conn| contacts::find_contact(conn, &id.to_string())).await?;
+    let Some(contact) = contact else {
+        return Ok(true);
+    };
+    let hash = keys.email_hash(&contact.email.key());
+    db.write(move |conn| {
+        leave_all_in(conn, &hash, &contact, &info.evidence("preferences"), &Actor::Public)?;
+        Ok(true)
+    })
+    .await
+}
+
+/// "Delete all my data" in the preference centre.
+pub async fn erase_by_token(db: &Db, keys: &Keys, token: &str) -> Result<bool> {
+    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
+        return Ok(false);
+    };
+    match consent::erase_contact(db, keys, id).await {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(true),
+        Err(error) => Err(error),
+    }
+}
+
+/// "Download my data" in the preference centre.
+pub async fn export_by_token(db: &Db, keys: &Keys, token: &str) -> Result<Option<ContactExport>> {
+    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
+        return Ok(None);
+    };
+    match consent::export_contact(db, id).await {
+        Ok(export) if export.contact.is_some() => Ok(Some(export)),
+        Ok(_) | Err(Error::NotFound(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Purges signups never confirmed within `retention_days`: a contact with no consent in
+/// force goes entirely (the address is not suppressed: it never agreed to anything); one
+/// with other consents keeps them, and its unconfirmed requests lose their personal fields.
+pub async fn purge_unconfirmed(db: &Db, retention_days: u32) -> Result<usize> {
+    let cutoff = storage::now() - TimeDelta::days(i64::from(retention_days));
+    db.write(move |conn| {
+        let stale = confirmations::list_unconfirmed_before(conn, cutoff)?;
+        let mut purged = 0;
+        for row in stale {
+            if let Some(contact) = contacts::find_contact(conn, &row.contact_id)? {
+                let consents = load_contact_consents(conn, &row.contact_id)?;
+                if consents.current.iter().all(|c| c.status != ConsentStatus::Active) {
+                    erase_in(conn, &contact)?;
+                } else {
+                    let pending: Vec<Purpose> = consents
+                        .current
+                        .iter()
+                        .filter(|c| c.status == ConsentStatus::Pending)
+                        .map(|c| c.purpose.clone())
+                        .collect();
+                    let ids: Vec<String> = consents
+                        .events
+                        .iter()
+                        .filter(|e| e.requires_confirmation && pending.contains(&e.purpose))
+                        .map(|e| e.id.clone())
+                        .collect();
+                    ledger::redact_events(conn, &ids)?;
+                }
+            }
+            confirmations::delete_confirmation(conn, &row.id)?;
+            purged += 1;
+        }
+        Ok(purged)
+    })
+    .await
+}
+
+/// Parses a stored contact id (for handlers that got one from a link).
+pub fn contact_id(value: &str) -> Result<ContactId> {
+    parse_id("contact id", value)
+}

@@ -1,0 +1,50 @@
+//! Double opt-in requests waiting for the person's click.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::schema::confirmations;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = confirmations)]
+pub struct ConfirmationRow {
+    pub id: String,
+    pub contact_id: String,
+    pub form_id: Option<String>,
+    pub form_version: Option<i32>,
+    /// JSON array of purposes.
+    pub purposes: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub confirmed_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_confirmation(conn: &mut DbConnection, row: &ConfirmationRow) -> QueryResult<()> {
+    diesel::insert_into(confirmations::table).values(row).execute(conn).map(|_| ())
+}
+
+pub fn find_confirmation(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ConfirmationRow>> {
+    confirmations::table.find(id).select(ConfirmationRow::as_select()).first(conn).optional()
+}
+
+/// Marks it used; answers false when it was used already (two clicks at once).
+pub fn mark_confirmed(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    let changed = diesel::update(confirmations::table.find(id).filter(confirmations::confirmed_at.is_null()))
+        .set(confirmations::confirmed_at.eq(at))
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Requests never confirmed and created before `before`.
+pub fn list_unconfirmed_before(conn: &mut DbConnection, before: NaiveDateTime) -> QueryResult<Vec<ConfirmationRow>> {
+    confirmations::table
+        .filter(confirmations::confirmed_at.is_null())
+        .filter(confirmations::created_at.lt(before))
+        .select(ConfirmationRow::as_select())
+        .load(conn)
+}
+
+pub fn delete_confirmation(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(confirmations::table.find(id)).execute(conn)
+}
