@@ -47,6 +47,18 @@ pub enum Command {
     },
     /// Print the OpenAPI document (JSON) to standard output
     Openapi,
+    /// Check the consent ledger
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Check the whole ledger's hash chain; exits non-zero and names the first event
+    /// that does not match if it was tampered with
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +113,20 @@ pub async fn run(command: Command, settings: Settings) -> Result<()> {
         Command::Openapi => {
             print!("{}", crate::http::openapi_json());
             Ok(())
+        }
+        Command::Consent { command: ConsentCommand::Verify } => {
+            let db = open_database(&settings).await?;
+            let report = crate::services::consent::verify_chain(&db).await?;
+            match report.first_mismatch {
+                None => {
+                    println!("The consent ledger is intact: {} events checked.", report.events_checked);
+                    Ok(())
+                }
+                Some(mismatch) => Err(Error::Conflict(format!(
+                    "the consent ledger was altered: event {} ({}) {}; {} events before it are intact",
+                    mismatch.seq, mismatch.event_id, mismatch.reason, report.events_checked
+                ))),
+            }
         }
     }
 }

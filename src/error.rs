@@ -42,6 +42,9 @@ pub enum Error {
     /// The request clashes with what is stored, such as a duplicate e-mail (409).
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests from one client; try again after the given seconds (429).
+    #[error("too many requests; try again in {retry_after} seconds")]
+    TooManyRequests { retry_after: u64 },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]

@@ -44,6 +44,7 @@ const STRINGS: &[(&str, [&str; 4])] = &[
         ],
     ),
     ("thanks_title", ["Thank you", "Merci", "Vielen Dank", "Grazie"]),
+    ("thanks_text", ["You are subscribed.", "Vous êtes abonné.", "Sie sind angemeldet.", "Sei iscritto."]),
     (
         "confirm_title",
         [

@@ -1,14 +1,22 @@
 //! Wiring: from settings to a running server, in one place.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 
 use crate::domain::Email;
 use crate::error::{Error, Result};
+use crate::http::pages::{Pages, RateLimiter};
 use crate::http::{self, AppState, RouteTable, ops::Metrics};
+use crate::mail::Transport;
+use crate::services::keys::Keys;
+use crate::services::mailer::OutboxWorker;
+use crate::services::signup::{self, SignupConfig};
 use crate::services::{auth::Tokens, users};
 use crate::settings::Settings;
 use crate::storage::{Backend, Db};
@@ -26,12 +34,12 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self> {
         let db = open_database(&settings).await?;
         let tokens = Tokens::load(&db, Duration::from_secs(settings.token_ttl_seconds)).await?;
+        let keys = Keys::load(&db).await?;
         bootstrap_admin(&db, &settings).await?;
-        if settings.smtp_url.is_none() {
-            let outbox = settings.outbox_dir();
-            std::fs::create_dir_all(&outbox)
-                .map_err(|e| Error::internal(format!("cannot create the outbox {}: {e}", outbox.display())))?;
-        }
+        let transport = mail_transport(&settings)?;
+        let mail_wake = Arc::new(Notify::new());
+        tokio::spawn(OutboxWorker::new(db.clone(), transport, mail_wake.clone()).run());
+        tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
 
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -43,7 +51,17 @@ impl Application {
             database = db.backend().as_str(),
             "consento is listening"
         );
-        let state = web::Data::new(AppState { db, tokens, settings, metrics: Metrics::new() });
+        let state = web::Data::new(AppState {
+            db,
+            tokens,
+            keys,
+            signup: SignupConfig::from_settings(&settings),
+            pages: Pages::new()?,
+            limiter: RateLimiter::new(settings.public_rate_limit_per_minute),
+            settings,
+            metrics: Metrics::new(),
+            mail_wake,
+        });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();
         // actix-web stops gracefully on SIGTERM and SIGINT: it stops accepting, lets
@@ -81,6 +99,32 @@ pub async fn open_database(settings: &Settings) -> Result<Db> {
     let db = Db::connect(&settings.db_options())?;
     db.migrate().await?;
     Ok(db)
+}
+
+/// SMTP when a URL is set, otherwise `.eml` files in the data directory's outbox.
+fn mail_transport(settings: &Settings) -> Result<Transport> {
+    match &settings.smtp_url {
+        Some(url) => Transport::smtp(url.expose(), settings.smtp_pool_size),
+        None => {
+            let outbox = settings.outbox_dir();
+            std::fs::create_dir_all(&outbox)
+                .map_err(|e| Error::internal(format!("cannot create the outbox {}: {e}", outbox.display())))?;
+            Ok(Transport::folder(&outbox))
+        }
+    }
+}
+
+/// Periodic housekeeping: purging signups never confirmed (and their IP addresses).
+async fn maintenance(db: Db, retention_days: u32) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        match signup::purge_unconfirmed(&db, retention_days).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged signups never confirmed"),
+            Err(error) => tracing::warn!(error = %error, "purging unconfirmed signups failed"),
+        }
+    }
 }
 
 async fn bootstrap_admin(db: &Db, settings: &Settings) -> Result<()> {

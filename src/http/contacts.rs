@@ -139,7 +139,7 @@ pub struct ContactListQuery {
     responses(
         (status = 201, description = "The contact was created", body = ContactResponse,
          headers(("Location" = String, description = "The contact's URL"))),
-        (status = 409, description = "A contact with this e-mail exists", body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A contact with this e-mail exists, or the address is suppressed and lists were given", body = super::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -150,7 +150,7 @@ pub async fn create_contact(
     body: ApiJson<ContactRequest>,
 ) -> Result<HttpResponse> {
     let new = parse_new_contact(body.0)?;
-    let contact = service::create_contact(&state.db, new).await?;
+    let contact = service::create_contact(&state.db, &state.keys, new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/contacts/{}", contact.id)))
         .json(ContactResponse::from(contact)))
@@ -223,19 +223,21 @@ pub async fn update_contact(
 ) -> Result<web::Json<ContactResponse>> {
     let id: ContactId = parse_id(&id, "contact")?;
     let changes = parse_changes(body.0)?;
-    Ok(web::Json(service::update_contact(&state.db, id, changes).await?.into()))
+    Ok(web::Json(service::update_contact(&state.db, &state.keys, id, changes).await?.into()))
 }
 
 #[utoipa::path(
     tag = "contacts",
     params(("id" = String, Path, description = "The contact's id")),
-    responses((status = 204, description = "The contact and its memberships were deleted")),
+    responses((status = 204, description = "The contact was erased (GDPR Art. 17): its data is gone, its ledger events are \
+        redacted (the chain still verifies), and a keyed hash of the address stays on the suppression list so that \
+        nothing but a confirmed double opt-in brings it back")),
     security(("bearer" = []))
 )]
 #[delete("/contacts/{id}")]
 pub async fn delete_contact(_: Editor, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse> {
     let id: ContactId = parse_id(&id, "contact")?;
-    service::delete_contact(&state.db, id).await?;
+    crate::services::consent::erase_contact(&state.db, &state.keys, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

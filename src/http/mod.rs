@@ -3,11 +3,15 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod consent;
 pub mod contacts;
 pub mod extract;
+pub mod forms;
 pub mod lists;
 pub mod ops;
+pub mod pages;
 pub mod problem;
+pub mod public;
 pub mod users;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -22,7 +26,13 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use problem::Problem;
 
 use crate::error::Error;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use crate::services::auth::Tokens;
+use crate::services::keys::Keys;
+use crate::services::signup::SignupConfig;
 use crate::settings::Settings;
 use crate::storage::Db;
 
@@ -30,8 +40,14 @@ use crate::storage::Db;
 pub struct AppState {
     pub db: Db,
     pub tokens: Tokens,
+    pub keys: Keys,
     pub settings: Settings,
+    pub signup: SignupConfig,
     pub metrics: ops::Metrics,
+    pub pages: pages::Pages,
+    pub limiter: pages::RateLimiter,
+    /// Wakes the outbox worker when a mail was queued.
+    pub mail_wake: Arc<Notify>,
 }
 
 /// `limit` and `cursor` of a collection.
@@ -70,6 +86,9 @@ where
         (name = "lists", description = "Lists contacts subscribe to"),
         (name = "users", description = "People who administer consento (admin only)"),
         (name = "api-keys", description = "Keys for integrations (admin only)"),
+        (name = "forms", description = "Signup forms; every change is a new version"),
+        (name = "consent", description = "The consent ledger, exports and erasure"),
+        (name = "public", description = "Pages and endpoints for the people who sign up"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -142,29 +161,54 @@ fn register<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    app.service(ops::healthz).service(ops::readyz).service(ops::metrics).service(
-        scope("/api/v1")
-            .service(auth::issue_token)
-            .service(contacts::create_contact)
-            .service(contacts::list_contacts)
-            .service(contacts::get_contact)
-            .service(contacts::update_contact)
-            .service(contacts::delete_contact)
-            .service(lists::create_list)
-            .service(lists::list_lists)
-            .service(lists::get_list)
-            .service(lists::update_list)
-            .service(lists::delete_list)
-            .service(users::create_user)
-            .service(users::list_users)
-            .service(users::get_user)
-            .service(users::update_user)
-            .service(users::delete_user)
-            .service(api_keys::create_api_key)
-            .service(api_keys::list_api_keys)
-            .service(api_keys::get_api_key)
-            .service(api_keys::revoke_api_key),
-    )
+    app.service(ops::healthz)
+        .service(ops::readyz)
+        .service(ops::metrics)
+        .service(public::show_form)
+        .service(public::embed_form)
+        .service(public::submit_form)
+        .service(public::preflight_form)
+        .service(public::show_confirmation)
+        .service(public::confirm)
+        .service(public::show_unsubscribe)
+        .service(public::unsubscribe)
+        .service(public::show_preferences)
+        .service(public::update_preferences)
+        .service(
+            scope("/api/v1")
+                .service(auth::issue_token)
+                .service(contacts::create_contact)
+                .service(contacts::list_contacts)
+                .service(contacts::get_contact)
+                .service(contacts::update_contact)
+                .service(contacts::delete_contact)
+                .service(lists::create_list)
+                .service(lists::list_lists)
+                .service(lists::get_list)
+                .service(lists::update_list)
+                .service(lists::delete_list)
+                .service(users::create_user)
+                .service(users::list_users)
+                .service(users::get_user)
+                .service(users::update_user)
+                .service(users::delete_user)
+                .service(api_keys::create_api_key)
+                .service(api_keys::list_api_keys)
+                .service(api_keys::get_api_key)
+                .service(api_keys::revoke_api_key)
+                .service(forms::create_form)
+                .service(forms::list_forms)
+                .service(forms::get_form)
+                .service(forms::list_form_versions)
+                .service(forms::update_form)
+                .service(forms::delete_form)
+                .service(consent::list_consents)
+                .service(consent::record_consent)
+                .service(consent::withdraw_consent)
+                .service(consent::export_contact)
+                .service(consent::contact_links)
+                .service(consent::verify_ledger),
+        )
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.

@@ -40,6 +40,7 @@ impl Error {
             Error::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             Error::Conflict(_) => ("conflict", "The request conflicts with stored data"),
             Error::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
+            Error::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
             Error::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported content type"),
             Error::Unavailable(_) => ("unavailable", "Service unavailable"),
             Error::Internal(_) => ("internal", "Internal server error"),
@@ -82,6 +83,7 @@ impl ResponseError for Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -103,6 +105,9 @@ impl ResponseError for Error {
             }
             Error::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Error::TooManyRequests { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
 use crate::domain::{Contact, ContactId, ContactStatus, Country, Email, ListId, Tag};
 use crate::error::{Error, FieldError, Result};
@@ -44,10 +45,14 @@ pub struct ContactQuery {
     pub email: Option<String>,
 }
 
-pub async fn create_contact(db: &Db, new: NewContact) -> Result<Contact> {
+pub async fn create_contact(db: &Db, keys: &Keys, new: NewContact) -> Result<Contact> {
     let id = ContactId::new();
+    let suppression_hash = keys.email_hash(&new.email.key());
     db.write(move |conn| {
         check_lists_exist(conn, &new.lists)?;
+        if !new.lists.is_empty() {
+            ensure_not_suppressed(conn, &suppression_hash)?;
+        }
         ensure_email_free(conn, &new.email, None)?;
         let now = storage::now();
         let row = ContactRow {
@@ -87,11 +92,16 @@ pub async fn list_contacts(db: &Db, query: ContactQuery, page: PageRequest) -> R
     .await
 }
 
-pub async fn update_contact(db: &Db, id: ContactId, changes: ContactChanges) -> Result<Contact> {
+pub async fn update_contact(db: &Db, keys: &Keys, id: ContactId, changes: ContactChanges) -> Result<Contact> {
+    let current = find_contact(db, id).await?;
+    let suppression_hash = keys.email_hash(&changes.email.as_ref().unwrap_or(&current.email).key());
     db.write(move |conn| {
         let current = repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
         if let Some(lists) = &changes.lists {
             check_lists_exist(conn, lists)?;
+            if lists.iter().any(|list| !current.lists.contains(list)) {
+                ensure_not_suppressed(conn, &suppression_hash)?;
+            }
         }
         let now = storage::now();
         if let Some(email) = &changes.email {
@@ -122,11 +132,6 @@ pub async fn update_contact(db: &Db, id: ContactId, changes: ContactChanges) -> 
     .await
 }
 
-pub async fn delete_contact(db: &Db, id: ContactId) -> Result<()> {
-    let deleted = db.write(move |conn| Ok(repo::delete_contact(conn, &id.to_string())?)).await?;
-    if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
-}
-
 /// Applies a JSON merge patch (RFC 7396): `null` removes a key, objects merge key by
 /// key, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: Value) {
@@ -146,6 +151,19 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
             }
         }
     }
+}
+
+/// Lists are for people who may be mailed; a suppressed address (it left everything, or
+/// was erased) comes back only through a double opt-in it confirms.
+fn ensure_not_suppressed(conn: &mut DbConnection, suppression_hash: &str) -> Result<()> {
+    if crate::storage::consent::is_suppressed(conn, suppression_hash)? {
+        return Err(Error::Conflict(
+            "this address is suppressed (it unsubscribed from everything or was erased): it cannot be put on lists; \
+             it can come back only by confirming a double opt-in through a form"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_lists_exist(conn: &mut DbConnection, wanted: &BTreeSet<ListId>) -> Result<()> {

@@ -106,9 +106,21 @@ pub async fn list_versions(db: &Db, id: FormId) -> Result<Vec<Form>> {
     .await
 }
 
+/// Deletes a form that never collected consent. Once people signed up through it, its
+/// versions are the evidence of what they were shown, and it stays.
 pub async fn delete_form(db: &Db, id: FormId) -> Result<()> {
-    let deleted = db.write(move |conn| Ok(repo::delete_form(conn, &id.to_string())?)).await?;
-    if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
+    db.write(move |conn| {
+        repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        if crate::storage::consent::count_form_events(conn, &id.to_string())? > 0 {
+            return Err(Error::Conflict(
+                "people signed up through this form: its versions are evidence of what they were shown and are kept"
+                    .to_owned(),
+            ));
+        }
+        repo::delete_form(conn, &id.to_string())?;
+        Ok(())
+    })
+    .await
 }
 
 fn check_definition(conn: &mut DbConnection, definition: &FormDefinition) -> Result<()> {

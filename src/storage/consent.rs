@@ -235,3 +235,7 @@ pub fn insert_suppression(conn: &mut DbConnection, email_hash: &str, reason: &st
 pub fn delete_suppression(conn: &mut DbConnection, email_hash: &str) -> Result<usize> {
     Ok(diesel::delete(suppressions::table.filter(suppressions::email_hash.eq(email_hash))).execute(conn)?)
 }
+
+pub fn count_form_events(conn: &mut DbConnection, form_id: &str) -> Result<i64> {
+    Ok(consent_events::table.filter(consent_events::form_id.eq(form_id)).count().get_result(conn)?)
+}

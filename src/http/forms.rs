@@ -1,0 +1,395 @@
+//! `/api/v1/forms`: signup forms. Every change makes a new version.
+
+use actix_web::{HttpResponse, delete, get, http::header, patch, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
+use super::{AppState, PageQuery};
+use crate::domain::FormId;
+use crate::domain::form::{ConsentCheckbox, FieldKind, FormDefinition, FormField, FormOptIn};
+use crate::error::{Error, FieldErrors, Result};
+use crate::services::auth::{Caller, Identity};
+use crate::services::forms::{self as service, Form, check_slug};
+use crate::services::pagination::PageRequest;
+
+/// A custom field of a form.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldBody {
+    /// The attribute it fills: a-z, 0-9 and `_`.
+    #[schema(example = "first_name")]
+    pub name: String,
+    pub label: String,
+    /// `text`, `number`, `date`, `select`, `multi_select`, `checkbox` or `country`.
+    #[serde(rename = "type")]
+    #[schema(example = "text")]
+    pub kind: String,
+    #[serde(default)]
+    pub required: bool,
+    /// The choices of a select or multi-select.
+    #[serde(default)]
+    pub options: Vec<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub max_length: Option<u32>,
+}
+
+/// One consent checkbox: the list and the exact words beside the box.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentCheckboxBody {
+    pub list_id: String,
+    #[schema(example = "Send me the monthly newsletter. I can unsubscribe at any time.")]
+    pub text: String,
+}
+
+/// A form's definition.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormBody {
+    /// The hosted page is `/f/<slug>`.
+    #[schema(example = "newsletter")]
+    pub slug: String,
+    /// For admins; people see the title.
+    pub name: String,
+    /// `en`, `fr`, `de` or `it` for the built-in texts; unset: the browser's language.
+    pub locale: Option<String>,
+    pub title: String,
+    #[serde(default)]
+    pub intro: String,
+    #[serde(default)]
+    pub fields: Vec<FieldBody>,
+    pub consents: Vec<ConsentCheckboxBody>,
+    /// `double` (the default), `single`, or `passive` (pre-ticked boxes, recorded as
+    /// `passive_opt_in`, which is not valid consent for EU consumers).
+    #[serde(default = "default_opt_in")]
+    pub opt_in: String,
+    /// Business-to-business: a required company field; addresses are recorded as
+    /// `b2b_professional`, or `b2b_role_address` for info@, sales@…
+    #[serde(default)]
+    pub b2b: bool,
+    #[serde(default)]
+    pub thank_you_text: String,
+    /// Where the hosted page sends people after a successful signup.
+    pub redirect_url: Option<String>,
+    /// Origins whose scripts may submit JSON (CORS), e.g. `https://www.example.org`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub confirmation_subject: Option<String>,
+    /// A template for the confirmation mail's text; it must contain `{{ confirm_url }}`
+    /// and may use `{{ lists }}` and `{{ form_title }}`.
+    pub confirmation_text: Option<String>,
+}
+
+fn default_opt_in() -> String {
+    "double".to_owned()
+}
+
+impl RequestBody for FormBody {
+    const SERVER_OWNED: &'static [&'static str] =
+        &["id", "version", "hosted_url", "embed_url", "created_at", "updated_at"];
+}
+
+/// Changes to a form: a JSON merge patch (RFC 7396) over its definition.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct FormPatch(pub serde_json::Map<String, Value>);
+
+impl RequestBody for FormPatch {
+    const SERVER_OWNED: &'static [&'static str] = FormBody::SERVER_OWNED;
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FormResponse {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: String,
+    /// Increases with every change; consent events name the version the person saw.
+    pub version: i32,
+    pub hosted_url: String,
+    pub embed_url: String,
+    #[serde(flatten)]
+    pub definition: FormBody,
+    pub created_at: DateTime<Utc>,
+    /// When this version was made.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FormPage {
+    pub items: Vec<FormResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FormVersionsResponse {
+    /// Every version, oldest first.
+    pub items: Vec<FormResponse>,
+}
+
+fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Text => "text",
+        FieldKind::Number => "number",
+        FieldKind::Date => "date",
+        FieldKind::Select => "select",
+        FieldKind::MultiSelect => "multi_select",
+        FieldKind::Checkbox => "checkbox",
+        FieldKind::Country => "country",
+    }
+}
+
+fn parse_kind(name: &str) -> Result<FieldKind, &'static str> {
+    Ok(match name {
+        "text" => FieldKind::Text,
+        "number" => FieldKind::Number,
+        "date" => FieldKind::Date,
+        "select" => FieldKind::Select,
+        "multi_select" => FieldKind::MultiSelect,
+        "checkbox" => FieldKind::Checkbox,
+        "country" => FieldKind::Country,
+        _ => return Err("must be one of text, number, date, select, multi_select, checkbox, country"),
+    })
+}
+
+impl FormBody {
+    fn from_form(form: &Form) -> Self {
+        let d = &form.definition;
+        Self {
+            slug: form.slug.clone(),
+            name: d.name.clone(),
+            locale: d.locale.clone(),
+            title: d.title.clone(),
+            intro: d.intro.clone(),
+            fields: d
+                .fields
+                .iter()
+                .map(|f| FieldBody {
+                    name: f.name.clone(),
+                    label: f.label.clone(),
+                    kind: kind_name(f.kind).to_owned(),
+                    required: f.required,
+                    options: f.options.clone(),
+                    min: f.min,
+                    max: f.max,
+                    max_length: f.max_length,
+                })
+                .collect(),
+            consents: d
+                .consents
+                .iter()
+                .map(|c| ConsentCheckboxBody { list_id: c.list_id.to_string(), text: c.text.clone() })
+                .collect(),
+            opt_in: match d.opt_in {
+                FormOptIn::Double => "double",
+                FormOptIn::Single => "single",
+                FormOptIn::Passive => "passive",
+            }
+            .to_owned(),
+            b2b: d.b2b,
+            thank_you_text: d.thank_you_text.clone(),
+            redirect_url: d.redirect_url.clone(),
+            allowed_origins: d.allowed_origins.clone(),
+            confirmation_subject: d.confirmation_subject.clone(),
+            confirmation_text: d.confirmation_text.clone(),
+        }
+    }
+
+    /// The slug and the definition, or every fault at once.
+    fn parse(self) -> Result<(String, FormDefinition)> {
+        let mut errors = FieldErrors::new();
+        let slug = errors.check("slug", check_slug(&self.slug)).map(|()| self.slug.clone());
+        let opt_in = errors.check(
+            "opt_in",
+            match self.opt_in.as_str() {
+                "double" => Ok(FormOptIn::Double),
+                "single" => Ok(FormOptIn::Single),
+                "passive" => Ok(FormOptIn::Passive),
+                _ => Err("must be double, single or passive"),
+            },
+        );
+        let mut fields = Vec::new();
+        for (i, field) in self.fields.into_iter().enumerate() {
+            if let Some(kind) = errors.check(&format!("fields[{i}].type"), parse_kind(&field.kind)) {
+                fields.push(FormField {
+                    name: field.name,
+                    label: field.label,
+                    kind,
+                    required: field.required,
+                    options: field.options,
+                    min: field.min,
+                    max: field.max,
+                    max_length: field.max_length,
+                });
+            }
+        }
+        let mut consents = Vec::new();
+        for (i, consent) in self.consents.into_iter().enumerate() {
+            if let Some(list_id) = errors
+                .check(&format!("consents[{i}].list_id"), consent.list_id.parse().map_err(|_| "must be a list id"))
+            {
+                consents.push(ConsentCheckbox { list_id, text: consent.text });
+            }
+        }
+        let definition = FormDefinition {
+            name: self.name,
+            locale: self.locale,
+            title: self.title,
+            intro: self.intro,
+            fields,
+            consents,
+            opt_in: opt_in.unwrap_or(FormOptIn::Double),
+            b2b: self.b2b,
+            thank_you_text: self.thank_you_text,
+            redirect_url: self.redirect_url,
+            allowed_origins: self.allowed_origins,
+            confirmation_subject: self.confirmation_subject,
+            confirmation_text: None,
+        };
+        // The definition's own rules; the template and the lists are checked by the service.
+        for error in definition.check() {
+            if !error.field.starts_with("consents[") || !error.field.ends_with("list_id") {
+                errors.push(error.field, error.message);
+            }
+        }
+        let definition = FormDefinition { confirmation_text: self.confirmation_text, ..definition };
+        errors.finish(|| Some((slug?, definition)))
+    }
+}
+
+impl FormResponse {
+    fn new(form: Form, base_url: &str) -> Self {
+        Self {
+            id: form.id.to_string(),
+            version: form.version,
+            hosted_url: format!("{base_url}/f/{}", form.slug),
+            embed_url: format!("{base_url}/f/{}/embed", form.slug),
+            definition: FormBody::from_form(&form),
+            created_at: form.created_at,
+            updated_at: form.updated_at,
+        }
+    }
+}
+
+fn author(caller: &Caller) -> String {
+    match caller.identity {
+        Identity::User(id) => format!("user:{id}"),
+        Identity::ApiKey(id) => format!("api_key:{id}"),
+    }
+}
+
+#[utoipa::path(
+    tag = "forms",
+    request_body = FormBody,
+    responses(
+        (status = 201, description = "The form was created, at version 1", body = FormResponse,
+         headers(("Location" = String, description = "The form's URL"))),
+        (status = 409, description = "Another form has this slug", body = super::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/forms")]
+pub async fn create_form(editor: Editor, state: web::Data<AppState>, body: ApiJson<FormBody>) -> Result<HttpResponse> {
+    let (slug, definition) = body.0.parse()?;
+    let form = service::create_form(&state.db, slug, definition, author(&editor.caller)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/forms/{}", form.id)))
+        .json(FormResponse::new(form, &state.signup.base_url)))
+}
+
+#[utoipa::path(
+    tag = "forms",
+    params(PageQuery),
+    responses((status = 200, description = "One page of forms, at their current versions", body = FormPage)),
+    security(("bearer" = []))
+)]
+#[get("/forms")]
+pub async fn list_forms(
+    _: Viewer,
+    state: web::Data<AppState>,
+    query: ApiQuery<PageQuery>,
+) -> Result<web::Json<FormPage>> {
+    let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
+    let page = service::list_forms(&state.db, page).await?;
+    let base = &state.signup.base_url;
+    Ok(web::Json(FormPage {
+        items: page.items.into_iter().map(|f| FormResponse::new(f, base)).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    tag = "forms",
+    params(("id" = String, Path, description = "The form's id")),
+    responses((status = 200, description = "The form at its current version", body = FormResponse)),
+    security(("bearer" = []))
+)]
+#[get("/forms/{id}")]
+pub async fn get_form(_: Viewer, state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<FormResponse>> {
+    let id: FormId = parse_id(&id, "form")?;
+    Ok(web::Json(FormResponse::new(service::find_form(&state.db, id).await?, &state.signup.base_url)))
+}
+
+#[utoipa::path(
+    tag = "forms",
+    params(("id" = String, Path, description = "The form's id")),
+    responses((status = 200, description = "Every version of the form, oldest first", body = FormVersionsResponse)),
+    security(("bearer" = []))
+)]
+#[get("/forms/{id}/versions")]
+pub async fn list_form_versions(
+    _: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<FormVersionsResponse>> {
+    let id: FormId = parse_id(&id, "form")?;
+    let base = &state.signup.base_url;
+    let versions = service::list_versions(&state.db, id).await?;
+    Ok(web::Json(FormVersionsResponse { items: versions.into_iter().map(|f| FormResponse::new(f, base)).collect() }))
+}
+
+#[utoipa::path(
+    tag = "forms",
+    params(("id" = String, Path, description = "The form's id")),
+    request_body(content = FormPatch, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The form at its new version", body = FormResponse),
+        (status = 409, description = "Another form has this slug", body = super::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/forms/{id}")]
+pub async fn update_form(
+    editor: Editor,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: ApiJson<FormPatch>,
+) -> Result<web::Json<FormResponse>> {
+    let id: FormId = parse_id(&id, "form")?;
+    let current = service::find_form(&state.db, id).await?;
+    let mut merged = serde_json::to_value(FormBody::from_form(&current)).map_err(Error::internal)?;
+    crate::services::contacts::merge_patch(&mut merged, Value::Object(body.0.0));
+    let changed: FormBody = serde_path_to_error::deserialize(merged)
+        .map_err(|e| Error::field(e.path().to_string(), e.inner().to_string()))?;
+    let (slug, definition) = changed.parse()?;
+    let form = service::update_form(&state.db, id, Some(slug), definition, author(&editor.caller)).await?;
+    Ok(web::Json(FormResponse::new(form, &state.signup.base_url)))
+}
+
+#[utoipa::path(
+    tag = "forms",
+    params(("id" = String, Path, description = "The form's id")),
+    responses(
+        (status = 204, description = "The form and its versions were deleted"),
+        (status = 409, description = "The form collected consent: its versions are evidence and stay", body = super::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/forms/{id}")]
+pub async fn delete_form(_: Editor, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse> {
+    let id: FormId = parse_id(&id, "form")?;
+    service::delete_form(&state.db, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

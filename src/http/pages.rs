@@ -1,0 +1,146 @@
+//! HTML pages for the public: templates, language, security headers, the client's
+//! evidence (IP, user agent) and per-IP rate limits.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::i18n;
+use crate::services::signup::RequestInfo;
+
+/// The page templates, compiled once.
+pub struct Pages {
+    env: Environment<'static>,
+}
+
+impl Pages {
+    pub fn new() -> Result<Self> {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("form_body.html", include_str!("templates/form_body.html")),
+            ("form.html", include_str!("templates/form.html")),
+            ("message.html", include_str!("templates/message.html")),
+            ("action.html", include_str!("templates/action.html")),
+            ("preferences.html", include_str!("templates/preferences.html")),
+        ] {
+            env.add_template(name, source).map_err(|e| Error::internal(format!("template {name}: {e}")))?;
+        }
+        Ok(Self { env })
+    }
+
+    /// Renders a template to HTML text.
+    pub fn render(&self, name: &str, context: impl Serialize) -> Result<String> {
+        self.env
+            .get_template(name)
+            .and_then(|template| template.render(context))
+            .map_err(|e| Error::internal(format!("template {name}: {e}")))
+    }
+
+    /// A page response with the headers every public page carries.
+    pub fn page(&self, status: StatusCode, name: &str, context: impl Serialize) -> Result<HttpResponse> {
+        let html = self.render(name, context)?;
+        Ok(html_response(status, html))
+    }
+
+    /// A page with a title, paragraphs and an optional list.
+    pub fn message(
+        &self,
+        status: StatusCode,
+        locale: &str,
+        title_key: &str,
+        lines: &[&str],
+        items: &[String],
+    ) -> Result<HttpResponse> {
+        let t = i18n::strings(locale);
+        let title = t.get(title_key).copied().unwrap_or_default();
+        self.page(status, "message.html", minijinja::context! { t, title, lines, items })
+    }
+
+    /// The page for a link that is not valid, whatever the reason (forged, stale, used
+    /// for an erased person): the answer is the same, so it reveals nothing.
+    pub fn invalid_link(&self, locale: &str) -> Result<HttpResponse> {
+        self.message(StatusCode::NOT_FOUND, locale, "invalid_title", &[i18n::text(locale, "invalid_text")], &[])
+    }
+}
+
+pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        // Links carry tokens: never leak them to another site through Referer.
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'",
+        ))
+        .body(html)
+}
+
+/// The page's language: the form's when it has one, else the browser's preference.
+pub fn locale(req: &HttpRequest, preferred: Option<&str>) -> String {
+    if let Some(locale) = preferred.filter(|l| i18n::LOCALES.contains(l)) {
+        return locale.to_owned();
+    }
+    let accept = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    i18n::negotiate(accept).to_owned()
+}
+
+/// The evidence of a public request. The IP is the TCP peer's: headers such as
+/// `X-Forwarded-For` can be written by anyone and are not taken as proof.
+pub fn request_info(req: &HttpRequest, locale: String) -> RequestInfo {
+    let header_text = |name: header::HeaderName| {
+        req.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(1000).collect::<String>())
+    };
+    RequestInfo {
+        ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+        user_agent: header_text(header::USER_AGENT),
+        source_url: header_text(header::REFERER),
+        locale,
+    }
+}
+
+/// A fixed-window limit of requests per IP address and minute for the public pages.
+/// Kept per instance: it protects each instance, and nothing correct depends on it.
+pub struct RateLimiter {
+    per_minute: u32,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute: per_minute.max(1), windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// `Ok` to go on, or how many seconds the caller should wait.
+    pub fn check(&self, req: &HttpRequest) -> std::result::Result<(), u64> {
+        let Some(ip) = req.peer_addr().map(|a| a.ip()) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let Ok(mut windows) = self.windows.lock() else {
+            return Ok(());
+        };
+        if windows.len() > 100_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let (start, count) = windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(*start) >= WINDOW {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > self.per_minute { Err((WINDOW - now.duration_since(*start)).as_secs().max(1)) } else { Ok(()) }
+    }
+}

@@ -1,0 +1,583 @@
+//! Public pages: the hosted signup form and its JSON submit, double opt-in confirmation,
+//! one-click unsubscribe and the preference centre. They work without JavaScript, and a
+//! link that is not valid gets the same page whatever the reason.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, options, post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::pages::{locale, request_info};
+use crate::domain::ListId;
+use crate::domain::form::{RawSubmission, check_submission};
+use crate::error::{Error, Result};
+use crate::i18n;
+use crate::services::forms::{self, Form};
+use crate::services::signup::{self, SubmitOutcome};
+
+/// A JSON signup, as a site's own script sends it.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct SignupRequest {
+    pub email: String,
+    /// For B2B forms.
+    pub company: Option<String>,
+    /// The form's custom fields by name.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+    /// Ids of the lists whose box was ticked.
+    #[serde(default)]
+    pub consents: Vec<String>,
+    /// The honeypot: leave it out or empty.
+    pub website: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignupResponse {
+    /// `pending_confirmation` (a confirmation mail is on its way) or `subscribed`.
+    pub status: String,
+    /// What to tell the person, in the form's language.
+    pub message: String,
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("slug" = String, Path, description = "The form's slug")),
+    responses(
+        (status = 200, description = "The signup page", content_type = "text/html", body = String),
+        (status = 404, description = "No form at this address", content_type = "text/html", body = String),
+        (status = 429, description = "Too many requests from this address", content_type = "text/html", body = String),
+    )
+)]
+#[get("/f/{slug}")]
+pub async fn show_form(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse> {
+    let Some(form) = forms::find_form_by_slug(&state.db, slug.into_inner()).await? else {
+        let locale = locale(&req, None);
+        return state.pages.message(StatusCode::NOT_FOUND, &locale, "not_found_title", &[], &[]);
+    };
+    let locale = locale(&req, form.definition.locale.as_deref());
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    let html = render_form(&state, &form, &locale, "form.html", &RawSubmission::default(), &[])?;
+    Ok(super::pages::html_response(StatusCode::OK, html))
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("slug" = String, Path, description = "The form's slug")),
+    responses((status = 200, description = "HTML to paste into a page: the form, posting to this server", content_type = "text/plain", body = String))
+)]
+#[get("/f/{slug}/embed")]
+pub async fn embed_form(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse> {
+    let form = forms::find_form_by_slug(&state.db, slug.into_inner())
+        .await?
+        .ok_or_else(|| Error::NotFound("there is no form at this address".to_owned()))?;
+    let locale = locale(&req, form.definition.locale.as_deref());
+    let body = render_form(&state, &form, &locale, "form_body.html", &RawSubmission::default(), &[])?;
+    let snippet = format!(
+        "<!-- consento signup form \"{}\": paste where the form should appear -->\n<div class=\"consento-form\" lang=\"{locale}\">\n<h2>{}</h2>\n{body}</div>\n",
+        form.slug,
+        escape(&form.definition.title)
+    );
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(snippet))
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("slug" = String, Path, description = "The form's slug")),
+    request_body(content(
+        (SignupRequest = "application/json"),
+        (String = "application/x-www-form-urlencoded")
+    ), description = "The hosted page posts `email`, the custom fields by name, `consent` once per ticked list, and the empty honeypot `website`; a site's script posts JSON."),
+    responses(
+        (status = 200, description = "Recorded (JSON), or the thank-you page (HTML)", body = SignupResponse),
+        (status = 303, description = "Recorded; the form redirects to its thank-you URL"),
+        (status = 403, description = "A JSON submit from an origin the form does not allow", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No form at this address", body = super::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither form-encoded nor JSON", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Fields at fault: each named (JSON), or the form with each marked (HTML)", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this address", body = super::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/f/{slug}")]
+pub async fn submit_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_json = content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    let form = forms::find_form_by_slug(&state.db, slug.into_inner()).await?;
+    let origin = allowed_origin(&req, form.as_ref());
+    let outcome = submit(&req, &state, form, is_json, content_type, &body, origin.is_some()).await;
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(error) => error.error_response(),
+    };
+    if let Some(origin) = origin {
+        add_cors(&mut response, &origin);
+    }
+    Ok(response)
+}
+
+async fn submit(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    form: Option<Form>,
+    is_json: bool,
+    content_type: &str,
+    body: &[u8],
+    origin_allowed: bool,
+) -> Result<HttpResponse> {
+    let Some(form) = form else {
+        return Err(Error::NotFound("there is no form at this address".to_owned()));
+    };
+    let locale = locale(req, form.definition.locale.as_deref());
+    if let Err(wait) = state.limiter.check(req) {
+        return if is_json {
+            Err(Error::TooManyRequests { retry_after: wait })
+        } else {
+            too_many_html(state, &locale, wait)
+        };
+    }
+    if is_json && req.headers().contains_key(header::ORIGIN) && !origin_allowed {
+        return Err(Error::Forbidden("this form does not accept submissions from that origin".to_owned()));
+    }
+    let raw = if is_json {
+        parse_json_submission(body)?
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        parse_form_submission(body)
+    } else {
+        return Err(Error::UnsupportedMediaType(
+            "send the form as application/x-www-form-urlencoded or application/json".to_owned(),
+        ));
+    };
+    let info = request_info(req, locale.clone());
+    let outcome = if raw.is_honeypot_filled() {
+        // Answered as a success, so a bot learns nothing; nothing is stored or sent.
+        tracing::info!(form = %form.slug, "honeypot filled: submission dropped");
+        if form.definition.opt_in == crate::domain::form::FormOptIn::Double {
+            SubmitOutcome::PendingConfirmation
+        } else {
+            SubmitOutcome::Subscribed
+        }
+    } else {
+        match check_submission(&form.definition, &raw) {
+            Ok(valid) => {
+                let outcome = signup::submit(&state.db, &state.keys, &state.signup, form.clone(), valid, info).await?;
+                state.mail_wake.notify_one();
+                outcome
+            }
+            Err(errors) if is_json => return Err(Error::Validation(errors)),
+            Err(errors) => {
+                let html = render_form(state, &form, &locale, "form.html", &raw, &errors)?;
+                return Ok(super::pages::html_response(StatusCode::UNPROCESSABLE_ENTITY, html));
+            }
+        }
+    };
+    let (title_key, message) = match outcome {
+        SubmitOutcome::PendingConfirmation => ("pending_title", i18n::text(&locale, "pending_text").to_owned()),
+        SubmitOutcome::Subscribed if form.definition.thank_you_text.trim().is_empty() => {
+            ("thanks_title", i18n::text(&locale, "thanks_text").to_owned())
+        }
+        SubmitOutcome::Subscribed => ("thanks_title", form.definition.thank_you_text.clone()),
+    };
+    if is_json {
+        let status = match outcome {
+            SubmitOutcome::PendingConfirmation => "pending_confirmation",
+            SubmitOutcome::Subscribed => "subscribed",
+        };
+        return Ok(HttpResponse::Ok().json(SignupResponse { status: status.to_owned(), message }));
+    }
+    if let Some(url) = &form.definition.redirect_url {
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, url.as_str())).finish());
+    }
+    state.pages.message(StatusCode::OK, &locale, title_key, &[message.as_str()], &[])
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("slug" = String, Path, description = "The form's slug")),
+    responses((status = 204, description = "CORS preflight: allowed for the form's origins"))
+)]
+#[options("/f/{slug}")]
+pub async fn preflight_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    let form = forms::find_form_by_slug(&state.db, slug.into_inner()).await?;
+    let mut response = HttpResponse::NoContent().finish();
+    if let Some(origin) = allowed_origin(&req, form.as_ref()) {
+        add_cors(&mut response, &origin);
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    }
+    Ok(response)
+}
+
+fn allowed_origin(req: &HttpRequest, form: Option<&Form>) -> Option<String> {
+    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+    let form = form?;
+    form.definition
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        .then(|| origin.to_owned())
+}
+
+fn add_cors(response: &mut HttpResponse, origin: &str) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+fn parse_form_submission(body: &[u8]) -> RawSubmission {
+    let mut raw = RawSubmission::default();
+    for (name, value) in form_urlencoded::parse(body) {
+        raw.values.entry(name.into_owned()).or_default().push(value.into_owned());
+    }
+    raw
+}
+
+fn parse_json_submission(body: &[u8]) -> Result<RawSubmission> {
+    let request: SignupRequest = serde_json::from_slice(body).map_err(|e| {
+        Error::BadRequest(format!("the body is not a signup: {e} (line {}, column {})", e.line(), e.column()))
+    })?;
+    let mut raw = RawSubmission::default();
+    raw.values.insert("email".into(), vec![request.email]);
+    if let Some(company) = request.company {
+        raw.values.insert("company".into(), vec![company]);
+    }
+    if let Some(website) = request.website {
+        raw.values.insert(crate::domain::form::HONEYPOT_FIELD.into(), vec![website]);
+    }
+    raw.values.insert("consent".into(), request.consents);
+    for (name, value) in request.fields {
+        let values = match value {
+            Value::Null => vec![],
+            Value::Bool(true) => vec!["on".to_owned()],
+            Value::Bool(false) => vec!["off".to_owned()],
+            Value::String(text) => vec![text],
+            Value::Array(items) => {
+                items.into_iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect()
+            }
+            other => vec![other.to_string()],
+        };
+        raw.values.insert(name, values);
+    }
+    Ok(raw)
+}
+
+fn render_form(
+    state: &AppState,
+    form: &Form,
+    locale: &str,
+    template: &str,
+    raw: &RawSubmission,
+    errors: &[crate::error::FieldError],
+) -> Result<String> {
+    let definition = &form.definition;
+    let values: Map<String, Value> =
+        raw.values.iter().map(|(k, v)| (k.clone(), Value::String(v.first().cloned().unwrap_or_default()))).collect();
+    let multi: Map<String, Value> = raw
+        .values
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::Array(v.iter().cloned().map(Value::String).collect())))
+        .collect();
+    let ticked: Vec<String> = if raw.values.is_empty() && definition.opt_in == crate::domain::form::FormOptIn::Passive {
+        definition.consents.iter().map(|c| c.list_id.to_string()).collect()
+    } else {
+        raw.all("consent").to_vec()
+    };
+    let error_map: Map<String, Value> =
+        errors.iter().map(|e| (e.field.clone(), Value::String(e.message.clone()))).collect();
+    let t = i18n::strings(locale);
+    let mut labels: Map<String, Value> =
+        definition.fields.iter().map(|f| (f.name.clone(), Value::String(f.label.clone()))).collect();
+    labels.insert("email".into(), Value::String(t["email"].to_owned()));
+    labels.insert("company".into(), Value::String(t["company"].to_owned()));
+    labels.insert("consent".into(), Value::String(t["consents"].to_owned()));
+    let action = format!("{}/f/{}", state.signup.base_url, form.slug);
+    state.pages.render(
+        template,
+        minijinja::context! {
+            t, form => definition, title => &definition.title, action, values, multi, ticked,
+            errors => error_map, labels,
+        },
+    )
+}
+
+fn too_many_html(state: &AppState, locale: &str, wait: u64) -> Result<HttpResponse> {
+    let mut response = state.pages.message(
+        StatusCode::TOO_MANY_REQUESTS,
+        locale,
+        "too_many_title",
+        &[i18n::text(locale, "too_many_text")],
+        &[],
+    )?;
+    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Ok(response)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from the confirmation mail")),
+    responses(
+        (status = 200, description = "A page whose button confirms (a GET never confirms: link scanners open links)", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid or has expired", content_type = "text/html", body = String),
+    )
+)]
+#[get("/confirm/{token}")]
+pub async fn show_confirmation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse> {
+    let locale = locale(&req, None);
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    match signup::confirmation_preview(&state.db, &state.keys, &token).await? {
+        None => state.pages.invalid_link(&locale),
+        Some(lists) => action_page(&state, &locale, "confirm_title", "confirm_text", "confirm_button", &lists, &req),
+    }
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from the confirmation mail")),
+    responses(
+        (status = 200, description = "Confirmed (again: a second use changes nothing)", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid or has expired", content_type = "text/html", body = String),
+    )
+)]
+#[post("/confirm/{token}")]
+pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse> {
+    let locale = locale(&req, None);
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    let info = request_info(&req, locale.clone());
+    match signup::confirm(&state.db, &state.keys, &token, info).await? {
+        None => state.pages.invalid_link(&locale),
+        Some(lists) => state.pages.message(
+            StatusCode::OK,
+            &locale,
+            "confirmed_title",
+            &[i18n::text(&locale, "confirmed_text")],
+            &lists,
+        ),
+    }
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from the mail's unsubscribe link")),
+    responses(
+        (status = 200, description = "A page whose button unsubscribes (a GET never unsubscribes)", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+    )
+)]
+#[get("/unsubscribe/{token}")]
+pub async fn show_unsubscribe(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse> {
+    let locale = locale(&req, None);
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    match signup::unsubscribe_preview(&state.db, &state.keys, &token).await? {
+        None => state.pages.invalid_link(&locale),
+        Some(list) => {
+            let what = list.unwrap_or_else(|| i18n::text(&locale, "all_mail").to_owned());
+            action_page(&state, &locale, "unsubscribe_title", "unsubscribe_from", "unsubscribe_button", &[what], &req)
+        }
+    }
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from the mail's unsubscribe link")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`List-Unsubscribe=One-Click` (RFC 8058), form-encoded or multipart; any body is accepted"),
+    responses(
+        (status = 200, description = "Unsubscribed, within this request; repeating it changes nothing", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+    )
+)]
+#[post("/unsubscribe/{token}")]
+pub async fn unsubscribe(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse> {
+    // No rate limit here: mailbox providers send one-click unsubscribes for many people
+    // from few addresses, and the signed token already bounds what a request can do.
+    let locale = locale(&req, None);
+    let info = request_info(&req, locale.clone());
+    if signup::unsubscribe(&state.db, &state.keys, &token, info).await? {
+        state.pages.message(
+            StatusCode::OK,
+            &locale,
+            "unsubscribed_title",
+            &[i18n::text(&locale, "unsubscribed_text")],
+            &[],
+        )
+    } else {
+        state.pages.invalid_link(&locale)
+    }
+}
+
+fn action_page(
+    state: &AppState,
+    locale: &str,
+    title_key: &str,
+    text_key: &str,
+    button_key: &str,
+    items: &[String],
+    req: &HttpRequest,
+) -> Result<HttpResponse> {
+    let t = i18n::strings(locale);
+    let empty: Map<String, Value> = Map::new();
+    state.pages.page(
+        StatusCode::OK,
+        "action.html",
+        minijinja::context! {
+            t, title => t[title_key], text => t[text_key], button => t[button_key], items,
+            action => req.path(), hidden => empty,
+        },
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct ListChoice {
+    id: String,
+    name: String,
+    receives: bool,
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from a mail's preferences link")),
+    responses(
+        (status = 200, description = "The preference centre", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+    )
+)]
+#[get("/preferences/{token}")]
+pub async fn show_preferences(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse> {
+    let locale = locale(&req, None);
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    match signup::preferences(&state.db, &state.keys, &token).await? {
+        None => state.pages.invalid_link(&locale),
+        Some(preferences) => preferences_page(&state, &locale, &req, preferences, None),
+    }
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from a mail's preferences link")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`action` = `save` (with `list` once per list to receive), `leave_all`, `download` or `erase`"),
+    responses(
+        (status = 200, description = "The page after the action, or the data as a JSON download", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+    )
+)]
+#[post("/preferences/{token}")]
+pub async fn update_preferences(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    let locale = locale(&req, None);
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    let fields = parse_form_submission(&body);
+    let info = request_info(&req, locale.clone());
+    match fields.first("action").unwrap_or("save") {
+        "leave_all" => {
+            if signup::leave_all(&state.db, &state.keys, &token, info).await? {
+                state.pages.message(
+                    StatusCode::OK,
+                    &locale,
+                    "unsubscribed_title",
+                    &[i18n::text(&locale, "unsubscribed_text")],
+                    &[],
+                )
+            } else {
+                state.pages.invalid_link(&locale)
+            }
+        }
+        "erase" => {
+            if signup::erase_by_token(&state.db, &state.keys, &token).await? {
+                state.pages.message(StatusCode::OK, &locale, "erased_title", &[i18n::text(&locale, "erased_text")], &[])
+            } else {
+                state.pages.invalid_link(&locale)
+            }
+        }
+        "download" => match signup::export_by_token(&state.db, &state.keys, &token).await? {
+            None => state.pages.invalid_link(&locale),
+            Some(export) => Ok(HttpResponse::Ok()
+                .content_type("application/json")
+                .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"my-data.json\""))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(super::consent::ExportResponse::from(export))),
+        },
+        _ => {
+            let chosen: Vec<ListId> = fields.all("list").iter().filter_map(|id| id.parse().ok()).collect();
+            match signup::save_preferences(&state.db, &state.keys, &token, chosen, info).await? {
+                None => state.pages.invalid_link(&locale),
+                Some(preferences) => {
+                    preferences_page(&state, &locale, &req, preferences, Some(i18n::text(&locale, "saved")))
+                }
+            }
+        }
+    }
+}
+
+fn preferences_page(
+    state: &AppState,
+    locale: &str,
+    req: &HttpRequest,
+    preferences: signup::Preferences,
+    notice: Option<&str>,
+) -> Result<HttpResponse> {
+    let lists: Vec<ListChoice> = preferences
+        .lists
+        .into_iter()
+        .map(|(list, receives)| ListChoice { id: list.id.to_string(), name: list.name, receives })
+        .collect();
+    state.pages.page(
+        StatusCode::OK,
+        "preferences.html",
+        minijinja::context! {
+            t => i18n::strings(locale), title => i18n::text(locale, "preferences_title"), lists, notice,
+            email => preferences.contact.email.to_string(), action => req.path(),
+        },
+    )
+}
