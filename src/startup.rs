@@ -31,7 +31,14 @@ impl Application {
     /// Opens the database (applying migrations), loads the signing key, creates the first
     /// admin if asked to, and binds the listener. The server starts on
     /// [`Application::run_until_stopped`].
-    pub async fn build(settings: Settings) -> Result<Self> {
+    pub async fn build(mut settings: Settings) -> Result<Self> {
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.listen)))?;
+        let address = listener.local_addr().map_err(Error::internal)?;
+        if settings.base_url.is_none() {
+            // Links must carry the port actually bound (`listen` may ask for port 0).
+            settings.base_url = Some(format!("http://{address}"));
+        }
         let db = open_database(&settings).await?;
         let tokens = Tokens::load(&db, Duration::from_secs(settings.token_ttl_seconds)).await?;
         let keys = Keys::load(&db).await?;
@@ -41,12 +48,10 @@ impl Application {
         tokio::spawn(OutboxWorker::new(db.clone(), transport, mail_wake.clone()).run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
 
-        let listener = TcpListener::bind(&settings.listen)
-            .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.listen)))?;
-        let port = listener.local_addr().map_err(Error::internal)?.port();
+        let port = address.port();
         let shutdown_timeout = settings.shutdown_timeout_seconds;
         tracing::info!(
-            address = %listener.local_addr().map_err(Error::internal)?,
+            address = %address,
             base_url = %settings.base_url(),
             database = db.backend().as_str(),
             "consento is listening"

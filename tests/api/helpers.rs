@@ -2,7 +2,13 @@
 //! temporary folder, or a new PostgreSQL database when `CONSENTO_TEST_DATABASE_URL`
 //! names a server), and an admin with a token.
 
+use std::io;
+use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
 
 use actix_web::web;
 use consento::domain::{Email, Role};
@@ -26,6 +32,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: web::Data<AppState>,
     pub admin_token: String,
+    pub mail: MailServer,
     /// Kept for its drop: the folder and database go when the test ends.
     _database: TestDatabase,
 }
@@ -59,14 +66,23 @@ impl Drop for TestDatabase {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A test app with some settings changed. Its mail goes to a real SMTP server of its own.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let database = TestDatabase::new();
-    let settings = Settings {
+    let mail = MailServer::start();
+    let mut settings = Settings {
         listen: "127.0.0.1:0".to_owned(),
         data_dir: database.data_dir.clone(),
         database_url: database.url(),
+        smtp_url: Some(consento::settings::Secret::new(format!("smtp://127.0.0.1:{}", mail.port))),
+        mail_from: "News <news@consento.test>".to_owned(),
         log: std::env::var("TEST_LOG").unwrap_or_else(|_| "off".to_owned()),
         ..Settings::default()
     };
+    change(&mut settings);
     consento::telemetry::init(&settings.log, settings.log_format);
     let app = Application::build(settings).await.expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -77,8 +93,8 @@ pub async fn spawn_app() -> TestApp {
     users::create_user(&state.db, NewUser { email, password: ADMIN_PASSWORD.to_owned(), role: Role::Admin })
         .await
         .expect("the admin is created");
-    let mut app =
-        TestApp { address, client: reqwest::Client::new(), state, admin_token: String::new(), _database: database };
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut app = TestApp { address, client, state, admin_token: String::new(), mail, _database: database };
     app.admin_token = app.token_for(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
 }
@@ -200,5 +216,188 @@ impl PostgresDatabase {
         if let Ok(mut conn) = PgConnection::establish(&self.server_url) {
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
         }
+    }
+}
+
+/// A message as the SMTP server received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub raw: String,
+}
+
+impl ReceivedMail {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.raw.split("\r\n\r\n").next().unwrap_or("");
+        let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+        unfolded.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
+    }
+
+    /// The text body, decoded from quoted-printable or base64.
+    pub fn text(&self) -> String {
+        let (_, body) = self.raw.split_once("\r\n\r\n").unwrap_or(("", &self.raw));
+        match self.header("Content-Transfer-Encoding").as_deref() {
+            Some("base64") => {
+                let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).unwrap()).unwrap()
+            }
+            Some("quoted-printable") => decode_quoted_printable(body),
+            _ => body.to_owned(),
+        }
+    }
+
+    /// The first link in the text that starts with `prefix`.
+    pub fn link(&self, prefix: &str) -> String {
+        let text = self.text();
+        let start = text.find(prefix).unwrap_or_else(|| panic!("no {prefix} link in {text}"));
+        text[start..].split_whitespace().next().unwrap().to_owned()
+    }
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() + 1 {
+            if let Ok(byte) =
+                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..(i + 3).min(bytes.len())]).unwrap_or(""), 16)
+            {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A real SMTP server on a free port of this machine, keeping what it receives.
+pub struct MailServer {
+    pub port: u16,
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+}
+
+#[derive(Clone)]
+struct Collector {
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+    from: String,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for Collector {
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
+        self.from = from.to_owned();
+        self.to = to.to_vec();
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let mail = ReceivedMail {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            raw: String::from_utf8_lossy(&self.data).into_owned(),
+        };
+        self.received.lock().unwrap().push(mail);
+        mailin_embedded::response::OK
+    }
+
+    fn helo(&mut self, _ip: IpAddr, _domain: &str) -> mailin_embedded::Response {
+        mailin_embedded::response::OK
+    }
+}
+
+impl MailServer {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let collector = Collector { received: received.clone(), from: String::new(), to: Vec::new(), data: Vec::new() };
+        let mut server = mailin_embedded::Server::new(collector);
+        server.with_name("mail.test").with_num_threads(2).with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        Self { port, received }
+    }
+
+    pub fn received(&self) -> Vec<ReceivedMail> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 20 s) until `count` messages to `to` arrived; answers them all.
+    pub async fn wait_for(&self, to: &str, count: usize) -> Vec<ReceivedMail> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mails: Vec<ReceivedMail> =
+                self.received().into_iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(to))).collect();
+            if mails.len() >= count {
+                return mails;
+            }
+            assert!(Instant::now() < deadline, "{count} mail(s) to {to} did not arrive; got {}", mails.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl TestApp {
+    /// Creates a form through the API from a partial definition (slug, lists…).
+    pub async fn create_form(&self, definition: Value) -> Value {
+        let (status, body) = self.send(self.post("/api/v1/forms", &definition)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// A form on one new list, with the given opt-in mode and extra definition fields.
+    pub async fn form_on_new_list(&self, slug: &str, opt_in: &str, extra: Value) -> (Value, String) {
+        let list = self.create_list(&format!("List for {slug}")).await;
+        let mut definition = json!({
+            "slug": slug,
+            "name": format!("Form {slug}"),
+            "title": "Our newsletter",
+            "consents": [{"list_id": list, "text": "Send me the newsletter. I can unsubscribe at any time."}],
+            "opt_in": opt_in,
+        });
+        if let (Value::Object(base), Value::Object(extra)) = (&mut definition, extra) {
+            base.extend(extra);
+        }
+        (self.create_form(definition).await, list)
+    }
+
+    /// Posts the hosted page's form as a browser would.
+    pub async fn submit_form(&self, slug: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(&format!("/f/{slug}")))
+            .header("user-agent", "TestBrowser/1.0")
+            .header("referer", "https://www.example.org/newsletter")
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn consents_of(&self, contact_id: &str) -> Value {
+        let (status, body) = self.send(self.get(&format!("/api/v1/contacts/{contact_id}/consents"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn contact_by_email(&self, email: &str) -> Option<Value> {
+        let (_, body) = self.send(self.get(&format!("/api/v1/contacts?email={email}"))).await;
+        body["items"].as_array().unwrap().iter().find(|c| c["email"] == email).cloned()
     }
 }

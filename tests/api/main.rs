@@ -11,4 +11,5 @@ mod helpers;
 mod lists;
 mod openapi;
 mod ops;
+mod signup;
 mod users;

@@ -1,0 +1,266 @@
+//! Signing up through a form: double opt-in with a real SMTP server, passive and B2B
+//! forms, the honeypot, validation, CORS, rate limits and the confirmation-mail cap.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, fields_at_fault, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn double_opt_in_records_single_then_double_opt_in_with_the_evidence() {
+    let app = spawn_app().await;
+    let (form, list) = app.form_on_new_list("news", "double", json!({})).await;
+    let page = app.client.get(app.url("/f/news")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Send me the newsletter. I can unsubscribe at any time."));
+    assert!(!html.contains("checked"), "boxes of a double opt-in form start unticked");
+
+    let response = app.submit_form("news", &[("email", "Ada@Example.org"), ("consent", &list), ("website", "")]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("Check your inbox"));
+
+    let contact = app.contact_by_email("Ada@example.org").await.expect("the contact is stored");
+    let id = contact["id"].as_str().unwrap();
+    assert_eq!(contact["lists"], json!([]), "not on the list before confirming");
+    let consents = app.consents_of(id).await;
+    assert_eq!(consents["current"][0]["status"], "pending");
+
+    let mail = &app.mail.wait_for("Ada@example.org", 1).await[0];
+    assert_eq!(mail.from, "news@consento.test");
+    assert_eq!(mail.header("Subject").unwrap(), "Please confirm your subscription");
+    assert!(mail.header("Message-ID").is_some());
+    let link = mail.link(&format!("{}/confirm/", app.address));
+
+    // Opening the link (as a mail scanner would) confirms nothing.
+    let page = app.client.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("method=\"post\"") && page.contains("List for news"), "{page}");
+    assert_eq!(app.consents_of(id).await["current"][0]["status"], "pending");
+
+    let confirmed = app.client.post(&link).header("user-agent", "TestBrowser/2.0").send().await.unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert!(confirmed.text().await.unwrap().contains("Subscription confirmed"));
+
+    let consents = app.consents_of(id).await;
+    assert_eq!(consents["current"][0]["status"], "active");
+    assert_eq!(consents["current"][0]["basis"], "double_opt_in");
+    let events = consents["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    let (granted, confirmation) = (&events[0], &events[1]);
+    assert_eq!(granted["action"], "granted");
+    assert_eq!(granted["basis"], "single_opt_in");
+    assert_eq!(granted["requires_confirmation"], true);
+    assert_eq!(granted["form_id"], form["id"]);
+    assert_eq!(granted["form_version"], 1);
+    assert_eq!(granted["consent_text"], "Send me the newsletter. I can unsubscribe at any time.");
+    assert_eq!(
+        granted["consent_text_sha256"],
+        consento::domain::consent::sha256_hex(b"Send me the newsletter. I can unsubscribe at any time.")
+    );
+    assert_eq!(granted["ip"], "127.0.0.1");
+    assert_eq!(granted["user_agent"], "TestBrowser/1.0");
+    assert_eq!(granted["source_url"], "https://www.example.org/newsletter");
+    assert_eq!(granted["actor"], "public");
+    assert_eq!(confirmation["action"], "confirmed");
+    assert_eq!(confirmation["basis"], "double_opt_in");
+    assert_eq!(confirmation["user_agent"], "TestBrowser/2.0");
+    assert_eq!(confirmation["ip"], "127.0.0.1");
+    assert_eq!(confirmation["form_version"], 1);
+
+    let (_, contact) = app.send(app.get(&format!("/api/v1/contacts/{id}"))).await;
+    assert_eq!(contact["lists"], json!([list]));
+
+    // The link is single-use: pressing again changes nothing.
+    let again = app.client.post(&link).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(app.consents_of(id).await["events"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_forged_or_foreign_confirmation_link_gets_the_same_page() {
+    let app = spawn_app().await;
+    let forged = app.client.get(app.url("/confirm/bm90LWEtdG9rZW4.AAAAAAAAAAAAAAAAAAAAAA")).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+    let forged_page = forged.text().await.unwrap();
+    let garbage = app.client.post(app.url("/confirm/garbage")).send().await.unwrap();
+    assert_eq!(garbage.status(), StatusCode::NOT_FOUND);
+    assert_eq!(garbage.text().await.unwrap(), forged_page);
+}
+
+#[tokio::test]
+async fn a_passive_form_records_passive_opt_in_without_a_mail() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("passive", "passive", json!({})).await;
+    let html = app.client.get(app.url("/f/passive")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("checked"), "a passive form's boxes come pre-ticked");
+    let response = app.submit_form("passive", &[("email", "pat@example.org"), ("consent", &list)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let contact = app.contact_by_email("pat@example.org").await.unwrap();
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    assert_eq!(consents["events"][0]["basis"], "passive_opt_in");
+    assert_eq!(consents["current"][0]["status"], "active");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.mail.received().is_empty(), "a passive form sends no confirmation");
+}
+
+#[tokio::test]
+async fn a_b2b_form_records_role_and_professional_addresses_as_such() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("b2b", "single", json!({"b2b": true})).await;
+    let missing_company = app.submit_form("b2b", &[("email", "info@acme.example"), ("consent", &list)]).await;
+    assert_eq!(missing_company.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    for (email, basis) in [("info@acme.example", "b2b_role_address"), ("marie.curie@acme.example", "b2b_professional")]
+    {
+        let response = app.submit_form("b2b", &[("email", email), ("company", "ACME"), ("consent", &list)]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let contact = app.contact_by_email(email).await.unwrap();
+        assert_eq!(contact["company"], "ACME");
+        let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+        assert_eq!(consents["events"][0]["basis"], basis, "{email}");
+    }
+}
+
+#[tokio::test]
+async fn a_filled_honeypot_looks_like_success_but_stores_and_sends_nothing() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("trap", "double", json!({})).await;
+    let response =
+        app.submit_form("trap", &[("email", "bot@example.org"), ("consent", &list), ("website", "http://spam")]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("Check your inbox"));
+    assert!(app.contact_by_email("bot@example.org").await.is_none());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.mail.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_submit_returns_the_form_with_each_fault_marked_or_422_naming_each_field() {
+    let app = spawn_app().await;
+    let fields = json!({"fields": [
+        {"name": "age", "label": "Age", "type": "number", "min": 16, "max": 120, "required": true},
+        {"name": "topics", "label": "Topics", "type": "multi_select", "options": ["rust", "mail"]},
+    ]});
+    app.form_on_new_list("strict", "single", fields).await;
+    let response = app.submit_form("strict", &[("email", "not-an-address"), ("age", "9"), ("topics", "cooking")]).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.unwrap();
+    for marker in [
+        "id=\"e-email\"",
+        "id=\"e-age\"",
+        "id=\"e-topics\"",
+        "id=\"e-consent\"",
+        "aria-invalid=\"true\"",
+        "value=\"not-an-address\"",
+    ] {
+        assert!(html.contains(marker), "{marker} missing from {html}");
+    }
+
+    let response = app
+        .client
+        .post(app.url("/f/strict"))
+        .json(&json!({"email": "x", "fields": {"age": "old"}, "consents": []}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["email", "age", "consent"]);
+}
+
+#[tokio::test]
+async fn json_submits_are_accepted_from_the_forms_origins_only() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("cors", "single", json!({"allowed_origins": ["https://shop.example"]})).await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/f/cors"))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://shop.example");
+
+    let response = app
+        .client
+        .post(app.url("/f/cors"))
+        .header("origin", "https://shop.example")
+        .json(&json!({"email": "shopper@example.org", "consents": [list]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://shop.example");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "subscribed");
+
+    let response = app
+        .client
+        .post(app.url("/f/cors"))
+        .header("origin", "https://evil.example")
+        .json(&json!({"email": "victim@example.org", "consents": [list]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(app.contact_by_email("victim@example.org").await.is_none());
+}
+
+#[tokio::test]
+async fn a_hundred_submits_for_one_address_send_one_confirmation_mail() {
+    let app = spawn_app_with(|settings| settings.public_rate_limit_per_minute = 1000).await;
+    let (_, list) = app.form_on_new_list("bomb", "double", json!({})).await;
+    for _ in 0..100 {
+        let response = app.submit_form("bomb", &[("email", "target@example.org"), ("consent", &list)]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    app.mail.wait_for("target@example.org", 1).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mails = app.mail.received();
+    assert_eq!(mails.len(), 1, "the daily cap is one confirmation mail per address");
+}
+
+#[tokio::test]
+async fn public_pages_are_rate_limited_per_address() {
+    let app = spawn_app_with(|settings| settings.public_rate_limit_per_minute = 5).await;
+    app.form_on_new_list("busy", "double", json!({})).await;
+    for _ in 0..5 {
+        assert_eq!(app.client.get(app.url("/f/busy")).send().await.unwrap().status(), StatusCode::OK);
+    }
+    let limited = app.client.get(app.url("/f/busy")).send().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    let json = app.client.post(app.url("/f/busy")).json(&json!({"email": "a@example.org"})).send().await.unwrap();
+    assert_problem(json, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+}
+
+#[tokio::test]
+async fn pages_speak_the_forms_language_or_the_browsers() {
+    let app = spawn_app().await;
+    app.form_on_new_list("fr", "double", json!({"locale": "fr"})).await;
+    app.form_on_new_list("any", "double", json!({})).await;
+    let french = app.client.get(app.url("/f/fr")).header("accept-language", "de").send().await.unwrap();
+    let html = french.text().await.unwrap();
+    assert!(html.contains("lang=\"fr\"") && html.contains("S'abonner") || html.contains("S&#x27;abonner"), "{html}");
+    let german = app.client.get(app.url("/f/any")).header("accept-language", "de-CH,de;q=0.9").send().await.unwrap();
+    assert!(german.text().await.unwrap().contains("Abonnieren"));
+    let italian = app.client.get(app.url("/f/any")).header("accept-language", "it").send().await.unwrap();
+    assert!(italian.text().await.unwrap().contains("Iscriviti"));
+}
+
+#[tokio::test]
+async fn the_embed_snippet_posts_to_this_server() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("snippet", "double", json!({})).await;
+    let response = app.client.get(app.url("/f/snippet/embed")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Templates escape `/` in attributes as `&#x2f;`, which browsers read as `/`.
+    let snippet = response.text().await.unwrap().replace("&#x2f;", "/");
+    assert!(snippet.contains(&format!("action=\"{}/f/snippet\"", app.address)), "{snippet}");
+    assert!(snippet.contains(&list));
+    assert!(snippet.contains("name=\"website\""), "the honeypot travels with the snippet");
+}
