@@ -33,8 +33,8 @@ pub struct TestApp {
     pub state: web::Data<AppState>,
     pub admin_token: String,
     pub mail: MailServer,
-    /// Kept for its drop: the folder and database go when the test ends.
-    _database: TestDatabase,
+    /// Removed when the test ends.
+    pub database: TestDatabase,
 }
 
 /// A data folder and, when testing PostgreSQL, a database, both new and removed on drop.
@@ -94,7 +94,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("the admin is created");
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut app = TestApp { address, client, state, admin_token: String::new(), mail, _database: database };
+    let mut app = TestApp { address, client, state, admin_token: String::new(), mail, database };
     app.admin_token = app.token_for(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
 }
@@ -400,6 +400,11 @@ impl TestApp {
 
     pub async fn contact_by_email(&self, email: &str) -> Option<Value> {
         let (_, body) = self.send(self.get(&format!("/api/v1/contacts?email={email}"))).await;
-        body["items"].as_array().unwrap().iter().find(|c| c["email"] == email).cloned()
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["email"].as_str().unwrap().eq_ignore_ascii_case(email.trim()))
+            .cloned()
     }
 }

@@ -5,6 +5,7 @@
 mod api_keys;
 mod auth;
 mod cli;
+mod consent;
 mod contacts;
 mod errors;
 mod helpers;
