@@ -77,8 +77,9 @@ pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        // Links carry tokens: never leak them to another site through Referer.
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // Links carry tokens: never leak them to another site through Referer. Same-origin
+        // referers stay, so a signup records the page it was made on.
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'",

@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod auth;
+mod browser;
 mod cli;
 mod consent;
 mod contacts;

@@ -1,0 +1,180 @@
+//! The signup flow in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver), mail received by a real SMTP server.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A headless Chromium session through chromedriver's W3C WebDriver API.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    driver: Child,
+    profile: std::path::PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (Debian: apt-get install chromium chromium-driver; .ci/run installs it)");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = http.get(format!("{base}/status")).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = std::env::temp_dir().join(format!("consento-chromium-{}", uuid::Uuid::new_v4()));
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=420,900", format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}});
+        let response: Value =
+            http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+        let session = response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}"));
+        Self { http, session: format!("{base}/session/{session}"), driver, profile }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(response["value"].get("error").is_none(), "WebDriver {path}: {response}");
+        response["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found =
+            self.command(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+    }
+
+    async fn source(&self) -> String {
+        self.command(reqwest::Method::GET, "/source", None).await.as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the page holds `text`.
+    async fn wait_for_text(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) {
+                return source;
+            }
+            assert!(Instant::now() < deadline, "the page never showed {text:?}: {source}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a screenshot under target/screenshots, for people to look at.
+    async fn screenshot(&self, name: &str) {
+        let png = self.command(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{name}.png")), bytes).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+#[tokio::test]
+async fn a_person_signs_up_in_a_browser_confirms_from_the_mail_and_the_ledger_proves_it() {
+    let app = spawn_app().await;
+    let fields = json!({
+        "intro": "News about consento, once a month.",
+        "fields": [{"name": "first_name", "label": "First name", "type": "text"}]
+    });
+    let (form, list) = app.form_on_new_list("browser", "double", fields).await;
+
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/f/browser")).await;
+    browser.wait_for_text("Our newsletter").await;
+    browser.type_into("#f-email", "grace.hopper@example.org").await;
+    browser.type_into("#f-first_name", "Grace").await;
+    browser.click(&format!("input[name=consent][value='{list}']")).await;
+    browser.screenshot("signup-form").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your inbox").await;
+
+    let mail = &app.mail.wait_for("grace.hopper@example.org", 1).await[0];
+    let link = mail.link(&format!("{}/confirm/", app.address));
+    browser.goto(&link).await;
+    browser.wait_for_text("Confirm your subscription").await;
+    browser.screenshot("confirm-page").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Subscription confirmed").await;
+
+    let contact = app.contact_by_email("grace.hopper@example.org").await.unwrap();
+    assert_eq!(contact["attributes"]["first_name"], "Grace");
+    assert_eq!(contact["lists"], json!([list]));
+    let (status, consents) =
+        app.send(app.get(&format!("/api/v1/contacts/{}/consents", contact["id"].as_str().unwrap()))).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = consents["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{consents}");
+    let (granted, confirmed) = (&events[0], &events[1]);
+    assert_eq!((granted["action"].as_str(), granted["basis"].as_str()), (Some("granted"), Some("single_opt_in")));
+    assert_eq!((confirmed["action"].as_str(), confirmed["basis"].as_str()), (Some("confirmed"), Some("double_opt_in")));
+    for event in events {
+        assert_eq!(event["form_id"], form["id"]);
+        assert_eq!(event["form_version"], 1);
+        assert_eq!(event["ip"], "127.0.0.1");
+        assert!(event["user_agent"].as_str().unwrap().contains("Chrome"), "{event}");
+    }
+    assert_eq!(
+        granted["consent_text_sha256"],
+        consento::domain::consent::sha256_hex(b"Send me the newsletter. I can unsubscribe at any time.")
+    );
+    assert_eq!(granted["source_url"], app.url("/f/browser"));
+    let (_, report) = app.send(app.get("/api/v1/consent/verify")).await;
+    assert_eq!(report["valid"], true);
+}
