@@ -11,6 +11,7 @@ mod contacts;
 mod errors;
 mod helpers;
 mod lists;
+mod mail;
 mod openapi;
 mod ops;
 mod signup;
