@@ -100,9 +100,10 @@ struct SqlitePragmas {
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(conn) = conn {
+            // journal_mode is not here: it is set once per database file (see `Db::connect`),
+            // and switching it from several new connections at once fails with "locked".
             let pragmas = format!(
-                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
-                 PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = {}; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
                 self.busy_timeout.as_millis(),
                 self.synchronous.pragma()
             );
@@ -123,6 +124,15 @@ impl Db {
     /// Opens the pool. A SQLite file's folder must exist.
     pub fn connect(options: &DbOptions) -> Result<Self> {
         let backend = Backend::of_url(&options.url);
+        if backend == Backend::Sqlite {
+            // WAL lets readers work while one writer writes; the mode is kept in the file.
+            let mut conn = diesel::SqliteConnection::establish(&sqlite_path(&options.url))
+                .map_err(|e| Error::Unavailable(Box::new(e)))?;
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;",
+                options.busy_timeout.as_millis()
+            ))?;
+        }
         let manager = ConnectionManager::<DbConnection>::new(sqlite_path(&options.url));
         let pool = Pool::builder()
             .max_size(options.pool_size)

@@ -15,4 +15,5 @@ mod mail;
 mod openapi;
 mod ops;
 mod signup;
+mod storage;
 mod users;
