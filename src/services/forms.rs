@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::pagination::{Page, PageRequest};
+use crate::domain::FormId;
 use crate::domain::form::FormDefinition;
-use crate::domain::{FormId, ListId};
 use crate::error::{Error, FieldError, Result};
 use crate::storage::forms::{self as repo, FormRow, FormVersionRow};
 use crate::storage::models::{parse_id, utc};
@@ -165,19 +165,6 @@ pub fn to_form(form: FormRow, version: FormVersionRow) -> Result<Form> {
         created_at: utc(form.created_at),
         updated_at: utc(version.created_at),
     })
-}
-
-/// A form version as the person saw it, for evidence.
-pub fn find_version(conn: &mut DbConnection, form_id: &str, version: i32) -> Result<Option<FormDefinition>> {
-    match repo::find_version(conn, form_id, version)? {
-        Some(row) => Ok(Some(serde_json::from_str(&row.definition).map_err(Error::internal)?)),
-        None => Ok(None),
-    }
-}
-
-/// The lists a form offers, for checks elsewhere.
-pub fn offered_lists(definition: &FormDefinition) -> Vec<ListId> {
-    definition.consents.iter().map(|c| c.list_id).collect()
 }
 
 fn duplicate_slug(error: diesel::result::Error, slug: &str) -> Error {

@@ -16,7 +16,7 @@ use crate::mail::{self, Draft};
 use crate::settings::Settings;
 use crate::storage::confirmations::{self, ConfirmationRow};
 use crate::storage::consent::{self as ledger, NewConsentEvent};
-use crate::storage::models::{ContactRow, parse_id};
+use crate::storage::models::ContactRow;
 use crate::storage::{self, Db, DbConnection, contacts, lists, outbox};
 
 pub const CONFIRMATION_MAIL: &str = "confirmation";
@@ -588,9 +588,4 @@ pub async fn purge_unconfirmed(db: &Db, retention_days: u32) -> Result<usize> {
         Ok(purged)
     })
     .await
-}
-
-/// Parses a stored contact id (for handlers that got one from a link).
-pub fn contact_id(value: &str) -> Result<ContactId> {
-    parse_id("contact id", value)
 }

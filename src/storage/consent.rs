@@ -193,25 +193,28 @@ pub fn list_events_after(conn: &mut DbConnection, after_seq: i64, limit: i64) ->
 /// guess against the digests); the digests stay, so the chain still verifies.
 pub fn redact_contact_events(conn: &mut DbConnection, contact_id: &str) -> Result<usize> {
     Ok(diesel::update(consent_events::table.filter(consent_events::contact_id.eq(contact_id)))
-        .set((
-            consent_events::ip.eq(None::<String>),
-            consent_events::user_agent.eq(None::<String>),
-            consent_events::source_url.eq(None::<String>),
-            consent_events::evidence_salt.eq(None::<String>),
-        ))
+        .set(redaction())
         .execute(conn)?)
 }
 
-/// Redacts the personal fields of events older than `before` that are still pending.
+/// Redacts the personal fields of the given events.
 pub fn redact_events(conn: &mut DbConnection, ids: &[String]) -> Result<usize> {
-    Ok(diesel::update(consent_events::table.filter(consent_events::id.eq_any(ids)))
-        .set((
-            consent_events::ip.eq(None::<String>),
-            consent_events::user_agent.eq(None::<String>),
-            consent_events::source_url.eq(None::<String>),
-            consent_events::evidence_salt.eq(None::<String>),
-        ))
-        .execute(conn)?)
+    Ok(diesel::update(consent_events::table.filter(consent_events::id.eq_any(ids))).set(redaction()).execute(conn)?)
+}
+
+#[allow(clippy::type_complexity)]
+fn redaction() -> (
+    diesel::dsl::Eq<consent_events::ip, Option<String>>,
+    diesel::dsl::Eq<consent_events::user_agent, Option<String>>,
+    diesel::dsl::Eq<consent_events::source_url, Option<String>>,
+    diesel::dsl::Eq<consent_events::evidence_salt, Option<String>>,
+) {
+    (
+        consent_events::ip.eq(None),
+        consent_events::user_agent.eq(None),
+        consent_events::source_url.eq(None),
+        consent_events::evidence_salt.eq(None),
+    )
 }
 
 pub fn is_suppressed(conn: &mut DbConnection, email_hash: &str) -> Result<bool> {

@@ -69,10 +69,6 @@ pub fn find_form_by_slug(conn: &mut DbConnection, slug: &str) -> QueryResult<Opt
         .optional()
 }
 
-pub fn find_version(conn: &mut DbConnection, form_id: &str, version: i32) -> QueryResult<Option<FormVersionRow>> {
-    form_versions::table.find((form_id, version)).select(FormVersionRow::as_select()).first(conn).optional()
-}
-
 pub fn list_forms(
     conn: &mut DbConnection,
     after: Option<&str>,
