@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod i18n;
 pub mod mail;
+pub mod plugins;
 pub mod services;
 pub mod settings;
 pub mod startup;

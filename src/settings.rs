@@ -54,6 +54,12 @@ pub struct Settings {
     pub base_url: Option<String>,
     /// SMTP server URL; unset: mail is written to `<data_dir>/outbox` as .eml files.
     pub smtp_url: Option<Secret>,
+    /// Folder of the Rhai plugins loaded at start.
+    pub plugins_dir: PathBuf,
+    /// Milliseconds one script call may run before it is stopped.
+    pub script_deadline_ms: u64,
+    /// Operations one script call may make before it is stopped.
+    pub script_max_operations: u64,
     /// Sender of system mails (confirmations), e.g. `News <news@example.org>`.
     pub mail_from: String,
     /// SMTP connections kept open.
@@ -95,6 +101,9 @@ impl Default for Settings {
             database_url: None,
             base_url: None,
             smtp_url: None,
+            plugins_dir: PathBuf::from("./plugins"),
+            script_deadline_ms: 2000,
+            script_max_operations: 5_000_000,
             mail_from: "consento <consento@localhost>".to_owned(),
             smtp_pool_size: 4,
             confirmation_ttl_hours: 168,
@@ -122,6 +131,9 @@ const KEYS: &[&str] = &[
     "database_url",
     "base_url",
     "smtp_url",
+    "plugins_dir",
+    "script_deadline_ms",
+    "script_max_operations",
     "mail_from",
     "smtp_pool_size",
     "confirmation_ttl_hours",
@@ -179,6 +191,14 @@ impl Settings {
         let host = base.split("://").nth(1).unwrap_or(&base);
         let host = host.split(['/', ':']).next().unwrap_or("localhost");
         if host.is_empty() { "localhost".to_owned() } else { host.to_owned() }
+    }
+
+    pub fn script_limits(&self) -> crate::plugins::Limits {
+        crate::plugins::Limits {
+            max_operations: self.script_max_operations,
+            deadline: std::time::Duration::from_millis(self.script_deadline_ms),
+            ..crate::plugins::Limits::default()
+        }
     }
 
     pub fn outbox_dir(&self) -> PathBuf {

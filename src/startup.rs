@@ -14,8 +14,10 @@ use crate::error::{Error, Result};
 use crate::http::pages::{Pages, RateLimiter};
 use crate::http::{self, AppState, RouteTable, ops::Metrics};
 use crate::mail::Transport;
+use crate::plugins::PluginHost;
 use crate::services::keys::Keys;
 use crate::services::mailer::OutboxWorker;
+use crate::services::plugins::FolderPlugins;
 use crate::services::signup::{self, SignupConfig};
 use crate::services::{auth::Tokens, users};
 use crate::settings::Settings;
@@ -43,6 +45,8 @@ impl Application {
         let tokens = Tokens::load(&db, Duration::from_secs(settings.token_ttl_seconds)).await?;
         let keys = Keys::load(&db).await?;
         bootstrap_admin(&db, &settings).await?;
+        let plugins = Arc::new(PluginHost::new(&settings.plugins_dir, settings.script_limits()));
+        let folder_plugins = FolderPlugins::load(&settings.plugins_dir, &plugins)?;
         let transport = mail_transport(&settings)?;
         let mail_wake = Arc::new(Notify::new());
         tokio::spawn(OutboxWorker::new(db.clone(), transport, mail_wake.clone()).run());
@@ -66,6 +70,8 @@ impl Application {
             settings,
             metrics: Metrics::new(),
             mail_wake,
+            plugins,
+            folder_plugins,
         });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();

@@ -58,3 +58,4 @@ id_type!(UserId);
 id_type!(ApiKeyId);
 id_type!(FormId);
 id_type!(ConfirmationId);
+id_type!(SegmentId);

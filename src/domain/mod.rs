@@ -13,7 +13,7 @@ pub mod user;
 pub use contact::{Contact, ContactStatus, Tag};
 pub use country::Country;
 pub use email::Email;
-pub use ids::{ApiKeyId, ConfirmationId, ContactId, FormId, ListId, UserId};
+pub use ids::{ApiKeyId, ConfirmationId, ContactId, FormId, ListId, SegmentId, UserId};
 pub use list::{List, ListName, OptInMode};
 pub use role::Role;
 pub use user::{ApiKey, User};

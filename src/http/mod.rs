@@ -10,8 +10,10 @@ pub mod forms;
 pub mod lists;
 pub mod ops;
 pub mod pages;
+pub mod plugins;
 pub mod problem;
 pub mod public;
+pub mod segments;
 pub mod users;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -30,8 +32,10 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::plugins::PluginHost;
 use crate::services::auth::Tokens;
 use crate::services::keys::Keys;
+use crate::services::plugins::FolderPlugins;
 use crate::services::signup::SignupConfig;
 use crate::settings::Settings;
 use crate::storage::Db;
@@ -48,6 +52,8 @@ pub struct AppState {
     pub limiter: pages::RateLimiter,
     /// Wakes the outbox worker when a mail was queued.
     pub mail_wake: Arc<Notify>,
+    pub plugins: Arc<PluginHost>,
+    pub folder_plugins: FolderPlugins,
 }
 
 /// `limit` and `cursor` of a collection.
@@ -89,6 +95,8 @@ where
         (name = "forms", description = "Signup forms; every change is a new version"),
         (name = "consent", description = "The consent ledger, exports and erasure"),
         (name = "public", description = "Pages and endpoints for the people who sign up"),
+        (name = "plugins", description = "Rhai scripts: managed, validated, dry-run"),
+        (name = "segments", description = "Rhai predicates over contacts"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -207,7 +215,24 @@ where
                 .service(consent::withdraw_consent)
                 .service(consent::export_contact)
                 .service(consent::contact_links)
-                .service(consent::verify_ledger),
+                .service(consent::verify_ledger)
+                .service(plugins::validate_plugin)
+                .service(plugins::dry_run)
+                .service(plugins::create_plugin)
+                .service(plugins::list_plugins)
+                .service(plugins::get_plugin)
+                .service(plugins::replace_plugin)
+                .service(plugins::list_plugin_versions)
+                .service(plugins::delete_plugin)
+                .service(segments::evaluate_segment)
+                .service(segments::create_segment)
+                .service(segments::list_segments)
+                .service(segments::get_segment)
+                .service(segments::update_segment)
+                .service(segments::delete_segment)
+                .service(segments::count_segment)
+                .service(segments::preview_segment)
+                .service(segments::segment_members),
         )
 }
 

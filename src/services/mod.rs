@@ -9,5 +9,7 @@ pub mod keys;
 pub mod lists;
 pub mod mailer;
 pub mod pagination;
+pub mod plugins;
+pub mod segments;
 pub mod signup;
 pub mod users;

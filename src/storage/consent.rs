@@ -242,3 +242,21 @@ pub fn delete_suppression(conn: &mut DbConnection, email_hash: &str) -> Result<u
 pub fn count_form_events(conn: &mut DbConnection, form_id: &str) -> Result<i64> {
     Ok(consent_events::table.filter(consent_events::form_id.eq(form_id)).count().get_result(conn)?)
 }
+
+/// The events of several contacts, grouped by contact, each group in ledger order.
+pub fn list_events_for_contacts(
+    conn: &mut DbConnection,
+    contact_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<ConsentEvent>>> {
+    let rows: Vec<ConsentEventRow> = consent_events::table
+        .filter(consent_events::contact_id.eq_any(contact_ids))
+        .order(consent_events::seq.asc())
+        .select(ConsentEventRow::as_select())
+        .load(conn)?;
+    let mut grouped: std::collections::HashMap<String, Vec<ConsentEvent>> = std::collections::HashMap::new();
+    for row in rows {
+        let contact = row.contact_id.clone();
+        grouped.entry(contact).or_default().push(row.into_event(None)?);
+    }
+    Ok(grouped)
+}

@@ -207,3 +207,99 @@ pub fn update_status(
 pub fn find_contact_row_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<ContactRow>> {
     contacts::table.filter(contacts::email_key.eq(key)).select(ContactRow::as_select()).first(conn).optional()
 }
+
+/// What a scan for a script needs besides the contact row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanNeeds {
+    pub tags: bool,
+    pub lists: bool,
+    pub consents: bool,
+}
+
+/// One batch of contacts in id order, as facts for scripts, loading only what the
+/// script uses.
+pub fn scan_batch(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+    needs: ScanNeeds,
+) -> Result<Vec<crate::plugins::contact::ContactFacts>> {
+    use crate::plugins::contact::ContactFacts;
+    type Row = (String, String, String, Option<String>, Option<String>, String, chrono::NaiveDateTime);
+    let mut query = contacts::table
+        .select((
+            contacts::id,
+            contacts::email,
+            contacts::attributes,
+            contacts::company,
+            contacts::country,
+            contacts::status,
+            contacts::created_at,
+        ))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(contacts::id.gt(after.to_owned()));
+    }
+    let rows: Vec<Row> = query.order(contacts::id.asc()).limit(limit).load(conn)?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    if needs.tags && !ids.is_empty() {
+        for (id, tag) in contact_tags::table
+            .filter(contact_tags::contact_id.eq_any(&ids))
+            .select((contact_tags::contact_id, contact_tags::tag))
+            .load::<(String, String)>(conn)?
+        {
+            tags.entry(id).or_default().push(tag);
+        }
+    }
+    let mut lists: HashMap<String, Vec<String>> = HashMap::new();
+    if needs.lists && !ids.is_empty() {
+        for (id, list) in contact_lists::table
+            .filter(contact_lists::contact_id.eq_any(&ids))
+            .select((contact_lists::contact_id, contact_lists::list_id))
+            .load::<(String, String)>(conn)?
+        {
+            lists.entry(id).or_default().push(list);
+        }
+    }
+    let mut consents: HashMap<String, Vec<(String, String, String, i64)>> = HashMap::new();
+    if needs.consents && !ids.is_empty() {
+        for (id, events) in super::consent::list_events_for_contacts(conn, &ids)? {
+            let state = crate::domain::consent::current_consents(&events)
+                .into_iter()
+                .map(|c| (c.purpose.to_string(), c.status.to_string(), c.basis.to_string(), c.granted_at.timestamp()))
+                .collect();
+            consents.insert(id, state);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(id, email, attributes, company, country, status, created_at)| {
+            let is_role_address = crate::domain::Email::from_trusted(email.clone()).is_role_address();
+            ContactFacts {
+                tags: tags.remove(&id).unwrap_or_default(),
+                lists: lists.remove(&id).unwrap_or_default(),
+                consents: consents.remove(&id).unwrap_or_default(),
+                id,
+                email,
+                company,
+                country,
+                status,
+                is_role_address,
+                created_at: created_at.and_utc().timestamp(),
+                attributes_json: attributes,
+                ..ContactFacts::default()
+            }
+        })
+        .collect())
+}
+
+/// Contacts by id, in id order, with their memberships.
+pub fn find_contacts(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<Contact>> {
+    let rows = contacts::table
+        .filter(contacts::id.eq_any(ids))
+        .order(contacts::id.asc())
+        .select(ContactRow::as_select())
+        .load(conn)?;
+    with_memberships(conn, rows)
+}

@@ -11,6 +11,7 @@ pub mod forms;
 pub mod lists;
 pub mod models;
 pub mod outbox;
+pub mod plugins;
 pub mod schema;
 pub mod secrets;
 pub mod users;

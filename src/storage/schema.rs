@@ -173,6 +173,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    plugins (name) {
+        name -> Text,
+        version -> Integer,
+        description -> Text,
+        source -> Text,
+        updated_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    plugin_versions (name, version) {
+        name -> Text,
+        version -> Integer,
+        description -> Text,
+        source -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    segments (id) {
+        id -> Text,
+        name -> Text,
+        description -> Text,
+        script -> Nullable<Text>,
+        plugin -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(confirmations -> contacts (contact_id));
 
@@ -191,4 +226,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     form_versions,
     confirmations,
     outbox,
+    plugins,
+    plugin_versions,
+    segments,
 );

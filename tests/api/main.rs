@@ -14,6 +14,8 @@ mod lists;
 mod mail;
 mod openapi;
 mod ops;
+mod plugins;
+mod segments;
 mod signup;
 mod storage;
 mod users;

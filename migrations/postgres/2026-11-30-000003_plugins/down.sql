@@ -1,0 +1,3 @@
+DROP TABLE segments;
+DROP TABLE plugin_versions;
+DROP TABLE plugins;

@@ -1,0 +1,255 @@
+//! The Rhai plugin host: one engine with strict limits, scripts compiled once and cached,
+//! hooks called only where a script defines them. Scripts never touch the database or the
+//! file system: services hand them data and read what comes back.
+
+pub mod contact;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rhai::module_resolvers::FileModuleResolver;
+use rhai::{AST, Dynamic, Engine, EvalAltResult, FuncArgs, ModuleResolver, Position, Scope};
+
+pub use contact::ScriptContact;
+
+/// Safety limits for admin scripts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    /// Wall-clock time one call may take.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_operations: 5_000_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            deadline: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A script failed: to compile, or while running. Names the script, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct ScriptError {
+    pub script: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl ScriptError {
+    fn at(script: &str, position: Position, message: String) -> Self {
+        Self { script: script.to_owned(), line: position.line(), column: position.position(), message }
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                format!("script {}, line {line}, column {column}: {}", self.script, self.message)
+            }
+            (Some(line), None) => format!("script {}, line {line}: {}", self.script, self.message),
+            _ => format!("script {}: {}", self.script, self.message),
+        }
+    }
+}
+
+/// What one call cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallStats {
+    pub operations: u64,
+    pub elapsed: Duration,
+}
+
+thread_local! {
+    /// The deadline of the call running on this thread (calls never span threads).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Operations counted by the call running on this thread.
+    static OPERATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The engine and the compiled scripts, shared by every request.
+pub struct PluginHost {
+    engine: Engine,
+    limits: Limits,
+    /// Compiled scripts by the hash of their source: a changed script compiles anew,
+    /// an unchanged one never twice.
+    cache: RwLock<HashMap<String, Arc<AST>>>,
+}
+
+impl PluginHost {
+    pub fn new(plugins_dir: &Path, limits: Limits) -> Self {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_levels)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth / 2)
+            .set_max_string_size(limits.max_string_size)
+            .set_max_array_size(limits.max_array_size)
+            .set_max_map_size(limits.max_map_size)
+            .set_max_modules(16)
+            .set_max_variables(256)
+            .set_max_functions(256)
+            .disable_symbol("eval")
+            .set_module_resolver(PluginsFolder::new(plugins_dir))
+            .on_print(|text| tracing::info!(target: "consento::plugins", "{text}"))
+            .on_debug(|text, source, position| {
+                tracing::debug!(target: "consento::plugins", source = source.unwrap_or(""), %position, "{text}")
+            })
+            .on_progress(|operations| {
+                OPERATIONS.with(|o| o.set(operations));
+                let late = operations % 256 == 0
+                    && DEADLINE.with(|d| d.get()).is_some_and(|deadline| Instant::now() > deadline);
+                late.then(|| Dynamic::from("deadline"))
+            });
+        contact::register(&mut engine);
+        Self { engine, limits, cache: RwLock::new(HashMap::new()) }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles a script, or answers the one compiled before from the same source.
+    pub fn compile(&self, name: &str, source: &str) -> Result<Arc<AST>, ScriptError> {
+        let key = crate::domain::consent::sha256_hex(source.as_bytes());
+        if let Some(ast) = self.cache.read().ok().and_then(|cache| cache.get(&key).cloned()) {
+            return Ok(ast);
+        }
+        let mut ast = self
+            .engine
+            .compile(source)
+            .map_err(|error| ScriptError::at(name, error.position(), error.0.to_string()))?;
+        ast.set_source(name);
+        let ast = Arc::new(ast);
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() > 1000 {
+                cache.clear();
+            }
+            cache.insert(key, ast.clone());
+        }
+        Ok(ast)
+    }
+
+    /// Whether the script defines `hook` with `arity` parameters.
+    pub fn has_hook(ast: &AST, hook: &str, arity: usize) -> bool {
+        ast.iter_functions().any(|f| f.name == hook && f.params.len() == arity)
+    }
+
+    /// Calls a hook; `Ok(None)` when the script does not define it.
+    pub fn call_hook(
+        &self,
+        name: &str,
+        ast: &AST,
+        hook: &str,
+        args: impl FuncArgs,
+        arity: usize,
+        constants: &[(&str, Dynamic)],
+    ) -> Result<Option<(Dynamic, CallStats)>, ScriptError> {
+        if !Self::has_hook(ast, hook, arity) {
+            return Ok(None);
+        }
+        let mut scope = Scope::new();
+        for (key, value) in constants {
+            scope.push_constant_dynamic(*key, value.clone());
+        }
+        self.guarded(name, || self.engine.call_fn::<Dynamic>(&mut scope, ast, hook, args)).map(Some)
+    }
+
+    /// Evaluates a script as an expression with `contact` in scope.
+    pub fn eval_with_contact(
+        &self,
+        name: &str,
+        ast: &AST,
+        contact: ScriptContact,
+    ) -> Result<(Dynamic, CallStats), ScriptError> {
+        let mut scope = Scope::new();
+        scope.push_constant("contact", contact);
+        self.guarded(name, || self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast))
+    }
+
+    /// Runs a call under the wall-clock deadline, turning any failure into a
+    /// [`ScriptError`] that names the script and the place.
+    fn guarded(
+        &self,
+        name: &str,
+        call: impl FnOnce() -> Result<Dynamic, Box<EvalAltResult>>,
+    ) -> Result<(Dynamic, CallStats), ScriptError> {
+        let started = Instant::now();
+        DEADLINE.with(|d| d.set(Some(started + self.limits.deadline)));
+        OPERATIONS.with(|o| o.set(0));
+        let outcome = call();
+        DEADLINE.with(|d| d.set(None));
+        let stats = CallStats { operations: OPERATIONS.with(Cell::get), elapsed: started.elapsed() };
+        outcome.map(|value| (value, stats)).map_err(|error| {
+            let position = error.position();
+            let message = match *error {
+                EvalAltResult::ErrorTerminated(..) => {
+                    format!("stopped: took longer than {} ms", self.limits.deadline.as_millis())
+                }
+                EvalAltResult::ErrorTooManyOperations(..) => {
+                    format!("stopped: more than {} operations", self.limits.max_operations)
+                }
+                other => other.to_string(),
+            };
+            ScriptError::at(name, position, message)
+        })
+    }
+}
+
+/// Imports resolve only to `.rhai` files inside the plugins folder: no absolute paths,
+/// no `..`, nothing else on the machine.
+struct PluginsFolder {
+    root: PathBuf,
+    files: FileModuleResolver,
+}
+
+impl PluginsFolder {
+    fn new(root: &Path) -> Self {
+        Self { root: root.to_owned(), files: FileModuleResolver::new_with_path(root) }
+    }
+
+    fn refuse(path: &str, position: Position) -> Box<EvalAltResult> {
+        // Not ErrorModuleNotFound: Rhai rewrites that one to the bare path.
+        EvalAltResult::ErrorRuntime(
+            format!("cannot import {path}: imports are limited to scripts inside the plugins folder").into(),
+            position,
+        )
+        .into()
+    }
+}
+
+impl ModuleResolver for PluginsFolder {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        position: Position,
+    ) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
+        let relative = Path::new(path);
+        let escapes = relative.is_absolute()
+            || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            || path.contains('\\');
+        if escapes || !self.root.is_dir() {
+            return Err(Self::refuse(path, position));
+        }
+        // The scripts' own `source` names them, not a file: resolve from the root.
+        let _ = source;
+        self.files.resolve(engine, None, path, position)
+    }
+}

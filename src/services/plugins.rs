@@ -1,0 +1,292 @@
+//! Plugins: Rhai scripts in the `plugins/` folder (loaded at start) and scripts managed
+//! through the API (stored with their versions, so every node runs the same ones, and a
+//! change takes effect without a restart).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use figment::providers::Format;
+use rhai::Dynamic;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, FieldError, Result};
+use crate::plugins::{CallStats, PluginHost, ScriptError};
+use crate::storage::models::utc;
+use crate::storage::plugins::{self as repo, PluginRow};
+use crate::storage::{self, Db};
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `plugins/<name>/` on the server: read-only through the API.
+    Folder,
+    /// Stored through the API.
+    Api,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub source: String,
+    pub origin: Origin,
+    /// The hooks (functions) the script defines.
+    pub hooks: Vec<String>,
+    pub settings: BTreeMap<String, Value>,
+    pub updated_by: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A past version of an API plugin.
+#[derive(Debug, Clone)]
+pub struct PluginVersion {
+    pub version: i32,
+    pub description: String,
+    pub source: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The known hook names; a script may define any of them, and other helper functions.
+pub const HOOKS: &[&str] =
+    &["matches", "eligible", "on_signup", "share", "accept_lead", "next_question", "on_complete"];
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    name: String,
+    version: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    settings: BTreeMap<String, Value>,
+}
+
+/// The plugins of the `plugins/` folder, read once at start.
+#[derive(Debug, Default)]
+pub struct FolderPlugins(BTreeMap<String, Plugin>);
+
+impl FolderPlugins {
+    /// Reads every `plugins/<name>/plugin.toml` with its `main.rhai`, compiling each; a
+    /// plugin that does not compile stops the start with its script, line and column.
+    pub fn load(dir: &Path, host: &PluginHost) -> Result<Self> {
+        let mut plugins = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(Self(plugins));
+        };
+        for entry in entries.flatten() {
+            let folder = entry.path();
+            let manifest_path = folder.join("plugin.toml");
+            if !manifest_path.is_file() {
+                continue;
+            }
+            let manifest: Manifest = figment::Figment::from(figment::providers::Toml::file_exact(&manifest_path))
+                .extract()
+                .map_err(|e| Error::internal(format!("{}: {e}", manifest_path.display())))?;
+            let source = std::fs::read_to_string(folder.join("main.rhai"))
+                .map_err(|e| Error::internal(format!("{}/main.rhai: {e}", folder.display())))?;
+            let ast = host.compile(&manifest.name, &source).map_err(|e| Error::internal(e.describe()))?;
+            plugins.insert(
+                manifest.name.clone(),
+                Plugin {
+                    hooks: hooks_of(&ast),
+                    name: manifest.name,
+                    version: manifest.version,
+                    description: manifest.description,
+                    source,
+                    origin: Origin::Folder,
+                    settings: manifest.settings,
+                    updated_by: None,
+                    updated_at: None,
+                },
+            );
+        }
+        Ok(Self(plugins))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        self.0.get(name)
+    }
+}
+
+fn hooks_of(ast: &rhai::AST) -> Vec<String> {
+    let mut hooks: Vec<String> =
+        ast.iter_functions().map(|f| f.name.to_owned()).filter(|name| HOOKS.contains(&name.as_str())).collect();
+    hooks.sort();
+    hooks.dedup();
+    hooks
+}
+
+/// A compile error as a 422 naming the script, line and column.
+pub fn script_rejected(error: ScriptError) -> Error {
+    Error::Validation(vec![FieldError::new("source", error.describe())])
+}
+
+pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if valid { Ok(()) } else { Err("must be 1 to 64 characters of a-z, 0-9, - and _") }
+}
+
+fn from_row(row: PluginRow, host: &PluginHost) -> Plugin {
+    let hooks = host.compile(&row.name, &row.source).map(|ast| hooks_of(&ast)).unwrap_or_default();
+    Plugin {
+        name: row.name,
+        version: row.version.to_string(),
+        description: row.description,
+        source: row.source,
+        origin: Origin::Api,
+        hooks,
+        settings: BTreeMap::new(),
+        updated_by: Some(row.updated_by),
+        updated_at: Some(utc(row.updated_at)),
+    }
+}
+
+/// A plugin's name, description and script, as sent.
+#[derive(Debug, Clone)]
+pub struct PluginDraft {
+    pub name: String,
+    pub description: String,
+    pub source: String,
+}
+
+/// Creates (version 1, `create`) or replaces (the next version) an API plugin. The
+/// source must compile.
+pub async fn save_plugin(
+    db: &Db,
+    host: &Arc<PluginHost>,
+    folder: &FolderPlugins,
+    draft: PluginDraft,
+    author: String,
+    create: bool,
+) -> Result<Plugin> {
+    let PluginDraft { name, description, source } = draft;
+    if folder.get(&name).is_some() {
+        return Err(Error::Conflict(format!("{name} is a plugin of the plugins folder; change it there")));
+    }
+    host.compile(&name, &source).map_err(script_rejected)?;
+    let row = db
+        .write(move |conn| {
+            let current = repo::find_plugin(conn, &name)?;
+            let now = storage::now();
+            let (version, created_at) = match (&current, create) {
+                (Some(_), true) => return Err(Error::Conflict(format!("a plugin named {name} exists"))),
+                (None, false) => return Err(Error::NotFound(format!("there is no plugin {name}"))),
+                (Some(current), false) => (current.version + 1, current.created_at),
+                (None, true) => (1, now),
+            };
+            let row = PluginRow { name, version, description, source, updated_by: author, created_at, updated_at: now };
+            repo::save_plugin(conn, &row)?;
+            Ok(row)
+        })
+        .await?;
+    Ok(from_row(row, host))
+}
+
+pub async fn find_plugin(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins, name: String) -> Result<Plugin> {
+    if let Some(plugin) = folder.get(&name) {
+        return Ok(plugin.clone());
+    }
+    let row = db.read(move |conn| Ok(repo::find_plugin(conn, &name)?)).await?;
+    match row {
+        Some(row) => Ok(from_row(row, host)),
+        None => Err(Error::NotFound("there is no such plugin".to_owned())),
+    }
+}
+
+pub async fn list_plugins(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins) -> Result<Vec<Plugin>> {
+    let rows = db.read(|conn| Ok(repo::list_plugins(conn)?)).await?;
+    let mut plugins: Vec<Plugin> = folder.0.values().cloned().collect();
+    plugins.extend(rows.into_iter().map(|row| from_row(row, host)));
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(plugins)
+}
+
+pub async fn list_versions(db: &Db, name: String) -> Result<Vec<PluginVersion>> {
+    let rows = db.read(move |conn| Ok(repo::list_plugin_versions(conn, &name)?)).await?;
+    if rows.is_empty() {
+        return Err(Error::NotFound("there is no such plugin".to_owned()));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| PluginVersion {
+            version: row.version,
+            description: row.description,
+            source: row.source,
+            created_by: row.created_by,
+            created_at: utc(row.created_at),
+        })
+        .collect())
+}
+
+pub async fn delete_plugin(db: &Db, folder: &FolderPlugins, name: String) -> Result<()> {
+    if folder.get(&name).is_some() {
+        return Err(Error::Conflict(format!("{name} is a plugin of the plugins folder; remove it there")));
+    }
+    db.write(move |conn| {
+        if repo::count_segments_using(conn, &name)? > 0 {
+            return Err(Error::Conflict(format!("segments use the plugin {name}")));
+        }
+        if repo::delete_plugin(conn, &name)? == 0 {
+            return Err(Error::NotFound(format!("there is no plugin {name}")));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// What compiling a script found.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    pub hooks: Vec<String>,
+    pub functions: Vec<String>,
+}
+
+pub fn validate(host: &PluginHost, name: &str, source: &str) -> std::result::Result<Validation, ScriptError> {
+    let ast = host.compile(name, source)?;
+    let mut functions: Vec<String> =
+        ast.iter_functions().map(|f| format!("{}({})", f.name, f.params.join(", "))).collect();
+    functions.sort();
+    Ok(Validation { hooks: hooks_of(&ast), functions })
+}
+
+/// The outcome of running a hook on sample input.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    pub result: Value,
+    pub stats: CallStats,
+}
+
+/// Runs a hook of a script on sample JSON arguments, changing nothing.
+pub async fn dry_run(
+    host: Arc<PluginHost>,
+    name: String,
+    source: String,
+    hook: String,
+    args: Vec<Value>,
+) -> Result<DryRun> {
+    tokio::task::spawn_blocking(move || {
+        let ast = host.compile(&name, &source).map_err(script_rejected)?;
+        let args: Vec<Dynamic> = args
+            .into_iter()
+            .map(|value| rhai::serde::to_dynamic(value).map_err(|e| Error::field("input", e.to_string())))
+            .collect::<Result<_>>()?;
+        let arity = args.len();
+        let outcome = host.call_hook(&name, &ast, &hook, args, arity, &[]).map_err(script_rejected)?;
+        let (value, stats) = outcome
+            .ok_or_else(|| Error::field("hook", format!("the script defines no {hook} taking {arity} argument(s)")))?;
+        let result = rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::String(value.to_string()));
+        Ok(DryRun { result, stats })
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
+/// How long a scan of all contacts may take, whatever the per-call deadline.
+pub const SCAN_DEADLINE: Duration = Duration::from_secs(120);

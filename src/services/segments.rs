@@ -1,0 +1,353 @@
+//! Segments: a Rhai predicate over a contact, evaluated over the address book in
+//! batches, on every core.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rhai::AST;
+
+use super::pagination::{Page, PageRequest};
+use super::plugins::{FolderPlugins, script_rejected};
+use crate::domain::Contact;
+use crate::error::{Error, Result};
+use crate::plugins::contact::ContactFacts;
+use crate::plugins::{PluginHost, ScriptContact, ScriptError};
+use crate::storage::contacts::{self, ScanNeeds};
+use crate::storage::models::{parse_id, utc};
+use crate::storage::plugins::{self as repo, SegmentRow};
+use crate::storage::{self, Db, DbConnection, is_unique_violation};
+
+const BATCH: i64 = 5000;
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub id: crate::domain::SegmentId,
+    pub name: String,
+    pub description: String,
+    pub script: Option<String>,
+    pub plugin: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a segment tests: its own script, or a plugin's `matches` hook.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    Script(String),
+    Plugin(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentDraft {
+    pub name: String,
+    pub description: String,
+    pub rule: Rule,
+}
+
+fn to_segment(row: SegmentRow) -> Result<Segment> {
+    Ok(Segment {
+        id: parse_id("segment id", &row.id)?,
+        name: row.name,
+        description: row.description,
+        script: row.script,
+        plugin: row.plugin,
+        created_at: utc(row.created_at),
+        updated_at: utc(row.updated_at),
+    })
+}
+
+/// A compiled predicate, ready for many contacts.
+pub struct Predicate {
+    name: String,
+    ast: Arc<AST>,
+    needs: ScanNeeds,
+    uses_hook: bool,
+    /// A folder plugin's settings, handed to the script as the constant `settings`.
+    settings: rhai::Dynamic,
+}
+
+impl Predicate {
+    /// Compiles a rule. Only what the script mentions is loaded for each contact.
+    pub async fn compile(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins, rule: &Rule) -> Result<Self> {
+        let (name, source, settings) = match rule {
+            Rule::Script(source) => ("segment".to_owned(), source.clone(), rhai::Map::new()),
+            Rule::Plugin(plugin) => {
+                let plugin = super::plugins::find_plugin(db, host, folder, plugin.clone()).await?;
+                let settings = rhai::serde::to_dynamic(&plugin.settings)
+                    .ok()
+                    .and_then(|s| s.try_cast::<rhai::Map>())
+                    .unwrap_or_default();
+                (plugin.name, plugin.source, settings)
+            }
+        };
+        let ast = host.compile(&name, &source).map_err(script_rejected)?;
+        let uses_hook = PluginHost::has_hook(&ast, "matches", 1);
+        if matches!(rule, Rule::Plugin(_)) && !uses_hook {
+            return Err(Error::field("plugin", format!("the plugin {name} defines no matches(contact) hook")));
+        }
+        let needs = ScanNeeds {
+            tags: source.contains("tags") || source.contains("has_tag"),
+            lists: source.contains("lists") || source.contains("in_list"),
+            consents: source.contains("consent"),
+        };
+        Ok(Self { name, ast, needs, uses_hook, settings: rhai::Dynamic::from_map(settings) })
+    }
+
+    fn test(&self, host: &PluginHost, facts: ContactFacts) -> std::result::Result<bool, ScriptError> {
+        let id = facts.id.clone();
+        let contact = ScriptContact::new(facts);
+        let outcome = if self.uses_hook {
+            let constants = [("settings", self.settings.clone())];
+            host.call_hook(&self.name, &self.ast, "matches", (contact,), 1, &constants)?.map(|(value, _)| value)
+        } else {
+            Some(host.eval_with_contact(&self.name, &self.ast, contact)?.0)
+        };
+        let value = outcome.unwrap_or(rhai::Dynamic::FALSE);
+        value.as_bool().map_err(|kind| ScriptError {
+            script: self.name.clone(),
+            line: None,
+            column: None,
+            message: format!("must answer true or false, not {kind} (for contact {id})"),
+        })
+    }
+}
+
+/// The result of scanning contacts.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub matched: u64,
+    pub scanned: u64,
+    /// Ids of the first matches, in id order.
+    pub first: Vec<String>,
+    /// Where the scan stopped when it stopped early.
+    pub stopped_after: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Scans contacts after `after`, testing each; keeps the first `keep` matching ids and
+/// stops once it has them when `stop_when_kept` (a page of members).
+pub fn scan(
+    conn: &mut DbConnection,
+    host: &PluginHost,
+    predicate: &Predicate,
+    after: Option<String>,
+    keep: usize,
+    stop_when_kept: bool,
+) -> Result<Scan> {
+    let started = Instant::now();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let mut scan = Scan::default();
+    let mut cursor = after;
+    loop {
+        let batch = contacts::scan_batch(conn, cursor.as_deref(), BATCH, predicate.needs)?;
+        let Some(last) = batch.last().map(|f| f.id.clone()) else {
+            break;
+        };
+        let full = batch.len() as i64 == BATCH;
+        let ids: Vec<String> = batch.iter().map(|f| f.id.clone()).collect();
+        let verdicts = evaluate(host, predicate, batch, threads).map_err(script_rejected)?;
+        for (id, matched) in ids.into_iter().zip(verdicts) {
+            scan.scanned += 1;
+            if matched {
+                scan.matched += 1;
+                if scan.first.len() < keep {
+                    scan.first.push(id.clone());
+                    if stop_when_kept && scan.first.len() == keep {
+                        scan.stopped_after = Some(id);
+                        scan.elapsed = started.elapsed();
+                        return Ok(scan);
+                    }
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+        if started.elapsed() > super::plugins::SCAN_DEADLINE {
+            return Err(Error::field("script", "the segment took too long to evaluate over the address book"));
+        }
+        cursor = Some(last);
+    }
+    scan.elapsed = started.elapsed();
+    Ok(scan)
+}
+
+/// Tests a batch on every core; the verdicts come back in the batch's order.
+fn evaluate(
+    host: &PluginHost,
+    predicate: &Predicate,
+    batch: Vec<ContactFacts>,
+    threads: usize,
+) -> std::result::Result<Vec<bool>, ScriptError> {
+    let chunk = batch.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<Vec<ContactFacts>> = Vec::new();
+    let mut rest = batch;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        chunks.push(rest);
+        rest = tail;
+    }
+    chunks.push(rest);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || chunk.into_iter().map(|facts| predicate.test(host, facts)).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut verdicts = Vec::new();
+        for worker in workers {
+            let results = worker.join().map_err(|_| ScriptError {
+                script: predicate.name.clone(),
+                line: None,
+                column: None,
+                message: "the evaluation failed".to_owned(),
+            })?;
+            for result in results {
+                verdicts.push(result?);
+            }
+        }
+        Ok(verdicts)
+    })
+}
+
+pub async fn create_segment(
+    db: &Db,
+    host: &Arc<PluginHost>,
+    folder: &FolderPlugins,
+    draft: SegmentDraft,
+) -> Result<Segment> {
+    Predicate::compile(db, host, folder, &draft.rule).await?;
+    let now = storage::now();
+    let (script, plugin) = split_rule(draft.rule);
+    let row = SegmentRow {
+        id: crate::domain::SegmentId::new().to_string(),
+        name: draft.name,
+        description: draft.description,
+        script,
+        plugin,
+        created_at: now,
+        updated_at: now,
+    };
+    db.write(move |conn| {
+        repo::insert_segment(conn, &row).map_err(|e| duplicate_name(e, &row.name))?;
+        to_segment(row)
+    })
+    .await
+}
+
+pub async fn update_segment(
+    db: &Db,
+    host: &Arc<PluginHost>,
+    folder: &FolderPlugins,
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    rule: Option<Rule>,
+) -> Result<Segment> {
+    if let Some(rule) = &rule {
+        Predicate::compile(db, host, folder, rule).await?;
+    }
+    db.write(move |conn| {
+        let mut row = repo::find_segment(conn, &id)?.ok_or_else(|| not_found(&id))?;
+        if let Some(name) = name {
+            row.name = name;
+        }
+        if let Some(description) = description {
+            row.description = description;
+        }
+        if let Some(rule) = rule {
+            (row.script, row.plugin) = split_rule(rule);
+        }
+        row.updated_at = storage::now();
+        repo::update_segment(conn, &row).map_err(|e| duplicate_name(e, &row.name))?;
+        to_segment(row)
+    })
+    .await
+}
+
+pub async fn find_segment(db: &Db, id: String) -> Result<Segment> {
+    db.read(move |conn| to_segment(repo::find_segment(conn, &id)?.ok_or_else(|| not_found(&id))?)).await
+}
+
+pub async fn list_segments(db: &Db, page: PageRequest) -> Result<Page<Segment>> {
+    db.read(move |conn| {
+        let rows = repo::list_segments(conn, page.after.as_deref(), page.fetch_limit())?
+            .into_iter()
+            .map(to_segment)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(rows, |segment| segment.id.to_string()))
+    })
+    .await
+}
+
+pub async fn delete_segment(db: &Db, id: String) -> Result<()> {
+    let deleted = db.write({
+        let id = id.clone();
+        move |conn| Ok(repo::delete_segment(conn, &id)?)
+    });
+    if deleted.await? == 0 { Err(not_found(&id)) } else { Ok(()) }
+}
+
+/// The rule a stored segment holds. Read at each use, so that a changed script (or
+/// plugin) takes effect at once, on every instance.
+pub fn rule_of(segment: &Segment) -> Result<Rule> {
+    match (&segment.script, &segment.plugin) {
+        (Some(script), _) => Ok(Rule::Script(script.clone())),
+        (None, Some(plugin)) => Ok(Rule::Plugin(plugin.clone())),
+        (None, None) => Err(Error::internal("a segment without a rule")),
+    }
+}
+
+/// Counts the contacts a rule matches, with the first `sample` of them.
+pub async fn count(
+    db: &Db,
+    host: &Arc<PluginHost>,
+    folder: &FolderPlugins,
+    rule: &Rule,
+    sample: usize,
+) -> Result<(Scan, Vec<Contact>)> {
+    let predicate = Predicate::compile(db, host, folder, rule).await?;
+    let host = host.clone();
+    db.read(move |conn| {
+        let scan = scan(conn, &host, &predicate, None, sample, false)?;
+        let contacts = contacts::find_contacts(conn, &scan.first)?;
+        Ok((scan, contacts))
+    })
+    .await
+}
+
+/// One page of a segment's members.
+pub async fn members(
+    db: &Db,
+    host: &Arc<PluginHost>,
+    folder: &FolderPlugins,
+    rule: &Rule,
+    page: PageRequest,
+) -> Result<Page<Contact>> {
+    let predicate = Predicate::compile(db, host, folder, rule).await?;
+    let host = host.clone();
+    db.read(move |conn| {
+        let limit = page.limit as usize;
+        let scan = scan(conn, &host, &predicate, page.after.clone(), limit + 1, true)?;
+        let contacts = contacts::find_contacts(conn, &scan.first)?;
+        Ok(page.page(contacts, |contact| contact.id.to_string()))
+    })
+    .await
+}
+
+fn split_rule(rule: Rule) -> (Option<String>, Option<String>) {
+    match rule {
+        Rule::Script(script) => (Some(script), None),
+        Rule::Plugin(plugin) => (None, Some(plugin)),
+    }
+}
+
+fn duplicate_name(error: diesel::result::Error, name: &str) -> Error {
+    if is_unique_violation(&error) { Error::Conflict(format!("a segment named {name:?} exists")) } else { error.into() }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("there is no segment {id}"))
+}

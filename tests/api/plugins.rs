@@ -1,0 +1,183 @@
+//! Rhai plugins: hostile scripts are stopped with a clear error while the server carries
+//! on; plugins are stored with versions; validation and dry runs.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+
+async fn evaluate(app: &TestApp, script: &str) -> reqwest::Response {
+    app.post("/api/v1/segments/evaluate", &json!({"script": script})).send().await.unwrap()
+}
+
+/// The message of a script error, which names the script, line and column.
+async fn script_error(response: reqwest::Response) -> String {
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(problem["errors"][0]["field"], "source", "{problem}");
+    problem["errors"][0]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn hostile_scripts_are_stopped_within_their_deadline_and_the_server_carries_on() {
+    let app = spawn_app_with(|settings| settings.script_deadline_ms = 500).await;
+    app.create_contact(json!({"email": "target@example.org"})).await;
+
+    // An endless loop, while other requests are answered.
+    let started = Instant::now();
+    let looping = evaluate(&app, "loop { }\ntrue");
+    let health = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let asked = Instant::now();
+        let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+        (response.status(), asked.elapsed())
+    };
+    let (looping, (health_status, health_time)) = tokio::join!(looping, health);
+    assert_eq!(health_status, StatusCode::OK);
+    assert!(health_time < Duration::from_millis(400), "the server stalled for {health_time:?}");
+    let message = script_error(looping).await;
+    assert!(message.starts_with("script segment, line 1"), "{message}");
+    assert!(message.contains("stopped"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped only after {:?}", started.elapsed());
+
+    let cases = [
+        ("fn down(n) { down(n + 1) }\ndown(0)", "line 2"),
+        ("let s = \"x\";\nloop { s += s; }", "line 2"),
+        ("let a = [];\nloop { a.push(1); }", "line 2"),
+        ("let m = #{};\nlet i = 0;\nloop { m[`k${i}`] = i; i += 1; }", "line 3"),
+    ];
+    for (script, line) in cases {
+        let message = script_error(evaluate(&app, script).await).await;
+        assert!(message.starts_with(&format!("script segment, {line}")), "{script}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn eval_and_imports_from_outside_the_plugins_folder_are_refused() {
+    let app = spawn_app().await;
+    app.create_contact(json!({"email": "target@example.org"})).await;
+    let message = script_error(evaluate(&app, "eval(\"true\")").await).await;
+    assert!(message.contains("line 1, column 1"), "{message}");
+
+    for path in ["../../../etc/passwd", "/etc/passwd", "recent-professionals/../../Cargo"] {
+        let script = format!("import \"{path}\" as secret;\ntrue");
+        let message = script_error(evaluate(&app, &script).await).await;
+        assert!(message.contains("line 1") && message.contains("plugins folder"), "{path}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_script_that_does_not_compile_is_refused_with_its_line_and_column() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/api/v1/plugins", &json!({"name": "broken", "source": "fn matches(contact) {\n  contact.country ==\n}"}))
+        .send()
+        .await
+        .unwrap();
+    let message = script_error(response).await;
+    assert!(message.starts_with("script broken, line 3, column 1"), "{message}");
+
+    let response =
+        app.post("/api/v1/plugins/validate", &json!({"name": "draft", "source": "let x = ;"})).send().await.unwrap();
+    let message = script_error(response).await;
+    assert!(message.starts_with("script draft, line 1, column 9"), "{message}");
+
+    let (status, valid) = app
+        .send(app.post(
+            "/api/v1/plugins/validate",
+            &json!({"source": "fn matches(contact) { true }\nfn helper(a, b) { a }"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(valid["hooks"], json!(["matches"]));
+    assert_eq!(valid["functions"], json!(["helper(a, b)", "matches(contact)"]));
+}
+
+#[tokio::test]
+async fn plugins_are_versioned_and_listed_with_the_folders_own() {
+    let app = spawn_app().await;
+    let (status, created) = app
+        .send(app.post(
+            "/api/v1/plugins",
+            &json!({"name": "french", "description": "People in France", "source": "fn matches(contact) { contact.country == \"FR\" }"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["version"], "1");
+    assert_eq!(created["hooks"], json!(["matches"]));
+    assert!(created["updated_by"].as_str().unwrap().starts_with("user:"));
+
+    let (status, replaced) = app
+        .send(
+            app.admin(app.client.put(app.url("/api/v1/plugins/french")))
+                .json(&json!({"source": "fn matches(contact) { contact.country == \"BE\" }"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["version"], "2");
+    assert_eq!(replaced["description"], "People in France");
+    let (_, versions) = app.send(app.get("/api/v1/plugins/french/versions")).await;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+    assert!(versions["items"][0]["source"].as_str().unwrap().contains("FR"));
+
+    let (_, listed) = app.send(app.get("/api/v1/plugins")).await;
+    let names: Vec<&str> = listed["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"french") && names.contains(&"recent-professionals"), "{names:?}");
+    let (_, folder) = app.send(app.get("/api/v1/plugins/recent-professionals")).await;
+    assert_eq!(folder["origin"], "folder");
+    assert_eq!(folder["settings"]["max_days"], 365);
+
+    let response = app.post("/api/v1/plugins", &json!({"name": "french", "source": "true"})).send().await.unwrap();
+    assert_problem(response, StatusCode::CONFLICT, "conflict").await;
+    let response = app.delete("/api/v1/plugins/recent-professionals").send().await.unwrap();
+    assert_problem(response, StatusCode::CONFLICT, "conflict").await;
+    let (status, _) = app.send(app.delete("/api/v1/plugins/french")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let editor = app.user_token("editor").await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/plugins"))
+        .bearer_auth(&editor)
+        .json(&json!({"name": "mine", "source": "true"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn a_dry_run_answers_the_result_the_operations_and_the_time_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.create_contact(json!({"email": "info@acme.example", "country": "FR", "tags": ["vip"]})).await;
+    app.create_contact(json!({"email": "jane@acme.example", "country": "DE"})).await;
+    let source = "fn matches(contact) { contact.country == \"FR\" && contact.has_tag(\"vip\") }\n\
+                  fn double(x) { #{ value: x.n * 2, label: `n=${x.n}` } }";
+
+    let (status, run) = app
+        .send(app.post("/api/v1/plugins/dry-run", &json!({"source": source, "hook": "double", "args": [{"n": 21}]})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["results"][0]["result"], json!({"value": 42, "label": "n=21"}));
+    assert!(run["results"][0]["operations"].as_u64().unwrap() > 0);
+    assert!(run["results"][0]["elapsed_ms"].as_f64().unwrap() >= 0.0);
+
+    let (status, run) = app
+        .send(app.post("/api/v1/plugins/dry-run", &json!({"source": source, "hook": "matches", "contacts": 10})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let verdicts: Vec<Value> = run["results"].as_array().unwrap().iter().map(|r| r["result"].clone()).collect();
+    assert_eq!(verdicts, [json!(true), json!(false)]);
+
+    let response = app
+        .post(
+            "/api/v1/plugins/dry-run",
+            &json!({"source": "fn boom(x) { x.missing.deeper }", "hook": "boom", "args": [1]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let message = script_error(response).await;
+    assert!(message.starts_with("script script, line 1"), "{message}");
+}
