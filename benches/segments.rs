@@ -1,0 +1,219 @@
+//! Segment evaluation speed: seeds contacts (1,000,000 by default) with attributes, tags,
+//! lists and consents, then times `count` for a simple, a medium and a complex Rhai
+//! predicate next to the same selection written as plain SQL on the same database.
+//!
+//!     cargo bench --bench segments                      # SQLite, 1,000,000 contacts
+//!     cargo bench --bench segments -- --contacts 100000
+//!     cargo bench --bench segments -- --database postgres://postgres@127.0.0.1/bench
+//!
+//! The SQLite file is kept in target/bench and reused while it holds the asked number.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consento::plugins::{Limits, PluginHost};
+use consento::services::plugins::FolderPlugins;
+use consento::services::segments::{Rule, count};
+use consento::storage::{Backend, Db, DbConnection, DbOptions, SqliteSync};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+const COUNTRIES: [&str; 8] = ["FR", "DE", "IT", "CH", "BE", "ES", "US", "GB"];
+const TAGS: [&str; 5] = ["vip", "trial", "newsletter", "b2b", "churn-risk"];
+const LISTS: [&str; 3] = [
+    "01a00000-0000-7000-8000-000000000001",
+    "01a00000-0000-7000-8000-000000000002",
+    "01a00000-0000-7000-8000-000000000003",
+];
+const DAY: i64 = 86_400;
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult<()> {
+    let mut contacts: usize = 1_000_000;
+    let mut database: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--contacts" => contacts = args.next().ok_or("--contacts needs a number")?.parse()?,
+            "--database" => database = Some(args.next().ok_or("--database needs a URL")?),
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let url = database.unwrap_or_else(|| {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+        let _ = std::fs::create_dir_all(&folder);
+        folder.join(format!("segments-{contacts}.db")).to_string_lossy().into_owned()
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(url, contacts))
+}
+
+async fn run(url: String, contacts: usize) -> BenchResult<()> {
+    let db = Db::connect(&DbOptions {
+        url: url.clone(),
+        pool_size: 4,
+        sqlite_synchronous: SqliteSync::Normal,
+        busy_timeout: Duration::from_secs(30),
+    })?;
+    db.migrate().await?;
+    let present: i64 = db.read(|conn| Ok(scalar(conn, "SELECT COUNT(*) FROM contacts")?)).await?;
+    if present as usize != contacts {
+        let started = Instant::now();
+        let backend = db.backend();
+        db.read(move |conn| seed(conn, contacts, backend).map_err(|e| consento::error::Error::internal(e.to_string())))
+            .await?;
+        println!("seeded {contacts} contacts in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("backend: {}, contacts: {contacts}, cores: {cores}", db.backend().as_str());
+
+    let host = Arc::new(PluginHost::new(std::path::Path::new("/nonexistent"), Limits::default()));
+    let folder = FolderPlugins::default();
+    let list = LISTS[0];
+    let cutoff = chrono::Utc::now().timestamp() - 730 * DAY;
+    let cutoff_sql = match db.backend() {
+        Backend::Sqlite => format!("datetime({cutoff}, 'unixepoch')"),
+        Backend::Postgres => format!("to_timestamp({cutoff}) AT TIME ZONE 'UTC'"),
+    };
+    let orders = match db.backend() {
+        Backend::Sqlite => "CAST(json_extract(c.attributes, '$.orders') AS INTEGER)".to_owned(),
+        Backend::Postgres => "(c.attributes::jsonb->>'orders')::int".to_owned(),
+    };
+    let cases = [
+        (
+            "simple",
+            "contact.country == \"FR\"".to_owned(),
+            "SELECT COUNT(*) FROM contacts c WHERE c.country = 'FR'".to_owned(),
+        ),
+        (
+            "medium",
+            "contact.has_tag(\"vip\") && contact.attr(\"orders\") >= 10".to_owned(),
+            format!(
+                "SELECT COUNT(*) FROM contacts c WHERE EXISTS (SELECT 1 FROM contact_tags t \
+                 WHERE t.contact_id = c.id AND t.tag = 'vip') AND {orders} >= 10"
+            ),
+        ),
+        (
+            "complex",
+            format!(
+                "fn matches(contact) {{\n\
+                   let professional = contact.company != () && !contact.is_role_address;\n\
+                   (professional || contact.country in [\"FR\", \"BE\", \"CH\"])\n\
+                     && contact.has_consent(\"list:{list}\")\n\
+                     && contact.created_at >= {cutoff}\n\
+                 }}"
+            ),
+            format!(
+                "SELECT COUNT(*) FROM contacts c WHERE \
+                 ((c.company IS NOT NULL AND substr(c.email, 1, 5) <> 'info@') OR c.country IN ('FR', 'BE', 'CH')) \
+                 AND EXISTS (SELECT 1 FROM consent_events e WHERE e.contact_id = c.id \
+                 AND e.purpose = 'list:{list}' AND e.action IN ('granted', 'confirmed')) \
+                 AND c.created_at >= {cutoff_sql}"
+            ),
+        ),
+    ];
+    println!();
+    println!("{:<8} {:>10} {:>10} {:>10} {:>10} {:>7}", "predicate", "rhai n", "rhai s", "sql n", "sql s", "ratio");
+    for (name, script, sql) in cases {
+        let started = Instant::now();
+        let (scan, _) = count(&db, &host, &folder, &Rule::Script(script), 0).await?;
+        let rhai_time = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let sql_count: i64 = db.read(move |conn| Ok(scalar(conn, &sql)?)).await?;
+        let sql_time = started.elapsed().as_secs_f64();
+        println!(
+            "{name:<8} {:>10} {:>10.3} {:>10} {:>10.3} {:>6.1}x{}",
+            scan.matched,
+            rhai_time,
+            sql_count,
+            sql_time,
+            rhai_time / sql_time.max(1e-9),
+            if scan.matched as i64 == sql_count { "" } else { "  (counts differ!)" }
+        );
+    }
+    Ok(())
+}
+
+fn scalar(conn: &mut DbConnection, query: &str) -> QueryResult<i64> {
+    diesel::select(diesel::dsl::sql::<BigInt>(&format!("({query})"))).get_result(conn)
+}
+
+/// Writes the contacts with multi-row INSERTs in large transactions: seeding is not what
+/// is measured.
+fn seed(conn: &mut DbConnection, contacts: usize, backend: Backend) -> BenchResult<()> {
+    conn.batch_execute(
+        "DELETE FROM consent_events; DELETE FROM contact_tags; DELETE FROM contact_lists; DELETE FROM contacts; \
+         DELETE FROM lists;",
+    )?;
+    let now = chrono::Utc::now().timestamp();
+    let mut sql = String::from("INSERT INTO lists (id, name, description, opt_in, created_at, updated_at) VALUES ");
+    for (i, id) in LISTS.iter().enumerate() {
+        sql.push_str(&format!("{}('{id}', 'List {i}', '', 'double', '2024-01-01 00:00:00', '2024-01-01 00:00:00')", if i > 0 { "," } else { "" }));
+    }
+    conn.batch_execute(&sql)?;
+    let time = |unix: i64| {
+        chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+    };
+    let mut seq: i64 = 0;
+    let chunk = 5_000;
+    let mut start = 0;
+    while start < contacts {
+        let end = (start + chunk).min(contacts);
+        let mut people = Vec::with_capacity(end - start);
+        let mut tags = Vec::new();
+        let mut memberships = Vec::new();
+        let mut events = Vec::new();
+        for i in start..end {
+            let id = format!("01b{:05x}-0000-7000-8000-{:012x}", i >> 20, i);
+            let role = i % 20 == 0;
+            let email = if role { format!("info@company{i}.example") } else { format!("person{i}@domain{}.example", i % 997) };
+            let company = if i % 10 < 3 { format!("'Company {}'", i % 5000) } else { "NULL".to_owned() };
+            let country = COUNTRIES[(i * 7) % COUNTRIES.len()];
+            let created = time(now - ((i as i64 * 7919) % (3 * 365)) * DAY);
+            let attributes = format!(
+                "{{\"orders\": {}, \"plan\": \"{}\", \"age\": {}}}",
+                (i * 13) % 50,
+                if i % 4 == 0 { "pro" } else { "free" },
+                18 + (i % 60)
+            );
+            people.push(format!(
+                "('{id}', '{email}', '{email}', '{attributes}', {company}, '{country}', 'active', '{created}', '{created}')"
+            ));
+            for (t, tag) in TAGS.iter().enumerate() {
+                if (i + t * 3) % 7 == 0 || (t == 0 && i % 5 == 0) {
+                    tags.push(format!("('{id}', '{tag}')"));
+                }
+            }
+            let list = LISTS[i % LISTS.len()];
+            memberships.push(format!("('{id}', '{list}', '{created}')"));
+            seq += 1;
+            let basis = if i % 3 == 0 { "single_opt_in" } else { "double_opt_in" };
+            events.push(format!(
+                "('{id}e', {seq}, '{id}', 'list:{list}', 'granted', '{basis}', 0, 'form', 'public', '', '', '', '{created}', '', '')"
+            ));
+        }
+        let transaction = match backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        conn.batch_execute(&format!(
+            "{transaction};\
+             INSERT INTO contacts (id, email, email_key, attributes, company, country, status, created_at, updated_at) VALUES {};\
+             INSERT INTO contact_tags (contact_id, tag) VALUES {};\
+             INSERT INTO contact_lists (contact_id, list_id, added_at) VALUES {};\
+             INSERT INTO consent_events (id, seq, contact_id, purpose, action, basis, requires_confirmation, method, actor, \
+               ip_digest, user_agent_digest, source_url_digest, occurred_at, prev_hash, hash) VALUES {};\
+             COMMIT;",
+            people.join(","),
+            tags.join(","),
+            memberships.join(","),
+            events.join(",")
+        ))?;
+        start = end;
+    }
+    conn.batch_execute("ANALYZE")?;
+    Ok(())
+}
