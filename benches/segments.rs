@@ -151,11 +151,15 @@ fn seed(conn: &mut DbConnection, contacts: usize, backend: Backend) -> BenchResu
     let now = chrono::Utc::now().timestamp();
     let mut sql = String::from("INSERT INTO lists (id, name, description, opt_in, created_at, updated_at) VALUES ");
     for (i, id) in LISTS.iter().enumerate() {
-        sql.push_str(&format!("{}('{id}', 'List {i}', '', 'double', '2024-01-01 00:00:00', '2024-01-01 00:00:00')", if i > 0 { "," } else { "" }));
+        sql.push_str(&format!(
+            "{}('{id}', 'List {i}', '', 'double', '2024-01-01 00:00:00', '2024-01-01 00:00:00')",
+            if i > 0 { "," } else { "" }
+        ));
     }
     conn.batch_execute(&sql)?;
     let time = |unix: i64| {
-        chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        chrono::DateTime::from_timestamp(unix, 0)
+            .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
     };
     let mut seq: i64 = 0;
     let chunk = 5_000;
@@ -169,7 +173,8 @@ fn seed(conn: &mut DbConnection, contacts: usize, backend: Backend) -> BenchResu
         for i in start..end {
             let id = format!("01b{:05x}-0000-7000-8000-{:012x}", i >> 20, i);
             let role = i % 20 == 0;
-            let email = if role { format!("info@company{i}.example") } else { format!("person{i}@domain{}.example", i % 997) };
+            let email =
+                if role { format!("info@company{i}.example") } else { format!("person{i}@domain{}.example", i % 997) };
             let company = if i % 10 < 3 { format!("'Company {}'", i % 5000) } else { "NULL".to_owned() };
             let country = COUNTRIES[(i * 7) % COUNTRIES.len()];
             let created = time(now - ((i as i64 * 7919) % (3 * 365)) * DAY);

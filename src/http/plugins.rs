@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{Admin, ApiJson, RequestBody, Viewer};
 use crate::error::{Error, FieldErrors, Result};
-use crate::plugins::ScriptContact;
 use crate::services::auth::{Caller, Identity};
 use crate::services::plugins::{self as service, Origin, Plugin, PluginDraft, check_name, script_rejected};
 
@@ -347,34 +346,18 @@ pub async fn dry_run(
             });
         }
         (None, Some(count)) => {
-            let count = i64::from(count.clamp(1, 100));
-            let needs = crate::storage::contacts::ScanNeeds { tags: true, lists: true, consents: true };
-            let facts =
-                state.db.read(move |conn| crate::storage::contacts::scan_batch(conn, None, count, needs)).await?;
-            let host = state.plugins.clone();
-            let hook = request.hook;
-            results = tokio::task::spawn_blocking(move || {
-                let ast = host.compile(&name, &source).map_err(script_rejected)?;
-                facts
-                    .into_iter()
-                    .map(|facts| {
-                        let id = facts.id.clone();
-                        let (value, stats) = host
-                            .call_hook(&name, &ast, &hook, (ScriptContact::new(facts),), 1, &[])
-                            .map_err(script_rejected)?
-                            .ok_or_else(|| Error::field("hook", format!("the script defines no {hook}(contact)")))?;
-                        Ok(DryRunResult {
-                            contact_id: Some(id),
-                            result: rhai::serde::from_dynamic::<Value>(&value)
-                                .unwrap_or(Value::String(value.to_string())),
-                            operations: stats.operations,
-                            elapsed_ms: stats.elapsed.as_secs_f64() * 1000.0,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .await
-            .map_err(Error::internal)??;
+            let runs =
+                service::dry_run_on_contacts(&state.db, state.plugins.clone(), name, source, request.hook, count)
+                    .await?;
+            results = runs
+                .into_iter()
+                .map(|(contact_id, run)| DryRunResult {
+                    contact_id: Some(contact_id),
+                    result: run.result,
+                    operations: run.stats.operations,
+                    elapsed_ms: run.stats.elapsed.as_secs_f64() * 1000.0,
+                })
+                .collect();
         }
         _ => return Err(Error::field("args", "give either args or contacts")),
     }

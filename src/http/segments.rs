@@ -75,7 +75,9 @@ pub struct SegmentPage {
 pub struct SegmentCount {
     /// Contacts that match.
     pub count: u64,
-    /// Contacts evaluated.
+    /// Contacts that reached the script: simple conditions of an inline expression
+    /// (`contact.country == "FR"`, `contact.has_tag("vip")`, `contact.in_list(…)`,
+    /// `contact.status == …` joined by `&&`) are tested by the database first.
     pub scanned: u64,
     pub elapsed_ms: f64,
     /// The first matches (for previews and evaluations).

@@ -3,6 +3,7 @@
 //! file system: services hand them data and read what comes back.
 
 pub mod contact;
+pub mod pushdown;
 
 use std::cell::Cell;
 use std::collections::HashMap;

@@ -288,5 +288,39 @@ pub async fn dry_run(
     .map_err(Error::internal)?
 }
 
+/// Runs a hook with each of the first `count` contacts (at most 100), changing nothing;
+/// answers each contact's id with what the hook answered.
+pub async fn dry_run_on_contacts(
+    db: &Db,
+    host: Arc<PluginHost>,
+    name: String,
+    source: String,
+    hook: String,
+    count: u32,
+) -> Result<Vec<(String, DryRun)>> {
+    let count = i64::from(count.clamp(1, 100));
+    let needs = crate::storage::contacts::ScanNeeds { tags: true, lists: true, consents: true };
+    let conditions = crate::plugins::pushdown::SqlConditions::default();
+    let facts =
+        db.read(move |conn| crate::storage::contacts::scan_batch(conn, None, count, needs, &conditions)).await?;
+    tokio::task::spawn_blocking(move || {
+        let ast = host.compile(&name, &source).map_err(script_rejected)?;
+        facts
+            .into_iter()
+            .map(|facts| {
+                let id = facts.id.clone();
+                let (value, stats) = host
+                    .call_hook(&name, &ast, &hook, (crate::plugins::ScriptContact::new(facts),), 1, &[])
+                    .map_err(script_rejected)?
+                    .ok_or_else(|| Error::field("hook", format!("the script defines no {hook}(contact)")))?;
+                let result = rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::String(value.to_string()));
+                Ok((id, DryRun { result, stats }))
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
 /// How long a scan of all contacts may take, whatever the per-call deadline.
 pub const SCAN_DEADLINE: Duration = Duration::from_secs(120);

@@ -12,6 +12,7 @@ use super::plugins::{FolderPlugins, script_rejected};
 use crate::domain::Contact;
 use crate::error::{Error, Result};
 use crate::plugins::contact::ContactFacts;
+use crate::plugins::pushdown::{self, SqlConditions};
 use crate::plugins::{PluginHost, ScriptContact, ScriptError};
 use crate::storage::contacts::{self, ScanNeeds};
 use crate::storage::models::{parse_id, utc};
@@ -60,7 +61,9 @@ fn to_segment(row: SegmentRow) -> Result<Segment> {
 /// A compiled predicate, ready for many contacts.
 pub struct Predicate {
     name: String,
-    ast: Arc<AST>,
+    /// What is left for Rhai once SQL tested what it can; `None`: nothing is left.
+    ast: Option<Arc<AST>>,
+    conditions: SqlConditions,
     needs: ScanNeeds,
     uses_hook: bool,
     /// A folder plugin's settings, handed to the script as the constant `settings`.
@@ -83,6 +86,15 @@ impl Predicate {
         };
         let ast = host.compile(&name, &source).map_err(script_rejected)?;
         let uses_hook = PluginHost::has_hook(&ast, "matches", 1);
+        let (conditions, rest) = match rule {
+            Rule::Script(_) if !uses_hook => pushdown::split(&source),
+            _ => (SqlConditions::default(), Some(source.clone())),
+        };
+        let ast = match rest {
+            Some(rest) if rest == source => Some(ast),
+            Some(rest) => Some(host.compile(&name, &rest).map_err(script_rejected)?),
+            None => None,
+        };
         if matches!(rule, Rule::Plugin(_)) && !uses_hook {
             return Err(Error::field("plugin", format!("the plugin {name} defines no matches(contact) hook")));
         }
@@ -91,17 +103,20 @@ impl Predicate {
             lists: source.contains("lists") || source.contains("in_list"),
             consents: source.contains("consent"),
         };
-        Ok(Self { name, ast, needs, uses_hook, settings: rhai::Dynamic::from_map(settings) })
+        Ok(Self { name, ast, conditions, needs, uses_hook, settings: rhai::Dynamic::from_map(settings) })
     }
 
     fn test(&self, host: &PluginHost, facts: ContactFacts) -> std::result::Result<bool, ScriptError> {
+        let Some(ast) = &self.ast else {
+            return Ok(true);
+        };
         let id = facts.id.clone();
         let contact = ScriptContact::new(facts);
         let outcome = if self.uses_hook {
             let constants = [("settings", self.settings.clone())];
-            host.call_hook(&self.name, &self.ast, "matches", (contact,), 1, &constants)?.map(|(value, _)| value)
+            host.call_hook(&self.name, ast, "matches", (contact,), 1, &constants)?.map(|(value, _)| value)
         } else {
-            Some(host.eval_with_contact(&self.name, &self.ast, contact)?.0)
+            Some(host.eval_with_contact(&self.name, ast, contact)?.0)
         };
         let value = outcome.unwrap_or(rhai::Dynamic::FALSE);
         value.as_bool().map_err(|kind| ScriptError {
@@ -140,7 +155,7 @@ pub fn scan(
     let mut scan = Scan::default();
     let mut cursor = after;
     loop {
-        let batch = contacts::scan_batch(conn, cursor.as_deref(), BATCH, predicate.needs)?;
+        let batch = contacts::scan_batch(conn, cursor.as_deref(), BATCH, predicate.needs, &predicate.conditions)?;
         let Some(last) = batch.last().map(|f| f.id.clone()) else {
             break;
         };
@@ -311,6 +326,18 @@ pub async fn count(
     let predicate = Predicate::compile(db, host, folder, rule).await?;
     let host = host.clone();
     db.read(move |conn| {
+        if predicate.ast.is_none() {
+            // Everything was pushed down: the database counts.
+            let started = Instant::now();
+            let matched = contacts::count_matching(conn, &predicate.conditions)?.max(0) as u64;
+            let mut scan =
+                if sample > 0 { scan(conn, &host, &predicate, None, sample, true)? } else { Scan::default() };
+            scan.matched = matched;
+            scan.scanned = matched;
+            scan.elapsed = started.elapsed();
+            let contacts = contacts::find_contacts(conn, &scan.first)?;
+            return Ok((scan, contacts));
+        }
         let scan = scan(conn, &host, &predicate, None, sample, false)?;
         let contacts = contacts::find_contacts(conn, &scan.first)?;
         Ok((scan, contacts))

@@ -9,6 +9,7 @@ use super::models::{ContactListRow, ContactRow, ContactTagRow};
 use super::schema::{contact_lists, contact_tags, contacts};
 use crate::domain::Contact;
 use crate::error::Result;
+use crate::plugins::pushdown::SqlConditions;
 
 /// What a contact listing is narrowed to. Every field is optional.
 #[derive(Debug, Clone, Default)]
@@ -223,6 +224,7 @@ pub fn scan_batch(
     after: Option<&str>,
     limit: i64,
     needs: ScanNeeds,
+    conditions: &SqlConditions,
 ) -> Result<Vec<crate::plugins::contact::ContactFacts>> {
     use crate::plugins::contact::ContactFacts;
     type Row = (String, String, String, Option<String>, Option<String>, String, chrono::NaiveDateTime);
@@ -240,6 +242,7 @@ pub fn scan_batch(
     if let Some(after) = after {
         query = query.filter(contacts::id.gt(after.to_owned()));
     }
+    query = apply_conditions(query, conditions);
     let rows: Vec<Row> = query.order(contacts::id.asc()).limit(limit).load(conn)?;
     let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     let mut tags: HashMap<String, Vec<String>> = HashMap::new();
@@ -302,4 +305,34 @@ pub fn find_contacts(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<Cont
         .select(ContactRow::as_select())
         .load(conn)?;
     with_memberships(conn, rows)
+}
+
+type BoxedContacts<'a, S> = contacts::BoxedQuery<'a, super::MultiBackend, S>;
+
+/// Narrows a contacts query to rows meeting every condition.
+fn apply_conditions<'a, S>(mut query: BoxedContacts<'a, S>, conditions: &SqlConditions) -> BoxedContacts<'a, S> {
+    for country in &conditions.countries {
+        query = query.filter(contacts::country.eq(country.clone()));
+    }
+    for status in &conditions.statuses {
+        query = query.filter(contacts::status.eq(status.clone()));
+    }
+    for tag in &conditions.tags {
+        query = query
+            .filter(contacts::id.eq_any(
+                contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
+            ));
+    }
+    for list in &conditions.lists {
+        query = query.filter(contacts::id.eq_any(
+            contact_lists::table.filter(contact_lists::list_id.eq(list.clone())).select(contact_lists::contact_id),
+        ));
+    }
+    query
+}
+
+/// How many contacts meet every condition, counted by the database.
+pub fn count_matching(conn: &mut DbConnection, conditions: &SqlConditions) -> Result<i64> {
+    let query = apply_conditions(contacts::table.into_boxed(), conditions);
+    Ok(query.count().get_result(conn)?)
 }
