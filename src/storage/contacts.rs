@@ -317,15 +317,20 @@ fn apply_conditions<'a, S>(mut query: BoxedContacts<'a, S>, conditions: &SqlCond
     for status in &conditions.statuses {
         query = query.filter(contacts::status.eq(status.clone()));
     }
+    // Correlated EXISTS rather than IN (subquery): each row is looked up by the primary
+    // key, where IN would rebuild the whole subquery for every batch of a scan.
     for tag in &conditions.tags {
-        query = query
-            .filter(contacts::id.eq_any(
-                contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
-            ));
+        query = query.filter(diesel::dsl::exists(
+            contact_tags::table
+                .filter(contact_tags::contact_id.eq(contacts::id))
+                .filter(contact_tags::tag.eq(tag.clone())),
+        ));
     }
     for list in &conditions.lists {
-        query = query.filter(contacts::id.eq_any(
-            contact_lists::table.filter(contact_lists::list_id.eq(list.clone())).select(contact_lists::contact_id),
+        query = query.filter(diesel::dsl::exists(
+            contact_lists::table
+                .filter(contact_lists::contact_id.eq(contacts::id))
+                .filter(contact_lists::list_id.eq(list.clone())),
         ));
     }
     query
