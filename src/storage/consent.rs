@@ -243,20 +243,42 @@ pub fn count_form_events(conn: &mut DbConnection, form_id: &str) -> Result<i64> 
     Ok(consent_events::table.filter(consent_events::form_id.eq(form_id)).count().get_result(conn)?)
 }
 
-/// The events of several contacts, grouped by contact, each group in ledger order.
-pub fn list_events_for_contacts(
+/// Only what deriving the current consent needs, for scans over many contacts: six
+/// columns instead of the whole evidence.
+pub fn list_consent_changes_for_contacts(
     conn: &mut DbConnection,
     contact_ids: &[&str],
 ) -> Result<std::collections::HashMap<String, Vec<ConsentEvent>>> {
-    let rows: Vec<ConsentEventRow> = consent_events::table
+    type Change = (String, String, String, String, i32, chrono::NaiveDateTime);
+    let rows: Vec<Change> = consent_events::table
         .filter(consent_events::contact_id.eq_any(contact_ids))
-        .order(consent_events::seq.asc())
-        .select(ConsentEventRow::as_select())
+        .order((consent_events::contact_id.asc(), consent_events::seq.asc()))
+        .select((
+            consent_events::contact_id,
+            consent_events::purpose,
+            consent_events::action,
+            consent_events::basis,
+            consent_events::requires_confirmation,
+            consent_events::occurred_at,
+        ))
         .load(conn)?;
     let mut grouped: std::collections::HashMap<String, Vec<ConsentEvent>> = std::collections::HashMap::new();
-    for row in rows {
-        let contact = row.contact_id.clone();
-        grouped.entry(contact).or_default().push(row.into_event(None)?);
+    for (contact_id, purpose, action, basis, requires_confirmation, occurred_at) in rows {
+        let event = ConsentEvent {
+            id: String::new(),
+            seq: 0,
+            purpose: purpose.parse().map_err(|_| corrupt("purpose", &purpose))?,
+            action: action.parse().map_err(|_| corrupt("consent action", &action))?,
+            basis: basis.parse().map_err(|_| corrupt("consent basis", &basis))?,
+            requires_confirmation: requires_confirmation != 0,
+            evidence: Evidence::default(),
+            consent_text_sha256: None,
+            actor: String::new(),
+            occurred_at: utc(occurred_at),
+            hash: String::new(),
+            redacted: false,
+        };
+        grouped.entry(contact_id).or_default().push(event);
     }
     Ok(grouped)
 }

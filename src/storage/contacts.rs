@@ -267,7 +267,7 @@ pub fn scan_batch(
     }
     let mut consents: HashMap<String, Vec<(String, String, String, i64)>> = HashMap::new();
     if needs.consents && !ids.is_empty() {
-        for (id, events) in super::consent::list_events_for_contacts(conn, &ids)? {
+        for (id, events) in super::consent::list_consent_changes_for_contacts(conn, &ids)? {
             let state = crate::domain::consent::current_consents(&events)
                 .into_iter()
                 .map(|c| (c.purpose.to_string(), c.status.to_string(), c.basis.to_string(), c.granted_at.timestamp()))
