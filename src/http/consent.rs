@@ -10,9 +10,8 @@ use super::AppState;
 use super::contacts::ContactResponse;
 use super::extract::{Admin, ApiJson, Editor, RequestBody, Viewer, parse_id};
 use crate::domain::ContactId;
-use crate::domain::consent::{Actor, ConsentBasis, ConsentEvent, Evidence, Purpose, PurposeConsent};
+use crate::domain::consent::{ConsentBasis, ConsentEvent, Evidence, Purpose, PurposeConsent};
 use crate::error::{FieldErrors, Result};
-use crate::services::auth::{Caller, Identity};
 use crate::services::consent::{self as service, ChainReport, ContactConsents, ContactExport, RecordedConsent};
 use crate::services::signup;
 
@@ -205,13 +204,6 @@ impl From<ChainReport> for ChainReportResponse {
     }
 }
 
-fn actor_of(caller: &Caller) -> Actor {
-    match caller.identity {
-        Identity::User(id) => Actor::User(id),
-        Identity::ApiKey(id) => Actor::ApiKey(id),
-    }
-}
-
 #[utoipa::path(
     tag = "consent",
     params(("id" = String, Path, description = "The contact's id")),
@@ -271,7 +263,7 @@ pub async fn record_consent(
             },
         })
     })?;
-    let event = service::record_consent(&state.db, &state.keys, id, consent, actor_of(&editor.caller)).await?;
+    let event = service::record_consent(&state.db, &state.keys, id, consent, editor.caller.actor()).await?;
     Ok(HttpResponse::Created().json(ConsentEventResponse::from(event)))
 }
 
@@ -293,7 +285,7 @@ pub async fn withdraw_consent(
     let request = body.0;
     let purpose = request.purpose.parse::<Purpose>().map_err(|e| crate::error::Error::field("purpose", e))?;
     let evidence = Evidence { method: request.method.unwrap_or_else(|| "api".to_owned()), ..Evidence::default() };
-    let consents = service::withdraw_consent(&state.db, id, purpose, evidence, actor_of(&editor.caller)).await?;
+    let consents = service::withdraw_consent(&state.db, id, purpose, evidence, editor.caller.actor()).await?;
     Ok(web::Json(consents.into()))
 }
 

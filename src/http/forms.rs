@@ -11,7 +11,6 @@ use super::{AppState, PageQuery};
 use crate::domain::FormId;
 use crate::domain::form::{ConsentCheckbox, FieldKind, FormDefinition, FormField, FormOptIn};
 use crate::error::{Error, FieldErrors, Result};
-use crate::services::auth::{Caller, Identity};
 use crate::services::forms::{self as service, Form, check_slug};
 use crate::services::pagination::PageRequest;
 
@@ -273,13 +272,6 @@ impl FormResponse {
     }
 }
 
-fn author(caller: &Caller) -> String {
-    match caller.identity {
-        Identity::User(id) => format!("user:{id}"),
-        Identity::ApiKey(id) => format!("api_key:{id}"),
-    }
-}
-
 #[utoipa::path(
     tag = "forms",
     request_body = FormBody,
@@ -293,7 +285,7 @@ fn author(caller: &Caller) -> String {
 #[post("/forms")]
 pub async fn create_form(editor: Editor, state: web::Data<AppState>, body: ApiJson<FormBody>) -> Result<HttpResponse> {
     let (slug, definition) = body.0.parse()?;
-    let form = service::create_form(&state.db, slug, definition, author(&editor.caller)).await?;
+    let form = service::create_form(&state.db, slug, definition, editor.caller.actor().to_string()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/forms/{}", form.id)))
         .json(FormResponse::new(form, &state.signup.base_url)))
@@ -374,7 +366,7 @@ pub async fn update_form(
     let changed: FormBody = serde_path_to_error::deserialize(merged)
         .map_err(|e| Error::field(e.path().to_string(), e.inner().to_string()))?;
     let (slug, definition) = changed.parse()?;
-    let form = service::update_form(&state.db, id, Some(slug), definition, author(&editor.caller)).await?;
+    let form = service::update_form(&state.db, id, Some(slug), definition, editor.caller.actor().to_string()).await?;
     Ok(web::Json(FormResponse::new(form, &state.signup.base_url)))
 }
 

@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{Admin, ApiJson, RequestBody, Viewer};
 use crate::error::{Error, FieldErrors, Result};
-use crate::services::auth::{Caller, Identity};
 use crate::services::plugins::{self as service, Origin, Plugin, PluginDraft, check_name, script_rejected};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -148,13 +147,6 @@ pub struct DryRunResponse {
     pub results: Vec<DryRunResult>,
 }
 
-fn author(caller: &Caller) -> String {
-    match caller.identity {
-        Identity::User(id) => format!("user:{id}"),
-        Identity::ApiKey(id) => format!("api_key:{id}"),
-    }
-}
-
 #[utoipa::path(
     tag = "plugins",
     request_body = PluginRequest,
@@ -179,7 +171,7 @@ pub async fn create_plugin(
         &state.plugins,
         &state.folder_plugins,
         PluginDraft { name: request.name, description: request.description, source: request.source },
-        author(&admin.caller),
+        admin.caller.actor().to_string(),
         true,
     )
     .await?;
@@ -213,7 +205,7 @@ pub async fn replace_plugin(
             description: request.description.unwrap_or(current.description),
             source: request.source,
         },
-        author(&admin.caller),
+        admin.caller.actor().to_string(),
         false,
     )
     .await?;

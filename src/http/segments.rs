@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::contacts::ContactResponse;
+use super::contacts::{ContactPage, ContactResponse};
 use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
 use super::{AppState, PageQuery};
 use crate::domain::SegmentId;
@@ -82,12 +82,6 @@ pub struct SegmentCount {
     pub elapsed_ms: f64,
     /// The first matches (for previews and evaluations).
     pub items: Vec<ContactResponse>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ContactPage {
-    pub items: Vec<ContactResponse>,
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

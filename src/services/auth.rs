@@ -49,6 +49,14 @@ impl Caller {
         }
     }
 
+    /// The caller as the ledger and histories name it: `user:<id>` or `api_key:<id>`.
+    pub fn actor(&self) -> crate::domain::consent::Actor {
+        match self.identity {
+            Identity::User(id) => crate::domain::consent::Actor::User(id),
+            Identity::ApiKey(id) => crate::domain::consent::Actor::ApiKey(id),
+        }
+    }
+
     pub fn user_id(&self) -> Option<UserId> {
         match self.identity {
             Identity::User(id) => Some(id),
