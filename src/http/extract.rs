@@ -47,15 +47,39 @@ impl<T: RequestBody + 'static> FromRequest for ApiJson<T> {
             if declared_length.is_some_and(|length| length > limit) {
                 return Err(Error::PayloadTooLarge { limit }.into());
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| Error::BadRequest(format!("the body could not be read: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(Error::PayloadTooLarge { limit }.into());
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_limited(&mut payload, limit).await?;
             parse_body::<T>(&body).map(ApiJson).map_err(Into::into)
+        })
+    }
+}
+
+/// Reads a body of at most `limit` bytes; more is a 413 problem.
+async fn read_limited(payload: &mut Payload, limit: usize) -> Result<web::BytesMut, Error> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Error::BadRequest(format!("the body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Error::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A raw body of any type, within the size limit (413 problem beyond it), for the public
+/// pages that take both form posts and JSON.
+pub struct LimitedBody(pub web::Bytes);
+
+impl FromRequest for LimitedBody {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<web::Data<AppState>>().map_or(1024 * 1024, |s| s.settings.max_body_bytes);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_limited(&mut payload, limit).await?;
+            Ok(LimitedBody(body.freeze()))
         })
     }
 }

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::error::{Error, Result};
-use crate::storage;
+use crate::storage::Db;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -77,7 +77,7 @@ impl Metrics {
         self.latency.get_or_create(&RouteLabels { method, route }).observe(seconds);
     }
 
-    fn render(&self, db: &storage::Db) -> Result<String> {
+    fn render(&self, db: &Db) -> Result<String> {
         let (open, idle) = db.pool_state();
         self.pool_connections.set(i64::from(open));
         self.pool_idle.set(i64::from(idle));
@@ -146,10 +146,7 @@ pub async fn healthz() -> web::Json<HealthResponse> {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthResponse>> {
-    state.db.read(storage::ping).await.map_err(|error| match error {
-        Error::Unavailable(cause) | Error::Internal(cause) => Error::Unavailable(cause),
-        other => other,
-    })?;
+    crate::services::check_ready(&state.db).await?;
     Ok(web::Json(HealthResponse { status: "ok".to_owned() }))
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::extract::LimitedBody;
 use super::pages::{locale, request_info};
 use crate::domain::ListId;
 use crate::domain::form::{RawSubmission, check_submission};
@@ -108,8 +109,9 @@ pub async fn submit_form(
     req: HttpRequest,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    body: web::Bytes,
+    body: LimitedBody,
 ) -> Result<HttpResponse> {
+    let body = body.0;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let is_json = content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     let form = forms::find_form_by_slug(&state.db, slug.into_inner()).await?;
@@ -511,8 +513,9 @@ pub async fn update_preferences(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: web::Path<String>,
-    body: web::Bytes,
+    body: LimitedBody,
 ) -> Result<HttpResponse> {
+    let body = body.0;
     let locale = locale(&req, None);
     if let Err(wait) = state.limiter.check(&req) {
         return too_many_html(&state, &locale, wait);

@@ -13,3 +13,12 @@ pub mod plugins;
 pub mod segments;
 pub mod signup;
 pub mod users;
+
+/// Whether the database answers, for readiness probes: 503 when it does not.
+pub async fn check_ready(db: &crate::storage::Db) -> crate::error::Result<()> {
+    use crate::error::Error;
+    db.read(crate::storage::ping).await.map_err(|error| match error {
+        Error::Unavailable(cause) | Error::Internal(cause) => Error::Unavailable(cause),
+        other => other,
+    })
+}

@@ -264,3 +264,14 @@ async fn the_embed_snippet_posts_to_this_server() {
     assert!(snippet.contains(&list));
     assert!(snippet.contains("name=\"website\""), "the honeypot travels with the snippet");
 }
+
+#[tokio::test]
+async fn an_oversized_public_submit_is_a_413_problem_and_stores_nothing() {
+    let app = spawn_app_with(|settings| settings.max_body_bytes = 4096).await;
+    let (_, list) = app.form_on_new_list("big", "single", json!({})).await;
+    let padding = "x".repeat(5000);
+    let response =
+        app.submit_form("big", &[("email", "big@example.org"), ("consent", &list), ("note", &padding)]).await;
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
+    assert!(app.contact_by_email("big@example.org").await.is_none());
+}
