@@ -24,6 +24,9 @@ pub struct SegmentRequest {
     pub script: Option<String>,
     /// Or the name of a plugin with a `matches(contact)` hook.
     pub plugin: Option<String>,
+    /// The plugin's settings for this segment, over the plugin's defaults.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl RequestBody for SegmentRequest {}
@@ -35,6 +38,8 @@ pub struct SegmentPatch {
     pub description: Option<String>,
     pub script: Option<String>,
     pub plugin: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl RequestBody for SegmentPatch {}
@@ -47,6 +52,9 @@ pub struct SegmentResponse {
     pub description: String,
     pub script: Option<String>,
     pub plugin: Option<String>,
+    /// The plugin's settings as this segment sets them.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -59,6 +67,7 @@ impl From<Segment> for SegmentResponse {
             description: segment.description,
             script: segment.script,
             plugin: segment.plugin,
+            settings: segment.settings,
             created_at: segment.created_at,
             updated_at: segment.updated_at,
         }
@@ -97,16 +106,25 @@ pub struct PreviewQuery {
 pub struct EvaluateRequest {
     pub script: Option<String>,
     pub plugin: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
     /// How many matching contacts to show, up to 200.
     pub limit: Option<u32>,
 }
 
 impl RequestBody for EvaluateRequest {}
 
-fn rule(script: Option<String>, plugin: Option<String>) -> Result<Rule> {
+fn rule(
+    script: Option<String>,
+    plugin: Option<String>,
+    settings: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Rule> {
     match (script, plugin) {
+        (Some(_), None) if settings.is_some() => {
+            Err(Error::field("settings", "are for a plugin, not an inline script"))
+        }
         (Some(script), None) if !script.trim().is_empty() => Ok(Rule::Script(script)),
-        (None, Some(plugin)) => Ok(Rule::Plugin(plugin)),
+        (None, Some(plugin)) => Ok(Rule::Plugin(plugin, settings.unwrap_or_default())),
         _ => Err(Error::field("script", "give either a script or a plugin")),
     }
 }
@@ -144,8 +162,14 @@ pub async fn create_segment(
     if request.name.trim().is_empty() {
         errors.push("name", "must not be empty");
     }
-    let rule =
-        errors.check("script", rule(request.script, request.plugin).map_err(|_| "give either a script or a plugin"));
+    let rule = match rule(request.script, request.plugin, request.settings) {
+        Ok(rule) => Some(rule),
+        Err(Error::Validation(faults)) => {
+            faults.into_iter().for_each(|f| errors.push(f.field, f.message));
+            None
+        }
+        Err(other) => return Err(other),
+    };
     let draft = errors.finish(|| {
         Some(SegmentDraft { name: request.name.trim().to_owned(), description: request.description, rule: rule? })
     })?;
@@ -205,9 +229,16 @@ pub async fn update_segment(
     body: ApiJson<SegmentPatch>,
 ) -> Result<web::Json<SegmentResponse>> {
     let patch = body.0;
-    let rule = match (patch.script, patch.plugin) {
-        (None, None) => None,
-        (script, plugin) => Some(rule(script, plugin)?),
+    let rule = match (patch.script, patch.plugin, patch.settings) {
+        (None, None, None) => None,
+        (None, None, Some(settings)) => {
+            // New settings for the plugin the segment already uses.
+            let current = service::find_segment(&state.db, segment_id(&id)?).await?;
+            let plugin =
+                current.plugin.ok_or_else(|| Error::field("settings", "are for a segment bound to a plugin"))?;
+            Some(Rule::Plugin(plugin, settings))
+        }
+        (script, plugin, settings) => Some(rule(script, plugin, settings)?),
     };
     let segment = service::update_segment(
         &state.db,
@@ -321,7 +352,7 @@ pub async fn evaluate_segment(
 ) -> Result<web::Json<SegmentCount>> {
     let request = body.0;
     let limit = request.limit.unwrap_or(10).min(200) as usize;
-    let rule = rule(request.script, request.plugin)?;
+    let rule = rule(request.script, request.plugin, request.settings)?;
     let (scan, contacts) = service::count(&state.db, &state.plugins, &state.folder_plugins, &rule, limit).await?;
     Ok(web::Json(counted(scan, contacts)))
 }

@@ -28,15 +28,20 @@ pub struct Segment {
     pub description: String,
     pub script: Option<String>,
     pub plugin: Option<String>,
+    /// The plugin's settings as this segment sets them (over the plugin's defaults).
+    pub settings: Settings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+pub type Settings = serde_json::Map<String, serde_json::Value>;
 
 /// What a segment tests: its own script, or a plugin's `matches` hook.
 #[derive(Debug, Clone)]
 pub enum Rule {
     Script(String),
-    Plugin(String),
+    /// A plugin's `matches` hook, with settings over the plugin's defaults.
+    Plugin(String, Settings),
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +56,7 @@ fn to_segment(row: SegmentRow) -> Result<Segment> {
         id: parse_id("segment id", &row.id)?,
         name: row.name,
         description: row.description,
+        settings: serde_json::from_str(&row.settings).map_err(Error::internal)?,
         script: row.script,
         plugin: row.plugin,
         created_at: utc(row.created_at),
@@ -75,12 +81,11 @@ impl Predicate {
     pub async fn compile(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins, rule: &Rule) -> Result<Self> {
         let (name, source, settings) = match rule {
             Rule::Script(source) => ("segment".to_owned(), source.clone(), rhai::Map::new()),
-            Rule::Plugin(plugin) => {
+            Rule::Plugin(plugin, overrides) => {
                 let plugin = super::plugins::find_plugin(db, host, folder, plugin.clone()).await?;
-                let settings = rhai::serde::to_dynamic(&plugin.settings)
-                    .ok()
-                    .and_then(|s| s.try_cast::<rhai::Map>())
-                    .unwrap_or_default();
+                let settings = merge_settings(&plugin.settings, overrides)?;
+                let settings =
+                    rhai::serde::to_dynamic(&settings).ok().and_then(|s| s.try_cast::<rhai::Map>()).unwrap_or_default();
                 (plugin.name, plugin.source, settings)
             }
         };
@@ -95,7 +100,7 @@ impl Predicate {
             Some(rest) => Some(host.compile(&name, &rest).map_err(script_rejected)?),
             None => None,
         };
-        if matches!(rule, Rule::Plugin(_)) && !uses_hook {
+        if matches!(rule, Rule::Plugin(..)) && !uses_hook {
             return Err(Error::field("plugin", format!("the plugin {name} defines no matches(contact) hook")));
         }
         let needs = ScanNeeds {
@@ -235,13 +240,14 @@ pub async fn create_segment(
 ) -> Result<Segment> {
     Predicate::compile(db, host, folder, &draft.rule).await?;
     let now = storage::now();
-    let (script, plugin) = split_rule(draft.rule);
+    let (script, plugin, settings) = split_rule(draft.rule);
     let row = SegmentRow {
         id: crate::domain::SegmentId::new().to_string(),
         name: draft.name,
         description: draft.description,
         script,
         plugin,
+        settings,
         created_at: now,
         updated_at: now,
     };
@@ -273,7 +279,7 @@ pub async fn update_segment(
             row.description = description;
         }
         if let Some(rule) = rule {
-            (row.script, row.plugin) = split_rule(rule);
+            (row.script, row.plugin, row.settings) = split_rule(rule);
         }
         row.updated_at = storage::now();
         repo::update_segment(conn, &row).map_err(|e| duplicate_name(e, &row.name))?;
@@ -310,7 +316,7 @@ pub async fn delete_segment(db: &Db, id: String) -> Result<()> {
 pub fn rule_of(segment: &Segment) -> Result<Rule> {
     match (&segment.script, &segment.plugin) {
         (Some(script), _) => Ok(Rule::Script(script.clone())),
-        (None, Some(plugin)) => Ok(Rule::Plugin(plugin.clone())),
+        (None, Some(plugin)) => Ok(Rule::Plugin(plugin.clone(), segment.settings.clone())),
         (None, None) => Err(Error::internal("a segment without a rule")),
     }
 }
@@ -364,11 +370,38 @@ pub async fn members(
     .await
 }
 
-fn split_rule(rule: Rule) -> (Option<String>, Option<String>) {
+fn split_rule(rule: Rule) -> (Option<String>, Option<String>, String) {
     match rule {
-        Rule::Script(script) => (Some(script), None),
-        Rule::Plugin(plugin) => (None, Some(plugin)),
+        Rule::Script(script) => (Some(script), None, "{}".to_owned()),
+        Rule::Plugin(plugin, settings) => (None, Some(plugin), serde_json::Value::Object(settings).to_string()),
     }
+}
+
+/// The plugin's settings with a binding's values over them. Where the plugin declares its
+/// settings (folder plugins), a binding may set only those, with values of the same type.
+fn merge_settings(
+    defaults: &std::collections::BTreeMap<String, serde_json::Value>,
+    overrides: &Settings,
+) -> Result<Settings> {
+    let mut merged: Settings = defaults.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut errors = Vec::new();
+    for (key, value) in overrides {
+        match defaults.get(key) {
+            None if !defaults.is_empty() => {
+                errors.push(crate::error::FieldError::new(format!("settings.{key}"), "is not a setting of this plugin"))
+            }
+            Some(default) if std::mem::discriminant(default) != std::mem::discriminant(value) => {
+                errors.push(crate::error::FieldError::new(
+                    format!("settings.{key}"),
+                    format!("must be of the same type as {default}"),
+                ))
+            }
+            _ => {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    if errors.is_empty() { Ok(merged) } else { Err(Error::Validation(errors)) }
 }
 
 fn duplicate_name(error: diesel::result::Error, name: &str) -> Error {

@@ -39,6 +39,8 @@ pub struct SegmentRow {
     pub plugin: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Settings for the plugin, as a JSON object.
+    pub settings: String,
 }
 
 /// Stores a plugin's new version (the first when `row.version` is 1) and its history row.

@@ -205,6 +205,7 @@ diesel::table! {
         plugin -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        settings -> Text,
     }
 }
 

@@ -132,3 +132,40 @@ async fn a_segment_needs_a_rule_that_compiles_and_answers_a_boolean() {
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("must answer true or false"), "{problem}");
 }
+
+#[tokio::test]
+async fn a_segment_sets_its_plugins_settings() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let (status, segment) = app
+        .send(app.post(
+            "/api/v1/segments",
+            &json!({"name": "Nobody recent", "plugin": "recent-professionals", "settings": {"max_days": -1}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{segment}");
+    assert_eq!(segment["settings"], json!({"max_days": -1}));
+    let id = segment["id"].as_str().unwrap();
+    let (_, count) = app.send(app.get(&format!("/api/v1/segments/{id}/count"))).await;
+    assert_eq!(count["count"], 0, "nobody joined less than -1 days ago");
+
+    let (status, _) =
+        app.send(app.patch(&format!("/api/v1/segments/{id}"), &json!({"settings": {"max_days": 30}}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, count) = app.send(app.get(&format!("/api/v1/segments/{id}/count"))).await;
+    assert_eq!(count["count"], 3);
+
+    let response = app
+        .post(
+            "/api/v1/segments",
+            &json!({"name": "Bad", "plugin": "recent-professionals", "settings": {"max_days": "soon", "colour": 1}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let mut fields: Vec<String> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect();
+    fields.sort();
+    assert_eq!(fields, ["settings.colour", "settings.max_days"]);
+}
