@@ -72,6 +72,9 @@ pub struct Settings {
     pub unconfirmed_retention_days: u32,
     /// Requests per minute one IP address may make to the public pages.
     pub public_rate_limit_per_minute: u32,
+    /// Reverse proxies in front of consento: from these peers only, the client's address
+    /// is taken from `X-Forwarded-For` (for rate limits and consent evidence).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// First admin's e-mail, used only while there is no user at all.
     pub admin_email: Option<String>,
     pub admin_password: Option<Secret>,
@@ -110,6 +113,7 @@ impl Default for Settings {
             confirmation_mails_per_day: 1,
             unconfirmed_retention_days: 30,
             public_rate_limit_per_minute: 60,
+            trusted_proxies: Vec::new(),
             admin_email: None,
             admin_password: None,
             log_format: LogFormat::Text,
@@ -140,6 +144,7 @@ const KEYS: &[&str] = &[
     "confirmation_mails_per_day",
     "unconfirmed_retention_days",
     "public_rate_limit_per_minute",
+    "trusted_proxies",
     "admin_email",
     "admin_password",
     "log_format",

@@ -96,14 +96,31 @@ pub fn locale(req: &HttpRequest, preferred: Option<&str>) -> String {
     i18n::negotiate(accept).to_owned()
 }
 
-/// The evidence of a public request. The IP is the TCP peer's: headers such as
-/// `X-Forwarded-For` can be written by anyone and are not taken as proof.
+/// The client's address: the TCP peer's, unless the peer is a trusted proxy, in which
+/// case the nearest address in `X-Forwarded-For` that is not one of the trusted proxies.
+/// From anyone else the header is ignored: it can be written by anybody.
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .map(|state| state.settings.trusted_proxies.clone())
+        .unwrap_or_default();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let client =
+        forwarded.rsplit(',').filter_map(|hop| hop.trim().parse::<IpAddr>().ok()).find(|hop| !trusted.contains(hop));
+    Some(client.unwrap_or(peer))
+}
+
+/// The evidence of a public request, with the client's address as [`client_ip`] finds it.
 pub fn request_info(req: &HttpRequest, locale: String) -> RequestInfo {
     let header_text = |name: header::HeaderName| {
         req.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(1000).collect::<String>())
     };
     RequestInfo {
-        ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+        ip: client_ip(req).map(|ip| ip.to_string()),
         user_agent: header_text(header::USER_AGENT),
         source_url: header_text(header::REFERER),
         locale,
@@ -126,7 +143,7 @@ impl RateLimiter {
 
     /// `Ok` to go on, or how many seconds the caller should wait.
     pub fn check(&self, req: &HttpRequest) -> std::result::Result<(), u64> {
-        let Some(ip) = req.peer_addr().map(|a| a.ip()) else {
+        let Some(ip) = client_ip(req) else {
             return Ok(());
         };
         let now = Instant::now();

@@ -275,3 +275,46 @@ async fn an_oversized_public_submit_is_a_413_problem_and_stores_nothing() {
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
     assert!(app.contact_by_email("big@example.org").await.is_none());
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_clients() {
+    let app = spawn_app_with(|settings| {
+        settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        settings.public_rate_limit_per_minute = 2;
+    })
+    .await;
+    let (_, list) = app.form_on_new_list("proxied", "single", json!({})).await;
+    let submit = |email: &'static str, forwarded: &'static str| {
+        app.client
+            .post(app.url("/f/proxied"))
+            .header("x-forwarded-for", forwarded)
+            .form(&[("email", email), ("consent", list.as_str())])
+            .send()
+    };
+    let response = submit("one@example.org", "198.51.100.1, 203.0.113.7").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let contact = app.contact_by_email("one@example.org").await.unwrap();
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    assert_eq!(consents["events"][0]["ip"], "203.0.113.7", "the address the proxy saw, not one the client wrote");
+
+    // Each client has its own budget, though all come through the one proxy.
+    assert_eq!(submit("two@example.org", "203.0.113.7").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(submit("three@example.org", "203.0.113.7").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(submit("four@example.org", "203.0.113.8").await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_forwarded_address_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("direct", "single", json!({})).await;
+    app.client
+        .post(app.url("/f/direct"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .form(&[("email", "direct@example.org"), ("consent", list.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let contact = app.contact_by_email("direct@example.org").await.unwrap();
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    assert_eq!(consents["events"][0]["ip"], "127.0.0.1");
+}
