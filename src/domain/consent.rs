@@ -242,6 +242,18 @@ pub struct PurposeConsent {
     pub withdrawn_at: Option<DateTime<Utc>>,
 }
 
+/// The state a purpose starts in with its first event.
+fn first(event: &ConsentEvent, status: ConsentStatus) -> PurposeConsent {
+    PurposeConsent {
+        purpose: event.purpose.clone(),
+        status,
+        basis: event.basis,
+        granted_at: event.occurred_at,
+        confirmed_at: None,
+        withdrawn_at: None,
+    }
+}
+
 /// Folds a contact's events (in ledger order) into the consent per purpose.
 pub fn current_consents(events: &[ConsentEvent]) -> Vec<PurposeConsent> {
     let mut state: BTreeMap<Purpose, PurposeConsent> = BTreeMap::new();
@@ -257,41 +269,18 @@ pub fn current_consents(events: &[ConsentEvent]) -> Vec<PurposeConsent> {
                 {
                     continue;
                 }
-                state.insert(
-                    event.purpose.clone(),
-                    PurposeConsent {
-                        purpose: event.purpose.clone(),
-                        status,
-                        basis: event.basis,
-                        granted_at: at,
-                        confirmed_at: None,
-                        withdrawn_at: None,
-                    },
-                );
+                state.insert(event.purpose.clone(), first(event, status));
             }
             ConsentAction::Confirmed => {
-                let entry = state.entry(event.purpose.clone()).or_insert_with(|| PurposeConsent {
-                    purpose: event.purpose.clone(),
-                    status: ConsentStatus::Active,
-                    basis: event.basis,
-                    granted_at: at,
-                    confirmed_at: None,
-                    withdrawn_at: None,
-                });
+                let entry = state.entry(event.purpose.clone()).or_insert_with(|| first(event, ConsentStatus::Active));
                 entry.status = ConsentStatus::Active;
                 entry.basis = event.basis;
                 entry.confirmed_at = Some(at);
                 entry.withdrawn_at = None;
             }
             ConsentAction::Withdrawn => {
-                let entry = state.entry(event.purpose.clone()).or_insert_with(|| PurposeConsent {
-                    purpose: event.purpose.clone(),
-                    status: ConsentStatus::Withdrawn,
-                    basis: event.basis,
-                    granted_at: at,
-                    confirmed_at: None,
-                    withdrawn_at: None,
-                });
+                let entry =
+                    state.entry(event.purpose.clone()).or_insert_with(|| first(event, ConsentStatus::Withdrawn));
                 entry.status = ConsentStatus::Withdrawn;
                 entry.withdrawn_at = Some(at);
             }

@@ -142,6 +142,17 @@ pub struct DryRunResult {
     pub elapsed_ms: f64,
 }
 
+impl DryRunResult {
+    fn new(contact_id: Option<String>, run: service::DryRun) -> Self {
+        Self {
+            contact_id,
+            result: run.result,
+            operations: run.stats.operations,
+            elapsed_ms: run.stats.elapsed.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DryRunResponse {
     pub results: Vec<DryRunResult>,
@@ -330,26 +341,13 @@ pub async fn dry_run(
     match (request.args, request.contacts) {
         (Some(args), None) => {
             let run = service::dry_run(state.plugins.clone(), name, source, request.hook, args).await?;
-            results.push(DryRunResult {
-                contact_id: None,
-                result: run.result,
-                operations: run.stats.operations,
-                elapsed_ms: run.stats.elapsed.as_secs_f64() * 1000.0,
-            });
+            results.push(DryRunResult::new(None, run));
         }
         (None, Some(count)) => {
             let runs =
                 service::dry_run_on_contacts(&state.db, state.plugins.clone(), name, source, request.hook, count)
                     .await?;
-            results = runs
-                .into_iter()
-                .map(|(contact_id, run)| DryRunResult {
-                    contact_id: Some(contact_id),
-                    result: run.result,
-                    operations: run.stats.operations,
-                    elapsed_ms: run.stats.elapsed.as_secs_f64() * 1000.0,
-                })
-                .collect();
+            results = runs.into_iter().map(|(contact_id, run)| DryRunResult::new(Some(contact_id), run)).collect();
         }
         _ => return Err(Error::field("args", "give either args or contacts")),
     }

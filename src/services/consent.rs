@@ -71,11 +71,10 @@ pub async fn record_consent(
     consent: RecordedConsent,
     actor: Actor,
 ) -> Result<ConsentEvent> {
-    let suppression_hash = |email_key: &str| keys.email_hash(email_key);
-    let contact = find_contact(db, id).await?;
-    let hash = suppression_hash(&contact.email.key());
+    let keys = keys.clone();
     db.write(move |conn| {
-        if ledger::is_suppressed(conn, &hash)? {
+        let contact = contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
+        if ledger::is_suppressed(conn, &keys.email_hash(&contact.email.key()))? {
             return Err(Error::Conflict(
                 "this address is suppressed (it unsubscribed from everything or was erased); it can come back only \
                  by confirming a double opt-in through a form"
@@ -207,10 +206,10 @@ pub fn export_in(conn: &mut DbConnection, id: ContactId) -> Result<ContactExport
 /// personal fields redacted (the chain still verifies); a keyed hash of the address stays
 /// on the suppression list so that no import or partner brings it back.
 pub async fn erase_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<()> {
-    let contact = find_contact(db, id).await?;
-    let hash = keys.email_hash(&contact.email.key());
+    let keys = keys.clone();
     db.write(move |conn| {
-        ledger::insert_suppression(conn, &hash, "erased")?;
+        let contact = contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
+        ledger::insert_suppression(conn, &keys.email_hash(&contact.email.key()), "erased")?;
         erase_in(conn, &contact)
     })
     .await
@@ -294,10 +293,6 @@ fn mismatch(row: &ConsentEventRow, expected_seq: i64, previous_hash: &str) -> Op
         return Some("its content does not match its hash".to_owned());
     }
     None
-}
-
-async fn find_contact(db: &Db, id: ContactId) -> Result<Contact> {
-    db.read(move |conn| contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))).await
 }
 
 fn event_by_id(conn: &mut DbConnection, contact_id: &str, event_id: &str) -> Result<ConsentEvent> {

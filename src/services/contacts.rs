@@ -93,10 +93,10 @@ pub async fn list_contacts(db: &Db, query: ContactQuery, page: PageRequest) -> R
 }
 
 pub async fn update_contact(db: &Db, keys: &Keys, id: ContactId, changes: ContactChanges) -> Result<Contact> {
-    let current = find_contact(db, id).await?;
-    let suppression_hash = keys.email_hash(&changes.email.as_ref().unwrap_or(&current.email).key());
+    let keys = keys.clone();
     db.write(move |conn| {
         let current = repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let suppression_hash = keys.email_hash(&changes.email.as_ref().unwrap_or(&current.email).key());
         if let Some(lists) = &changes.lists {
             check_lists_exist(conn, lists)?;
             if lists.iter().any(|list| !current.lists.contains(list)) {

@@ -43,6 +43,8 @@ pub struct LinkClaims {
     pub scope: Option<String>,
 }
 
+/// Cheap to clone (two 32-byte keys), so a transaction can take its own copy.
+#[derive(Clone)]
 pub struct Keys {
     link: Vec<u8>,
     suppression: Vec<u8>,

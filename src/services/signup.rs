@@ -293,24 +293,15 @@ pub async fn confirm(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Re
     let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
         return Ok(None);
     };
-    let email_hash = |key: &str| keys.email_hash(key);
-    let contact = db
-        .read({
-            let id = claims.subject.clone();
-            move |conn| match confirmations::find_confirmation(conn, &id)? {
-                Some(row) => contacts::find_contact(conn, &row.contact_id),
-                None => Ok(None),
-            }
-        })
-        .await?;
-    let Some(contact) = contact else {
-        return Ok(None);
-    };
-    let hash = email_hash(&contact.email.key());
+    let keys = keys.clone();
     db.write(move |conn| {
         let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
             return Ok(None);
         };
+        let Some(contact) = contacts::find_contact(conn, &row.contact_id)? else {
+            return Ok(None);
+        };
+        let hash = keys.email_hash(&contact.email.key());
         if row.confirmed_at.is_some() {
             let names = list_names(conn, &stored_purposes(&row))?;
             return Ok(Some(names));
