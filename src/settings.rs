@@ -94,6 +94,41 @@ pub struct Settings {
     pub token_ttl_seconds: u64,
     /// Seconds to let requests in flight finish on shutdown.
     pub shutdown_timeout_seconds: u64,
+    /// Campaign messages sent at once (one SMTP connection each).
+    pub send_concurrency: u32,
+    /// Campaign recipients claimed and sent per batch.
+    pub send_batch_size: u32,
+    /// Campaign messages per second this instance sends at most; 0: no limit.
+    pub send_rate_per_second: u32,
+    /// Campaign messages per sliding hour, all instances together; 0: no limit.
+    pub send_rate_per_hour: u32,
+    /// Attempts before a campaign message to one recipient is given up.
+    pub send_max_attempts: u32,
+    /// DKIM: the selector published in DNS (`<selector>._domainkey.<domain>`); unset: no signature.
+    pub dkim_selector: Option<String>,
+    /// DKIM: the signing domain; unset: the domain of the campaign's sender.
+    pub dkim_domain: Option<String>,
+    /// DKIM: `ed25519` (the key is the base64 of its 32-byte seed) or `rsa` (a PKCS#1 PEM).
+    pub dkim_algorithm: DkimAlgorithm,
+    /// DKIM private key, inline.
+    pub dkim_private_key: Option<Secret>,
+    /// Or a file holding it.
+    pub dkim_private_key_file: Option<PathBuf>,
+    /// Secret the bounce and complaint notifications must carry (`Authorization: Bearer …`
+    /// or `?secret=…`); unset: the endpoints refuse every notification.
+    pub bounce_secret: Option<Secret>,
+    /// Soft bounces of one address (within 30 days) after which it is suppressed.
+    pub soft_bounce_limit: u32,
+    /// Complaint rate (complaints / sent) above which a campaign pauses itself.
+    pub complaint_rate_threshold: f64,
+}
+
+/// The DKIM signing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    Ed25519,
+    Rsa,
 }
 
 impl Default for Settings {
@@ -124,6 +159,19 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             token_ttl_seconds: 3600,
             shutdown_timeout_seconds: 30,
+            send_concurrency: 8,
+            send_batch_size: 500,
+            send_rate_per_second: 0,
+            send_rate_per_hour: 0,
+            send_max_attempts: 8,
+            dkim_selector: None,
+            dkim_domain: None,
+            dkim_algorithm: DkimAlgorithm::Ed25519,
+            dkim_private_key: None,
+            dkim_private_key_file: None,
+            bounce_secret: None,
+            soft_bounce_limit: 3,
+            complaint_rate_threshold: 0.003,
         }
     }
 }
@@ -155,6 +203,19 @@ const KEYS: &[&str] = &[
     "max_body_bytes",
     "token_ttl_seconds",
     "shutdown_timeout_seconds",
+    "send_concurrency",
+    "send_batch_size",
+    "send_rate_per_second",
+    "send_rate_per_hour",
+    "send_max_attempts",
+    "dkim_selector",
+    "dkim_domain",
+    "dkim_algorithm",
+    "dkim_private_key",
+    "dkim_private_key_file",
+    "bounce_secret",
+    "soft_bounce_limit",
+    "complaint_rate_threshold",
 ];
 
 impl Settings {

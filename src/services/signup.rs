@@ -152,7 +152,7 @@ pub async fn submit(
             let names = list_names(conn, &pending)?;
             let locale = form.definition.locale.clone().unwrap_or(info.locale.clone());
             let draft = confirmation_draft(&config, &form, &submission, &names, &confirm_url, &locale)?;
-            mailer::enqueue(conn, CONFIRMATION_MAIL, &email_key, &mail::compose(&draft, &config.message_domain)?)?;
+            mailer::enqueue(conn, CONFIRMATION_MAIL, &email_key, &mail::compose(&draft, &config.message_domain, None)?)?;
         } else {
             tracing::info!(form = %form.slug, "confirmation mail withheld: the address reached its daily cap");
         }
@@ -228,8 +228,8 @@ fn confirmation_draft(
         to: submission.email.to_string(),
         subject,
         text,
-        html: None,
         headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+        ..Draft::default()
     })
 }
 

@@ -209,7 +209,73 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    campaigns (id) {
+        id -> Text,
+        name -> Text,
+        subject -> Text,
+        from_address -> Text,
+        reply_to -> Nullable<Text>,
+        html_body -> Nullable<Text>,
+        text_body -> Text,
+        lists -> Text,
+        segment_id -> Nullable<Text>,
+        kind -> Text,
+        purpose -> Text,
+        policy_plugin -> Nullable<Text>,
+        track_opens -> Bool,
+        track_clicks -> Bool,
+        track_individual -> Bool,
+        complaint_threshold -> Double,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        scheduled_at -> Nullable<Timestamp>,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        lease_until -> Nullable<Timestamp>,
+        opens -> BigInt,
+        clicks -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    campaign_recipients (id) {
+        id -> Text,
+        campaign_id -> Text,
+        contact_id -> Nullable<Text>,
+        email -> Text,
+        list_id -> Nullable<Text>,
+        status -> Text,
+        reason -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        bounced_at -> Nullable<Timestamp>,
+        complained_at -> Nullable<Timestamp>,
+        unsubscribed_at -> Nullable<Timestamp>,
+        opened_at -> Nullable<Timestamp>,
+        clicked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    delivery_events (id) {
+        id -> Text,
+        kind -> Text,
+        email_hash -> Text,
+        campaign_id -> Nullable<Text>,
+        recipient_id -> Nullable<Text>,
+        detail -> Text,
+        occurred_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(form_versions -> forms (form_id));
+diesel::joinable!(campaign_recipients -> campaigns (campaign_id));
 diesel::joinable!(confirmations -> contacts (contact_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -230,4 +296,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     plugins,
     plugin_versions,
     segments,
+    campaigns,
+    campaign_recipients,
+    delivery_events,
 );
