@@ -104,6 +104,9 @@ pub struct Settings {
     pub send_rate_per_hour: u32,
     /// Attempts before a campaign message to one recipient is given up.
     pub send_max_attempts: u32,
+    /// Seconds a batch claimed by an instance is held; after a crash, its recipients are
+    /// sent again once this passes.
+    pub send_lease_seconds: u32,
     /// DKIM: the selector published in DNS (`<selector>._domainkey.<domain>`); unset: no signature.
     pub dkim_selector: Option<String>,
     /// DKIM: the signing domain; unset: the domain of the campaign's sender.
@@ -164,6 +167,7 @@ impl Default for Settings {
             send_rate_per_second: 0,
             send_rate_per_hour: 0,
             send_max_attempts: 8,
+            send_lease_seconds: 120,
             dkim_selector: None,
             dkim_domain: None,
             dkim_algorithm: DkimAlgorithm::Ed25519,
@@ -208,6 +212,7 @@ const KEYS: &[&str] = &[
     "send_rate_per_second",
     "send_rate_per_hour",
     "send_max_attempts",
+    "send_lease_seconds",
     "dkim_selector",
     "dkim_domain",
     "dkim_algorithm",

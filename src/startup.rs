@@ -13,8 +13,10 @@ use crate::domain::Email;
 use crate::error::{Error, Result};
 use crate::http::pages::{Pages, RateLimiter};
 use crate::http::{self, AppState, RouteTable, ops::Metrics};
-use crate::mail::Transport;
+use crate::mail::{Signer, Transport};
 use crate::plugins::PluginHost;
+use crate::services::campaigns::CampaignContext;
+use crate::services::dispatcher::{Dispatcher, SendOptions};
 use crate::services::keys::Keys;
 use crate::services::mailer::OutboxWorker;
 use crate::services::plugins::FolderPlugins;
@@ -46,10 +48,25 @@ impl Application {
         let keys = Keys::load(&db).await?;
         bootstrap_admin(&db, &settings).await?;
         let plugins = Arc::new(PluginHost::new(&settings.plugins_dir, settings.script_limits()));
-        let folder_plugins = FolderPlugins::load(&settings.plugins_dir, &plugins)?;
+        let folder_plugins = Arc::new(FolderPlugins::load(&settings.plugins_dir, &plugins)?);
         let transport = mail_transport(&settings)?;
         let mail_wake = Arc::new(Notify::new());
-        tokio::spawn(OutboxWorker::new(db.clone(), transport, mail_wake.clone()).run());
+        tokio::spawn(OutboxWorker::new(db.clone(), transport.clone(), mail_wake.clone()).run());
+        let campaigns = CampaignContext {
+            db: db.clone(),
+            keys: keys.clone(),
+            host: plugins.clone(),
+            folder: folder_plugins.clone(),
+            transport,
+            signer: dkim_signer(&settings)?.map(Arc::new),
+            base_url: settings.base_url(),
+            message_domain: settings.message_domain(),
+            mail_from: settings.mail_from.clone(),
+            complaint_threshold: settings.complaint_rate_threshold,
+        };
+        let send_wake = Arc::new(Notify::new());
+        let dispatcher = Dispatcher::new(campaigns.clone(), SendOptions::from_settings(&settings), send_wake.clone());
+        tokio::spawn(dispatcher.run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
 
         let port = address.port();
@@ -72,6 +89,8 @@ impl Application {
             mail_wake,
             plugins,
             folder_plugins,
+            campaigns,
+            send_wake,
         });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();
@@ -123,6 +142,30 @@ fn mail_transport(settings: &Settings) -> Result<Transport> {
             Ok(Transport::folder(&outbox))
         }
     }
+}
+
+/// The DKIM signer the settings describe, if any; a key that does not load stops the start.
+pub fn dkim_signer(settings: &Settings) -> Result<Option<Signer>> {
+    let Some(selector) = &settings.dkim_selector else {
+        return Ok(None);
+    };
+    let key = match (&settings.dkim_private_key, &settings.dkim_private_key_file) {
+        (Some(key), _) => key.expose().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| Error::internal(format!("cannot read the DKIM key {}: {e}", path.display())))?,
+        (None, None) => {
+            return Err(Error::internal("dkim_selector is set but neither dkim_private_key nor dkim_private_key_file"));
+        }
+    };
+    let domain = match &settings.dkim_domain {
+        Some(domain) => domain.clone(),
+        None => settings
+            .mail_from
+            .parse::<lettre::message::Mailbox>()
+            .map(|mailbox| mailbox.email.domain().to_owned())
+            .map_err(|e| Error::internal(format!("mail_from: {e}")))?,
+    };
+    Signer::new(selector, &domain, settings.dkim_algorithm, &key).map(Some)
 }
 
 /// Periodic housekeeping: purging signups never confirmed (and their IP addresses).

@@ -26,24 +26,26 @@ macro_rules! string_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = Invalid;
+        impl std::str::FromStr for $name {
+            type Err = $crate::domain::Invalid;
 
-            fn from_str(s: &str) -> Result<Self, Invalid> {
+            fn from_str(s: &str) -> Result<Self, $crate::domain::Invalid> {
                 $name::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
                     let names: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
-                    Invalid::new(format!("must be one of {}", names.join(", ")))
+                    $crate::domain::Invalid::new(format!("must be one of {}", names.join(", ")))
                 })
             }
         }
     };
 }
+
+pub(crate) use string_enum;
 
 string_enum! {
     /// Why we may mail someone for a purpose (see the table in the design notes).

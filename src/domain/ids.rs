@@ -59,3 +59,4 @@ id_type!(ApiKeyId);
 id_type!(FormId);
 id_type!(ConfirmationId);
 id_type!(SegmentId);
+id_type!(CampaignId);

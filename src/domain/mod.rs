@@ -1,5 +1,6 @@
 //! Domain types and pure rules: no I/O, no framework types.
 
+pub mod campaign;
 pub mod consent;
 pub mod contact;
 pub mod country;
@@ -10,10 +11,11 @@ pub mod list;
 pub mod role;
 pub mod user;
 
+pub use campaign::{CampaignKind, CampaignPurpose};
 pub use contact::{Contact, ContactStatus, Tag};
 pub use country::Country;
 pub use email::Email;
-pub use ids::{ApiKeyId, ConfirmationId, ContactId, FormId, ListId, SegmentId, UserId};
+pub use ids::{ApiKeyId, CampaignId, ConfirmationId, ContactId, FormId, ListId, SegmentId, UserId};
 pub use list::{List, ListName, OptInMode};
 pub use role::Role;
 pub use user::{ApiKey, User};

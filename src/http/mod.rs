@@ -53,7 +53,11 @@ pub struct AppState {
     /// Wakes the outbox worker when a mail was queued.
     pub mail_wake: Arc<Notify>,
     pub plugins: Arc<PluginHost>,
-    pub folder_plugins: FolderPlugins,
+    pub folder_plugins: Arc<FolderPlugins>,
+    /// What campaign commands need (the same handles as above, and the mail transport).
+    pub campaigns: crate::services::campaigns::CampaignContext,
+    /// Wakes the campaign dispatcher when a campaign is scheduled or resumed.
+    pub send_wake: Arc<Notify>,
 }
 
 /// `limit` and `cursor` of a collection.

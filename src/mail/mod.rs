@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use lettre::address::Envelope;
-use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{Address, AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
@@ -166,8 +168,7 @@ pub fn compose(draft: &Draft, message_domain: &str, signer: Option<&Signer>) -> 
         .subject(single_line(&draft.subject))
         .message_id(Some(message_id.clone()));
     if let Some(reply_to) = &draft.reply_to {
-        let reply_to: Mailbox =
-            reply_to.parse().map_err(|e| Error::internal(format!("reply-to {reply_to:?}: {e}")))?;
+        let reply_to: Mailbox = reply_to.parse().map_err(|e| Error::internal(format!("reply-to {reply_to:?}: {e}")))?;
         builder = builder.reply_to(reply_to);
     }
     for (name, value) in &draft.headers {

@@ -146,9 +146,7 @@ impl SmtpPool {
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         let endpoint = &self.endpoint;
-        let tls = || {
-            TlsParameters::new(endpoint.host.clone()).map_err(|e| SendError::transient(format!("TLS: {e}")))
-        };
+        let tls = || TlsParameters::new(endpoint.host.clone()).map_err(|e| SendError::transient(format!("TLS: {e}")));
         let mut conn = if endpoint.security == Security::Implicit {
             AsyncSmtpConnection::connect_tokio1(
                 (endpoint.host.as_str(), endpoint.port),
@@ -162,7 +160,9 @@ impl SmtpPool {
             let address = (endpoint.host.as_str(), endpoint.port);
             let stream = tokio::time::timeout(self.timeout, TcpStream::connect(address))
                 .await
-                .map_err(|_| SendError::transient(format!("{}:{}: connection timed out", endpoint.host, endpoint.port)))?
+                .map_err(|_| {
+                    SendError::transient(format!("{}:{}: connection timed out", endpoint.host, endpoint.port))
+                })?
                 .map_err(|e| SendError::transient(format!("{}:{}: {e}", endpoint.host, endpoint.port)))?;
             stream.set_nodelay(true).map_err(|e| SendError::transient(e.to_string()))?;
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await?;

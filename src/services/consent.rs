@@ -155,14 +155,15 @@ pub fn withdraw_in(
     Ok(withdrawn)
 }
 
-/// Leaves everything: every purpose withdrawn, the status `unsubscribed`, the address
-/// suppressed (under `suppression_hash`, its keyed hash).
+/// Leaves everything: every purpose withdrawn, the status `unsubscribed` (or `bounced`,
+/// `complained`: `status`), the address suppressed (under `suppression_hash`, its keyed hash).
 pub fn leave_all_in(
     conn: &mut DbConnection,
     suppression_hash: &str,
     contact: &Contact,
     evidence: &Evidence,
     actor: &Actor,
+    status: ContactStatus,
 ) -> Result<()> {
     let contact_id = contact.id.to_string();
     let mut purposes: Vec<Purpose> = load_contact_consents(conn, &contact_id)?
@@ -175,8 +176,8 @@ pub fn leave_all_in(
         contact.lists.iter().map(|id| Purpose::List(*id)).filter(|p| !purposes.contains(p)).collect();
     purposes.extend(members);
     withdraw_in(conn, &contact_id, &purposes, evidence, actor)?;
-    contacts::update_status(conn, &contact_id, ContactStatus::Unsubscribed.as_str(), storage::now())?;
-    ledger::insert_suppression(conn, suppression_hash, "unsubscribed")?;
+    contacts::update_status(conn, &contact_id, status.as_str(), storage::now())?;
+    ledger::insert_suppression(conn, suppression_hash, status.as_str())?;
     Ok(())
 }
 

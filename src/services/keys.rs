@@ -24,6 +24,8 @@ pub enum LinkKind {
     Unsubscribe,
     /// Open the preference centre.
     Preferences,
+    /// Count an open or a click (and, for a click, where to go).
+    Track,
 }
 
 impl LinkKind {
@@ -32,6 +34,7 @@ impl LinkKind {
             LinkKind::Confirm => "c",
             LinkKind::Unsubscribe => "u",
             LinkKind::Preferences => "p",
+            LinkKind::Track => "t",
         }
     }
 }

@@ -2,8 +2,11 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod bounces;
+pub mod campaigns;
 pub mod consent;
 pub mod contacts;
+pub mod dispatcher;
 pub mod forms;
 pub mod keys;
 pub mod lists;
@@ -12,6 +15,7 @@ pub mod pagination;
 pub mod plugins;
 pub mod segments;
 pub mod signup;
+pub mod tracking;
 pub mod users;
 
 /// Whether the database answers, for readiness probes: 503 when it does not.

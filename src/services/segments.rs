@@ -111,12 +111,42 @@ impl Predicate {
         Ok(Self { name, ast, conditions, needs, uses_hook, settings: rhai::Dynamic::from_map(settings) })
     }
 
+    /// Everyone: no condition, no script (a campaign without a segment).
+    pub fn everyone() -> Self {
+        Self {
+            name: "audience".to_owned(),
+            ast: None,
+            conditions: SqlConditions::default(),
+            needs: ScanNeeds::default(),
+            uses_hook: false,
+            settings: rhai::Dynamic::UNIT,
+        }
+    }
+
+    /// Narrows to a campaign's audience (on one of `lists`, or with consent history for
+    /// one) and loads everything a send policy reads.
+    pub fn for_audience(mut self, lists: Vec<String>) -> Self {
+        self.conditions.audience_lists = lists;
+        self.needs = ScanNeeds { tags: true, lists: true, consents: true };
+        self
+    }
+
+    /// The next batch of candidates after `after`, in id order (the SQL conditions applied).
+    pub fn batch(&self, conn: &mut DbConnection, after: Option<&str>, limit: i64) -> Result<Vec<ContactFacts>> {
+        contacts::scan_batch(conn, after, limit, self.needs, &self.conditions)
+    }
+
     fn test(&self, host: &PluginHost, facts: ContactFacts) -> std::result::Result<bool, ScriptError> {
+        self.matches(host, &ScriptContact::new(facts))
+    }
+
+    /// Whether a contact matches what is left for the script.
+    pub fn matches(&self, host: &PluginHost, contact: &ScriptContact) -> std::result::Result<bool, ScriptError> {
         let Some(ast) = &self.ast else {
             return Ok(true);
         };
-        let id = facts.id.clone();
-        let contact = ScriptContact::new(facts);
+        let id = contact.0.id.clone();
+        let contact = contact.clone();
         let outcome = if self.uses_hook {
             let constants = [("settings", self.settings.clone())];
             host.call_hook(&self.name, ast, "matches", (contact,), 1, &constants)?.map(|(value, _)| value)

@@ -17,7 +17,7 @@ use crate::settings::Settings;
 use crate::storage::confirmations::{self, ConfirmationRow};
 use crate::storage::consent::{self as ledger, NewConsentEvent};
 use crate::storage::models::ContactRow;
-use crate::storage::{self, Db, DbConnection, contacts, lists, outbox};
+use crate::storage::{self, Db, DbConnection, campaigns, contacts, lists, outbox};
 
 pub const CONFIRMATION_MAIL: &str = "confirmation";
 
@@ -152,7 +152,12 @@ pub async fn submit(
             let names = list_names(conn, &pending)?;
             let locale = form.definition.locale.clone().unwrap_or(info.locale.clone());
             let draft = confirmation_draft(&config, &form, &submission, &names, &confirm_url, &locale)?;
-            mailer::enqueue(conn, CONFIRMATION_MAIL, &email_key, &mail::compose(&draft, &config.message_domain, None)?)?;
+            mailer::enqueue(
+                conn,
+                CONFIRMATION_MAIL,
+                &email_key,
+                &mail::compose(&draft, &config.message_domain, None)?,
+            )?;
         } else {
             tracing::info!(form = %form.slug, "confirmation mail withheld: the address reached its daily cap");
         }
@@ -353,6 +358,23 @@ fn stored_purposes(row: &ConfirmationRow) -> Vec<Purpose> {
         .collect()
 }
 
+/// What an unsubscribe link leaves: one list (or everything), and, in a campaign's
+/// message, the recipient it was sent to (`<list>:<recipient>`), so the campaign counts it.
+struct UnsubscribeScope {
+    list: Option<ListId>,
+    recipient: Option<String>,
+}
+
+impl UnsubscribeScope {
+    fn parse(scope: Option<&str>) -> Self {
+        let (list, recipient) = match scope {
+            Some(scope) => scope.split_once(':').map_or((scope, None), |(list, recipient)| (list, Some(recipient))),
+            None => ("", None),
+        };
+        Self { list: list.parse().ok(), recipient: recipient.filter(|r| !r.is_empty()).map(str::to_owned) }
+    }
+}
+
 /// The signed link that unsubscribes a contact from one list (or, without a list, from
 /// everything). It does not expire: an old mail's link must keep working.
 pub fn unsubscribe_url(keys: &Keys, base_url: &str, contact: ContactId, list: Option<ListId>) -> String {
@@ -373,9 +395,9 @@ pub async fn unsubscribe_preview(db: &Db, keys: &Keys, token: &str) -> Result<Op
     let Some(claims) = keys.verify_link(LinkKind::Unsubscribe, token) else {
         return Ok(None);
     };
-    match claims.scope {
+    match UnsubscribeScope::parse(claims.scope.as_deref()).list {
         None => Ok(Some(None)),
-        Some(list) => db.read(move |conn| Ok(Some(lists::find_list(conn, &list)?.map(|l| l.name)))).await,
+        Some(list) => db.read(move |conn| Ok(Some(lists::find_list(conn, &list.to_string())?.map(|l| l.name)))).await,
     }
 }
 
@@ -392,15 +414,20 @@ pub async fn unsubscribe(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -
     let Some(contact) = contact else {
         return Ok(true);
     };
-    let scope = claims.scope.and_then(|id| id.parse::<ListId>().ok());
+    let UnsubscribeScope { list: scope, recipient } = UnsubscribeScope::parse(claims.scope.as_deref());
     let leave_all = scope.is_none().then(|| keys.email_hash(&contact.email.key()));
     db.write(move |conn| {
         let evidence = info.evidence("unsubscribe");
+        if let Some(recipient) = &recipient {
+            campaigns::mark_outcome(conn, recipient, campaigns::Outcome::Unsubscribed, storage::now())?;
+        }
         match (scope, leave_all) {
             (Some(list), _) => {
                 withdraw_in(conn, &contact.id.to_string(), &[Purpose::List(list)], &evidence, &Actor::Public)?;
             }
-            (None, Some(hash)) => leave_all_in(conn, &hash, &contact, &evidence, &Actor::Public)?,
+            (None, Some(hash)) => {
+                leave_all_in(conn, &hash, &contact, &evidence, &Actor::Public, ContactStatus::Unsubscribed)?
+            }
             (None, None) => {}
         }
         Ok(true)
@@ -515,7 +542,14 @@ pub async fn leave_all(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> 
     };
     let hash = keys.email_hash(&contact.email.key());
     db.write(move |conn| {
-        leave_all_in(conn, &hash, &contact, &info.evidence("preferences"), &Actor::Public)?;
+        leave_all_in(
+            conn,
+            &hash,
+            &contact,
+            &info.evidence("preferences"),
+            &Actor::Public,
+            ContactStatus::Unsubscribed,
+        )?;
         Ok(true)
     })
     .await

@@ -222,6 +222,39 @@ pub fn is_suppressed(conn: &mut DbConnection, email_hash: &str) -> Result<bool> 
     Ok(count > 0)
 }
 
+/// Changes to list consents in a period: (action, requires_confirmation, method, time).
+pub fn list_changes_between(
+    conn: &mut DbConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> Result<Vec<(String, i32, String, chrono::NaiveDateTime)>> {
+    Ok(consent_events::table
+        .filter(consent_events::purpose.like("list:%"))
+        .filter(consent_events::occurred_at.ge(from))
+        .filter(consent_events::occurred_at.lt(to))
+        .select((
+            consent_events::action,
+            consent_events::requires_confirmation,
+            consent_events::method,
+            consent_events::occurred_at,
+        ))
+        .load(conn)?)
+}
+
+/// Which of these keyed hashes are suppressed.
+pub fn suppressed_among(conn: &mut DbConnection, email_hashes: &[String]) -> Result<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in email_hashes.chunks(500) {
+        found.extend(
+            suppressions::table
+                .filter(suppressions::email_hash.eq_any(chunk))
+                .select(suppressions::email_hash)
+                .load::<String>(conn)?,
+        );
+    }
+    Ok(found)
+}
+
 pub fn insert_suppression(conn: &mut DbConnection, email_hash: &str, reason: &str) -> Result<()> {
     if !is_suppressed(conn, email_hash)? {
         diesel::insert_into(suppressions::table)

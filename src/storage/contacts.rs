@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::models::{ContactListRow, ContactRow, ContactTagRow};
-use super::schema::{contact_lists, contact_tags, contacts};
+use super::schema::{consent_events, contact_lists, contact_tags, contacts};
 use crate::domain::Contact;
 use crate::error::Result;
 use crate::plugins::pushdown::SqlConditions;
@@ -297,6 +297,23 @@ pub fn scan_batch(
         .collect())
 }
 
+/// What a message needs of each contact: (id, email, attributes JSON, company, country).
+pub fn find_for_mail(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> QueryResult<Vec<(String, String, String, Option<String>, Option<String>)>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        found.extend(
+            contacts::table
+                .filter(contacts::id.eq_any(chunk))
+                .select((contacts::id, contacts::email, contacts::attributes, contacts::company, contacts::country))
+                .load::<(String, String, String, Option<String>, Option<String>)>(conn)?,
+        );
+    }
+    Ok(found)
+}
+
 /// Contacts by id, in id order, with their memberships.
 pub fn find_contacts(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<Contact>> {
     let rows = contacts::table
@@ -332,6 +349,21 @@ fn apply_conditions<'a, S>(mut query: BoxedContacts<'a, S>, conditions: &SqlCond
                 .filter(contact_lists::contact_id.eq(contacts::id))
                 .filter(contact_lists::list_id.eq(list.clone())),
         ));
+    }
+    if !conditions.audience_lists.is_empty() {
+        let purposes: Vec<String> = conditions.audience_lists.iter().map(|list| format!("list:{list}")).collect();
+        query = query.filter(
+            diesel::dsl::exists(
+                contact_lists::table
+                    .filter(contact_lists::contact_id.eq(contacts::id))
+                    .filter(contact_lists::list_id.eq_any(conditions.audience_lists.clone())),
+            )
+            .or(diesel::dsl::exists(
+                consent_events::table
+                    .filter(consent_events::contact_id.eq(contacts::id))
+                    .filter(consent_events::purpose.eq_any(purposes)),
+            )),
+        );
     }
     query
 }

@@ -4,6 +4,7 @@
 //! pool so that the async executor never waits on the database.
 
 pub mod api_keys;
+pub mod campaigns;
 pub mod confirmations;
 pub mod consent;
 pub mod contacts;
