@@ -57,7 +57,11 @@ impl Application {
             keys: keys.clone(),
             host: plugins.clone(),
             folder: folder_plugins.clone(),
-            transport,
+            transport: match &settings.smtp_url {
+                // Campaigns get their own connections, as many as they send at once.
+                Some(url) => Transport::smtp(url.expose(), settings.send_concurrency)?,
+                None => transport,
+            },
             signer: dkim_signer(&settings)?.map(Arc::new),
             base_url: settings.base_url(),
             message_domain: settings.message_domain(),

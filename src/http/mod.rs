@@ -3,6 +3,8 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod bounces;
+pub mod campaigns;
 pub mod consent;
 pub mod contacts;
 pub mod extract;
@@ -101,6 +103,8 @@ where
         (name = "public", description = "Pages and endpoints for the people who sign up"),
         (name = "plugins", description = "Rhai scripts: managed, validated, dry-run"),
         (name = "segments", description = "Rhai predicates over contacts"),
+        (name = "campaigns", description = "Templates, audience checks against the send policy, sending, statistics"),
+        (name = "deliverability", description = "Bounce and complaint notifications from the mail provider"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -186,6 +190,9 @@ where
         .service(public::unsubscribe)
         .service(public::show_preferences)
         .service(public::update_preferences)
+        .service(bounces::track)
+        .service(bounces::generic_bounce)
+        .service(bounces::ses_bounce)
         .service(
             scope("/api/v1")
                 .service(auth::issue_token)
@@ -236,7 +243,22 @@ where
                 .service(segments::delete_segment)
                 .service(segments::count_segment)
                 .service(segments::preview_segment)
-                .service(segments::segment_members),
+                .service(segments::segment_members)
+                .service(campaigns::create_campaign)
+                .service(campaigns::list_campaigns)
+                .service(campaigns::get_campaign)
+                .service(campaigns::update_campaign)
+                .service(campaigns::delete_campaign)
+                .service(campaigns::preview_campaign)
+                .service(campaigns::check_audience)
+                .service(campaigns::send_campaign)
+                .service(campaigns::pause_campaign)
+                .service(campaigns::resume_campaign)
+                .service(campaigns::cancel_campaign)
+                .service(campaigns::test_campaign)
+                .service(campaigns::campaign_stats)
+                .service(campaigns::list_recipients)
+                .service(campaigns::churn),
         )
 }
 

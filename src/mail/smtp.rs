@@ -100,8 +100,21 @@ impl SmtpPool {
     }
 
     /// Sends one message. A reused connection the server has closed meanwhile is replaced
-    /// once, transparently.
+    /// once, transparently. A server that stops answering fails the message after the
+    /// timeout rather than holding it.
     pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
+        match tokio::time::timeout(self.timeout * 2, self.send_within(envelope, message)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(SendError::transient(format!(
+                "{}:{}: no answer within {} s",
+                self.endpoint.host,
+                self.endpoint.port,
+                (self.timeout * 2).as_secs()
+            ))),
+        }
+    }
+
+    async fn send_within(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
         let _permit = self.permits.acquire().await.map_err(|e| SendError::transient(e.to_string()))?;
         if let Some(mut conn) = self.take_idle() {
             match conn.send(envelope, message).await {
@@ -165,7 +178,10 @@ impl SmtpPool {
                 })?
                 .map_err(|e| SendError::transient(format!("{}:{}: {e}", endpoint.host, endpoint.port)))?;
             stream.set_nodelay(true).map_err(|e| SendError::transient(e.to_string()))?;
-            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await?;
+            let greeted = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello);
+            let mut conn = tokio::time::timeout(self.timeout, greeted)
+                .await
+                .map_err(|_| SendError::transient(format!("{}:{}: no greeting", endpoint.host, endpoint.port)))??;
             let starttls = match endpoint.security {
                 Security::StartTls => true,
                 Security::Opportunistic => conn.can_starttls(),

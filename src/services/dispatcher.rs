@@ -224,23 +224,47 @@ impl Dispatcher {
             }
             return Ok((0, 0));
         }
+        let ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
         let messages = self.render(prepared, claimed).await?;
-        let outcomes: Vec<(Claimed, std::result::Result<(), crate::mail::SendError>)> =
-            futures_util::stream::iter(messages)
-                .map(|(recipient, message)| async move {
-                    let outcome = match message {
-                        Ok(mail) => {
-                            self.pacer.wait().await;
-                            self.ctx.transport.send_raw(&mail.from, &mail.to, mail.raw.as_bytes()).await
-                        }
-                        Err(error) => Err(crate::mail::SendError { permanent: true, message: error }),
-                    };
-                    (recipient, outcome)
-                })
-                .buffer_unordered(self.options.concurrency)
-                .collect()
-                .await;
+        let sending = futures_util::stream::iter(messages)
+            .map(|(recipient, message)| async move {
+                let outcome = match message {
+                    Ok(mail) => {
+                        self.pacer.wait().await;
+                        self.ctx.transport.send_raw(&mail.from, &mail.to, mail.raw.as_bytes()).await
+                    }
+                    Err(error) => Err(crate::mail::SendError { permanent: true, message: error }),
+                };
+                (recipient, outcome)
+            })
+            .buffer_unordered(self.options.concurrency)
+            .collect::<Vec<_>>();
+        let outcomes = self.holding_lease(ids, sending).await;
         self.record(outcomes).await
+    }
+
+    /// Runs `work` while extending the lease on `ids` every third of its length, so that a
+    /// batch slowed by the SMTP server is not taken over and sent twice.
+    async fn holding_lease<T>(&self, ids: Vec<String>, work: impl std::future::Future<Output = T>) -> T {
+        let lease = self.options.lease;
+        let every = (lease / 3).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(200));
+        let renew = async {
+            let mut ticker = tokio::time::interval(every);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let ids = ids.clone();
+                let until = storage::now() + lease;
+                if let Err(error) = self.ctx.db.write(move |conn| Ok(repo::extend_lease(conn, &ids, until)?)).await {
+                    tracing::warn!(error = %error, "the lease on a batch could not be extended");
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            outcome = &mut work => outcome,
+            () = renew => unreachable!("the renewal loop never ends"),
+        }
     }
 
     /// Renders and signs on the blocking pool (RSA signatures take a millisecond each).

@@ -290,6 +290,17 @@ pub fn mark_unsent(conn: &mut DbConnection, id: &str, next: Option<NaiveDateTime
     }
 }
 
+/// Keeps holding recipients still being sent (a slow batch must not be taken over).
+pub fn extend_lease(conn: &mut DbConnection, ids: &[String], until: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        campaign_recipients::table
+            .filter(campaign_recipients::id.eq_any(ids))
+            .filter(campaign_recipients::status.eq(recipient::PENDING)),
+    )
+    .set(campaign_recipients::lease_until.eq(until))
+    .execute(conn)
+}
+
 /// Returns leased recipients to the queue (a pause, or a batch not sent).
 pub fn release(conn: &mut DbConnection, ids: &[String]) -> QueryResult<usize> {
     diesel::update(campaign_recipients::table.filter(campaign_recipients::id.eq_any(ids)))

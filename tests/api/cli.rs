@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestDatabase;
 
-fn consento(database: &TestDatabase) -> Command {
+pub(crate) fn consento(database: &TestDatabase) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_consento"));
     command
         .env_clear()
@@ -27,11 +27,11 @@ fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().unwrap()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -40,7 +40,7 @@ impl Drop for Server {
     }
 }
 
-async fn wait_until_healthy(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_until_healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(response) = client.get(format!("{base}/healthz")).send().await

@@ -330,7 +330,9 @@ impl MailServer {
         let received = Arc::new(Mutex::new(Vec::new()));
         let collector = Collector { received: received.clone(), from: String::new(), to: Vec::new(), data: Vec::new() };
         let mut server = mailin_embedded::Server::new(collector);
-        server.with_name("mail.test").with_num_threads(2).with_tcp_listener(listener);
+        // A thread per connection: enough for every connection a test opens at once, as a real
+        // server would take them.
+        server.with_name("mail.test").with_num_threads(64).with_tcp_listener(listener);
         std::thread::spawn(move || {
             let _ = server.serve();
         });

@@ -5,6 +5,7 @@
 mod api_keys;
 mod auth;
 mod browser;
+mod campaigns;
 mod cli;
 mod consent;
 mod contacts;
