@@ -222,6 +222,8 @@ pub fn erase_in(conn: &mut DbConnection, contact: &Contact) -> Result<()> {
     let contact_id = contact.id.to_string();
     ledger::redact_contact_events(conn, &contact_id)?;
     outbox::delete_for_recipient(conn, &contact.email.key())?;
+    // Campaigns keep their counts, not the address.
+    crate::storage::campaigns::redact_contact(conn, &contact_id)?;
     contacts::delete_contact(conn, &contact_id)?;
     Ok(())
 }

@@ -297,18 +297,17 @@ pub fn scan_batch(
         .collect())
 }
 
-/// What a message needs of each contact: (id, email, attributes JSON, company, country).
-pub fn find_for_mail(
-    conn: &mut DbConnection,
-    ids: &[String],
-) -> QueryResult<Vec<(String, String, String, Option<String>, Option<String>)>> {
+/// What a message needs of a contact: (id, email, attributes JSON, company, country).
+pub type MailRow = (String, String, String, Option<String>, Option<String>);
+
+pub fn find_for_mail(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<MailRow>> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         found.extend(
             contacts::table
                 .filter(contacts::id.eq_any(chunk))
                 .select((contacts::id, contacts::email, contacts::attributes, contacts::company, contacts::country))
-                .load::<(String, String, String, Option<String>, Option<String>)>(conn)?,
+                .load::<MailRow>(conn)?,
         );
     }
     Ok(found)

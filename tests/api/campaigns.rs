@@ -394,6 +394,14 @@ async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
     assert_eq!(outcome["items"][0]["type"], "complaint");
     let (_, stats) = app.send(app.get(&format!("/api/v1/campaigns/{id}/stats"))).await;
     assert_eq!(stats["complaints"], 1, "{stats}");
+
+    // Erasure takes the address out of the campaign's record; the counts stay.
+    let (status, _) = app.send(app.delete(&format!("/api/v1/contacts/{fine}"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, recipients) = app.send(app.get(&format!("/api/v1/campaigns/{id}/recipients"))).await;
+    assert!(!recipients.to_string().contains("fine@example.org"), "{recipients}");
+    let (_, stats) = app.send(app.get(&format!("/api/v1/campaigns/{id}/stats"))).await;
+    assert_eq!((stats["sent"].as_i64(), stats["complaints"].as_i64()), (Some(2), Some(1)), "{stats}");
 }
 
 #[tokio::test]
