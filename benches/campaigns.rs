@@ -40,8 +40,7 @@ struct Options {
 }
 
 fn main() -> BenchResult<()> {
-    let mut options =
-        Options { messages: 100_000, database: None, smtp: None, algorithm: None, concurrency: 8 };
+    let mut options = Options { messages: 100_000, database: None, smtp: None, algorithm: None, concurrency: 8 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -98,7 +97,10 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -168,7 +170,10 @@ async fn run(options: Options) -> BenchResult<()> {
     };
 
     println!();
-    println!("{:<10} {:>6} {:>9} {:>10} {:>10} {:>12}", "signature", "conns", "messages", "prepare s", "send s", "messages/s");
+    println!(
+        "{:<10} {:>6} {:>9} {:>10} {:>10} {:>12}",
+        "signature", "conns", "messages", "prepare s", "send s", "messages/s"
+    );
     // One connection alone, on a slice of the audience: the per-message cost of a connection.
     let single = (messages / 20).clamp(500, 5000);
     measure(&context(DkimAlgorithm::Ed25519, 1)?, 1, single, "ed25519").await?;
@@ -181,7 +186,8 @@ async fn run(options: Options) -> BenchResult<()> {
             DkimAlgorithm::Ed25519 => "ed25519",
             DkimAlgorithm::Rsa => "rsa-2048",
         };
-        let count = if algorithm == DkimAlgorithm::Rsa && options.algorithm.is_none() { messages / 5 } else { messages };
+        let count =
+            if algorithm == DkimAlgorithm::Rsa && options.algorithm.is_none() { messages / 5 } else { messages };
         measure(&context(algorithm, options.concurrency)?, options.concurrency, count, name).await?;
     }
     println!();

@@ -222,8 +222,9 @@ pub fn template_context(
     minijinja::context! {
         contact => minijinja::Value::from_serialize(contact),
         campaign => minijinja::context! { name => campaign_name },
-        unsubscribe_url => unsubscribe,
-        preferences_url => preferences,
+        // Our own signed URLs: safe as they are (HTML escaping would turn `/` into `&#x2f;`).
+        unsubscribe_url => minijinja::Value::from_safe_string(unsubscribe.to_owned()),
+        preferences_url => minijinja::Value::from_safe_string(preferences.to_owned()),
     }
 }
 

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    MailServer, ReceivedMail, TestApp, TestDatabase, assert_problem, fields_at_fault, spawn_app_with,
+    MailServer, ReceivedMail, TestApp, TestDatabase, assert_problem, fields_at_fault, spawn_app, spawn_app_with,
 };
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dkim");
@@ -552,4 +552,171 @@ async fn a_dispatcher_killed_mid_campaign_loses_nobody_after_a_restart() {
     for ids in duplicates {
         assert!(ids.iter().all(|id| id == &ids[0]), "a message sent twice changed its Message-ID: {ids:?}");
     }
+}
+
+#[tokio::test]
+async fn a_campaign_pauses_resumes_and_cancels_and_a_scheduled_one_waits_for_its_time() {
+    let app = spawn_app_with(|settings| {
+        settings.send_batch_size = 2;
+        settings.send_rate_per_second = 20;
+    })
+    .await;
+    let list = app.create_list("Newsletter").await;
+    for n in 0..30 {
+        let id = contact(&app, json!({"email": format!("slow{n}@example.org")})).await;
+        grant(&app, &id, &list, "double_opt_in").await;
+    }
+    let create = |name: &str| {
+        app.send(
+            app.post("/api/v1/campaigns", &json!({"name": name, "subject": "S", "text_body": "B", "lists": [list]})),
+        )
+    };
+    let (_, later) = create("Later").await;
+    let later = later["id"].as_str().unwrap().to_owned();
+    let in_an_hour = (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+    let (status, scheduled) =
+        app.send(app.post(&format!("/api/v1/campaigns/{later}/send"), &json!({"scheduled_at": in_an_hour}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{scheduled}");
+    assert_eq!(scheduled["status"], "scheduled");
+
+    let (_, now) = create("Now").await;
+    let now = now["id"].as_str().unwrap().to_owned();
+    app.send(app.post(&format!("/api/v1/campaigns/{now}/send"), &json!({}))).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.mail.received().len() < 4 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, paused) = app.send(app.post(&format!("/api/v1/campaigns/{now}/pause"), &json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(paused["status"], "paused");
+    // The batch in flight may finish; nothing starts after it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_pause = app.mail.received().len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(app.mail.received().len(), at_pause, "sending went on while paused");
+    assert!(at_pause < 30);
+    let response = app.post(&format!("/api/v1/campaigns/{now}/pause"), &json!({})).send().await.unwrap();
+    assert_problem(response, StatusCode::CONFLICT, "conflict").await;
+
+    let (status, _) = app.send(app.post(&format!("/api/v1/campaigns/{now}/resume"), &json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_status(&app, &now, "sent").await;
+    assert_eq!(app.mail.received().len(), 30);
+
+    // The scheduled one did not go; cancelled, it never will.
+    let (_, later_now) = app.send(app.get(&format!("/api/v1/campaigns/{later}"))).await;
+    assert_eq!(later_now["status"], "scheduled");
+    let (status, cancelled) = app.send(app.post(&format!("/api/v1/campaigns/{later}/cancel"), &json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(app.mail.received().len(), 30);
+}
+
+#[tokio::test]
+async fn complaints_above_the_threshold_pause_the_campaign() {
+    let app = spawn_app_with(|settings| {
+        settings.bounce_secret = Some(consento::settings::Secret::new("s3cret"));
+        // One message an hour: the campaign is still being sent when the complaint comes.
+        settings.send_rate_per_hour = 1;
+    })
+    .await;
+    let list = app.create_list("Newsletter").await;
+    for n in 0..3 {
+        let id = contact(&app, json!({"email": format!("angry{n}@example.org")})).await;
+        grant(&app, &id, &list, "double_opt_in").await;
+    }
+    let (_, campaign) = app
+        .send(
+            app.post(
+                "/api/v1/campaigns",
+                &json!({"name": "Hourly", "subject": "S", "text_body": "B", "lists": [list]}),
+            ),
+        )
+        .await;
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    app.send(app.post(&format!("/api/v1/campaigns/{id}/send"), &json!({}))).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.mail.received().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = app.mail.received().remove(0);
+    let (status, outcome) = app
+        .send(app.client.post(app.url("/webhooks/bounces")).bearer_auth("s3cret").json(&json!({
+            "type": "complaint", "email": first.to[0], "message_id": first.header("Message-ID")
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["items"][0]["campaign_paused"], true, "{outcome}");
+    let (_, campaign) = app.send(app.get(&format!("/api/v1/campaigns/{id}"))).await;
+    assert_eq!(campaign["status"], "paused");
+    assert!(campaign["status_reason"].as_str().unwrap().contains("complaint rate 100.00%"), "{campaign}");
+    assert_eq!(app.mail.received().len(), 1);
+}
+
+#[tokio::test]
+async fn opens_and_clicks_are_counted_only_when_the_campaign_asks() {
+    let app = spawn_app().await;
+    let list = app.create_list("Newsletter").await;
+    let reader = contact(&app, json!({"email": "reader@example.org"})).await;
+    grant(&app, &reader, &list, "double_opt_in").await;
+    let html = "<html><body><a href=\"https://shop.example/sale?a=1&amp;b=2\">Sale</a> \
+                <a href=\"{{ unsubscribe_url }}\">Leave</a></body></html>";
+    let (_, plain) = app
+        .send(app.post(
+            "/api/v1/campaigns",
+            &json!({"name": "Untracked", "subject": "S", "text_body": "B", "html_body": html, "lists": [list]}),
+        ))
+        .await;
+    let (_, tracked) = app
+        .send(app.post(
+            "/api/v1/campaigns",
+            &json!({"name": "Tracked", "subject": "T", "text_body": "B", "html_body": html, "lists": [list],
+                    "tracking": {"opens": true, "clicks": true, "individual": true}}),
+        ))
+        .await;
+    for campaign in [&plain, &tracked] {
+        let id = campaign["id"].as_str().unwrap();
+        app.send(app.post(&format!("/api/v1/campaigns/{id}/send"), &json!({}))).await;
+        wait_for_status(&app, id, "sent").await;
+    }
+    let mails = app.mail.wait_for("reader@example.org", 2).await;
+    let html_of = |subject: &str| {
+        let mail = mails.iter().find(|m| m.header("Subject").as_deref() == Some(subject)).unwrap();
+        decode_html_part(&mail.raw)
+    };
+    let untracked = html_of("S");
+    assert!(untracked.contains("https://shop.example/sale?a=1&amp;b=2") && !untracked.contains("/t/"), "{untracked}");
+
+    let tracked_html = html_of("T");
+    assert!(!tracked_html.contains("https://shop.example"), "{tracked_html}");
+    assert!(tracked_html.contains(&app.url("/unsubscribe/")), "the unsubscribe link stays direct: {tracked_html}");
+    let links: Vec<&str> = tracked_html.split('"').filter(|part| part.starts_with(&app.url("/t/"))).collect();
+    assert_eq!(links.len(), 2, "{tracked_html}");
+    let (click, open) = (links[0], links[1]);
+    let response = app.client.get(open).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/gif");
+    let response = app.client.get(click).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], "https://shop.example/sale?a=1&b=2");
+    let forged = format!("{}x", click);
+    assert_eq!(app.client.get(forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    let (_, stats) = app.send(app.get(&format!("/api/v1/campaigns/{}/stats", tracked["id"].as_str().unwrap()))).await;
+    assert_eq!((stats["opens"].as_i64(), stats["clicks"].as_i64()), (Some(1), Some(1)), "{stats}");
+    assert_eq!((stats["unique_opens"].as_i64(), stats["unique_clicks"].as_i64()), (Some(1), Some(1)), "{stats}");
+    let (_, stats) = app.send(app.get(&format!("/api/v1/campaigns/{}/stats", plain["id"].as_str().unwrap()))).await;
+    assert_eq!((stats["opens"].as_i64(), stats["clicks"].as_i64()), (Some(0), Some(0)), "{stats}");
+}
+
+/// The HTML part of a multipart message, decoded.
+fn decode_html_part(raw: &str) -> String {
+    let start = raw.find("Content-Type: text/html").expect("an HTML part");
+    let part = &raw[start..];
+    let (head, body) = part.split_once("\r\n\r\n").unwrap();
+    let body = body.split("\r\n--").next().unwrap();
+    let mail = ReceivedMail { from: String::new(), to: Vec::new(), raw: format!("{head}\r\n\r\n{body}") };
+    mail.text()
 }
