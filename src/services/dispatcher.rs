@@ -276,25 +276,40 @@ impl Dispatcher {
         let ids: Vec<String> = claimed.iter().filter_map(|r| r.contact_id.clone()).collect();
         let contacts = self.ctx.db.read(move |conn| campaigns::load_mail_contacts(conn, &ids)).await?;
         let ctx = self.ctx.clone();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
         tokio::task::spawn_blocking(move || {
-            claimed
-                .into_iter()
-                .map(|recipient| {
-                    let contact = recipient.contact_id.as_ref().and_then(|id| contacts.get(id));
-                    let message = match contact {
-                        Some(contact) => prepared.compose(
-                            &ctx,
-                            contact,
-                            &contact.email,
-                            recipient.list_id.as_deref(),
-                            Some(&recipient.id),
-                            "",
-                        ),
-                        None => Err("the contact no longer exists".to_owned()),
-                    };
-                    (recipient, message)
-                })
-                .collect()
+            let compose = |recipient: Claimed| {
+                let contact = recipient.contact_id.as_ref().and_then(|id| contacts.get(id));
+                let message = match contact {
+                    Some(contact) => prepared.compose(
+                        &ctx,
+                        contact,
+                        &contact.email,
+                        recipient.list_id.as_deref(),
+                        Some(&recipient.id),
+                        "",
+                    ),
+                    None => Err("the contact no longer exists".to_owned()),
+                };
+                (recipient, message)
+            };
+            // Signing (RSA above all) is the costly part: one slice of the batch per core.
+            let chunk = claimed.len().div_ceil(threads).max(1);
+            let mut slices: Vec<Vec<Claimed>> = Vec::new();
+            let mut rest = claimed;
+            while rest.len() > chunk {
+                let tail = rest.split_off(chunk);
+                slices.push(rest);
+                rest = tail;
+            }
+            slices.push(rest);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = slices
+                    .into_iter()
+                    .map(|slice| scope.spawn(|| slice.into_iter().map(compose).collect::<Vec<_>>()))
+                    .collect();
+                workers.into_iter().flat_map(|worker| worker.join().unwrap_or_default()).collect()
+            })
         })
         .await
         .map_err(Error::internal)
