@@ -152,6 +152,8 @@ pub struct Evidence {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub source_url: Option<String>,
+    /// The provenance manifest of an import (bought, rented or migrated lists).
+    pub manifest_id: Option<String>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -202,6 +204,10 @@ pub struct ChainedFields<'a> {
     /// RFC 3339 with microseconds.
     pub occurred_at: String,
     pub prev_hash: &'a str,
+    /// Only events of an import with a provenance manifest have one; left out of the
+    /// hashed form otherwise, so that events from before it hash as they always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_id: Option<&'a str>,
 }
 
 impl ChainedFields<'_> {

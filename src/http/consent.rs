@@ -37,6 +37,8 @@ pub struct ConsentEventResponse {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub source_url: Option<String>,
+    /// For an imported list: its provenance manifest (`/api/v1/manifests/{id}`).
+    pub manifest_id: Option<String>,
     /// `public`, `user:<id>`, `api_key:<id>` or `system`.
     pub actor: String,
     pub occurred_at: DateTime<Utc>,
@@ -63,6 +65,7 @@ impl From<ConsentEvent> for ConsentEventResponse {
             ip: event.evidence.ip,
             user_agent: event.evidence.user_agent,
             source_url: event.evidence.source_url,
+            manifest_id: event.evidence.manifest_id,
             actor: event.actor,
             occurred_at: event.occurred_at,
             hash: event.hash,

@@ -104,6 +104,7 @@ diesel::table! {
         occurred_at -> Timestamp,
         prev_hash -> Text,
         hash -> Text,
+        manifest_id -> Nullable<Text>,
     }
 }
 
@@ -274,6 +275,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    provenance_manifests (id) {
+        id -> Text,
+        supplier -> Text,
+        collected_on -> Text,
+        consent_text -> Text,
+        brand_named -> Bool,
+        partners_shown -> Text,
+        sha256 -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    import_jobs (id) {
+        id -> Text,
+        status -> Text,
+        format -> Text,
+        options -> Text,
+        file_path -> Nullable<Text>,
+        file_bytes -> BigInt,
+        records_done -> BigInt,
+        imported -> BigInt,
+        updated -> BigInt,
+        duplicates -> BigInt,
+        suppressed -> BigInt,
+        invalid -> BigInt,
+        errors -> Text,
+        failure -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(campaign_recipients -> campaigns (campaign_id));
 diesel::joinable!(confirmations -> contacts (contact_id));
@@ -299,4 +338,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     campaigns,
     campaign_recipients,
     delivery_events,
+    provenance_manifests,
+    import_jobs,
 );

@@ -468,7 +468,7 @@ async fn a_dispatcher_killed_mid_campaign_loses_nobody_after_a_restart() {
             .stderr(Stdio::null());
         Server(command.spawn().unwrap())
     };
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let mut server = start();
     wait_until_healthy(&client, &base).await;
     let token: Value = client

@@ -109,7 +109,7 @@ async fn a_user_created_on_the_command_line_signs_in_to_the_server_which_stops_o
         .unwrap();
     let mut server = Server(server);
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     wait_until_healthy(&client, &base).await;
 
     let response = client
@@ -153,7 +153,7 @@ async fn the_first_admin_comes_from_the_environment_on_first_start_only_and_toke
             .unwrap()
     };
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let sign_in = |password: &'static str| {
         client
             .post(format!("{base}/api/v1/auth/token"))

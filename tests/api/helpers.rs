@@ -93,10 +93,17 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     users::create_user(&state.db, NewUser { email, password: ADMIN_PASSWORD.to_owned(), role: Role::Admin })
         .await
         .expect("the admin is created");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = client();
     let mut app = TestApp { address, client, state, admin_token: String::new(), mail, database };
     app.admin_token = app.token_for(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
+}
+
+/// An HTTP client that opens a connection per request: a kept-alive connection the
+/// server closes after its idle timeout can otherwise be reused at that very moment, and
+/// the request fails with "connection closed before message completed".
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(0).build().unwrap()
 }
 
 impl TestApp {
