@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `user create`, `openapi`.
+//! The command line: `serve`, `migrate`, `user create`, `openapi`, `consent verify`,
+//! `import`, `export`, `plugins check`, `stats`.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::domain::{Email, Role};
 use crate::error::{Error, Result};
 use crate::services::auth::check_password_rules;
+use crate::services::imports;
 use crate::services::users::{self, NewUser};
 use crate::settings::Settings;
 use crate::startup::{Application, open_database};
@@ -52,6 +54,81 @@ pub enum Command {
         #[command(subcommand)]
         command: ConsentCommand,
     },
+    /// Import contacts from a CSV or NDJSON file, with the legal basis to record.
+    /// Exit status: 0 every row taken, 3 finished with refused rows, 1 failed.
+    Import {
+        /// The file (CSV with a header line, or one JSON object a line)
+        file: PathBuf,
+        /// csv or ndjson [default: from the file's extension]
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// CSV delimiter [default: detected]
+        #[arg(long)]
+        delimiter: Option<char>,
+        /// utf-8, windows-1252, iso-8859-1… [default: detected]
+        #[arg(long)]
+        encoding: Option<String>,
+        /// A list (id or name) every row joins; repeat for several
+        #[arg(long = "list", value_name = "LIST")]
+        lists: Vec<String>,
+        /// A tag every row gets; repeat for several
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// The legal basis to record for each list (double_opt_in, single_opt_in, soft_opt_in,
+        /// b2b_professional, b2b_role_address, imported…); none: no consent is recorded
+        #[arg(long)]
+        basis: Option<String>,
+        /// What the people agreed to (for a basis other than imported)
+        #[arg(long)]
+        consent_text: Option<String>,
+        /// The provenance manifest of a bought or rented list, as a JSON file:
+        /// {"supplier", "collected_on", "consent_text", "brand_named", "partners_shown"}
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Where a column goes: COLUMN=email|company|country|tags|lists|attributes|attributes.NAME|ignore
+        #[arg(long = "map", value_name = "COLUMN=TARGET")]
+        columns: Vec<String>,
+    },
+    /// Export contacts as CSV or NDJSON (the columns an import reads back)
+    Export {
+        #[arg(long, value_enum, default_value_t = FormatArg::Csv)]
+        format: FormatArg,
+        /// Only the contacts on this list (id)
+        #[arg(long)]
+        list: Option<String>,
+        /// Only the contacts with this tag
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only the contacts this segment matches (id)
+        #[arg(long)]
+        segment: Option<String>,
+        /// Write here instead of standard output
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check Rhai plugins
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Print counts: contacts by status, lists, consents, suppressions, campaigns, imports
+    Stats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Compile every plugin of a folder (plugins/<name>/plugin.toml and main.rhai) and report
+    /// each; exits non-zero if any does not compile
+    Check {
+        /// The folder [default: the plugins_dir setting]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,13 +170,80 @@ impl From<RoleArg> for Role {
     }
 }
 
-pub async fn run(command: Command, settings: Settings) -> Result<()> {
+/// Runs a command; answers the exit status.
+pub async fn run(command: Command, settings: Settings) -> Result<u8> {
     match command {
-        Command::Serve => Application::build(settings).await?.run_until_stopped().await.map_err(Error::internal),
+        Command::Import { file, format, delimiter, encoding, lists, tags, basis, consent_text, manifest, columns } => {
+            let format = format.unwrap_or_else(|| {
+                let extension = file.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+                if matches!(extension.as_str(), "ndjson" | "jsonl") { FormatArg::Ndjson } else { FormatArg::Csv }
+            });
+            let mut mapping = std::collections::BTreeMap::new();
+            for column in columns {
+                let (name, target) = column
+                    .split_once('=')
+                    .ok_or_else(|| Error::field("--map", format!("{column:?} is not COLUMN=TARGET")))?;
+                mapping.insert(name.to_owned(), target.to_owned());
+            }
+            let options = imports::ImportOptions {
+                delimiter,
+                encoding,
+                columns: mapping,
+                lists,
+                tags,
+                basis,
+                consent_text,
+                manifest_id: None,
+            };
+            import(settings, file, format, options, manifest).await
+        }
+        Command::Export { format, list, tag, segment, output } => {
+            export(settings, format, list, tag, segment, output).await?;
+            Ok(0)
+        }
+        Command::Plugins { command: PluginsCommand::Check { dir } } => {
+            let dir = dir.unwrap_or_else(|| settings.plugins_dir.clone());
+            let host = crate::plugins::PluginHost::new(&dir, settings.script_limits());
+            let outcomes = crate::services::plugins::FolderPlugins::check(&dir, &host);
+            if outcomes.is_empty() {
+                eprintln!("no plugin in {} (a plugin is a folder with plugin.toml and main.rhai)", dir.display());
+                return Ok(1);
+            }
+            let mut failed = 0;
+            for (folder, outcome) in outcomes {
+                match outcome {
+                    Ok(plugin) => println!(
+                        "ok     {} {} (hooks: {})",
+                        plugin.name,
+                        plugin.version,
+                        if plugin.hooks.is_empty() { "none".to_owned() } else { plugin.hooks.join(", ") }
+                    ),
+                    Err(error) => {
+                        failed += 1;
+                        let detail = match &error {
+                            Error::Internal(cause) => cause.to_string(),
+                            other => other.to_string(),
+                        };
+                        println!("error  {folder}: {detail}");
+                    }
+                }
+            }
+            Ok(u8::from(failed > 0))
+        }
+        Command::Stats => {
+            let db = open_database(&settings).await?;
+            let stats = crate::services::stats::gather(&db).await?;
+            print!("{stats}");
+            Ok(0)
+        }
+        Command::Serve => {
+            Application::build(settings).await?.run_until_stopped().await.map_err(Error::internal)?;
+            Ok(0)
+        }
         Command::Migrate => {
             open_database(&settings).await?;
             eprintln!("The database is up to date.");
-            Ok(())
+            Ok(0)
         }
         Command::User { command: UserCommand::Create { email, role } } => {
             let email = Email::parse(&email).map_err(|e| Error::field("--email", e))?;
@@ -108,11 +252,11 @@ pub async fn run(command: Command, settings: Settings) -> Result<()> {
             let db = open_database(&settings).await?;
             let user = users::create_user(&db, NewUser { email, password, role: role.into() }).await?;
             eprintln!("Created {} user {} ({}).", user.role, user.email, user.id);
-            Ok(())
+            Ok(0)
         }
         Command::Openapi => {
             print!("{}", crate::http::openapi_json());
-            Ok(())
+            Ok(0)
         }
         Command::Consent { command: ConsentCommand::Verify } => {
             let db = open_database(&settings).await?;
@@ -120,7 +264,7 @@ pub async fn run(command: Command, settings: Settings) -> Result<()> {
             match report.first_mismatch {
                 None => {
                     println!("The consent ledger is intact: {} events checked.", report.events_checked);
-                    Ok(())
+                    Ok(0)
                 }
                 Some(mismatch) => Err(Error::Conflict(format!(
                     "the consent ledger was altered: event {} ({}) {}; {} events before it are intact",
@@ -129,6 +273,102 @@ pub async fn run(command: Command, settings: Settings) -> Result<()> {
             }
         }
     }
+}
+
+async fn import(
+    settings: Settings,
+    file: PathBuf,
+    format: FormatArg,
+    mut options: imports::ImportOptions,
+    manifest: Option<PathBuf>,
+) -> Result<u8> {
+    let file = std::fs::canonicalize(&file).map_err(|e| Error::field("FILE", format!("{}: {e}", file.display())))?;
+    let db = open_database(&settings).await?;
+    let keys = crate::services::keys::Keys::load(&db).await?;
+    let actor = crate::domain::consent::Actor::System;
+    if let Some(path) = manifest {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::field("--manifest", format!("{}: {e}", path.display())))?;
+        let draft: imports::ManifestDraft =
+            serde_json::from_str(&text).map_err(|e| Error::field("--manifest", format!("{}: {e}", path.display())))?;
+        let manifest = imports::create_manifest(&db, draft, &actor).await?;
+        eprintln!("Stored the provenance manifest {} ({}).", manifest.id, manifest.supplier);
+        options.manifest_id = Some(manifest.id);
+    }
+    let format = match format {
+        FormatArg::Csv => imports::ImportFormat::Csv,
+        FormatArg::Ndjson => imports::ImportFormat::Ndjson,
+    };
+    let job = imports::create_job(&db, format, options, Some(file.clone()), &actor).await?;
+    let started = std::time::Instant::now();
+    let worker = imports::ImportWorker::new(db, keys, std::sync::Arc::new(tokio::sync::Notify::new()));
+    let job = worker
+        .run_one_with(Some(job.id.clone()), |report| {
+            let rate = report.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!(
+                "\r{} records ({:.0}/s): {} new, {} merged, {} refused   ",
+                report.records, rate, report.imported, report.updated, report.invalid
+            );
+        })
+        .await?
+        .ok_or_else(|| Error::internal("the import was taken by another process"))?;
+    eprintln!();
+    let report = &job.report;
+    println!(
+        "import {}: {} in {:.1} s\n  records     {}\n  imported    {}\n  updated     {}\n  duplicates  {}\n  suppressed  {}\n  invalid     {}",
+        job.id,
+        job.status,
+        started.elapsed().as_secs_f64(),
+        report.records,
+        report.imported,
+        report.updated,
+        report.duplicates,
+        report.suppressed,
+        report.invalid
+    );
+    for error in &report.errors {
+        println!("  line {}: {}", error.line, error.reason);
+    }
+    if let Some(failure) = &job.failure {
+        eprintln!("consento: the import failed: {failure}");
+        return Ok(1);
+    }
+    Ok(if report.invalid > 0 { 3 } else { 0 })
+}
+
+async fn export(
+    settings: Settings,
+    format: FormatArg,
+    list: Option<String>,
+    tag: Option<String>,
+    segment: Option<String>,
+    output: Option<PathBuf>,
+) -> Result<()> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let db = open_database(&settings).await?;
+    let host = std::sync::Arc::new(crate::plugins::PluginHost::new(&settings.plugins_dir, settings.script_limits()));
+    let folder = crate::services::plugins::FolderPlugins::load(&settings.plugins_dir, &host)?;
+    let segment =
+        segment.map(|s| s.parse().map_err(|_| Error::field("--segment", "is not a segment id"))).transpose()?;
+    let filter = crate::services::exports::ExportFilter { list, tag, segment };
+    let format = match format {
+        FormatArg::Csv => crate::services::exports::ExportFormat::Csv,
+        FormatArg::Ndjson => crate::services::exports::ExportFormat::Ndjson,
+    };
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| Error::field("--output", format!("{}: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let stream = crate::services::exports::export(&db, &host, &folder, filter, format).await?;
+    futures_util::pin_mut!(stream);
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?).map_err(Error::internal)?;
+    }
+    out.flush().map_err(Error::internal)?;
+    Ok(())
 }
 
 fn read_password() -> Result<String> {

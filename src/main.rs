@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     };
     consento::telemetry::init(&settings.log, settings.log_format);
     match cli::run(cli.command, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("consento: {}", describe(&error));
             ExitCode::FAILURE

@@ -124,6 +124,8 @@ pub struct Settings {
     pub soft_bounce_limit: u32,
     /// Complaint rate (complaints / sent) above which a campaign pauses itself.
     pub complaint_rate_threshold: f64,
+    /// Largest import file accepted through the API, in bytes.
+    pub import_max_bytes: u64,
 }
 
 /// The DKIM signing algorithm.
@@ -176,6 +178,7 @@ impl Default for Settings {
             bounce_secret: None,
             soft_bounce_limit: 3,
             complaint_rate_threshold: 0.003,
+            import_max_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -221,6 +224,7 @@ const KEYS: &[&str] = &[
     "bounce_secret",
     "soft_bounce_limit",
     "complaint_rate_threshold",
+    "import_max_bytes",
 ];
 
 impl Settings {
@@ -270,6 +274,11 @@ impl Settings {
             deadline: std::time::Duration::from_millis(self.script_deadline_ms),
             ..crate::plugins::Limits::default()
         }
+    }
+
+    /// Where uploaded import files wait for their job.
+    pub fn imports_dir(&self) -> PathBuf {
+        self.data_dir.join("imports")
     }
 
     pub fn outbox_dir(&self) -> PathBuf {

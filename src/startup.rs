@@ -17,6 +17,7 @@ use crate::mail::{Signer, Transport};
 use crate::plugins::PluginHost;
 use crate::services::campaigns::CampaignContext;
 use crate::services::dispatcher::{Dispatcher, SendOptions};
+use crate::services::imports::ImportWorker;
 use crate::services::keys::Keys;
 use crate::services::mailer::OutboxWorker;
 use crate::services::plugins::FolderPlugins;
@@ -71,6 +72,8 @@ impl Application {
         let send_wake = Arc::new(Notify::new());
         let dispatcher = Dispatcher::new(campaigns.clone(), SendOptions::from_settings(&settings), send_wake.clone());
         tokio::spawn(dispatcher.run());
+        let import_wake = Arc::new(Notify::new());
+        tokio::spawn(ImportWorker::new(db.clone(), keys.clone(), import_wake.clone()).run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
 
         let port = address.port();
@@ -95,6 +98,7 @@ impl Application {
             folder_plugins,
             campaigns,
             send_wake,
+            import_wake,
         });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod contacts;
 pub mod extract;
 pub mod forms;
+pub mod imports;
 pub mod lists;
 pub mod ops;
 pub mod pages;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub campaigns: crate::services::campaigns::CampaignContext,
     /// Wakes the campaign dispatcher when a campaign is scheduled or resumed.
     pub send_wake: Arc<Notify>,
+    /// Wakes the import worker when a file arrived.
+    pub import_wake: Arc<Notify>,
 }
 
 /// `limit` and `cursor` of a collection.
@@ -104,6 +107,7 @@ where
         (name = "plugins", description = "Rhai scripts: managed, validated, dry-run"),
         (name = "segments", description = "Rhai predicates over contacts"),
         (name = "campaigns", description = "Templates, audience checks against the send policy, sending, statistics"),
+        (name = "imports", description = "Imports with provenance manifests"),
         (name = "deliverability", description = "Bounce and complaint notifications from the mail provider"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -196,6 +200,7 @@ where
         .service(
             scope("/api/v1")
                 .service(auth::issue_token)
+                .service(imports::export_contacts)
                 .service(contacts::create_contact)
                 .service(contacts::list_contacts)
                 .service(contacts::get_contact)
@@ -258,7 +263,13 @@ where
                 .service(campaigns::test_campaign)
                 .service(campaigns::campaign_stats)
                 .service(campaigns::list_recipients)
-                .service(campaigns::churn),
+                .service(campaigns::churn)
+                .service(imports::create_manifest)
+                .service(imports::get_manifest)
+                .service(imports::create_import)
+                .service(imports::upload_import)
+                .service(imports::get_import)
+                .service(imports::list_imports),
         )
 }
 

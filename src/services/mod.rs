@@ -7,7 +7,9 @@ pub mod campaigns;
 pub mod consent;
 pub mod contacts;
 pub mod dispatcher;
+pub mod exports;
 pub mod forms;
+pub mod imports;
 pub mod keys;
 pub mod lists;
 pub mod mailer;
@@ -15,6 +17,7 @@ pub mod pagination;
 pub mod plugins;
 pub mod segments;
 pub mod signup;
+pub mod stats;
 pub mod tracking;
 pub mod users;
 

@@ -75,37 +75,50 @@ impl FolderPlugins {
     /// plugin that does not compile stops the start with its script, line and column.
     pub fn load(dir: &Path, host: &PluginHost) -> Result<Self> {
         let mut plugins = BTreeMap::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(Self(plugins));
-        };
-        for entry in entries.flatten() {
-            let folder = entry.path();
-            let manifest_path = folder.join("plugin.toml");
-            if !manifest_path.is_file() {
-                continue;
-            }
-            let manifest: Manifest = figment::Figment::from(figment::providers::Toml::file_exact(&manifest_path))
-                .extract()
-                .map_err(|e| Error::internal(format!("{}: {e}", manifest_path.display())))?;
-            let source = std::fs::read_to_string(folder.join("main.rhai"))
-                .map_err(|e| Error::internal(format!("{}/main.rhai: {e}", folder.display())))?;
-            let ast = host.compile(&manifest.name, &source).map_err(|e| Error::internal(e.describe()))?;
-            plugins.insert(
-                manifest.name.clone(),
-                Plugin {
-                    hooks: hooks_of(&ast),
-                    name: manifest.name,
-                    version: manifest.version,
-                    description: manifest.description,
-                    source,
-                    origin: Origin::Folder,
-                    settings: manifest.settings,
-                    updated_by: None,
-                    updated_at: None,
-                },
-            );
+        for (_, plugin) in Self::check(dir, host) {
+            let plugin = plugin?;
+            plugins.insert(plugin.name.clone(), plugin);
         }
         Ok(Self(plugins))
+    }
+
+    /// Reads and compiles every plugin of a folder, answering each one's outcome by folder
+    /// name (`consento plugins check`).
+    pub fn check(dir: &Path, host: &PluginHost) -> Vec<(String, Result<Plugin>)> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut folders: Vec<std::path::PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.join("plugin.toml").is_file()).collect();
+        folders.sort();
+        folders
+            .into_iter()
+            .map(|folder| {
+                let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (name, Self::load_one(&folder, host))
+            })
+            .collect()
+    }
+
+    fn load_one(folder: &Path, host: &PluginHost) -> Result<Plugin> {
+        let manifest_path = folder.join("plugin.toml");
+        let manifest: Manifest = figment::Figment::from(figment::providers::Toml::file_exact(&manifest_path))
+            .extract()
+            .map_err(|e| Error::internal(format!("{}: {e}", manifest_path.display())))?;
+        let source = std::fs::read_to_string(folder.join("main.rhai"))
+            .map_err(|e| Error::internal(format!("{}/main.rhai: {e}", folder.display())))?;
+        let ast = host.compile(&manifest.name, &source).map_err(|e| Error::internal(e.describe()))?;
+        Ok(Plugin {
+            hooks: hooks_of(&ast),
+            name: manifest.name,
+            version: manifest.version,
+            description: manifest.description,
+            source,
+            origin: Origin::Folder,
+            settings: manifest.settings,
+            updated_by: None,
+            updated_at: None,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Plugin> {

@@ -131,6 +131,13 @@ impl Predicate {
         self
     }
 
+    /// Narrows to a list and a tag, tested by the database (exports).
+    pub fn narrowed(mut self, list: Option<String>, tag: Option<String>) -> Self {
+        self.conditions.lists.extend(list);
+        self.conditions.tags.extend(tag);
+        self
+    }
+
     /// The next batch of candidates after `after`, in id order (the SQL conditions applied).
     pub fn batch(&self, conn: &mut DbConnection, after: Option<&str>, limit: i64) -> Result<Vec<ContactFacts>> {
         contacts::scan_batch(conn, after, limit, self.needs, &self.conditions)

@@ -205,6 +205,74 @@ pub fn update_status(
         .execute(conn)
 }
 
+/// Contacts by address key (imports merge by address).
+pub fn find_rows_by_email_keys(conn: &mut DbConnection, keys: &[String]) -> QueryResult<Vec<ContactRow>> {
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(500) {
+        found.extend(
+            contacts::table.filter(contacts::email_key.eq_any(chunk)).select(ContactRow::as_select()).load(conn)?,
+        );
+    }
+    Ok(found)
+}
+
+/// New contacts, several rows per statement.
+pub fn insert_contacts(conn: &mut DbConnection, rows: &[ContactRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(500) {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(contacts::table).values(chunk).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(contacts::table).values(chunk).execute(sqlite)?,
+        };
+    }
+    Ok(())
+}
+
+/// Tags (contact id, tag), those already there kept.
+pub fn add_tags(conn: &mut DbConnection, rows: &[(String, String)]) -> QueryResult<()> {
+    let rows: Vec<ContactTagRow> = rows
+        .iter()
+        .map(|(contact_id, tag)| ContactTagRow { contact_id: contact_id.clone(), tag: tag.clone() })
+        .collect();
+    for chunk in rows.chunks(500) {
+        match conn {
+            DbConnection::Postgres(pg) => {
+                diesel::insert_into(contact_tags::table).values(chunk).on_conflict_do_nothing().execute(pg)?
+            }
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_or_ignore_into(contact_tags::table).values(chunk).execute(sqlite)?
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Memberships (contact id, list id), those already there kept.
+pub fn add_memberships(
+    conn: &mut DbConnection,
+    rows: &[(String, String)],
+    at: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    let rows: Vec<ContactListRow> = rows
+        .iter()
+        .map(|(contact_id, list_id)| ContactListRow {
+            contact_id: contact_id.clone(),
+            list_id: list_id.clone(),
+            added_at: at,
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        match conn {
+            DbConnection::Postgres(pg) => {
+                diesel::insert_into(contact_lists::table).values(chunk).on_conflict_do_nothing().execute(pg)?
+            }
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_or_ignore_into(contact_lists::table).values(chunk).execute(sqlite)?
+            }
+        };
+    }
+    Ok(())
+}
+
 pub fn find_contact_row_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<ContactRow>> {
     contacts::table.filter(contacts::email_key.eq(key)).select(ContactRow::as_select()).first(conn).optional()
 }

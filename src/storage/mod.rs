@@ -9,6 +9,7 @@ pub mod confirmations;
 pub mod consent;
 pub mod contacts;
 pub mod forms;
+pub mod imports;
 pub mod lists;
 pub mod models;
 pub mod outbox;

@@ -1,0 +1,173 @@
+//! Exports: contacts as CSV or NDJSON, all or those of a list, a tag or a segment,
+//! streamed a batch at a time, so memory stays flat whatever the size. The columns are
+//! those an import reads back (lists by name, attributes as one JSON object).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::Stream;
+
+use super::plugins::{FolderPlugins, script_rejected};
+use super::segments::{self, Predicate};
+use crate::domain::{Contact, SegmentId};
+use crate::error::{Error, Result};
+use crate::plugins::{PluginHost, ScriptContact};
+use crate::storage::{self, Db};
+
+const BATCH: i64 = 1000;
+
+crate::domain::consent::string_enum! {
+    /// The format of an export.
+    ExportFormat {
+        Csv = "csv",
+        Ndjson = "ndjson",
+    }
+}
+
+impl ExportFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+            ExportFormat::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// Which contacts.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    pub list: Option<String>,
+    pub tag: Option<String>,
+    pub segment: Option<SegmentId>,
+}
+
+const COLUMNS: [&str; 10] =
+    ["id", "email", "company", "country", "status", "tags", "lists", "attributes", "created_at", "updated_at"];
+
+/// The export as a stream of chunks of bytes, one batch of contacts each.
+pub async fn export(
+    db: &Db,
+    host: &Arc<PluginHost>,
+    folder: &FolderPlugins,
+    filter: ExportFilter,
+    format: ExportFormat,
+) -> Result<impl Stream<Item = Result<Vec<u8>>> + use<>> {
+    let predicate = match filter.segment {
+        Some(id) => {
+            let segment = segments::find_segment(db, id.to_string()).await?;
+            Predicate::compile(db, host, folder, &segments::rule_of(&segment)?).await?
+        }
+        None => Predicate::everyone(),
+    }
+    .narrowed(filter.list, filter.tag.map(|t| t.to_lowercase()));
+    let predicate = Arc::new(predicate);
+    let list_names: Arc<HashMap<String, String>> = Arc::new(
+        db.read(|conn| {
+            Ok(storage::lists::list_lists(conn, None, i64::MAX)?.into_iter().map(|l| (l.id, l.name)).collect())
+        })
+        .await?,
+    );
+    struct State {
+        cursor: Option<String>,
+        first: bool,
+        done: bool,
+    }
+    let (db, host) = (db.clone(), host.clone());
+    Ok(futures_util::stream::unfold(State { cursor: None, first: true, done: false }, move |mut state| {
+        let (db, host, predicate, list_names) = (db.clone(), host.clone(), predicate.clone(), list_names.clone());
+        async move {
+            if state.done {
+                return None;
+            }
+            let cursor = state.cursor.clone();
+            let batch = db
+                .read(move |conn| {
+                    let facts = predicate.batch(conn, cursor.as_deref(), BATCH)?;
+                    let last = facts.last().map(|f| f.id.clone());
+                    let full = facts.len() as i64 == BATCH;
+                    let mut ids = Vec::with_capacity(facts.len());
+                    for facts in facts {
+                        let contact = ScriptContact::new(facts);
+                        if predicate.matches(&host, &contact).map_err(script_rejected)? {
+                            ids.push(contact.0.id.clone());
+                        }
+                    }
+                    Ok((storage::contacts::find_contacts(conn, &ids)?, last, full))
+                })
+                .await;
+            let (contacts, last, full) = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    state.done = true;
+                    return Some((Err(error), state));
+                }
+            };
+            let chunk = write(format, &contacts, &list_names, state.first);
+            state.first = false;
+            state.cursor = last;
+            state.done = !full;
+            Some((chunk, state))
+        }
+    }))
+}
+
+fn write(
+    format: ExportFormat,
+    contacts: &[Contact],
+    list_names: &HashMap<String, String>,
+    header: bool,
+) -> Result<Vec<u8>> {
+    let lists_of = |contact: &Contact| -> Vec<String> {
+        contact
+            .lists
+            .iter()
+            .map(|id| list_names.get(&id.to_string()).cloned().unwrap_or_else(|| id.to_string()))
+            .collect()
+    };
+    let tags_of = |contact: &Contact| -> Vec<String> { contact.tags.iter().map(|t| t.as_str().to_owned()).collect() };
+    match format {
+        ExportFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(Vec::with_capacity(contacts.len() * 160));
+            if header {
+                writer.write_record(COLUMNS).map_err(Error::internal)?;
+            }
+            for contact in contacts {
+                writer
+                    .write_record([
+                        contact.id.to_string(),
+                        contact.email.to_string(),
+                        contact.company.clone().unwrap_or_default(),
+                        contact.country.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+                        contact.status.as_str().to_owned(),
+                        tags_of(contact).join(";"),
+                        lists_of(contact).join(";"),
+                        serde_json::Value::Object(contact.attributes.clone()).to_string(),
+                        contact.created_at.to_rfc3339(),
+                        contact.updated_at.to_rfc3339(),
+                    ])
+                    .map_err(Error::internal)?;
+            }
+            writer.into_inner().map_err(|e| Error::internal(e.to_string()))
+        }
+        ExportFormat::Ndjson => {
+            let mut out = Vec::with_capacity(contacts.len() * 200);
+            for contact in contacts {
+                let line = serde_json::json!({
+                    "id": contact.id.to_string(),
+                    "email": contact.email.to_string(),
+                    "company": contact.company,
+                    "country": contact.country.as_ref().map(|c| c.as_str().to_owned()),
+                    "status": contact.status.as_str(),
+                    "tags": tags_of(contact),
+                    "lists": lists_of(contact),
+                    "attributes": contact.attributes,
+                    "created_at": contact.created_at,
+                    "updated_at": contact.updated_at,
+                });
+                serde_json::to_writer(&mut out, &line).map_err(Error::internal)?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        }
+    }
+}
