@@ -32,7 +32,9 @@ use crate::storage::{self, Db, DbConnection};
 const CHUNK: usize = 2000;
 /// Errors kept in a job's report (the count is exact beyond it).
 const MAX_ERRORS: usize = 1000;
-const LEASE: TimeDelta = TimeDelta::seconds(60);
+/// How long a job stays with an instance without news (each chunk renews it): after a
+/// crash, another instance (or the restarted one) takes the job over once it passes.
+const LEASE: TimeDelta = TimeDelta::seconds(15);
 
 crate::domain::consent::string_enum! {
     /// The file's format.
@@ -695,6 +697,9 @@ fn read_records(
             if !targets.contains(&Target::Email) {
                 return Err(Error::field("columns", "no column holds the e-mail address (name one `email`)"));
             }
+            // With CRLF line ends the csv crate puts a record's start on the `\n` ending the
+            // line before, one line early.
+            let crlf = u64::from(head.windows(2).any(|pair| pair == b"\r\n"));
             let mut record = csv::StringRecord::new();
             let mut index = 0u64;
             loop {
@@ -706,7 +711,7 @@ fn read_records(
                         if index <= skip {
                             continue;
                         }
-                        let line = record.position().map_or(line, |p| p.line());
+                        let line = record.position().map_or(line, |p| p.line() + crlf);
                         let fields = targets.iter().zip(record.iter()).map(|(t, v)| (t, Value::String(v.to_owned())));
                         let row = to_row(fields, plan);
                         let row = if record.len() > targets.len() {
@@ -1091,4 +1096,47 @@ fn store_chunk(
         storage::consent::append_events(conn, events)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(csv: &str) -> Vec<u64> {
+        let path = std::env::temp_dir().join(format!("consento-lines-{}.csv", uuid::Uuid::new_v4()));
+        std::fs::write(&path, csv).unwrap();
+        let plan = Plan {
+            columns: BTreeMap::new(),
+            lists: Vec::new(),
+            tags: Vec::new(),
+            basis: None,
+            evidence: Evidence::default(),
+            known_lists: HashMap::new(),
+            actor: String::new(),
+        };
+        let mut lines = Vec::new();
+        read_records(&path, ImportFormat::Csv, &ImportOptions::default(), &plan, 0, |chunk| {
+            lines.extend(chunk.iter().map(|r| r.line));
+            true
+        })
+        .unwrap();
+        let _ = std::fs::remove_file(&path);
+        lines
+    }
+
+    #[test]
+    fn records_are_numbered_by_the_line_they_start_on_counting_the_header() {
+        assert_eq!(lines_of("email\na@x.org\nb@x.org\n"), [2, 3]);
+        assert_eq!(lines_of("email\r\na@x.org\r\nb@x.org\r\n"), [2, 3]);
+        assert_eq!(lines_of("email,note\na@x.org,\"two\nlines\"\nb@x.org,\n"), [2, 4]);
+    }
+
+    #[test]
+    fn the_delimiter_and_the_encoding_are_detected() {
+        assert_eq!(detect_delimiter(b"email;name;\"a,b\"\n"), b';');
+        assert_eq!(detect_delimiter(b"email\tname\n"), b'\t');
+        assert_eq!(detect_delimiter(b"email\n"), b',');
+        assert_eq!(detect_encoding("Zoë".as_bytes()), encoding_rs::UTF_8);
+        assert_eq!(detect_encoding(b"Zo\xeb"), encoding_rs::WINDOWS_1252);
+    }
 }

@@ -11,6 +11,7 @@ mod consent;
 mod contacts;
 mod errors;
 mod helpers;
+mod imports;
 mod lists;
 mod mail;
 mod openapi;
