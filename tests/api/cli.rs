@@ -178,3 +178,50 @@ async fn the_first_admin_comes_from_the_environment_on_first_start_only_and_toke
     let response = client.get(format!("{base}/api/v1/contacts")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "a token did not survive the restart");
 }
+
+#[tokio::test]
+async fn the_command_line_imports_exports_checks_plugins_and_counts() {
+    let database = TestDatabase::new();
+    let folder = std::env::temp_dir().join(format!("consento-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("people.csv");
+    std::fs::write(&file, "email,company,plan\nada@example.org,Analytical,pro\noops,,\ngrace@example.org,,free\n")
+        .unwrap();
+
+    let output = run(consento(&database).arg("import").arg(&file).arg("--tag").arg("imported-2026"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "refused rows give exit status 3: {stdout}");
+    assert!(stdout.contains("imported    2") && stdout.contains("line 3: email: must contain an @"), "{stdout}");
+
+    let output = run(consento(&database).args(["export", "--format", "ndjson", "--tag", "imported-2026"]));
+    assert!(output.status.success());
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["email"], "ada@example.org");
+    assert_eq!(lines[0]["attributes"], json!({"plan": "pro"}));
+
+    let output = run(consento(&database).arg("stats"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["contacts", "2"]), "{stdout}");
+
+    // A folder with one good plugin and one that does not compile.
+    let plugins = folder.join("plugins");
+    for (name, script) in
+        [("good", "fn matches(contact) { true }"), ("broken", "fn matches(contact) {\n  contact.country ==\n}")]
+    {
+        std::fs::create_dir_all(plugins.join(name)).unwrap();
+        std::fs::write(plugins.join(name).join("plugin.toml"), format!("name = \"{name}\"\nversion = \"1.0.0\"\n"))
+            .unwrap();
+        std::fs::write(plugins.join(name).join("main.rhai"), script).unwrap();
+    }
+    let output = run(consento(&database).args(["plugins", "check"]).arg(&plugins));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok     good 1.0.0 (hooks: matches)"), "{stdout}");
+    assert!(stdout.contains("error  broken: script broken, line 3"), "{stdout}");
+    let shipped = run(consento(&database).args(["plugins", "check", concat!(env!("CARGO_MANIFEST_DIR"), "/plugins")]));
+    assert!(shipped.status.success(), "{}", String::from_utf8_lossy(&shipped.stdout));
+    let _ = std::fs::remove_dir_all(&folder);
+}
