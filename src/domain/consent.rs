@@ -254,6 +254,8 @@ pub struct PurposeConsent {
     pub granted_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
     pub withdrawn_at: Option<DateTime<Utc>>,
+    /// The provenance manifest of the grant in force, for an imported list.
+    pub manifest_id: Option<String>,
 }
 
 /// The state a purpose starts in with its first event.
@@ -265,6 +267,7 @@ fn first(event: &ConsentEvent, status: ConsentStatus) -> PurposeConsent {
         granted_at: event.occurred_at,
         confirmed_at: None,
         withdrawn_at: None,
+        manifest_id: event.evidence.manifest_id.clone(),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ContactFacts {
     pub lists: Vec<String>,
     /// Per purpose: (purpose, status, basis, unix seconds of the grant).
     pub consents: Vec<(String, String, String, i64)>,
+    /// Purposes whose consent in force came with a provenance manifest that names us.
+    pub consents_naming_us: Vec<String>,
     pub(crate) parsed: OnceLock<rhai::Map>,
 }
 
@@ -99,6 +101,9 @@ pub fn register(engine: &mut Engine) {
                 .iter()
                 .find(|(p, _, _, _)| p == purpose)
                 .map_or(Dynamic::UNIT, |(_, status, _, _)| text(status))
+        })
+        .register_fn("consent_names_us", |c: &mut ScriptContact, purpose: &str| {
+            c.0.consents_naming_us.iter().any(|p| p == purpose)
         })
         .register_fn("to_string", |c: &mut ScriptContact| format!("Contact({})", c.0.email))
         .register_fn("now", now)

@@ -540,6 +540,13 @@ impl ImportWorker {
             })
             .await?;
         tracing::info!(import = %id, status = %row.status, records = row.records_done, "import ended");
+        // An uploaded file is a copy kept for the job: it goes once the job is done.
+        if row.status == status::FINISHED
+            && let Some(path) = row.file_path.as_deref().filter(|path| path.ends_with(".upload"))
+            && let Err(error) = std::fs::remove_file(path)
+        {
+            tracing::warn!(import = %id, error = %error, "the uploaded file could not be removed");
+        }
         Ok(Some(to_job(row)?))
     }
 }

@@ -276,6 +276,21 @@ pub fn list_changes_between(
         .load(conn)?)
 }
 
+/// Of these provenance manifests, those whose consent text named us (the sender).
+pub fn manifests_naming_us(conn: &mut DbConnection, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+    use super::schema::provenance_manifests;
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    Ok(provenance_manifests::table
+        .filter(provenance_manifests::id.eq_any(ids))
+        .filter(provenance_manifests::brand_named.eq(true))
+        .select(provenance_manifests::id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect())
+}
+
 /// Which of these keyed hashes are suppressed.
 pub fn suppressed_among(conn: &mut DbConnection, email_hashes: &[String]) -> Result<std::collections::HashSet<String>> {
     let mut found = std::collections::HashSet::new();
@@ -317,7 +332,7 @@ pub fn list_consent_changes_for_contacts(
     conn: &mut DbConnection,
     contact_ids: &[&str],
 ) -> Result<std::collections::HashMap<String, Vec<ConsentEvent>>> {
-    type Change = (String, String, String, String, i32, chrono::NaiveDateTime);
+    type Change = (String, String, String, String, i32, chrono::NaiveDateTime, Option<String>);
     let rows: Vec<Change> = consent_events::table
         .filter(consent_events::contact_id.eq_any(contact_ids))
         .order((consent_events::contact_id.asc(), consent_events::seq.asc()))
@@ -328,10 +343,11 @@ pub fn list_consent_changes_for_contacts(
             consent_events::basis,
             consent_events::requires_confirmation,
             consent_events::occurred_at,
+            consent_events::manifest_id,
         ))
         .load(conn)?;
     let mut grouped: std::collections::HashMap<String, Vec<ConsentEvent>> = std::collections::HashMap::new();
-    for (contact_id, purpose, action, basis, requires_confirmation, occurred_at) in rows {
+    for (contact_id, purpose, action, basis, requires_confirmation, occurred_at, manifest_id) in rows {
         let event = ConsentEvent {
             id: String::new(),
             seq: 0,
@@ -339,7 +355,7 @@ pub fn list_consent_changes_for_contacts(
             action: action.parse().map_err(|_| corrupt("consent action", &action))?,
             basis: basis.parse().map_err(|_| corrupt("consent basis", &basis))?,
             requires_confirmation: requires_confirmation != 0,
-            evidence: Evidence::default(),
+            evidence: Evidence { manifest_id, ..Evidence::default() },
             consent_text_sha256: None,
             actor: String::new(),
             occurred_at: utc(occurred_at),

@@ -334,13 +334,35 @@ pub fn scan_batch(
         }
     }
     let mut consents: HashMap<String, Vec<(String, String, String, i64)>> = HashMap::new();
+    let mut with_manifest: Vec<(String, String, String)> = Vec::new();
     if needs.consents && !ids.is_empty() {
         for (id, events) in super::consent::list_consent_changes_for_contacts(conn, &ids)? {
-            let state = crate::domain::consent::current_consents(&events)
+            let current = crate::domain::consent::current_consents(&events);
+            for consent in &current {
+                if let Some(manifest) = &consent.manifest_id {
+                    with_manifest.push((id.clone(), consent.purpose.to_string(), manifest.clone()));
+                }
+            }
+            let state = current
                 .into_iter()
                 .map(|c| (c.purpose.to_string(), c.status.to_string(), c.basis.to_string(), c.granted_at.timestamp()))
                 .collect();
             consents.insert(id, state);
+        }
+    }
+    let mut naming_us: HashMap<String, Vec<String>> = HashMap::new();
+    if !with_manifest.is_empty() {
+        let manifests: Vec<String> = with_manifest
+            .iter()
+            .map(|(_, _, m)| m.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let named = super::consent::manifests_naming_us(conn, &manifests)?;
+        for (id, purpose, manifest) in with_manifest {
+            if named.contains(&manifest) {
+                naming_us.entry(id).or_default().push(purpose);
+            }
         }
     }
     Ok(rows
@@ -351,6 +373,7 @@ pub fn scan_batch(
                 tags: tags.remove(&id).unwrap_or_default(),
                 lists: lists.remove(&id).unwrap_or_default(),
                 consents: consents.remove(&id).unwrap_or_default(),
+                consents_naming_us: naming_us.remove(&id).unwrap_or_default(),
                 id,
                 email,
                 company,

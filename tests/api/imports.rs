@@ -162,6 +162,36 @@ async fn an_imported_list_needs_a_manifest_naming_its_source_and_every_event_poi
     assert_eq!(a["attributes"], json!({"score": 7}));
     let (_, stored) = app.send(app.get(&format!("/api/v1/manifests/{manifest_id}"))).await;
     assert_eq!(stored["partners_shown"], json!(["Acme", "Globex"]));
+    // The send policy mails an imported list only when its manifest names us.
+    let (_, other) = app
+        .send(app.post(
+            "/api/v1/manifests",
+            &json!({"supplier": "Cheap Data", "collected_on": "2026-01-01", "consent_text": "Partners may write to me",
+                    "brand_named": false}),
+        ))
+        .await;
+    let job = import(
+        &app,
+        json!({"format": "ndjson", "lists": ["Rented"], "basis": "imported", "manifest_id": other["id"]}),
+        b"{\"email\": \"c@cheap.example\"}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(job["report"]["imported"], 1, "{job}");
+    let list = app.contact_by_email("c@cheap.example").await.unwrap()["lists"][0].clone();
+    let (_, campaign) = app
+        .send(
+            app.post(
+                "/api/v1/campaigns",
+                &json!({"name": "Offers", "subject": "S", "text_body": "B", "lists": [list]}),
+            ),
+        )
+        .await;
+    let (_, audience) = app
+        .send(app.post(&format!("/api/v1/campaigns/{}/audience", campaign["id"].as_str().unwrap()), &json!({})))
+        .await;
+    assert_eq!(audience["eligible_by_reason"], json!({"imported_manifest_names_us": 2}), "{audience}");
+    assert_eq!(audience["excluded_by_reason"], json!({"imported_manifest_does_not_name_us": 1}), "{audience}");
+
     // The ledger still verifies with the manifests in it.
     let (_, verified) = app.send(app.get("/api/v1/consent/verify")).await;
     assert_eq!(verified["valid"], true, "{verified}");
