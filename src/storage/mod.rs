@@ -123,11 +123,32 @@ pub struct Db {
     backend: Backend,
 }
 
+/// SQLite as bundled is built "serialized": every call, every bound value, every
+/// allocation takes a mutex, so that one connection could be shared by threads. consento
+/// never does that (the pool lends each connection to one thread at a time), so it asks for
+/// multi-thread mode, and turns off the memory statistics that take a global mutex on every
+/// allocation. Both are start-time settings: they must come before the first connection.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config may not run while SQLite is in use; it runs once, before
+        // this process opens any connection (every one is opened through `Db::connect`,
+        // after this). Called later (SQLite already initialised), it would only answer
+        // SQLITE_MISUSE and change nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD);
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int);
+        }
+    });
+}
+
 impl Db {
     /// Opens the pool. A SQLite file's folder must exist.
     pub fn connect(options: &DbOptions) -> Result<Self> {
         let backend = Backend::of_url(&options.url);
         if backend == Backend::Sqlite {
+            configure_sqlite();
             // WAL lets readers work while one writer writes; the mode is kept in the file.
             let mut conn = diesel::SqliteConnection::establish(&sqlite_path(&options.url))
                 .map_err(|e| Error::Unavailable(Box::new(e)))?;
