@@ -137,6 +137,9 @@ impl Dispatcher {
     /// with the script's error, so that nobody is mailed on a broken rule.
     async fn prepare_due(&self) -> Result<usize> {
         let now = storage::now();
+        if !self.ctx.db.read(move |conn| Ok(repo::preparation_due(conn, now)?)).await? {
+            return Ok(0);
+        }
         let lease = self.options.lease.max(TimeDelta::minutes(2));
         let claimed = self.ctx.db.write(move |conn| Ok(repo::claim_preparation(conn, now, now + lease)?)).await?;
         let Some(row) = claimed else {

@@ -501,6 +501,9 @@ impl ImportWorker {
     /// As [`ImportWorker::run_one`], telling `progress` after every chunk.
     pub async fn run_one_with(&self, id: Option<String>, progress: impl FnMut(&Report)) -> Result<Option<ImportJob>> {
         let now = storage::now();
+        if id.is_none() && !self.db.read(move |conn| Ok(repo::job_due(conn, now)?)).await? {
+            return Ok(None);
+        }
         let claimed = self
             .db
             .write(move |conn| {

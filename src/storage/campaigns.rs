@@ -152,6 +152,20 @@ pub fn transition(
     Ok(moved == 1)
 }
 
+/// Whether a campaign waits for its audience to be prepared (checked with a read before
+/// taking the write lock to claim it).
+pub fn preparation_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        campaigns::table.filter(
+            campaigns::status
+                .eq(status::SCHEDULED)
+                .and(campaigns::scheduled_at.le(now))
+                .or(campaigns::status.eq(status::PREPARING).and(campaigns::lease_until.lt(now))),
+        ),
+    ))
+    .get_result(conn)
+}
+
 /// Takes a campaign whose audience is due to be prepared: scheduled and due, or left in
 /// preparation by an instance whose lease ran out.
 pub fn claim_preparation(

@@ -83,6 +83,18 @@ pub fn list_jobs(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> Qu
     query.order(import_jobs::id.asc()).limit(limit).load(conn)
 }
 
+/// Whether a job waits to be run (checked with a read before taking the write lock).
+pub fn job_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        import_jobs::table.filter(
+            import_jobs::status
+                .eq(status::QUEUED)
+                .or(import_jobs::status.eq(status::RUNNING).and(import_jobs::lease_until.lt(now))),
+        ),
+    ))
+    .get_result(conn)
+}
+
 /// Takes a job to run: queued, or running under a lease that ran out (its instance died).
 pub fn claim_job(
     conn: &mut DbConnection,
