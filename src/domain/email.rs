@@ -174,4 +174,24 @@ mod tests {
         assert!(Email::parse("Sales+eu@acme.fr").unwrap().is_role_address());
         assert!(!Email::parse("marie.curie@acme.fr").unwrap().is_role_address());
     }
+
+    proptest::proptest! {
+        /// Whatever comes in, parsing answers (never panics), and what it accepts is
+        /// stable: parsed again it is the same address with the same key, free of
+        /// control characters.
+        #[test]
+        fn parsing_never_panics_and_what_it_accepts_is_stable(
+            input in proptest::prop_oneof![
+                ".{0,60}",
+                "[ ]{0,2}[a-zA-Z0-9._%+\\-]{1,16}@[a-zA-Z0-9\\-]{1,12}\\.[a-zA-Z]{2,6}[ ]{0,2}",
+            ]
+        ) {
+            if let Ok(email) = Email::parse(&input) {
+                let again = Email::parse(email.as_str()).unwrap();
+                proptest::prop_assert_eq!(again.as_str(), email.as_str());
+                proptest::prop_assert_eq!(again.key(), email.key());
+                proptest::prop_assert!(!email.as_str().chars().any(char::is_control));
+            }
+        }
+    }
 }

@@ -273,4 +273,14 @@ mod tests {
             ses_notices(br#"{"Type": "SubscriptionConfirmation", "SubscribeURL": "https://sns"}"#).unwrap().is_none()
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a notification body holds, reading it answers (never panics).
+        #[test]
+        fn any_body_is_answered(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300), message in ".{0,200}") {
+            let _ = ses_notices(&body);
+            let wrapped = serde_json::json!({"Type": "Notification", "Message": message}).to_string();
+            let _ = ses_notices(wrapped.as_bytes());
+        }
+    }
 }

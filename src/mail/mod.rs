@@ -191,3 +191,35 @@ pub fn compose(draft: &Draft, message_domain: &str, signer: Option<&Signer>) -> 
 fn single_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Contact data never breaks a message: whatever the subject, a reply-to name or
+        /// an extra header's value hold (line breaks, NUL, other control characters,
+        /// any Unicode), the message builds, has one Subject, and gains no header.
+        #[test]
+        fn no_text_injects_a_header(subject in "\\PC{0,40}|.{0,40}\r\nBcc: x@y.z.{0,10}", value in ".{0,40}") {
+            let draft = Draft {
+                from: "News <news@example.org>".to_owned(),
+                to: "reader@example.org".to_owned(),
+                subject: subject.clone(),
+                text: format!("Hello\r\n{subject}"),
+                html: Some(format!("<p>{subject}</p>")),
+                headers: vec![("List-Id".to_owned(), value)],
+                ..Draft::default()
+            };
+            let composed = compose(&draft, "example.org", None).unwrap();
+            let head = composed.raw.split("\r\n\r\n").next().unwrap();
+            let names: Vec<&str> = head
+                .split("\r\n")
+                .filter(|line| !line.starts_with([' ', '\t']))
+                .map(|line| line.split(':').next().unwrap())
+                .collect();
+            proptest::prop_assert_eq!(names.iter().filter(|n| n.eq_ignore_ascii_case("Subject")).count(), 1);
+            proptest::prop_assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("Bcc")), "{}", head);
+        }
+    }
+}

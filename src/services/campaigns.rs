@@ -961,3 +961,29 @@ pub async fn list_recipients(
 fn not_found(id: CampaignId) -> Error {
     Error::NotFound(format!("there is no campaign {id}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Whatever a template or a contact's attributes hold, compiling and rendering
+        /// answer (an error names the field and line); nothing panics.
+        #[test]
+        fn any_template_and_contact_are_answered(source in ".{0,80}", value in ".{0,40}") {
+            let text = format!("Hello {{{{ contact.attributes.name }}}} {source}");
+            if let Ok(templates) = Templates::compile(&source, &text, Some(&source)) {
+                let contact = MailContact {
+                    id: "id".to_owned(),
+                    email: "a@example.org".to_owned(),
+                    company: None,
+                    country: None,
+                    attributes: serde_json::json!({"name": value}),
+                };
+                let _ = templates.render(&template_context("C", &contact, "https://u", "https://p"));
+            } else if let Err(errors) = Templates::compile(&source, &text, Some(&source)) {
+                proptest::prop_assert!(errors.iter().all(|e| ["subject", "text_body", "html_body"].contains(&e.field.as_str())));
+            }
+        }
+    }
+}
