@@ -445,42 +445,24 @@ async fn two_dispatchers_on_one_database_never_send_to_one_recipient_twice() {
 
 #[tokio::test]
 async fn a_dispatcher_killed_mid_campaign_loses_nobody_after_a_restart() {
-    use crate::cli::{Server, consento, free_port, wait_until_healthy};
+    use crate::cli::{admin_token, free_port, serve, wait_until_healthy};
     const READERS: usize = 150;
     const BATCH: usize = 10;
     let database = TestDatabase::new();
     let mail = MailServer::start();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = || {
-        let mut command = consento(&database);
-        command
-            .arg("serve")
-            .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CONSENTO_PLUGINS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/plugins"))
-            .env("CONSENTO_SMTP_URL", format!("smtp://127.0.0.1:{}", mail.port))
-            .env("CONSENTO_ADMIN_EMAIL", "admin@example.org")
-            .env("CONSENTO_ADMIN_PASSWORD", "an admin passphrase")
-            .env("CONSENTO_SEND_BATCH_SIZE", BATCH.to_string())
-            .env("CONSENTO_SEND_RATE_PER_SECOND", "100")
-            .env("CONSENTO_SEND_LEASE_SECONDS", "2")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        Server(command.spawn().unwrap())
-    };
+    let settings = [
+        ("CONSENTO_SMTP_URL", format!("smtp://127.0.0.1:{}", mail.port)),
+        ("CONSENTO_SEND_BATCH_SIZE", BATCH.to_string()),
+        ("CONSENTO_SEND_RATE_PER_SECOND", "100".to_owned()),
+        ("CONSENTO_SEND_LEASE_SECONDS", "2".to_owned()),
+    ];
+    let start = || serve(&database, port, &settings);
     let client = crate::helpers::client();
     let mut server = start();
     wait_until_healthy(&client, &base).await;
-    let token: Value = client
-        .post(format!("{base}/api/v1/auth/token"))
-        .json(&json!({"email": "admin@example.org", "password": "an admin passphrase"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let token = admin_token(&client, &base).await;
     let post = |path: &str, body: Value| client.post(format!("{base}{path}")).bearer_auth(&token).json(&body).send();
     let list: Value = post("/api/v1/lists", json!({"name": "Crash"})).await.unwrap().json().await.unwrap();
     let list = list["id"].as_str().unwrap().to_owned();

@@ -40,6 +40,38 @@ impl Drop for Server {
     }
 }
 
+/// A `consento serve` process on `port` whose first admin is the suite's admin, with
+/// more settings from `env`; killed when dropped.
+pub(crate) fn serve(database: &TestDatabase, port: u16, env: &[(&str, String)]) -> Server {
+    let mut command = consento(database);
+    command
+        .arg("serve")
+        .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONSENTO_PLUGINS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/plugins"))
+        .env("CONSENTO_ADMIN_EMAIL", crate::helpers::ADMIN_EMAIL)
+        .env("CONSENTO_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Server(command.spawn().unwrap())
+}
+
+/// Signs the suite's admin in at `base`; answers the access token.
+pub(crate) async fn admin_token(client: &reqwest::Client, base: &str) -> String {
+    let response: Value = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["access_token"].as_str().unwrap().to_owned()
+}
+
 pub(crate) async fn wait_until_healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {

@@ -1,6 +1,6 @@
 //! Imports with provenance, exports, and the jobs that survive a crash.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -258,35 +258,16 @@ async fn an_export_of_100000_contacts_streams_and_reimports_to_the_same_data() {
 
 #[tokio::test]
 async fn an_import_killed_mid_way_resumes_after_a_restart_and_writes_no_row_twice() {
-    use crate::cli::{Server, consento, free_port, wait_until_healthy};
+    use crate::cli::{admin_token, free_port, serve, wait_until_healthy};
     const ROWS: usize = 40_000;
     let database = TestDatabase::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = || {
-        let mut command = consento(&database);
-        command
-            .arg("serve")
-            .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CONSENTO_ADMIN_EMAIL", "admin@example.org")
-            .env("CONSENTO_ADMIN_PASSWORD", "an admin passphrase")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        Server(command.spawn().unwrap())
-    };
+    let start = || serve(&database, port, &[]);
     let client = crate::helpers::client();
     let mut server = start();
     wait_until_healthy(&client, &base).await;
-    let token: Value = client
-        .post(format!("{base}/api/v1/auth/token"))
-        .json(&json!({"email": "admin@example.org", "password": "an admin passphrase"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let token = admin_token(&client, &base).await;
     client.post(format!("{base}/api/v1/lists")).bearer_auth(&token).json(&json!({"name": "Big"})).send().await.unwrap();
     let job: Value = client
         .post(format!("{base}/api/v1/imports"))
