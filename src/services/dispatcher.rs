@@ -249,25 +249,22 @@ impl Dispatcher {
     /// Runs `work` while extending the lease on `ids` every third of its length, so that a
     /// batch slowed by the SMTP server is not taken over and sent twice.
     async fn holding_lease<T>(&self, ids: Vec<String>, work: impl std::future::Future<Output = T>) -> T {
-        let lease = self.options.lease;
+        let (db, lease) = (self.ctx.db.clone(), self.options.lease);
         let every = (lease / 3).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(200));
-        let renew = async {
+        let renewal = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.tick().await;
             loop {
                 ticker.tick().await;
-                let ids = ids.clone();
-                let until = storage::now() + lease;
-                if let Err(error) = self.ctx.db.write(move |conn| Ok(repo::extend_lease(conn, &ids, until)?)).await {
+                let (ids, until) = (ids.clone(), storage::now() + lease);
+                if let Err(error) = db.write(move |conn| Ok(repo::extend_lease(conn, &ids, until)?)).await {
                     tracing::warn!(error = %error, "the lease on a batch could not be extended");
                 }
             }
-        };
-        tokio::pin!(work);
-        tokio::select! {
-            outcome = &mut work => outcome,
-            () = renew => unreachable!("the renewal loop never ends"),
-        }
+        });
+        // Stopped when the work ends, or when this future is dropped halfway.
+        let _renewal = AbortOnDrop(renewal);
+        work.await
     }
 
     /// Renders and signs on the blocking pool (RSA signatures take a millisecond each).
@@ -350,6 +347,15 @@ impl Dispatcher {
                 Ok((sent.len(), failed))
             })
             .await
+    }
+}
+
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1008,8 +1008,7 @@ fn store_chunk(
     // The contacts this chunk writes, by address, in the order first met.
     let mut order: Vec<String> = Vec::new();
     let mut pending: HashMap<String, (ContactRow, bool, BTreeSet<String>, BTreeSet<ListId>)> = HashMap::new();
-    for ((record, row, first), (key, hash)) in valid.iter().zip(email_keys.iter().zip(&hashes)) {
-        let _ = record;
+    for ((_, row, first), (key, hash)) in valid.iter().zip(email_keys.iter().zip(&hashes)) {
         if suppressed.contains(hash) {
             report.suppressed += 1;
             continue;
