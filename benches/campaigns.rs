@@ -11,6 +11,8 @@
 //! port. It also times one SMTP connection alone, so that a per-message stall (such as
 //! Nagle's algorithm against delayed ACKs, about 40 ms a message) shows at once.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -91,18 +93,6 @@ fn start_sink() -> BenchResult<(String, Sink)> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((address, Sink(child)))
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn signer(algorithm: DkimAlgorithm) -> BenchResult<Signer> {
@@ -191,7 +181,7 @@ async fn run(options: Options) -> BenchResult<()> {
         measure(&context(algorithm, options.concurrency)?, options.concurrency, count, name).await?;
     }
     println!();
-    println!("peak memory (RSS high-water mark of this process): {:.0} MB", peak_rss_mb());
+    println!("peak memory (RSS high-water mark of this process): {:.0} MB", support::peak_rss_mb());
     Ok(())
 }
 

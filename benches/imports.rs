@@ -7,6 +7,8 @@
 //!     cargo bench --bench imports -- --rows 100000
 //!     cargo bench --bench imports -- --database postgres://postgres@127.0.0.1/bench
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,7 +81,7 @@ fn main() -> BenchResult<()> {
     line("consento import, contacts only", contacts_only);
     line("consento import, with list and consent event", with_consent);
     println!();
-    println!("peak memory (RSS high-water mark of this process): {:.0} MB", peak_rss_mb());
+    println!("peak memory (RSS high-water mark of this process): {:.0} MB", support::peak_rss_mb());
     Ok(())
 }
 
@@ -154,16 +156,4 @@ fn generate(path: &Path, rows: usize) -> BenchResult<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

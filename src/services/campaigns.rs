@@ -734,6 +734,20 @@ impl Prepared {
         Ok(Self { campaign, templates })
     }
 
+    /// The templates rendered for a contact, with the unsubscribe link they were given.
+    fn render_for(
+        &self,
+        ctx: &CampaignContext,
+        contact: &MailContact,
+        list: Option<&str>,
+        recipient_id: Option<&str>,
+    ) -> std::result::Result<(Rendered, String), String> {
+        let unsubscribe = super::signup::unsubscribe_link(&ctx.keys, &ctx.base_url, &contact.id, list, recipient_id);
+        let preferences = super::signup::preferences_link(&ctx.keys, &ctx.base_url, &contact.id);
+        let context = template_context(&self.campaign.name, contact, &unsubscribe, &preferences);
+        Ok((self.templates.render(&context)?, unsubscribe))
+    }
+
     /// The message to one recipient. `recipient_id` is `None` for previews and tests (no
     /// tracking, links that name no recipient).
     pub fn compose(
@@ -745,24 +759,7 @@ impl Prepared {
         recipient_id: Option<&str>,
         subject_prefix: &str,
     ) -> std::result::Result<mail::Composed, String> {
-        let scope = match (list, recipient_id) {
-            (Some(list), Some(recipient)) => Some(format!("{list}:{recipient}")),
-            (Some(list), None) => Some(list.to_owned()),
-            (None, Some(recipient)) => Some(format!(":{recipient}")),
-            (None, None) => None,
-        };
-        let unsubscribe = format!(
-            "{}/unsubscribe/{}",
-            ctx.base_url,
-            ctx.keys.sign_link(super::keys::LinkKind::Unsubscribe, &contact.id, scope.as_deref(), None)
-        );
-        let preferences = format!(
-            "{}/preferences/{}",
-            ctx.base_url,
-            ctx.keys.sign_link(super::keys::LinkKind::Preferences, &contact.id, None, None)
-        );
-        let context = template_context(&self.campaign.name, contact, &unsubscribe, &preferences);
-        let mut rendered = self.templates.render(&context)?;
+        let (mut rendered, unsubscribe) = self.render_for(ctx, contact, list, recipient_id)?;
         if let (Some(html), Some(recipient)) = (rendered.html.as_mut(), recipient_id) {
             let subject = if self.campaign.tracking.individual { recipient } else { "" };
             *html = super::tracking::instrument(ctx, &self.campaign, subject, html);
@@ -811,14 +808,13 @@ fn sample_contact() -> MailContact {
     }
 }
 
-/// Renders the campaign for one contact (or a sample), as it would be sent.
-pub async fn preview(
+/// A campaign ready to render, and the contact to render it for (or a sample).
+async fn prepared_for(
     ctx: &CampaignContext,
     id: CampaignId,
     contact: Option<String>,
-) -> Result<(Rendered, MailContact)> {
-    let campaign = find_campaign(&ctx.db, id).await?;
-    let prepared = Prepared::new(campaign)?;
+) -> Result<(Prepared, MailContact)> {
+    let prepared = Prepared::new(find_campaign(&ctx.db, id).await?)?;
     let contact = match contact {
         Some(contact_id) => {
             ctx.db
@@ -832,19 +828,19 @@ pub async fn preview(
         }
         None => sample_contact(),
     };
+    Ok((prepared, contact))
+}
+
+/// Renders the campaign for one contact (or a sample), as it would be sent.
+pub async fn preview(
+    ctx: &CampaignContext,
+    id: CampaignId,
+    contact: Option<String>,
+) -> Result<(Rendered, MailContact)> {
+    let (prepared, contact) = prepared_for(ctx, id, contact).await?;
     let list = prepared.campaign.lists.first().map(ToString::to_string);
-    let unsubscribe = format!(
-        "{}/unsubscribe/{}",
-        ctx.base_url,
-        ctx.keys.sign_link(super::keys::LinkKind::Unsubscribe, &contact.id, list.as_deref(), None)
-    );
-    let preferences = format!(
-        "{}/preferences/{}",
-        ctx.base_url,
-        ctx.keys.sign_link(super::keys::LinkKind::Preferences, &contact.id, None, None)
-    );
-    let context = template_context(&prepared.campaign.name, &contact, &unsubscribe, &preferences);
-    let rendered = prepared.templates.render(&context).map_err(|e| Error::field("template", e))?;
+    let (rendered, _) =
+        prepared.render_for(ctx, &contact, list.as_deref(), None).map_err(|e| Error::field("template", e))?;
     Ok((rendered, contact))
 }
 
@@ -868,8 +864,7 @@ pub async fn test_send(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    let (_, contact) = preview(ctx, id, contact).await?;
-    let prepared = Prepared::new(find_campaign(&ctx.db, id).await?)?;
+    let (prepared, contact) = prepared_for(ctx, id, contact).await?;
     let list = prepared.campaign.lists.first().map(ToString::to_string);
     for address in &to {
         let mail = prepared

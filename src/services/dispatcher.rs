@@ -294,25 +294,10 @@ impl Dispatcher {
                 (recipient, message)
             };
             // Signing (RSA above all) is the costly part: one slice of the batch per core.
-            let chunk = claimed.len().div_ceil(threads).max(1);
-            let mut slices: Vec<Vec<Claimed>> = Vec::new();
-            let mut rest = claimed;
-            while rest.len() > chunk {
-                let tail = rest.split_off(chunk);
-                slices.push(rest);
-                rest = tail;
-            }
-            slices.push(rest);
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = slices
-                    .into_iter()
-                    .map(|slice| scope.spawn(|| slice.into_iter().map(compose).collect::<Vec<_>>()))
-                    .collect();
-                workers.into_iter().flat_map(|worker| worker.join().unwrap_or_default()).collect()
-            })
+            super::map_on_cores(claimed, threads, compose).ok_or_else(|| Error::internal("rendering a batch failed"))
         })
         .await
-        .map_err(Error::internal)
+        .map_err(Error::internal)?
     }
 
     /// Marks what the SMTP server accepted as sent, schedules retries, gives up on the

@@ -29,3 +29,29 @@ pub async fn check_ready(db: &crate::storage::Db) -> crate::error::Result<()> {
         other => other,
     })
 }
+
+/// Maps `items` on up to `threads` threads, in order (script evaluation, message signing:
+/// CPU work over a batch). `None` when a worker panicked.
+pub fn map_on_cores<T: Send, U: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) -> U + Sync) -> Option<Vec<U>> {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    let mut slices: Vec<Vec<T>> = Vec::new();
+    let mut rest = items;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        slices.push(rest);
+        rest = tail;
+    }
+    slices.push(rest);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = slices
+            .into_iter()
+            .map(|slice| scope.spawn(move || slice.into_iter().map(work).collect::<Vec<U>>()))
+            .collect();
+        let mut mapped = Vec::new();
+        for worker in workers {
+            mapped.extend(worker.join().ok()?);
+        }
+        Some(mapped)
+    })
+}

@@ -237,36 +237,15 @@ fn evaluate(
     batch: Vec<ContactFacts>,
     threads: usize,
 ) -> std::result::Result<Vec<bool>, ScriptError> {
-    let chunk = batch.len().div_ceil(threads).max(1);
-    let mut chunks: Vec<Vec<ContactFacts>> = Vec::new();
-    let mut rest = batch;
-    while rest.len() > chunk {
-        let tail = rest.split_off(chunk);
-        chunks.push(rest);
-        rest = tail;
-    }
-    chunks.push(rest);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                scope.spawn(move || chunk.into_iter().map(|facts| predicate.test(host, facts)).collect::<Vec<_>>())
-            })
-            .collect();
-        let mut verdicts = Vec::new();
-        for worker in workers {
-            let results = worker.join().map_err(|_| ScriptError {
-                script: predicate.name.clone(),
-                line: None,
-                column: None,
-                message: "the evaluation failed".to_owned(),
-            })?;
-            for result in results {
-                verdicts.push(result?);
-            }
-        }
-        Ok(verdicts)
-    })
+    super::map_on_cores(batch, threads, |facts| predicate.test(host, facts))
+        .ok_or_else(|| ScriptError {
+            script: predicate.name.clone(),
+            line: None,
+            column: None,
+            message: "the evaluation failed".to_owned(),
+        })?
+        .into_iter()
+        .collect()
 }
 
 pub async fn create_segment(

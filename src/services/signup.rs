@@ -366,6 +366,14 @@ struct UnsubscribeScope {
 }
 
 impl UnsubscribeScope {
+    fn encode(list: Option<&str>, recipient: Option<&str>) -> Option<String> {
+        match (list, recipient) {
+            (list, Some(recipient)) => Some(format!("{}:{recipient}", list.unwrap_or(""))),
+            (Some(list), None) => Some(list.to_owned()),
+            (None, None) => None,
+        }
+    }
+
     fn parse(scope: Option<&str>) -> Self {
         let (list, recipient) = match scope {
             Some(scope) => scope.split_once(':').map_or((scope, None), |(list, recipient)| (list, Some(recipient))),
@@ -378,15 +386,29 @@ impl UnsubscribeScope {
 /// The signed link that unsubscribes a contact from one list (or, without a list, from
 /// everything). It does not expire: an old mail's link must keep working.
 pub fn unsubscribe_url(keys: &Keys, base_url: &str, contact: ContactId, list: Option<ListId>) -> String {
-    let scope = list.map(|id| id.to_string());
-    format!(
-        "{base_url}/unsubscribe/{}",
-        keys.sign_link(LinkKind::Unsubscribe, &contact.to_string(), scope.as_deref(), None)
-    )
+    let list = list.map(|id| id.to_string());
+    unsubscribe_link(keys, base_url, &contact.to_string(), list.as_deref(), None)
+}
+
+/// As [`unsubscribe_url`]; in a campaign's message, `recipient` names the recipient it went
+/// to, so that the campaign counts the unsubscribe.
+pub fn unsubscribe_link(
+    keys: &Keys,
+    base_url: &str,
+    contact: &str,
+    list: Option<&str>,
+    recipient: Option<&str>,
+) -> String {
+    let scope = UnsubscribeScope::encode(list, recipient);
+    format!("{base_url}/unsubscribe/{}", keys.sign_link(LinkKind::Unsubscribe, contact, scope.as_deref(), None))
 }
 
 pub fn preferences_url(keys: &Keys, base_url: &str, contact: ContactId) -> String {
-    format!("{base_url}/preferences/{}", keys.sign_link(LinkKind::Preferences, &contact.to_string(), None, None))
+    preferences_link(keys, base_url, &contact.to_string())
+}
+
+pub fn preferences_link(keys: &Keys, base_url: &str, contact: &str) -> String {
+    format!("{base_url}/preferences/{}", keys.sign_link(LinkKind::Preferences, contact, None, None))
 }
 
 /// What an unsubscribe link is about: `Some(Some(name))` for one list, `Some(None)` for
