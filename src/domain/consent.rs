@@ -154,6 +154,9 @@ pub struct Evidence {
     pub source_url: Option<String>,
     /// The provenance manifest of an import (bought, rented or migrated lists).
     pub manifest_id: Option<String>,
+    /// Evidence that is neither personal nor a consent text, as JSON: the partner list
+    /// shown beside a partner box, a partner's proof of how it collected a lead.
+    pub proof: Option<String>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -214,6 +217,9 @@ pub struct ChainedFields<'a> {
     /// hashed form otherwise, so that events from before it hash as they always did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_id: Option<&'a str>,
+    /// As `manifest_id`: only events that carry one hash it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<&'a str>,
 }
 
 impl ChainedFields<'_> {

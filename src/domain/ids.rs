@@ -60,3 +60,8 @@ id_type!(FormId);
 id_type!(ConfirmationId);
 id_type!(SegmentId);
 id_type!(CampaignId);
+id_type!(PartnerId);
+id_type!(SurveyId);
+id_type!(WebhookId);
+id_type!(DeliveryId);
+id_type!(LeadId);

@@ -8,14 +8,19 @@ pub mod email;
 pub mod form;
 pub mod ids;
 pub mod list;
+pub mod partner;
 pub mod role;
+pub mod survey;
 pub mod user;
 
 pub use campaign::{CampaignKind, CampaignPurpose};
 pub use contact::{Contact, ContactStatus, Tag};
 pub use country::Country;
 pub use email::Email;
-pub use ids::{ApiKeyId, CampaignId, ConfirmationId, ContactId, FormId, ListId, SegmentId, UserId};
+pub use ids::{
+    ApiKeyId, CampaignId, ConfirmationId, ContactId, DeliveryId, FormId, LeadId, ListId, PartnerId, SegmentId,
+    SurveyId, UserId, WebhookId,
+};
 pub use list::{List, ListName, OptInMode};
 pub use role::Role;
 pub use user::{ApiKey, User};

@@ -39,6 +39,10 @@ pub struct ConsentEventResponse {
     pub source_url: Option<String>,
     /// For an imported list: its provenance manifest (`/api/v1/manifests/{id}`).
     pub manifest_id: Option<String>,
+    /// Further evidence: for a partner box, `partners_shown` (the partner list beside it);
+    /// for a partner's lead, its proof (`collected_at`, `partner_lead_id`, `partners_shown`…).
+    #[schema(value_type = Option<Object>)]
+    pub proof: Option<serde_json::Value>,
     /// `public`, `user:<id>`, `api_key:<id>` or `system`.
     pub actor: String,
     pub occurred_at: DateTime<Utc>,
@@ -66,6 +70,7 @@ impl From<ConsentEvent> for ConsentEventResponse {
             user_agent: event.evidence.user_agent,
             source_url: event.evidence.source_url,
             manifest_id: event.evidence.manifest_id,
+            proof: event.evidence.proof.and_then(|proof| serde_json::from_str(&proof).ok()),
             actor: event.actor,
             occurred_at: event.occurred_at,
             hash: event.hash,

@@ -26,6 +26,8 @@ pub enum LinkKind {
     Preferences,
     /// Count an open or a click (and, for a click, where to go).
     Track,
+    /// Answer a post-signup survey.
+    Survey,
 }
 
 impl LinkKind {
@@ -35,6 +37,7 @@ impl LinkKind {
             LinkKind::Unsubscribe => "u",
             LinkKind::Preferences => "p",
             LinkKind::Track => "t",
+            LinkKind::Survey => "s",
         }
     }
 }
@@ -115,7 +118,7 @@ impl Keys {
     }
 }
 
-fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
     match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mut mac) => {
             mac.update(data);

@@ -39,6 +39,9 @@ pub struct ConsentEventRow {
     pub hash: String,
     /// The provenance manifest of the import that produced the event.
     pub manifest_id: Option<String>,
+    /// Evidence that is neither personal nor a consent text (JSON): the partner list shown,
+    /// a partner's proof of how it collected a lead.
+    pub proof: Option<String>,
 }
 
 impl ConsentEventRow {
@@ -63,6 +66,7 @@ impl ConsentEventRow {
             occurred_at: chain_time(utc(self.occurred_at)),
             prev_hash: &self.prev_hash,
             manifest_id: self.manifest_id.as_deref(),
+            proof: self.proof.as_deref(),
         }
     }
 
@@ -82,6 +86,7 @@ impl ConsentEventRow {
                 user_agent: self.user_agent,
                 source_url: self.source_url,
                 manifest_id: self.manifest_id,
+                proof: self.proof,
             },
             consent_text_sha256: self.consent_text_sha256,
             actor: self.actor,
@@ -172,6 +177,7 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
             prev_hash: std::mem::take(&mut prev_hash),
             hash: String::new(),
             manifest_id: evidence.manifest_id,
+            proof: evidence.proof,
         };
         row.hash = row.chained().hash();
         prev_hash.clone_from(&row.hash);

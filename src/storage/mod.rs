@@ -13,10 +13,13 @@ pub mod imports;
 pub mod lists;
 pub mod models;
 pub mod outbox;
+pub mod partners;
 pub mod plugins;
 pub mod schema;
 pub mod secrets;
+pub mod surveys;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 

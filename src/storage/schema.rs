@@ -105,6 +105,7 @@ diesel::table! {
         prev_hash -> Text,
         hash -> Text,
         manifest_id -> Nullable<Text>,
+        proof -> Nullable<Text>,
     }
 }
 
@@ -313,6 +314,118 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    partners (id) {
+        id -> Text,
+        name -> Text,
+        legal_name -> Text,
+        description -> Text,
+        privacy_policy_url -> Text,
+        webhook_url -> Nullable<Text>,
+        webhook_secret -> Nullable<Text>,
+        inbound_policy -> Text,
+        inbound_lists -> Text,
+        share_plugin -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    partner_keys (id) {
+        id -> Text,
+        partner_id -> Text,
+        prefix -> Text,
+        secret_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    partner_leads (id) {
+        id -> Text,
+        partner_id -> Text,
+        contact_id -> Nullable<Text>,
+        direction -> Text,
+        partner_lead_id -> Nullable<Text>,
+        status -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_subscriptions (id) {
+        id -> Text,
+        url -> Text,
+        secret -> Text,
+        event_types -> Text,
+        description -> Text,
+        active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        target -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        lead_id -> Nullable<Text>,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (id) {
+        id -> Text,
+        delivery_id -> Text,
+        attempted_at -> Timestamp,
+        duration_ms -> BigInt,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    surveys (id) {
+        id -> Text,
+        name -> Text,
+        title -> Text,
+        intro -> Text,
+        questions -> Text,
+        plugin -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    survey_responses (id) {
+        id -> Text,
+        survey_id -> Text,
+        contact_id -> Text,
+        answers -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(campaign_recipients -> campaigns (campaign_id));
 diesel::joinable!(confirmations -> contacts (contact_id));
@@ -340,4 +453,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_events,
     provenance_manifests,
     import_jobs,
+    partners,
+    partner_keys,
+    partner_leads,
+    webhook_subscriptions,
+    webhook_deliveries,
+    delivery_attempts,
+    surveys,
+    survey_responses,
 );
