@@ -126,6 +126,15 @@ pub struct Settings {
     pub complaint_rate_threshold: f64,
     /// Largest import file accepted through the API, in bytes.
     pub import_max_bytes: u64,
+    /// Attempts to deliver a webhook before it is dead-lettered.
+    pub webhook_max_attempts: u32,
+    /// Wait before the second attempt, in milliseconds; it doubles with every attempt (at
+    /// most six hours).
+    pub webhook_backoff_ms: u64,
+    /// How long a receiver has to answer, in seconds.
+    pub webhook_timeout_seconds: u64,
+    /// How long a survey link works, in days.
+    pub survey_link_days: u32,
 }
 
 /// The DKIM signing algorithm.
@@ -179,6 +188,10 @@ impl Default for Settings {
             soft_bounce_limit: 3,
             complaint_rate_threshold: 0.003,
             import_max_bytes: 2 * 1024 * 1024 * 1024,
+            webhook_max_attempts: 10,
+            webhook_backoff_ms: 30_000,
+            webhook_timeout_seconds: 10,
+            survey_link_days: 30,
         }
     }
 }
@@ -225,6 +238,10 @@ const KEYS: &[&str] = &[
     "soft_bounce_limit",
     "complaint_rate_threshold",
     "import_max_bytes",
+    "webhook_max_attempts",
+    "webhook_backoff_ms",
+    "webhook_timeout_seconds",
+    "survey_link_days",
 ];
 
 impl Settings {

@@ -127,6 +127,8 @@ pub enum Actor {
     ApiKey(ApiKeyId),
     /// consento itself (purges, bounces).
     System,
+    /// A co-registration partner, through its API key.
+    Partner(super::PartnerId),
 }
 
 impl fmt::Display for Actor {
@@ -136,6 +138,7 @@ impl fmt::Display for Actor {
             Actor::User(id) => write!(f, "user:{id}"),
             Actor::ApiKey(id) => write!(f, "api_key:{id}"),
             Actor::System => f.write_str("system"),
+            Actor::Partner(id) => write!(f, "partner:{id}"),
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::consent::ConsentBasis;
 use super::contact::parse_short_text;
-use super::{Country, Email, ListId};
+use super::{Country, Email, ListId, PartnerId, SurveyId};
 use crate::error::FieldError;
 
 /// The languages built-in page and mail strings exist in.
@@ -78,10 +78,33 @@ pub struct FormDefinition {
     /// Subject and text of the confirmation mail; `None` for the built-in ones.
     pub confirmation_subject: Option<String>,
     pub confirmation_text: Option<String>,
+    /// Co-registration partners, each with its own unticked box.
+    #[serde(default)]
+    pub partners: Vec<PartnerId>,
+    /// The survey offered once the person signed up or confirmed.
+    #[serde(default)]
+    pub survey: Option<FormSurvey>,
+}
+
+/// When a form offers its survey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyMoment {
+    /// On the page that follows the signup.
+    Signup,
+    /// On the page that follows the confirmation of a double opt-in.
+    Confirmation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormSurvey {
+    pub survey_id: SurveyId,
+    pub after: SurveyMoment,
 }
 
 /// Names a custom field may not take: the form's own inputs.
-const RESERVED_NAMES: &[&str] = &["email", "company", "consent", "consents", HONEYPOT_FIELD, "source_url", "fields"];
+const RESERVED_NAMES: &[&str] =
+    &["email", "company", "consent", "consents", "partner", "partners", HONEYPOT_FIELD, "source_url", "fields"];
 
 impl FormDefinition {
     /// Every fault of a definition, each named by its path.
@@ -129,6 +152,13 @@ impl FormDefinition {
                 push(format!("consents[{i}].list_id"), "is offered twice");
             }
             lists.push(consent.list_id);
+        }
+        let mut partners = Vec::new();
+        for (i, partner) in self.partners.iter().enumerate() {
+            if partners.contains(partner) {
+                push(format!("partners[{i}]"), "is offered twice");
+            }
+            partners.push(*partner);
         }
         if let Some(url) = &self.redirect_url
             && !is_http_url(url)
@@ -193,6 +223,8 @@ pub struct ValidSubmission {
     pub attributes: Map<String, Value>,
     /// The lists whose box was ticked, with the text shown.
     pub consents: Vec<ConsentCheckbox>,
+    /// The partners whose box was ticked.
+    pub partners: Vec<PartnerId>,
 }
 
 /// Checks a submission against the form; on failure, every fault by input name.
@@ -244,8 +276,16 @@ pub fn check_submission(form: &FormDefinition, raw: &RawSubmission) -> Result<Va
     if consents.is_empty() && errors.iter().all(|e| e.field != "consent") {
         errors.push(FieldError::new("consent", "tick at least one box to subscribe"));
     }
+    let mut partners = Vec::new();
+    for value in raw.all("partner") {
+        match form.partners.iter().find(|p| p.to_string() == value.trim()) {
+            Some(partner) if !partners.contains(partner) => partners.push(*partner),
+            Some(_) => {}
+            None => errors.push(FieldError::new("partner", format!("{value} is not a partner of this form"))),
+        }
+    }
     match email {
-        Some(email) if errors.is_empty() => Ok(ValidSubmission { email, company, attributes, consents }),
+        Some(email) if errors.is_empty() => Ok(ValidSubmission { email, company, attributes, consents, partners }),
         _ => Err(errors),
     }
 }

@@ -48,6 +48,9 @@ string_enum! {
         PendingConfirmation = "pending_confirmation",
         /// Not recorded: the address is suppressed (inbound).
         Declined = "declined",
+        /// Not shared: the partner's share hook withheld it or failed (outbound; the
+        /// payload says why).
+        Withheld = "withheld",
     }
 }
 

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
 use super::{AppState, PageQuery};
 use crate::domain::FormId;
-use crate::domain::form::{ConsentCheckbox, FieldKind, FormDefinition, FormField, FormOptIn};
+use crate::domain::form::{ConsentCheckbox, FieldKind, FormDefinition, FormField, FormOptIn, FormSurvey, SurveyMoment};
 use crate::error::{Error, FieldErrors, Result};
 use crate::services::forms::{self as service, Form, check_slug};
 use crate::services::pagination::PageRequest;
@@ -81,6 +81,14 @@ pub struct FormBody {
     /// A template for the confirmation mail's text; it must contain `{{ confirm_url }}`
     /// and may use `{{ lists }}` and `{{ form_title }}`.
     pub confirmation_text: Option<String>,
+    /// Co-registration partners (`/api/v1/partners`), each shown with its own unticked box.
+    #[serde(default)]
+    pub partners: Vec<String>,
+    /// A survey (`/api/v1/surveys`) offered after the signup.
+    pub survey_id: Option<String>,
+    /// `signup` (the page after submitting) or `confirmation` (the page after confirming a
+    /// double opt-in); unset: `confirmation` on double opt-in forms, else `signup`.
+    pub survey_after: Option<String>,
 }
 
 fn default_opt_in() -> String {
@@ -193,6 +201,15 @@ impl FormBody {
             allowed_origins: d.allowed_origins.clone(),
             confirmation_subject: d.confirmation_subject.clone(),
             confirmation_text: d.confirmation_text.clone(),
+            partners: d.partners.iter().map(ToString::to_string).collect(),
+            survey_id: d.survey.map(|s| s.survey_id.to_string()),
+            survey_after: d.survey.map(|s| {
+                match s.after {
+                    SurveyMoment::Signup => "signup",
+                    SurveyMoment::Confirmation => "confirmation",
+                }
+                .to_owned()
+            }),
         }
     }
 
@@ -232,7 +249,33 @@ impl FormBody {
                 consents.push(ConsentCheckbox { list_id, text: consent.text });
             }
         }
+        let mut partners = Vec::new();
+        for (i, partner) in self.partners.iter().enumerate() {
+            if let Some(id) =
+                errors.check(&format!("partners[{i}]"), partner.parse().map_err(|_| "must be a partner id"))
+            {
+                partners.push(id);
+            }
+        }
+        let after = errors.check(
+            "survey_after",
+            match (self.survey_after.as_deref(), opt_in) {
+                (Some("signup"), _) => Ok(SurveyMoment::Signup),
+                (Some("confirmation"), _) => Ok(SurveyMoment::Confirmation),
+                (Some(_), _) => Err("must be signup or confirmation"),
+                (None, Some(FormOptIn::Double)) => Ok(SurveyMoment::Confirmation),
+                (None, _) => Ok(SurveyMoment::Signup),
+            },
+        );
+        let survey = match &self.survey_id {
+            Some(id) => errors
+                .check("survey_id", id.parse().map_err(|_| "must be a survey id"))
+                .and_then(|survey_id| after.map(|after| FormSurvey { survey_id, after })),
+            None => None,
+        };
         let definition = FormDefinition {
+            partners,
+            survey,
             name: self.name,
             locale: self.locale,
             title: self.title,

@@ -51,11 +51,13 @@ pub struct ScriptError {
     pub line: Option<usize>,
     pub column: Option<usize>,
     pub message: String,
+    /// What the script threw (`throw "reason"`): a refusal it means, not a fault.
+    pub thrown: Option<String>,
 }
 
 impl ScriptError {
     fn at(script: &str, position: Position, message: String) -> Self {
-        Self { script: script.to_owned(), line: position.line(), column: position.position(), message }
+        Self { script: script.to_owned(), line: position.line(), column: position.position(), message, thrown: None }
     }
 
     pub fn describe(&self) -> String {
@@ -198,6 +200,10 @@ impl PluginHost {
         let stats = CallStats { operations: OPERATIONS.with(Cell::get), elapsed: started.elapsed() };
         outcome.map(|value| (value, stats)).map_err(|error| {
             let position = error.position();
+            let thrown = match &*error {
+                EvalAltResult::ErrorRuntime(value, _) => Some(value.to_string()),
+                _ => None,
+            };
             let message = match *error {
                 EvalAltResult::ErrorTerminated(..) => {
                     format!("stopped: took longer than {} ms", self.limits.deadline.as_millis())
@@ -207,7 +213,7 @@ impl PluginHost {
                 }
                 other => other.to_string(),
             };
-            ScriptError::at(name, position, message)
+            ScriptError { thrown, ..ScriptError::at(name, position, message) }
         })
     }
 }

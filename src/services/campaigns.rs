@@ -535,6 +535,7 @@ impl Policy {
             .map(|(value, _)| value)
             .unwrap_or(rhai::Dynamic::UNIT);
         let invalid = |what: &str| ScriptError {
+            thrown: None,
             script: self.name.clone(),
             line: None,
             column: None,

@@ -1,11 +1,15 @@
 //! The consent ledger's use cases: recording and withdrawing consent, the current state,
 //! verifying the chain, exporting what is held about a person, and erasure.
 
+use serde_json::json;
+
 use super::keys::Keys;
+use super::webhooks;
 use crate::domain::consent::{
     Actor, ConsentAction, ConsentBasis, ConsentEvent, ConsentStatus, Evidence, GENESIS_HASH, Purpose, PurposeConsent,
     current_consents, personal_digest,
 };
+use crate::domain::partner::EventType;
 use crate::domain::{Contact, ContactId, ContactStatus};
 use crate::error::{Error, Result};
 use crate::storage::consent::{self as ledger, ConsentEventRow, NewConsentEvent};
@@ -37,7 +41,20 @@ pub fn apply_event(conn: &mut DbConnection, event: NewConsentEvent) -> Result<Co
         ConsentAction::Withdrawn => false,
     };
     let leaves = event.action == ConsentAction::Withdrawn;
+    let kind = match event.action {
+        ConsentAction::Granted => EventType::ConsentGranted,
+        ConsentAction::Confirmed => EventType::ConsentConfirmed,
+        ConsentAction::Withdrawn => EventType::ConsentWithdrawn,
+    };
+    let data = json!({
+        "contact_id": event.contact_id,
+        "purpose": event.purpose.to_string(),
+        "basis": event.basis.as_str(),
+        "requires_confirmation": event.requires_confirmation,
+        "method": event.evidence.method,
+    });
     let row = ledger::append_event(conn, event)?;
+    webhooks::emit(conn, kind, data)?;
     if let Some(list_id) = list_id {
         if joins {
             contacts::add_membership(conn, &contact_id, &list_id, row.occurred_at)?;
@@ -144,6 +161,9 @@ pub fn withdraw_in(
                 actor: actor.to_string(),
             },
         )?;
+        if let Purpose::Partner(partner_id) = purpose {
+            super::partners::relay_withdrawal(conn, contact_id, Some(partner_id), "consent_withdrawn")?;
+        }
         withdrawn += 1;
     }
     // Membership without a recorded consent ends too: the person asked to leave.
@@ -176,6 +196,7 @@ pub fn leave_all_in(
         contact.lists.iter().map(|id| Purpose::List(*id)).filter(|p| !purposes.contains(p)).collect();
     purposes.extend(members);
     withdraw_in(conn, &contact_id, &purposes, evidence, actor)?;
+    super::partners::relay_withdrawal(conn, &contact_id, None, "unsubscribed")?;
     contacts::update_status(conn, &contact_id, status.as_str(), storage::now())?;
     ledger::insert_suppression(conn, suppression_hash, status.as_str())?;
     Ok(())
@@ -220,11 +241,19 @@ pub async fn erase_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<()> {
 /// signups never confirmed, which gave no consent to remember).
 pub fn erase_in(conn: &mut DbConnection, contact: &Contact) -> Result<()> {
     let contact_id = contact.id.to_string();
+    // Partners that received the lead are told before the lead loses its contact.
+    super::partners::relay_withdrawal(conn, &contact_id, None, "erased")?;
+    let leads = crate::storage::partners::list_contact_leads(conn, &contact_id, "outbound")?;
+    let lead_ids: Vec<String> = leads.into_iter().map(|lead| lead.id).collect();
+    crate::storage::partners::redact_contact(conn, &contact_id)?;
+    crate::storage::surveys::delete_contact_responses(conn, &contact_id)?;
+    webhooks::redact_contact(conn, &contact_id, &lead_ids)?;
     ledger::redact_contact_events(conn, &contact_id)?;
     outbox::delete_for_recipient(conn, &contact.email.key())?;
     // Campaigns keep their counts, not the address.
     crate::storage::campaigns::redact_contact(conn, &contact_id)?;
     contacts::delete_contact(conn, &contact_id)?;
+    webhooks::emit(conn, EventType::ContactDeleted, json!({"contact_id": contact_id}))?;
     Ok(())
 }
 

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
+use super::webhooks;
+use crate::domain::partner::EventType;
 use crate::domain::{Contact, ContactId, ContactStatus, Country, Email, ListId, Tag};
 use crate::error::{Error, FieldError, Result};
 use crate::storage::contacts::{self as repo, ContactFilter};
@@ -69,7 +71,10 @@ pub async fn create_contact(db: &Db, keys: &Keys, new: NewContact) -> Result<Con
         let tags = tag_rows(&row.id, &new.tags);
         let lists = list_rows(&row.id, &new.lists, now);
         repo::insert_contact(conn, &row, &tags, &lists).map_err(duplicate_email)?;
-        repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("a created contact vanished"))
+        let contact =
+            repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("a created contact vanished"))?;
+        webhooks::emit(conn, EventType::ContactCreated, json!({"contact": webhooks::contact_json(&contact)}))?;
+        Ok(contact)
     })
     .await
 }
@@ -127,7 +132,10 @@ pub async fn update_contact(db: &Db, keys: &Keys, id: ContactId, changes: Contac
         let tags = changes.tags.map(|tags| tag_rows(&row.id, &tags));
         let lists = changes.lists.map(|lists| list_rows(&row.id, &lists, now));
         repo::replace_memberships(conn, &row.id, tags.as_deref(), lists.as_deref())?;
-        repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("an updated contact vanished"))
+        let contact =
+            repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("an updated contact vanished"))?;
+        webhooks::emit(conn, EventType::ContactUpdated, json!({"contact": webhooks::contact_json(&contact)}))?;
+        Ok(contact)
     })
     .await
 }

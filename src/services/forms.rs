@@ -132,6 +132,18 @@ fn check_definition(conn: &mut DbConnection, definition: &FormDefinition) -> Res
             errors.push(FieldError::new(format!("consents[{i}].list_id"), format!("there is no list {id}")));
         }
     }
+    let partner_ids: Vec<String> = definition.partners.iter().map(ToString::to_string).collect();
+    let known = crate::storage::partners::find_partners(conn, &partner_ids)?;
+    for (i, id) in partner_ids.iter().enumerate() {
+        if !known.iter().any(|p| &p.id == id) {
+            errors.push(FieldError::new(format!("partners[{i}]"), format!("there is no partner {id}")));
+        }
+    }
+    if let Some(survey) = &definition.survey
+        && crate::storage::surveys::find_survey(conn, &survey.survey_id.to_string())?.is_none()
+    {
+        errors.push(FieldError::new("survey_id", format!("there is no survey {}", survey.survey_id)));
+    }
     if let Some(text) = &definition.confirmation_text
         && let Err(error) = super::signup::check_mail_template(text)
     {

@@ -14,12 +14,15 @@ pub mod keys;
 pub mod lists;
 pub mod mailer;
 pub mod pagination;
+pub mod partners;
 pub mod plugins;
 pub mod segments;
 pub mod signup;
 pub mod stats;
+pub mod surveys;
 pub mod tracking;
 pub mod users;
+pub mod webhooks;
 
 /// Whether the database answers, for readiness probes: 503 when it does not.
 pub async fn check_ready(db: &crate::storage::Db) -> crate::error::Result<()> {

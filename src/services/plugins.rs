@@ -213,6 +213,66 @@ pub async fn find_plugin(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins
     }
 }
 
+/// What services that run hooks need: the script host and the folder plugins.
+#[derive(Clone)]
+pub struct Scripts {
+    pub host: Arc<PluginHost>,
+    pub folder: Arc<FolderPlugins>,
+}
+
+impl Scripts {
+    /// Loads a plugin inside a transaction; see [`load_in`].
+    pub fn load_in(&self, conn: &mut storage::DbConnection, name: &str) -> Result<Loaded> {
+        load_in(conn, &self.host, &self.folder, name)
+    }
+}
+
+/// A plugin compiled and ready to call, with its settings as the script's `settings`.
+pub struct Loaded {
+    pub name: String,
+    pub ast: Arc<rhai::AST>,
+    pub settings: Dynamic,
+}
+
+impl Loaded {
+    /// Calls a hook with `settings` in scope; `None` when the script does not define it.
+    pub fn call(
+        &self,
+        host: &PluginHost,
+        hook: &str,
+        args: impl rhai::FuncArgs,
+        arity: usize,
+    ) -> std::result::Result<Option<Dynamic>, ScriptError> {
+        let constants = [("settings", self.settings.clone())];
+        Ok(host.call_hook(&self.name, &self.ast, hook, args, arity, &constants)?.map(|(value, _)| value))
+    }
+}
+
+/// Loads and compiles a plugin inside a transaction (for hooks that decide what the
+/// transaction writes).
+pub fn load_in(
+    conn: &mut storage::DbConnection,
+    host: &PluginHost,
+    folder: &FolderPlugins,
+    name: &str,
+) -> Result<Loaded> {
+    let plugin = match folder.get(name) {
+        Some(plugin) => plugin.clone(),
+        None => match repo::find_plugin(conn, name)? {
+            Some(row) => from_row(row, host),
+            None => return Err(Error::NotFound(format!("there is no plugin {name}"))),
+        },
+    };
+    let ast = host.compile(&plugin.name, &plugin.source).map_err(script_rejected)?;
+    let settings = rhai::serde::to_dynamic(&plugin.settings).map_err(Error::internal)?;
+    Ok(Loaded { name: plugin.name, ast, settings })
+}
+
+/// Whether a plugin of this name exists (folder or API).
+pub fn exists_in(conn: &mut storage::DbConnection, folder: &FolderPlugins, name: &str) -> Result<bool> {
+    Ok(folder.get(name).is_some() || repo::find_plugin(conn, name)?.is_some())
+}
+
 pub async fn list_plugins(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins) -> Result<Vec<Plugin>> {
     let rows = db.read(|conn| Ok(repo::list_plugins(conn)?)).await?;
     let mut plugins: Vec<Plugin> = folder.0.values().cloned().collect();

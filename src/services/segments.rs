@@ -162,6 +162,7 @@ impl Predicate {
         };
         let value = outcome.unwrap_or(rhai::Dynamic::FALSE);
         value.as_bool().map_err(|kind| ScriptError {
+            thrown: None,
             script: self.name.clone(),
             line: None,
             column: None,
@@ -239,6 +240,7 @@ fn evaluate(
 ) -> std::result::Result<Vec<bool>, ScriptError> {
     super::map_on_cores(batch, threads, |facts| predicate.test(host, facts))
         .ok_or_else(|| ScriptError {
+            thrown: None,
             script: predicate.name.clone(),
             line: None,
             column: None,

@@ -273,6 +273,10 @@ pub fn add_memberships(
     Ok(())
 }
 
+pub fn find_contact_row_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ContactRow>> {
+    contacts::table.find(id).select(ContactRow::as_select()).first(conn).optional()
+}
+
 pub fn find_contact_row_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<ContactRow>> {
     contacts::table.filter(contacts::email_key.eq(key)).select(ContactRow::as_select()).first(conn).optional()
 }

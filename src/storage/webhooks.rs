@@ -172,6 +172,22 @@ pub fn claim_due(
     Ok(claimed)
 }
 
+/// Deliveries whose payload names the contact, or that carry one of its leads.
+pub fn list_deliveries_mentioning(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    lead_ids: &[String],
+) -> QueryResult<Vec<DeliveryRow>> {
+    webhook_deliveries::table
+        .filter(
+            webhook_deliveries::payload
+                .like(format!("%{contact_id}%"))
+                .or(webhook_deliveries::lead_id.eq_any(lead_ids)),
+        )
+        .select(DeliveryRow::as_select())
+        .load(conn)
+}
+
 pub fn insert_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<usize> {
     diesel::insert_into(delivery_attempts::table).values(row).execute(conn)
 }

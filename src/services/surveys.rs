@@ -1,0 +1,466 @@
+//! Post-signup surveys: their definitions, the response a person fills in through a signed
+//! link, the `next_question(answers, survey)` hook that picks each question, and the
+//! `on_complete(contact, answers)` hook whose attribute and tag updates are checked before
+//! they are applied.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Map, Value, json};
+
+use super::keys::{Keys, LinkKind};
+use super::pagination::{Page, PageRequest};
+use super::plugins::Scripts;
+use super::webhooks;
+use crate::domain::partner::EventType;
+use crate::domain::survey::{Question, SurveyDefinition, check_answer};
+use crate::domain::{SurveyId, Tag};
+use crate::error::{Error, FieldError, Result};
+use crate::plugins::ScriptError;
+use crate::storage::models::utc;
+use crate::storage::surveys::{self as repo, ResponseRow, SurveyRow};
+use crate::storage::{self, Db, DbConnection, contacts};
+
+const IN_PROGRESS: &str = "in_progress";
+const COMPLETED: &str = "completed";
+
+#[derive(Debug, Clone)]
+pub struct Survey {
+    pub id: SurveyId,
+    pub definition: SurveyDefinition,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn survey(row: SurveyRow) -> Result<Survey> {
+    Ok(Survey {
+        id: storage::models::parse_id("survey id", &row.id)?,
+        definition: SurveyDefinition {
+            name: row.name,
+            title: row.title,
+            intro: row.intro,
+            questions: serde_json::from_str(&row.questions).map_err(Error::internal)?,
+            plugin: row.plugin,
+        },
+        created_at: utc(row.created_at),
+        updated_at: utc(row.updated_at),
+    })
+}
+
+fn check(conn: &mut DbConnection, scripts: &Scripts, definition: &SurveyDefinition) -> Result<()> {
+    let mut errors = definition.check();
+    if let Some(plugin) = &definition.plugin
+        && !super::plugins::exists_in(conn, &scripts.folder, plugin)?
+    {
+        errors.push(FieldError::new("plugin", format!("there is no plugin {plugin}")));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
+}
+
+fn row_of(id: &str, definition: &SurveyDefinition, created_at: chrono::NaiveDateTime) -> Result<SurveyRow> {
+    Ok(SurveyRow {
+        id: id.to_owned(),
+        name: definition.name.clone(),
+        title: definition.title.clone(),
+        intro: definition.intro.clone(),
+        questions: serde_json::to_string(&definition.questions).map_err(Error::internal)?,
+        plugin: definition.plugin.clone(),
+        created_at,
+        updated_at: storage::now(),
+    })
+}
+
+pub async fn create_survey(db: &Db, scripts: &Scripts, definition: SurveyDefinition) -> Result<Survey> {
+    let scripts = scripts.clone();
+    db.write(move |conn| {
+        check(conn, &scripts, &definition)?;
+        let row = row_of(&SurveyId::new().to_string(), &definition, storage::now())?;
+        repo::insert_survey(conn, &row)?;
+        survey(row)
+    })
+    .await
+}
+
+pub async fn update_survey(db: &Db, scripts: &Scripts, id: SurveyId, definition: SurveyDefinition) -> Result<Survey> {
+    let scripts = scripts.clone();
+    db.write(move |conn| {
+        let current = repo::find_survey(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        check(conn, &scripts, &definition)?;
+        let row = row_of(&current.id, &definition, current.created_at)?;
+        repo::update_survey(conn, &row)?;
+        survey(row)
+    })
+    .await
+}
+
+pub async fn find_survey(db: &Db, id: SurveyId) -> Result<Survey> {
+    db.read(move |conn| survey(repo::find_survey(conn, &id.to_string())?.ok_or_else(|| not_found(id))?)).await
+}
+
+pub async fn list_surveys(db: &Db, page: PageRequest) -> Result<Page<Survey>> {
+    db.read(move |conn| {
+        let rows = repo::list_surveys(conn, page.after.as_deref(), page.fetch_limit())?
+            .into_iter()
+            .map(survey)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(rows, |s| s.id.to_string()))
+    })
+    .await
+}
+
+/// Deletes a survey and its answers; forms that offered it stop offering it.
+pub async fn delete_survey(db: &Db, id: SurveyId) -> Result<()> {
+    db.write(move |conn| {
+        if repo::delete_survey(conn, &id.to_string())? == 0 {
+            return Err(not_found(id));
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn not_found(id: SurveyId) -> Error {
+    Error::NotFound(format!("there is no survey {id}"))
+}
+
+/// Starts (or resumes) a contact's response to a survey, in the caller's transaction;
+/// answers the signed link to it, or `None` when the contact already completed it or the
+/// survey no longer exists.
+pub fn start_in(
+    conn: &mut DbConnection,
+    keys: &Keys,
+    base_url: &str,
+    link_ttl: TimeDelta,
+    survey_id: SurveyId,
+    contact_id: &str,
+) -> Result<Option<String>> {
+    if repo::find_survey(conn, &survey_id.to_string())?.is_none() {
+        return Ok(None);
+    }
+    let response = match repo::find_contact_response(conn, &survey_id.to_string(), contact_id)? {
+        Some(response) if response.status == COMPLETED => return Ok(None),
+        Some(response) => response,
+        None => {
+            let now = storage::now();
+            let row = ResponseRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                survey_id: survey_id.to_string(),
+                contact_id: contact_id.to_owned(),
+                answers: "{}".to_owned(),
+                status: IN_PROGRESS.to_owned(),
+                created_at: now,
+                updated_at: now,
+                completed_at: None,
+            };
+            repo::insert_response(conn, &row)?;
+            row
+        }
+    };
+    let token = keys.sign_link(LinkKind::Survey, &response.id, None, Some(Utc::now() + link_ttl));
+    Ok(Some(format!("{base_url}/s/{token}")))
+}
+
+/// Where a person stands in a survey.
+#[derive(Debug, Clone)]
+pub struct SurveyState {
+    pub survey_id: SurveyId,
+    pub title: String,
+    pub intro: String,
+    pub answers: Map<String, Value>,
+    /// The question to answer now; `None` once completed.
+    pub question: Option<Question>,
+    pub completed: bool,
+    pub total_questions: usize,
+}
+
+/// A survey's questions as scripts see them.
+fn survey_for_script(survey: &Survey) -> Value {
+    json!({
+        "id": survey.id.to_string(),
+        "name": survey.definition.name,
+        "questions": survey.definition.questions.iter().map(|q| json!({
+            "id": q.id, "text": q.text, "kind": q.kind.as_str(), "options": q.options, "required": q.required,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn script_failed(error: ScriptError) -> Error {
+    tracing::error!(error = %error.describe(), "survey script failed");
+    Error::internal(error.describe())
+}
+
+/// The next question: the `next_question` hook's pick, or (without a plugin, or a plugin
+/// without the hook) the first question not answered yet. `None`: the survey is done.
+fn next_question(
+    conn: &mut DbConnection,
+    scripts: &Scripts,
+    survey: &Survey,
+    answers: &Map<String, Value>,
+) -> Result<Option<Question>> {
+    let in_order = || survey.definition.questions.iter().find(|q| !answers.contains_key(&q.id)).cloned();
+    let Some(plugin) = &survey.definition.plugin else {
+        return Ok(in_order());
+    };
+    let loaded = scripts.load_in(conn, plugin)?;
+    let arguments = (
+        rhai::serde::to_dynamic(Value::Object(answers.clone())).map_err(Error::internal)?,
+        rhai::serde::to_dynamic(survey_for_script(survey)).map_err(Error::internal)?,
+    );
+    let Some(answer) = loaded.call(&scripts.host, "next_question", arguments, 2).map_err(script_failed)? else {
+        return Ok(in_order());
+    };
+    if answer.is_unit() {
+        return Ok(None);
+    }
+    let id = answer.clone().into_string().map_err(|_| {
+        script_failed(ScriptError {
+            script: plugin.clone(),
+            line: None,
+            column: None,
+            message: format!("next_question must answer a question id or (); it answered {answer}"),
+            thrown: None,
+        })
+    })?;
+    match survey.definition.question(&id) {
+        Some(question) if !answers.contains_key(&id) => Ok(Some(question.clone())),
+        _ => Err(script_failed(ScriptError {
+            script: plugin.clone(),
+            line: None,
+            column: None,
+            message: format!("next_question answered {id:?}, which is not a question of the survey left to answer"),
+            thrown: None,
+        })),
+    }
+}
+
+fn load_response(conn: &mut DbConnection, keys: &Keys, token: &str) -> Result<Option<(ResponseRow, Survey)>> {
+    let Some(claims) = keys.verify_link(LinkKind::Survey, token) else {
+        return Ok(None);
+    };
+    let Some(response) = repo::find_response(conn, &claims.subject)? else {
+        return Ok(None);
+    };
+    let Some(row) = repo::find_survey(conn, &response.survey_id)? else {
+        return Ok(None);
+    };
+    Ok(Some((response, survey(row)?)))
+}
+
+fn state_of(
+    conn: &mut DbConnection,
+    scripts: &Scripts,
+    response: &ResponseRow,
+    survey: &Survey,
+) -> Result<SurveyState> {
+    let answers: Map<String, Value> = serde_json::from_str(&response.answers).unwrap_or_default();
+    let completed = response.status == COMPLETED;
+    let question = if completed { None } else { next_question(conn, scripts, survey, &answers)? };
+    Ok(SurveyState {
+        survey_id: survey.id,
+        title: survey.definition.title.clone(),
+        intro: survey.definition.intro.clone(),
+        answers,
+        question,
+        completed,
+        total_questions: survey.definition.questions.len(),
+    })
+}
+
+/// The survey behind a link, where the person stands; `None` for a link not valid.
+pub async fn state(db: &Db, keys: &Keys, scripts: &Scripts, token: String) -> Result<Option<SurveyState>> {
+    let (keys, scripts) = (keys.clone(), scripts.clone());
+    db.read(move |conn| match load_response(conn, &keys, &token)? {
+        Some((response, survey)) => Ok(Some(state_of(conn, &scripts, &response, &survey)?)),
+        None => Ok(None),
+    })
+    .await
+}
+
+/// Records the answer to the question asked now and moves on; the last answer completes
+/// the survey: `on_complete` runs and its updates are applied to the contact. `None` for a
+/// link not valid. A wrong answer is a 422 naming `answer`.
+pub async fn answer(
+    db: &Db,
+    keys: &Keys,
+    scripts: &Scripts,
+    token: String,
+    question_id: String,
+    values: Vec<String>,
+) -> Result<Option<SurveyState>> {
+    let (keys, scripts) = (keys.clone(), scripts.clone());
+    db.write(move |conn| {
+        let Some((mut response, survey)) = load_response(conn, &keys, &token)? else {
+            return Ok(None);
+        };
+        let current = state_of(conn, &scripts, &response, &survey)?;
+        if current.completed {
+            return Ok(Some(current));
+        }
+        let Some(question) = current.question else {
+            return complete(conn, &scripts, response, &survey, current.answers).map(Some);
+        };
+        if question.id != question_id {
+            return Err(Error::field("question_id", format!("the question asked now is {}", question.id)));
+        }
+        let value = check_answer(&question, &values).map_err(|message| Error::field("answer", message))?;
+        let mut answers = current.answers;
+        answers.insert(question.id.clone(), value);
+        response.answers = Value::Object(answers.clone()).to_string();
+        response.updated_at = storage::now();
+        repo::update_response(conn, &response)?;
+        if next_question(conn, &scripts, &survey, &answers)?.is_none() {
+            return complete(conn, &scripts, response, &survey, answers).map(Some);
+        }
+        state_of(conn, &scripts, &response, &survey).map(Some)
+    })
+    .await
+}
+
+/// Attribute and tag updates from `on_complete`, checked.
+#[derive(Debug, Default)]
+struct Updates {
+    attributes: Map<String, Value>,
+    tags: Vec<Tag>,
+}
+
+fn check_updates(plugin: &str, answer: &rhai::Dynamic) -> std::result::Result<Updates, String> {
+    if answer.is_unit() {
+        return Ok(Updates::default());
+    }
+    let value: Value = rhai::serde::from_dynamic(answer).map_err(|e| e.to_string())?;
+    let Value::Object(map) = value else {
+        return Err(format!("script {plugin}: on_complete must answer #{{attributes: #{{}}, tags: []}}"));
+    };
+    let mut updates = Updates::default();
+    let mut faults = Vec::new();
+    match map.get("attributes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(attributes)) => {
+            for (name, value) in attributes {
+                let valid = !name.is_empty()
+                    && name.len() <= 64
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    faults.push(format!("attribute {name:?}: names are 1 to 64 characters of a-z, 0-9 and _"));
+                } else if value.is_object() {
+                    faults.push(format!("attribute {name}: must be a string, number, boolean, array or null"));
+                } else {
+                    updates.attributes.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        Some(_) => faults.push("attributes must be a map".to_owned()),
+    }
+    match map.get("tags") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tags)) => {
+            for tag in tags {
+                match tag.as_str().map(Tag::parse) {
+                    Some(Ok(tag)) => updates.tags.push(tag),
+                    Some(Err(e)) => faults.push(format!("tag {tag}: {e}")),
+                    None => faults.push(format!("tag {tag}: must be a string")),
+                }
+            }
+        }
+        Some(_) => faults.push("tags must be an array".to_owned()),
+    }
+    if faults.is_empty() { Ok(updates) } else { Err(format!("script {plugin}: on_complete: {}", faults.join("; "))) }
+}
+
+/// Completes a response: the updates of `on_complete`, checked, applied to the contact in
+/// the same transaction; `survey.completed` queued. Updates that do not pass the checks
+/// are not applied (the answers are kept, and the fault is logged for the admin).
+fn complete(
+    conn: &mut DbConnection,
+    scripts: &Scripts,
+    mut response: ResponseRow,
+    survey: &Survey,
+    answers: Map<String, Value>,
+) -> Result<SurveyState> {
+    let now = storage::now();
+    let contact = contacts::find_contact(conn, &response.contact_id)?;
+    let mut applied = Value::Null;
+    if let (Some(plugin), Some(contact)) = (&survey.definition.plugin, &contact) {
+        let loaded = scripts.load_in(conn, plugin)?;
+        let arguments = (
+            rhai::serde::to_dynamic(webhooks::contact_json(contact)).map_err(Error::internal)?,
+            rhai::serde::to_dynamic(Value::Object(answers.clone())).map_err(Error::internal)?,
+        );
+        let outcome = loaded
+            .call(&scripts.host, "on_complete", arguments, 2)
+            .map_err(|e| e.describe())
+            .and_then(|answer| answer.map_or(Ok(Updates::default()), |answer| check_updates(plugin, &answer)));
+        match outcome {
+            Ok(updates) => {
+                apply_updates(conn, &response.contact_id, &updates, now)?;
+                applied = json!({
+                    "attributes": updates.attributes,
+                    "tags": updates.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
+                });
+            }
+            Err(fault) => tracing::error!(survey = %survey.id, error = %fault, "survey updates refused"),
+        }
+    }
+    response.status = COMPLETED.to_owned();
+    response.completed_at = Some(now);
+    response.updated_at = now;
+    repo::update_response(conn, &response)?;
+    webhooks::emit(
+        conn,
+        EventType::SurveyCompleted,
+        json!({"survey_id": survey.id.to_string(), "contact_id": response.contact_id, "answers": answers, "updates": applied}),
+    )?;
+    Ok(SurveyState {
+        survey_id: survey.id,
+        title: survey.definition.title.clone(),
+        intro: survey.definition.intro.clone(),
+        answers,
+        question: None,
+        completed: true,
+        total_questions: survey.definition.questions.len(),
+    })
+}
+
+fn apply_updates(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    updates: &Updates,
+    now: chrono::NaiveDateTime,
+) -> Result<()> {
+    if updates.attributes.is_empty() && updates.tags.is_empty() {
+        return Ok(());
+    }
+    if let Some(mut row) = contacts::find_contact_row_by_id(conn, contact_id)? {
+        let mut attributes: Value = serde_json::from_str(&row.attributes).unwrap_or(Value::Object(Map::new()));
+        super::contacts::merge_patch(&mut attributes, Value::Object(updates.attributes.clone()));
+        row.attributes = attributes.to_string();
+        row.updated_at = now;
+        contacts::update_contact(conn, &row)?;
+        let tags: Vec<(String, String)> =
+            updates.tags.iter().map(|tag| (contact_id.to_owned(), tag.as_str().to_owned())).collect();
+        contacts::add_tags(conn, &tags)?;
+        webhooks::emit_contact(conn, EventType::ContactUpdated, contact_id)?;
+    }
+    Ok(())
+}
+
+/// A contact's answers, for the data export.
+#[derive(Debug, Clone)]
+pub struct ResponseExport {
+    pub survey_id: String,
+    pub answers: Value,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+pub fn export_in(conn: &mut DbConnection, contact_id: &str) -> Result<Vec<ResponseExport>> {
+    Ok(repo::list_contact_responses(conn, contact_id)?
+        .into_iter()
+        .map(|row| ResponseExport {
+            survey_id: row.survey_id,
+            answers: serde_json::from_str(&row.answers).unwrap_or(Value::Null),
+            status: row.status,
+            created_at: utc(row.created_at),
+            completed_at: row.completed_at.map(utc),
+        })
+        .collect())
+}
