@@ -184,6 +184,46 @@ const STRINGS: &[(&str, [&str; 4])] = &[
             "Buongiorno,\n\nconferma che desideri ricevere {{ lists }} aprendo questo link:\n\n{{ confirm_url }}\n\nSe non hai richiesto nulla, ignora questa e-mail: non verrai iscritto.\n",
         ],
     ),
+    (
+        "partners_legend",
+        [
+            "Also share my details with (optional, each on its own)",
+            "Transmettre aussi mes coordonnées à (facultatif, chacun séparément)",
+            "Meine Angaben auch weitergeben an (optional, jeweils einzeln)",
+            "Condividi i miei dati anche con (facoltativo, ciascuno separatamente)",
+        ],
+    ),
+    ("privacy_policy", ["privacy policy", "politique de confidentialité", "Datenschutzerklärung", "informativa sulla privacy"]),
+    (
+        "survey_invite",
+        [
+            "Answer a few short questions",
+            "Répondre à quelques questions",
+            "Ein paar kurze Fragen beantworten",
+            "Rispondi a qualche breve domanda",
+        ],
+    ),
+    ("survey_next", ["Next", "Suivant", "Weiter", "Avanti"]),
+    (
+        "survey_done_title",
+        [
+            "Thank you for your answers",
+            "Merci pour vos réponses",
+            "Vielen Dank für Ihre Antworten",
+            "Grazie per le tue risposte",
+        ],
+    ),
+    (
+        "survey_done_text",
+        [
+            "They help us send you what interests you.",
+            "Elles nous aident à vous envoyer ce qui vous intéresse.",
+            "Sie helfen uns, Ihnen zu schicken, was Sie interessiert.",
+            "Ci aiutano a inviarti ciò che ti interessa.",
+        ],
+    ),
+    ("yes", ["Yes", "Oui", "Ja", "Sì"]),
+    ("no", ["No", "Non", "Nein", "No"]),
 ];
 
 fn column(locale: &str) -> usize {

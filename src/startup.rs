@@ -20,7 +20,8 @@ use crate::services::dispatcher::{Dispatcher, SendOptions};
 use crate::services::imports::ImportWorker;
 use crate::services::keys::Keys;
 use crate::services::mailer::OutboxWorker;
-use crate::services::plugins::FolderPlugins;
+use crate::services::plugins::{FolderPlugins, Scripts};
+use crate::services::webhooks::{DeliveryOptions, WebhookWorker};
 use crate::services::signup::{self, SignupConfig};
 use crate::services::{auth::Tokens, users};
 use crate::settings::Settings;
@@ -75,6 +76,8 @@ impl Application {
         let import_wake = Arc::new(Notify::new());
         tokio::spawn(ImportWorker::new(db.clone(), keys.clone(), import_wake.clone()).run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
+        tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings))?.run());
+        let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
 
         let port = address.port();
         let shutdown_timeout = settings.shutdown_timeout_seconds;
@@ -99,6 +102,7 @@ impl Application {
             campaigns,
             send_wake,
             import_wake,
+            scripts,
         });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();

@@ -63,6 +63,8 @@ pub struct AppState {
     pub send_wake: Arc<Notify>,
     /// Wakes the import worker when a file arrived.
     pub import_wake: Arc<Notify>,
+    /// The script host and folder plugins, for services that run hooks.
+    pub scripts: crate::services::plugins::Scripts,
 }
 
 /// `limit` and `cursor` of a collection.

@@ -60,9 +60,23 @@ impl Pages {
         lines: &[&str],
         items: &[String],
     ) -> Result<HttpResponse> {
+        self.message_with_link(status, locale, title_key, lines, items, None)
+    }
+
+    /// A message page with a link onwards (to a survey, say).
+    pub fn message_with_link(
+        &self,
+        status: StatusCode,
+        locale: &str,
+        title_key: &str,
+        lines: &[&str],
+        items: &[String],
+        link: Option<(&str, &str)>,
+    ) -> Result<HttpResponse> {
         let t = i18n::strings(locale);
         let title = t.get(title_key).copied().unwrap_or_default();
-        self.page(status, "message.html", minijinja::context! { t, title, lines, items })
+        let link = link.map(|(url, text)| minijinja::context! { url, text });
+        self.page(status, "message.html", minijinja::context! { t, title, lines, items, link })
     }
 
     /// The page for a link that is not valid, whatever the reason (forged, stale, used

@@ -17,7 +17,7 @@ use crate::domain::form::{RawSubmission, check_submission};
 use crate::error::{Error, Result};
 use crate::i18n;
 use crate::services::forms::{self, Form};
-use crate::services::signup::{self, SubmitOutcome};
+use crate::services::signup::{self, SubmitOutcome, Submitted};
 
 /// A JSON signup, as a site's own script sends it.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -32,6 +32,9 @@ pub struct SignupRequest {
     /// Ids of the lists whose box was ticked.
     #[serde(default)]
     pub consents: Vec<String>,
+    /// Ids of the partners whose box was ticked.
+    #[serde(default)]
+    pub partners: Vec<String>,
     /// The honeypot: leave it out or empty.
     pub website: Option<String>,
 }
@@ -42,6 +45,8 @@ pub struct SignupResponse {
     pub status: String,
     /// What to tell the person, in the form's language.
     pub message: String,
+    /// The survey the form offers now (`GET|POST` it as JSON, or send the person there).
+    pub survey_url: Option<String>,
 }
 
 #[utoipa::path(
@@ -63,7 +68,7 @@ pub async fn show_form(req: HttpRequest, state: web::Data<AppState>, slug: web::
     if let Err(wait) = state.limiter.check(&req) {
         return too_many_html(&state, &locale, wait);
     }
-    let html = render_form(&state, &form, &locale, "form.html", &RawSubmission::default(), &[])?;
+    let html = render_form(&state, &form, &locale, "form.html", &RawSubmission::default(), &[]).await?;
     Ok(super::pages::html_response(StatusCode::OK, html))
 }
 
@@ -78,7 +83,7 @@ pub async fn embed_form(req: HttpRequest, state: web::Data<AppState>, slug: web:
         .await?
         .ok_or_else(|| Error::NotFound("there is no form at this address".to_owned()))?;
     let locale = locale(&req, form.definition.locale.as_deref());
-    let body = render_form(&state, &form, &locale, "form_body.html", &RawSubmission::default(), &[])?;
+    let body = render_form(&state, &form, &locale, "form_body.html", &RawSubmission::default(), &[]).await?;
     let snippet = format!(
         "<!-- consento signup form \"{}\": paste where the form should appear -->\n<div class=\"consento-form\" lang=\"{locale}\">\n<h2>{}</h2>\n{body}</div>\n",
         form.slug,
@@ -163,25 +168,29 @@ async fn submit(
     let outcome = if raw.is_honeypot_filled() {
         // Answered as a success, so a bot learns nothing; nothing is stored or sent.
         tracing::info!(form = %form.slug, "honeypot filled: submission dropped");
-        if form.definition.opt_in == crate::domain::form::FormOptIn::Double {
+        let outcome = if form.definition.opt_in == crate::domain::form::FormOptIn::Double {
             SubmitOutcome::PendingConfirmation
         } else {
             SubmitOutcome::Subscribed
-        }
+        };
+        Submitted { outcome, survey_url: None }
     } else {
         match check_submission(&form.definition, &raw) {
             Ok(valid) => {
-                let outcome = signup::submit(&state.db, &state.keys, &state.signup, form.clone(), valid, info).await?;
+                let submitted =
+                    signup::submit(&state.db, &state.keys, &state.signup, &state.scripts, form.clone(), valid, info)
+                        .await?;
                 state.mail_wake.notify_one();
-                outcome
+                submitted
             }
             Err(errors) if is_json => return Err(Error::Validation(errors)),
             Err(errors) => {
-                let html = render_form(state, &form, &locale, "form.html", &raw, &errors)?;
+                let html = render_form(state, &form, &locale, "form.html", &raw, &errors).await?;
                 return Ok(super::pages::html_response(StatusCode::UNPROCESSABLE_ENTITY, html));
             }
         }
     };
+    let Submitted { outcome, survey_url } = outcome;
     let (title_key, message) = match outcome {
         SubmitOutcome::PendingConfirmation => ("pending_title", i18n::text(&locale, "pending_text").to_owned()),
         SubmitOutcome::Subscribed if form.definition.thank_you_text.trim().is_empty() => {
@@ -194,12 +203,14 @@ async fn submit(
             SubmitOutcome::PendingConfirmation => "pending_confirmation",
             SubmitOutcome::Subscribed => "subscribed",
         };
-        return Ok(HttpResponse::Ok().json(SignupResponse { status: status.to_owned(), message }));
+        return Ok(HttpResponse::Ok().json(SignupResponse { status: status.to_owned(), message, survey_url }));
     }
     if let Some(url) = &form.definition.redirect_url {
         return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, url.as_str())).finish());
     }
-    state.pages.message(StatusCode::OK, &locale, title_key, &[message.as_str()], &[])
+    let invite = i18n::text(&locale, "survey_invite");
+    let link = survey_url.as_deref().map(|url| (url, invite));
+    state.pages.message_with_link(StatusCode::OK, &locale, title_key, &[message.as_str()], &[], link)
 }
 
 #[utoipa::path(
@@ -264,6 +275,7 @@ fn parse_json_submission(body: &[u8]) -> Result<RawSubmission> {
         raw.values.insert(crate::domain::form::HONEYPOT_FIELD.into(), vec![website]);
     }
     raw.values.insert("consent".into(), request.consents);
+    raw.values.insert("partner".into(), request.partners);
     for (name, value) in request.fields {
         let values = match value {
             Value::Null => vec![],
@@ -280,7 +292,7 @@ fn parse_json_submission(body: &[u8]) -> Result<RawSubmission> {
     Ok(raw)
 }
 
-fn render_form(
+async fn render_form(
     state: &AppState,
     form: &Form,
     locale: &str,
@@ -310,11 +322,17 @@ fn render_form(
     labels.insert("company".into(), Value::String(t["company"].to_owned()));
     labels.insert("consent".into(), Value::String(t["consents"].to_owned()));
     let action = format!("{}/f/{}", state.signup.base_url, form.slug);
+    let partners: Vec<Value> = crate::services::partners::find_form_partners(&state.db, definition.partners.clone())
+        .await?
+        .iter()
+        .map(crate::services::partners::shown)
+        .collect();
+    let ticked_partners = raw.all("partner").to_vec();
     state.pages.render(
         template,
         minijinja::context! {
             t, form => definition, title => &definition.title, action, values, multi, ticked,
-            errors => error_map, labels,
+            errors => error_map, labels, partners, ticked_partners,
         },
     )
 }
@@ -376,15 +394,18 @@ pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::P
         return too_many_html(&state, &locale, wait);
     }
     let info = request_info(&req, locale.clone());
-    match signup::confirm(&state.db, &state.keys, &token, info).await? {
+    match signup::confirm(&state.db, &state.keys, &state.signup, &state.scripts, &token, info).await? {
         None => state.pages.invalid_link(&locale),
-        Some(lists) => state.pages.message(
-            StatusCode::OK,
-            &locale,
-            "confirmed_title",
-            &[i18n::text(&locale, "confirmed_text")],
-            &lists,
-        ),
+        Some(confirmed) => {
+            state.pages.message_with_link(
+                StatusCode::OK,
+                &locale,
+                "confirmed_title",
+                &[i18n::text(&locale, "confirmed_text")],
+                &confirmed.names,
+                confirmed.survey_url.as_deref().map(|url| (url, i18n::text(&locale, "survey_invite"))),
+            )
+        }
     }
 }
 

@@ -74,6 +74,14 @@ pub async fn find_form(db: &Db, id: FormId) -> Result<Form> {
     .await
 }
 
+/// The current version of a form, inside a transaction.
+pub fn find_in(conn: &mut DbConnection, id: &str) -> Result<Option<Form>> {
+    match repo::find_form(conn, id)? {
+        Some((form, version)) => Ok(Some(to_form(form, version)?)),
+        None => Ok(None),
+    }
+}
+
 /// The current version of the form published at `slug`.
 pub fn find_published(conn: &mut DbConnection, slug: &str) -> Result<Option<Form>> {
     match repo::find_form_by_slug(conn, slug)? {

@@ -5,7 +5,13 @@ use chrono::TimeDelta;
 use serde_json::Value;
 
 use super::consent::{self, ContactExport, apply_event, erase_in, leave_all_in, load_contact_consents, withdraw_in};
+use serde_json::json;
+
 use super::forms::Form;
+use super::plugins::Scripts;
+use super::{partners, surveys, webhooks};
+use crate::domain::form::{FormSurvey, SurveyMoment};
+use crate::domain::partner::EventType;
 use super::keys::{Keys, LinkKind};
 use super::mailer;
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
@@ -29,6 +35,7 @@ pub struct SignupConfig {
     pub message_domain: String,
     pub confirmation_ttl: TimeDelta,
     pub confirmation_mails_per_day: u32,
+    pub survey_link_ttl: TimeDelta,
 }
 
 impl SignupConfig {
@@ -39,6 +46,7 @@ impl SignupConfig {
             message_domain: settings.message_domain(),
             confirmation_ttl: TimeDelta::hours(settings.confirmation_ttl_hours as i64),
             confirmation_mails_per_day: settings.confirmation_mails_per_day,
+            survey_link_ttl: TimeDelta::days(i64::from(settings.survey_link_days)),
         }
     }
 }
@@ -72,6 +80,21 @@ pub enum SubmitOutcome {
     PendingConfirmation,
 }
 
+/// What a signup came to, and the survey offered next (if the form offers one now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub outcome: SubmitOutcome,
+    pub survey_url: Option<String>,
+}
+
+/// What a confirmation confirmed, and the survey offered next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    /// The lists (and partners) confirmed.
+    pub names: Vec<String>,
+    pub survey_url: Option<String>,
+}
+
 /// Records a signup: the contact (created or updated with the submitted fields), a
 /// `granted` event per ticked box with the form version, the exact text, IP and user
 /// agent, and for double opt-in (or a suppressed address) a confirmation request whose
@@ -80,10 +103,11 @@ pub async fn submit(
     db: &Db,
     keys: &Keys,
     config: &SignupConfig,
+    scripts: &Scripts,
     form: Form,
     submission: ValidSubmission,
     info: RequestInfo,
-) -> Result<SubmitOutcome> {
+) -> Result<Submitted> {
     let email_key = submission.email.key();
     let suppression_hash = keys.email_hash(&email_key);
     let confirmation_id = ConfirmationId::new();
@@ -91,9 +115,22 @@ pub async fn submit(
     let token = keys.sign_link(LinkKind::Confirm, &confirmation_id.to_string(), None, Some(expires_at));
     let confirm_url = format!("{}/confirm/{token}", config.base_url);
     let config = config.clone();
+    let scripts = scripts.clone();
+    let keys = keys.clone();
     db.write(move |conn| {
         let now = storage::now();
         let contact_id = upsert_contact(conn, &submission, now)?;
+        webhooks::emit(
+            conn,
+            EventType::FormSubmitted,
+            json!({"form_id": form.id.to_string(), "form_slug": form.slug, "form_version": form.version, "contact_id": contact_id}),
+        )?;
+        let survey_url = match form.definition.survey {
+            Some(FormSurvey { survey_id, after: SurveyMoment::Signup }) => {
+                surveys::start_in(conn, &keys, &config.base_url, config.survey_link_ttl, survey_id, &contact_id)?
+            }
+            _ => None,
+        };
         let suppressed = ledger::is_suppressed(conn, &suppression_hash)?;
         let needs_confirmation = suppressed || form.definition.opt_in == FormOptIn::Double;
         let current = load_contact_consents(conn, &contact_id)?.current;
@@ -124,11 +161,45 @@ pub async fn submit(
             )?;
             pending.push(purpose);
         }
+        // Each partner box ticked: a consent of its own, with the partner list shown beside it.
+        let shown = partners::form_partners(conn, &form.definition.partners)?;
+        let snapshot = json!({"partners_shown": shown.iter().map(partners::shown).collect::<Vec<_>>()}).to_string();
+        for partner in shown.iter().filter(|p| submission.partners.iter().any(|id| id.to_string() == p.id)) {
+            let purpose = Purpose::Partner(partner.id.clone());
+            let active = current.iter().any(|c| c.purpose == purpose && c.status == ConsentStatus::Active);
+            if active && !suppressed {
+                continue;
+            }
+            apply_event(
+                conn,
+                NewConsentEvent {
+                    contact_id: contact_id.clone(),
+                    purpose: purpose.clone(),
+                    action: ConsentAction::Granted,
+                    basis,
+                    requires_confirmation: needs_confirmation,
+                    evidence: Evidence {
+                        form_id: Some(form.id.to_string()),
+                        form_version: Some(form.version),
+                        consent_text: Some(partners::checkbox_text(partner)),
+                        proof: Some(snapshot.clone()),
+                        ..info.evidence("form")
+                    },
+                    actor: Actor::Public.to_string(),
+                },
+            )?;
+            if !needs_confirmation {
+                // The opt-in is complete: the partner gets the lead now.
+                partners::share_in(conn, &scripts, &contact_id, &partner.id)?;
+            }
+            pending.push(purpose);
+        }
+        let submitted = |outcome| Ok(Submitted { outcome, survey_url: survey_url.clone() });
         if !needs_confirmation {
-            return Ok(SubmitOutcome::Subscribed);
+            return submitted(SubmitOutcome::Subscribed);
         }
         if pending.is_empty() {
-            return Ok(SubmitOutcome::PendingConfirmation);
+            return submitted(SubmitOutcome::PendingConfirmation);
         }
         confirmations::insert_confirmation(
             conn,
@@ -161,7 +232,7 @@ pub async fn submit(
         } else {
             tracing::info!(form = %form.slug, "confirmation mail withheld: the address reached its daily cap");
         }
-        Ok(SubmitOutcome::PendingConfirmation)
+        submitted(SubmitOutcome::PendingConfirmation)
     })
     .await
 }
@@ -178,6 +249,7 @@ fn upsert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: ch
             }
             row.updated_at = now;
             contacts::update_contact(conn, &row)?;
+            webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
             Ok(row.id)
         }
         None => {
@@ -193,18 +265,27 @@ fn upsert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: ch
                 updated_at: now,
             };
             contacts::insert_contact(conn, &row, &[], &[])?;
+            webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
             Ok(row.id)
         }
     }
 }
 
+/// What the person agreed to, in words: list names, and "sharing with <partner>".
 fn list_names(conn: &mut DbConnection, purposes: &[Purpose]) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for purpose in purposes {
-        if let Some(id) = purpose.list_id()
-            && let Some(list) = lists::find_list(conn, &id.to_string())?
-        {
-            names.push(list.name);
+        match purpose {
+            Purpose::List(id) => {
+                if let Some(list) = lists::find_list(conn, &id.to_string())? {
+                    names.push(list.name);
+                }
+            }
+            Purpose::Partner(id) => {
+                if let Some(partner) = crate::storage::partners::find_partner(conn, id)? {
+                    names.push(format!("sharing with {} ({})", partner.name, partner.legal_name));
+                }
+            }
         }
     }
     Ok(names)
@@ -294,11 +375,20 @@ pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str) -> Result<O
 /// `confirmed` event (`double_opt_in`) with the time, IP and user agent of the click; the
 /// address leaves the suppression list. A second use changes nothing and answers the
 /// same. `None` when the link is not valid.
-pub async fn confirm(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Result<Option<Vec<String>>> {
+pub async fn confirm(
+    db: &Db,
+    keys: &Keys,
+    config: &SignupConfig,
+    scripts: &Scripts,
+    token: &str,
+    info: RequestInfo,
+) -> Result<Option<Confirmed>> {
     let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
         return Ok(None);
     };
     let keys = keys.clone();
+    let config = config.clone();
+    let scripts = scripts.clone();
     db.write(move |conn| {
         let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
             return Ok(None);
@@ -307,9 +397,21 @@ pub async fn confirm(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Re
             return Ok(None);
         };
         let hash = keys.email_hash(&contact.email.key());
+        let survey_url = |conn: &mut DbConnection| -> Result<Option<String>> {
+            let form = match &row.form_id {
+                Some(id) => super::forms::find_in(conn, id)?,
+                None => None,
+            };
+            match form.and_then(|f| f.definition.survey) {
+                Some(FormSurvey { survey_id, after: SurveyMoment::Confirmation }) => {
+                    surveys::start_in(conn, &keys, &config.base_url, config.survey_link_ttl, survey_id, &row.contact_id)
+                }
+                _ => Ok(None),
+            }
+        };
         if row.confirmed_at.is_some() {
             let names = list_names(conn, &stored_purposes(&row))?;
-            return Ok(Some(names));
+            return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
         }
         let pending = pending_purposes(conn, &row.contact_id)?;
         for purpose in &pending {
@@ -335,8 +437,16 @@ pub async fn confirm(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Re
         confirmations::mark_confirmed(conn, &row.id, now)?;
         contacts::update_status(conn, &row.contact_id, ContactStatus::Active.as_str(), now)?;
         ledger::delete_suppression(conn, &hash)?;
+        // The opt-in is complete: partners the person chose get the lead now.
+        for purpose in &pending {
+            if let Purpose::Partner(partner_id) = purpose {
+                partners::share_in(conn, &scripts, &row.contact_id, partner_id)?;
+            }
+        }
+        partners::mark_inbound_confirmed(conn, &row.contact_id)?;
         let names = list_names(conn, if pending.is_empty() { &[] } else { &pending })?;
-        Ok(Some(if names.is_empty() { list_names(conn, &stored_purposes(&row))? } else { names }))
+        let names = if names.is_empty() { list_names(conn, &stored_purposes(&row))? } else { names };
+        Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }))
     })
     .await
 }
