@@ -193,7 +193,10 @@ const STRINGS: &[(&str, [&str; 4])] = &[
             "Condividi i miei dati anche con (facoltativo, ciascuno separatamente)",
         ],
     ),
-    ("privacy_policy", ["privacy policy", "politique de confidentialité", "Datenschutzerklärung", "informativa sulla privacy"]),
+    (
+        "privacy_policy",
+        ["privacy policy", "politique de confidentialité", "Datenschutzerklärung", "informativa sulla privacy"],
+    ),
     (
         "survey_invite",
         [

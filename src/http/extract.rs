@@ -201,6 +201,25 @@ impl<R: NeededRole + 'static> FromRequest for Authorized<R> {
     }
 }
 
+/// A co-registration partner, by its partner key: it reaches only `/partner/v1` and only
+/// its own leads.
+pub struct PartnerCaller(pub crate::services::partners::Partner);
+
+impl FromRequest for PartnerCaller {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let bearer = bearer_token(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| Error::internal("application state is missing"))?;
+            let partner = crate::services::partners::authenticate(&state.db, &bearer?).await?;
+            Ok(PartnerCaller(partner))
+        })
+    }
+}
+
 fn bearer_token(req: &HttpRequest) -> Result<String, Error> {
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
         Error::Unauthorized("send an access token or API key as `Authorization: Bearer …`".to_owned())

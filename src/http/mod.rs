@@ -13,11 +13,15 @@ pub mod imports;
 pub mod lists;
 pub mod ops;
 pub mod pages;
+pub mod partner_api;
+pub mod partners;
 pub mod plugins;
 pub mod problem;
 pub mod public;
 pub mod segments;
+pub mod surveys;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpRequest, HttpResponse, body::MessageBody, web};
@@ -111,6 +115,10 @@ where
         (name = "campaigns", description = "Templates, audience checks against the send policy, sending, statistics"),
         (name = "imports", description = "Imports with provenance manifests"),
         (name = "deliverability", description = "Bounce and complaint notifications from the mail provider"),
+        (name = "partners", description = "Co-registration partners, their keys and the leads exchanged (admin only)"),
+        (name = "partner-api", description = "The API partners call with their partner key: leads shared with them, leads they send, events"),
+        (name = "webhooks", description = "Event subscriptions and the deliveries of every event, with their attempts (admin only)"),
+        (name = "surveys", description = "Post-signup surveys"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -124,6 +132,12 @@ struct SecurityAndProblems;
 impl Modify for SecurityAndProblems {
     fn modify(&self, openapi: &mut OpenApiDoc) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "partner_key",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("partner key (cpk_…)").build(),
+            ),
+        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -196,6 +210,8 @@ where
         .service(public::unsubscribe)
         .service(public::show_preferences)
         .service(public::update_preferences)
+        .service(surveys::show_survey)
+        .service(surveys::answer_survey)
         .service(bounces::track)
         .service(bounces::generic_bounce)
         .service(bounces::ses_bounce)
@@ -271,7 +287,36 @@ where
                 .service(imports::create_import)
                 .service(imports::upload_import)
                 .service(imports::get_import)
-                .service(imports::list_imports),
+                .service(imports::list_imports)
+                .service(partners::create_partner)
+                .service(partners::list_partners)
+                .service(partners::get_partner)
+                .service(partners::update_partner)
+                .service(partners::delete_partner)
+                .service(partners::create_partner_key)
+                .service(partners::list_partner_keys)
+                .service(partners::revoke_partner_key)
+                .service(partners::list_partner_leads)
+                .service(webhooks::create_webhook)
+                .service(webhooks::list_webhooks)
+                .service(webhooks::get_webhook)
+                .service(webhooks::update_webhook)
+                .service(webhooks::delete_webhook)
+                .service(webhooks::list_deliveries)
+                .service(webhooks::get_delivery)
+                .service(webhooks::retry_delivery)
+                .service(surveys::create_survey)
+                .service(surveys::list_surveys)
+                .service(surveys::get_survey)
+                .service(surveys::update_survey)
+                .service(surveys::delete_survey),
+        )
+        .service(
+            scope("/partner/v1")
+                .service(partner_api::list_shared_leads)
+                .service(partner_api::get_lead)
+                .service(partner_api::send_lead)
+                .service(partner_api::list_events),
         )
 }
 

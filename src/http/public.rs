@@ -396,16 +396,14 @@ pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::P
     let info = request_info(&req, locale.clone());
     match signup::confirm(&state.db, &state.keys, &state.signup, &state.scripts, &token, info).await? {
         None => state.pages.invalid_link(&locale),
-        Some(confirmed) => {
-            state.pages.message_with_link(
-                StatusCode::OK,
-                &locale,
-                "confirmed_title",
-                &[i18n::text(&locale, "confirmed_text")],
-                &confirmed.names,
-                confirmed.survey_url.as_deref().map(|url| (url, i18n::text(&locale, "survey_invite"))),
-            )
-        }
+        Some(confirmed) => state.pages.message_with_link(
+            StatusCode::OK,
+            &locale,
+            "confirmed_title",
+            &[i18n::text(&locale, "confirmed_text")],
+            &confirmed.names,
+            confirmed.survey_url.as_deref().map(|url| (url, i18n::text(&locale, "survey_invite"))),
+        ),
     }
 }
 

@@ -8,14 +8,14 @@ use super::consent::{self, ContactExport, apply_event, erase_in, leave_all_in, l
 use serde_json::json;
 
 use super::forms::Form;
-use super::plugins::Scripts;
-use super::{partners, surveys, webhooks};
-use crate::domain::form::{FormSurvey, SurveyMoment};
-use crate::domain::partner::EventType;
 use super::keys::{Keys, LinkKind};
 use super::mailer;
+use super::plugins::Scripts;
+use super::{partners, surveys, webhooks};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::domain::form::{FormOptIn, ValidSubmission};
+use crate::domain::form::{FormSurvey, SurveyMoment};
+use crate::domain::partner::EventType;
 use crate::domain::{ConfirmationId, Contact, ContactId, ContactStatus, List, ListId};
 use crate::error::{Error, Result};
 use crate::mail::{self, Draft};
