@@ -85,6 +85,12 @@ pub fn parse_short_text(input: &str, max: usize) -> Result<String, Invalid> {
     Ok(text.to_owned())
 }
 
+/// As [`parse_short_text`], and not empty.
+pub fn parse_required_text(input: &str, max: usize) -> Result<String, Invalid> {
+    let text = parse_short_text(input, max)?;
+    if text.is_empty() { Err(Invalid::new("must not be empty")) } else { Ok(text) }
+}
+
 /// A contact as the services see it.
 #[derive(Debug, Clone)]
 pub struct Contact {

@@ -162,6 +162,20 @@ pub struct ExportResponse {
     pub erased: bool,
     pub contact: Option<ContactResponse>,
     pub consents: ContactConsentsResponse,
+    /// The person's survey answers.
+    pub survey_responses: Vec<SurveyAnswersResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SurveyAnswersResponse {
+    pub survey_id: String,
+    /// By question id.
+    #[schema(value_type = Object)]
+    pub answers: serde_json::Value,
+    /// `in_progress` or `completed`.
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 impl From<ContactExport> for ExportResponse {
@@ -171,6 +185,17 @@ impl From<ContactExport> for ExportResponse {
             erased: export.contact.is_none(),
             contact: export.contact.map(Into::into),
             consents: export.consents.into(),
+            survey_responses: export
+                .survey_responses
+                .into_iter()
+                .map(|r| SurveyAnswersResponse {
+                    survey_id: r.survey_id,
+                    answers: r.answers,
+                    status: r.status,
+                    started_at: r.created_at,
+                    completed_at: r.completed_at,
+                })
+                .collect(),
         }
     }
 }

@@ -209,6 +209,7 @@ pub struct ContactExport {
     pub contact_id: ContactId,
     pub contact: Option<Contact>,
     pub consents: ContactConsents,
+    pub survey_responses: Vec<super::surveys::ResponseExport>,
 }
 
 pub async fn export_contact(db: &Db, id: ContactId) -> Result<ContactExport> {
@@ -221,7 +222,8 @@ pub fn export_in(conn: &mut DbConnection, id: ContactId) -> Result<ContactExport
     if contact.is_none() && consents.events.is_empty() {
         return Err(contact_not_found(id));
     }
-    Ok(ContactExport { contact_id: id, contact, consents })
+    let survey_responses = super::surveys::export_in(conn, &id.to_string())?;
+    Ok(ContactExport { contact_id: id, contact, consents, survey_responses })
 }
 
 /// Erasure: the contact and everything personal go; the ledger keeps its events with the

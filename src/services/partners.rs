@@ -17,7 +17,7 @@ use super::signup::SignupConfig;
 use super::webhooks::{self, emit_to_partner};
 use super::{mailer, signup};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
-use crate::domain::contact::parse_short_text;
+use crate::domain::contact::{parse_required_text, parse_short_text};
 use crate::domain::partner::{EventType, InboundPolicy, LeadDirection, LeadStatus, PartnerStatus};
 use crate::domain::{ConfirmationId, ContactId, ContactStatus, Country, Email, LeadId, ListId, PartnerId};
 use crate::error::{Error, FieldError, FieldErrors, Result};
@@ -99,7 +99,7 @@ fn check_draft(
     for (field, value, max) in
         [("name", &draft.name, 200), ("legal_name", &draft.legal_name, 200), ("description", &draft.description, 1000)]
     {
-        errors.check(field, parse_short_text(value, max).map(|_| ()));
+        errors.check(field, parse_required_text(value, max).map(|_| ()));
     }
     errors.check("privacy_policy_url", webhooks::check_url(&draft.privacy_policy_url));
     if let Some(url) = &draft.webhook_url {
@@ -575,7 +575,7 @@ struct CheckedLead {
 
 fn check_lead(lead: &InboundLead) -> Result<CheckedLead> {
     let mut errors = FieldErrors::new();
-    errors.check("lead_id", parse_short_text(&lead.partner_lead_id, 200).map(|_| ()));
+    errors.check("lead_id", parse_required_text(&lead.partner_lead_id, 200).map(|_| ()));
     let email = errors.check("email", Email::parse(lead.email.trim()).map_err(|e| e.to_string()));
     let company = match &lead.company {
         Some(company) => errors.check("company", parse_short_text(company, 200)).map(Some),
@@ -595,8 +595,8 @@ fn check_lead(lead: &InboundLead) -> Result<CheckedLead> {
             errors.push(format!("attributes.{name}"), "must be a string, number, boolean or array");
         }
     }
-    errors.check("consent.text", parse_short_text(&lead.consent_text, 5000).map(|_| ()));
-    errors.check("consent.method", parse_short_text(&lead.method, 100).map(|_| ()));
+    errors.check("consent.text", parse_required_text(&lead.consent_text, 5000).map(|_| ()));
+    errors.check("consent.method", parse_required_text(&lead.method, 100).map(|_| ()));
     let collected_at = errors.check(
         "consent.collected_at",
         DateTime::parse_from_rfc3339(&lead.collected_at)

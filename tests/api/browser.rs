@@ -9,7 +9,10 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
+use crate::partners::create_partner;
+use crate::receiver::Receiver;
+use crate::surveys::branching_survey;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -177,4 +180,76 @@ async fn a_person_signs_up_in_a_browser_confirms_from_the_mail_and_the_ledger_pr
     assert_eq!(granted["source_url"], app.url("/f/browser"));
     let (_, report) = app.send(app.get("/api/v1/consent/verify")).await;
     assert_eq!(report["valid"], true);
+}
+
+/// Maps what Acme receives: its own field names, nothing else.
+const ACME_SHARE: &str = r#"
+fn share(lead, partner) {
+    #{ contact_email: lead.email, opted_in_at: lead.consent.confirmed_at, double_opt_in: lead.consent.double_opt_in, source: "consento" }
+}
+"#;
+
+#[tokio::test]
+async fn a_person_ticks_one_of_two_partners_confirms_and_answers_a_branching_survey_in_a_browser() {
+    let app = spawn_app_with(|s| s.webhook_backoff_ms = 100).await;
+    let (acme_hook, globex_hook) = (Receiver::start(0), Receiver::start(0));
+    let (status, plugin) =
+        app.send(app.post("/api/v1/plugins", &json!({"name": "acme-share", "source": ACME_SHARE}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let acme = create_partner(&app, "Acme", json!({"webhook_url": acme_hook.url, "plugin": "acme-share"})).await;
+    let globex = create_partner(&app, "Globex", json!({"webhook_url": globex_hook.url})).await;
+    let survey = branching_survey(&app).await;
+    let extra = json!({"partners": [acme["id"], globex["id"]], "survey_id": survey});
+    let (_, list) = app.form_on_new_list("coreg", "double", extra).await;
+
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/f/coreg")).await;
+    browser.wait_for_text("Globex SAS").await;
+    browser.type_into("#f-email", "ines@example.org").await;
+    browser.click(&format!("input[name=consent][value='{list}']")).await;
+    browser.click(&format!("input[name=partner][value='{}']", acme["id"].as_str().unwrap())).await;
+    browser.screenshot("coreg-form").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your inbox").await;
+    assert!(acme_hook.requests().is_empty(), "nothing is shared before the confirmation");
+
+    let mail = &app.mail.wait_for("ines@example.org", 1).await[0];
+    assert!(mail.text().contains("sharing with Acme (Acme SAS)"), "{}", mail.text());
+    browser.goto(&mail.link(&format!("{}/confirm/", app.address))).await;
+    browser.wait_for_text("Confirm your subscription").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Subscription confirmed").await;
+    browser.click("#next-link").await;
+    browser.wait_for_text("Which pets do you have?").await;
+    browser.screenshot("survey-question").await;
+    browser.click("input[name=answer][value='dogs']").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("How big is your dog?").await;
+    browser.click("input[name=answer][value='large']").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("How many mails a month").await;
+    browser.click("input[name=answer][value='4']").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Thank you for your answers").await;
+
+    let received = acme_hook.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let received_now = acme_hook.requests();
+    assert_eq!(received_now.len(), 1, "exactly one webhook: {received_now:?}");
+    let request = &received[0];
+    assert!(request.signature_verifies(acme["webhook_secret"].as_str().unwrap()));
+    let event = request.json();
+    assert_eq!(event["type"], "lead.shared");
+    let lead = &event["data"]["lead"];
+    assert_eq!(lead["contact_email"], "ines@example.org");
+    assert_eq!(lead["double_opt_in"], true);
+    assert_eq!(lead["source"], "consento");
+    assert!(lead["opted_in_at"].is_string(), "{lead}");
+    assert_eq!(lead.as_object().unwrap().len(), 4, "only what the hook mapped: {lead}");
+    assert!(globex_hook.requests().is_empty(), "the partner not ticked gets nothing");
+
+    let contact = app.contact_by_email("ines@example.org").await.unwrap();
+    assert_eq!(contact["attributes"], json!({"pet": "dogs", "dog_size": "large", "mails_per_month": 4}));
+    assert_eq!(contact["tags"], json!(["dog-owner"]));
+    assert_eq!(contact["lists"], json!([list]));
 }
