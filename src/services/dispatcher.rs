@@ -220,7 +220,29 @@ impl Dispatcher {
             .await?;
         if claimed.is_empty() {
             let (campaign_id, now) = (id.to_owned(), storage::now());
-            let finished = self.ctx.db.write(move |conn| Ok(repo::finish_if_done(conn, &campaign_id, now)?)).await?;
+            let finished = self
+                .ctx
+                .db
+                .write(move |conn| {
+                    let finished = repo::finish_if_done(conn, &campaign_id, now)?;
+                    if finished {
+                        let counts: serde_json::Map<String, serde_json::Value> =
+                            repo::count_by_status_and_reason(conn, &campaign_id)?
+                                .into_iter()
+                                .fold(serde_json::Map::new(), |mut by_status, (status, _, count)| {
+                                    let total = by_status.get(&status).and_then(serde_json::Value::as_i64).unwrap_or(0);
+                                    by_status.insert(status, (total + count).into());
+                                    by_status
+                                });
+                        super::webhooks::emit(
+                            conn,
+                            crate::domain::partner::EventType::CampaignSent,
+                            serde_json::json!({"campaign_id": campaign_id, "finished_at": crate::storage::models::utc(now), "recipients": counts}),
+                        )?;
+                    }
+                    Ok(finished)
+                })
+                .await?;
             if finished {
                 tracing::info!(campaign = %id, "campaign sent");
                 self.prepared.lock().await.remove(id);

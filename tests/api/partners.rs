@@ -319,3 +319,42 @@ async fn partners_are_validated_and_one_that_received_leads_is_kept() {
     let (status, _) = app.send(app.delete(&format!("/api/v1/partners/{}", unused["id"].as_str().unwrap()))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn erasure_tells_the_partner_without_repeating_the_address_and_withdrawing_one_partner_tells_only_it() {
+    let app = spawn_app_with(|s| s.webhook_backoff_ms = 50).await;
+    let (acme_hook, globex_hook) = (Receiver::start(0), Receiver::start(0));
+    let acme = create_partner(&app, "Acme", json!({"webhook_url": acme_hook.url})).await;
+    let globex = create_partner(&app, "Globex", json!({"webhook_url": globex_hook.url})).await;
+    let (acme_id, globex_id) = (acme["id"].as_str().unwrap(), globex["id"].as_str().unwrap());
+    let (_, list) = app.form_on_new_list("both", "single", json!({"partners": [acme_id, globex_id]})).await;
+    app.submit_form(
+        "both",
+        &[("email", "al@example.org"), ("consent", &list), ("partner", acme_id), ("partner", globex_id)],
+    )
+    .await;
+    acme_hook.wait_for_accepted(1).await;
+    globex_hook.wait_for_accepted(1).await;
+    let contact = app.contact_by_email("al@example.org").await.unwrap();
+    let id = contact["id"].as_str().unwrap();
+
+    let body = json!({"purpose": format!("partner:{globex_id}"), "method": "phone call"});
+    let (status, _) = app.send(app.post(&format!("/api/v1/contacts/{id}/consents/withdraw"), &body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let globex_events = globex_hook.wait_for_accepted(2).await;
+    assert_eq!(globex_events[1].json()["type"], "lead.withdrawn");
+    assert_eq!(globex_events[1].json()["data"]["reason"], "consent_withdrawn");
+
+    let (status, _) = app.send(app.delete(&format!("/api/v1/contacts/{id}"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let acme_events = acme_hook.wait_for_accepted(2).await;
+    let erased = acme_events[1].json();
+    assert_eq!((erased["type"].as_str(), erased["data"]["reason"].as_str()), (Some("lead.withdrawn"), Some("erased")));
+    assert_eq!(erased["data"]["lead_id"], acme_events[0].json()["data"]["lead_id"]);
+    assert!(!String::from_utf8_lossy(&acme_events[1].body).contains("al@example.org"), "{erased}");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(globex_hook.requests().len(), 2, "Globex had been told already");
+    // What is kept about the deliveries no longer holds the address either.
+    let (_, deliveries) = app.send(app.get("/api/v1/deliveries")).await;
+    assert!(!deliveries.to_string().contains("al@example.org"), "{deliveries}");
+}

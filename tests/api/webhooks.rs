@@ -132,3 +132,28 @@ async fn subscriptions_are_checked_and_only_matching_events_are_sent() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(receiver.requests().len(), 1, "contact.created was not asked for");
 }
+
+#[tokio::test]
+async fn form_submissions_and_finished_campaigns_reach_their_subscriber() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0);
+    subscribe(&app, &receiver.url, &["form.submitted", "campaign.sent"]).await;
+    let (form, list) = app.form_on_new_list("events", "single", json!({})).await;
+    let response = app.submit_form("events", &[("email", "ray@example.org"), ("consent", &list)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let submitted = receiver.wait_for_accepted(1).await[0].json();
+    assert_eq!(submitted["type"], "form.submitted");
+    assert_eq!(submitted["data"]["form_id"], form["id"]);
+    assert_eq!(submitted["data"]["form_version"], 1);
+
+    let body = json!({"name": "News", "subject": "News", "text_body": "Hi", "lists": [list]});
+    let (status, campaign) = app.send(app.post("/api/v1/campaigns", &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{campaign}");
+    let id = campaign["id"].as_str().unwrap();
+    let (status, _) = app.send(app.post(&format!("/api/v1/campaigns/{id}/send"), &json!({}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let sent = receiver.wait_for_accepted(2).await[1].json();
+    assert_eq!(sent["type"], "campaign.sent");
+    assert_eq!(sent["data"]["campaign_id"], id);
+    assert_eq!(sent["data"]["recipients"]["sent"], 1, "{sent}");
+}
