@@ -337,10 +337,10 @@ pub struct DeliveryFilter {
     pub lead_id: Option<String>,
 }
 
-fn delivery(row: DeliveryRow, attempts: Vec<AttemptRow>) -> Delivery {
+fn delivery(row: DeliveryRow, attempts: Vec<AttemptRow>) -> Result<Delivery> {
     let pending = row.status == DeliveryStatus::Pending.as_str();
-    Delivery {
-        id: row.id.parse().unwrap_or_default(),
+    Ok(Delivery {
+        id: storage::models::parse_id("delivery id", &row.id)?,
         payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
         target: row.target,
         event_id: row.event_id,
@@ -361,21 +361,20 @@ fn delivery(row: DeliveryRow, attempts: Vec<AttemptRow>) -> Delivery {
                 error: a.error,
             })
             .collect(),
-    }
+    })
 }
 
 fn with_attempts(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> Result<Vec<Delivery>> {
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let mut attempts = repo::list_attempts(conn, &ids)?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|row| {
             let (mine, rest): (Vec<AttemptRow>, Vec<AttemptRow>) =
                 std::mem::take(&mut attempts).into_iter().partition(|a| a.delivery_id == row.id);
             attempts = rest;
             delivery(row, mine)
         })
-        .collect())
+        .collect()
 }
 
 pub async fn list_deliveries(db: &Db, filter: DeliveryFilter, page: PageRequest) -> Result<Page<Delivery>> {
