@@ -71,7 +71,33 @@ impl Error {
 
 impl From<diesel::result::Error> for Error {
     fn from(error: diesel::result::Error) -> Self {
-        Error::Internal(Box::new(error))
+        if is_unavailable(&error) { Error::Unavailable(Box::new(error)) } else { Error::Internal(Box::new(error)) }
+    }
+}
+
+/// Whether a database error means the database cannot serve now (restarting, shutting
+/// down, the connection lost, SQLite busy past its timeout) rather than a fault of ours:
+/// the client gets 503 and retries, and the pool replaces the broken connection.
+fn is_unavailable(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as Diesel};
+    match error {
+        Diesel::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | Diesel::BrokenTransactionManager => true,
+        Diesel::DatabaseError(_, info) => {
+            let message = info.message();
+            [
+                "terminating connection",
+                "server closed the connection",
+                "the database system is shutting down",
+                "the database system is starting up",
+                "the database system is in recovery mode",
+                "no connection to the server",
+                "could not send data to server",
+                "database is locked",
+            ]
+            .iter()
+            .any(|phrase| message.contains(phrase))
+        }
+        _ => false,
     }
 }
 

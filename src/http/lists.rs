@@ -111,6 +111,27 @@ pub async fn list_lists(
     Ok(web::Json(ListPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListCount {
+    #[schema(value_type = String, format = Uuid)]
+    pub list_id: String,
+    /// Contacts on the list now.
+    pub members: i64,
+}
+
+#[utoipa::path(
+    tag = "lists",
+    params(("id" = String, Path, description = "The list's id")),
+    responses((status = 200, description = "How many contacts are on the list", body = ListCount)),
+    security(("bearer" = []))
+)]
+#[get("/lists/{id}/count")]
+pub async fn count_list(_: Viewer, state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<ListCount>> {
+    let id: ListId = parse_id(&id, "list")?;
+    let members = service::count_members(&state.db, id).await?;
+    Ok(web::Json(ListCount { list_id: id.to_string(), members }))
+}
+
 #[utoipa::path(
     tag = "lists",
     params(("id" = String, Path, description = "The list's id")),

@@ -227,6 +227,7 @@ where
                 .service(lists::create_list)
                 .service(lists::list_lists)
                 .service(lists::get_list)
+                .service(lists::count_list)
                 .service(lists::update_list)
                 .service(lists::delete_list)
                 .service(users::create_user)

@@ -41,6 +41,15 @@ pub async fn find_list(db: &Db, id: ListId) -> Result<List> {
     db.read(move |conn| repo::find_list(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
 }
 
+/// How many contacts are on the list now.
+pub async fn count_members(db: &Db, id: ListId) -> Result<i64> {
+    db.read(move |conn| {
+        repo::find_list(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        Ok(repo::count_members(conn, &id.to_string())?)
+    })
+    .await
+}
+
 pub async fn list_lists(db: &Db, page: PageRequest) -> Result<Page<List>> {
     db.read(move |conn| {
         let rows = repo::list_lists(conn, page.after.as_deref(), page.fetch_limit())?

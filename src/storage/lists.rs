@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::models::ListRow;
-use super::schema::lists;
+use super::schema::{contact_lists, lists};
 
 pub fn insert_list(conn: &mut DbConnection, row: &ListRow) -> QueryResult<()> {
     diesel::insert_into(lists::table).values(row).execute(conn).map(|_| ())
@@ -33,4 +33,9 @@ pub fn update_list(conn: &mut DbConnection, row: &ListRow) -> QueryResult<usize>
 
 pub fn delete_list(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
     diesel::delete(lists::table.find(id)).execute(conn)
+}
+
+/// How many contacts are on a list (an index count).
+pub fn count_members(conn: &mut DbConnection, id: &str) -> QueryResult<i64> {
+    contact_lists::table.filter(contact_lists::list_id.eq(id)).count().get_result(conn)
 }

@@ -163,7 +163,9 @@ impl Db {
         let manager = ConnectionManager::<DbConnection>::new(sqlite_path(&options.url));
         let pool = Pool::builder()
             .max_size(options.pool_size)
-            .connection_timeout(Duration::from_secs(10))
+            // While the database is down a request waits this long for a connection, then
+            // answers 503; the pool reconnects by itself once it is back.
+            .connection_timeout(Duration::from_secs(3))
             .connection_customizer(Box::new(SqlitePragmas {
                 synchronous: options.sqlite_synchronous,
                 busy_timeout: options.busy_timeout,

@@ -80,3 +80,19 @@ async fn a_list_needs_a_name_and_a_known_opt_in_mode() {
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(problem["errors"], json!([{"field": "name", "message": "is required"}]));
 }
+
+#[tokio::test]
+async fn a_list_counts_its_members() {
+    let app = spawn_app().await;
+    let list = app.create_list("Counted").await;
+    let other = app.create_list("Other").await;
+    for email in ["a@example.org", "b@example.org"] {
+        app.create_contact(json!({"email": email, "lists": [list]})).await;
+    }
+    app.create_contact(json!({"email": "c@example.org", "lists": [other]})).await;
+    let (status, count) = app.send(app.get(&format!("/api/v1/lists/{list}/count"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(count, json!({"list_id": list, "members": 2}));
+    let (status, _) = app.send(app.get(&format!("/api/v1/lists/{}/count", uuid::Uuid::now_v7()))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
