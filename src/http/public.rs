@@ -322,11 +322,15 @@ async fn render_form(
     labels.insert("company".into(), Value::String(t["company"].to_owned()));
     labels.insert("consent".into(), Value::String(t["consents"].to_owned()));
     let action = format!("{}/f/{}", state.signup.base_url, form.slug);
-    let partners: Vec<Value> = crate::services::partners::find_form_partners(&state.db, definition.partners.clone())
-        .await?
-        .iter()
-        .map(crate::services::partners::shown)
-        .collect();
+    let partners: Vec<Value> = if definition.partners.is_empty() {
+        Vec::new()
+    } else {
+        crate::services::partners::find_form_partners(&state.db, definition.partners.clone())
+            .await?
+            .iter()
+            .map(crate::services::partners::shown)
+            .collect()
+    };
     let ticked_partners = raw.all("partner").to_vec();
     state.pages.render(
         template,

@@ -348,6 +348,9 @@ pub fn checkbox_text(partner: &PartnerRow) -> String {
 
 /// The active partners of a form, in the form's order.
 pub fn form_partners(conn: &mut DbConnection, ids: &[PartnerId]) -> Result<Vec<PartnerRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
     let rows = repo::find_partners(conn, &texts)?;
     Ok(texts

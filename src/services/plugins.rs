@@ -345,17 +345,21 @@ pub async fn dry_run(
     args: Vec<Value>,
 ) -> Result<DryRun> {
     tokio::task::spawn_blocking(move || {
-        let ast = host.compile(&name, &source).map_err(script_rejected)?;
-        let args: Vec<Dynamic> = args
-            .into_iter()
-            .map(|value| rhai::serde::to_dynamic(value).map_err(|e| Error::field("input", e.to_string())))
-            .collect::<Result<_>>()?;
-        let arity = args.len();
-        let outcome = host.call_hook(&name, &ast, &hook, args, arity, &[]).map_err(script_rejected)?;
-        let (value, stats) = outcome
-            .ok_or_else(|| Error::field("hook", format!("the script defines no {hook} taking {arity} argument(s)")))?;
-        let result = rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::String(value.to_string()));
-        Ok(DryRun { result, stats })
+        super::in_background(move || {
+            let ast = host.compile(&name, &source).map_err(script_rejected)?;
+            let args: Vec<Dynamic> = args
+                .into_iter()
+                .map(|value| rhai::serde::to_dynamic(value).map_err(|e| Error::field("input", e.to_string())))
+                .collect::<Result<_>>()?;
+            let arity = args.len();
+            let outcome = host.call_hook(&name, &ast, &hook, args, arity, &[]).map_err(script_rejected)?;
+            let (value, stats) = outcome.ok_or_else(|| {
+                Error::field("hook", format!("the script defines no {hook} taking {arity} argument(s)"))
+            })?;
+            let result = rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::String(value.to_string()));
+            Ok(DryRun { result, stats })
+        })
+        .unwrap_or_else(|| Err(Error::internal("the dry run panicked")))
     })
     .await
     .map_err(Error::internal)?
