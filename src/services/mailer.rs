@@ -16,7 +16,7 @@ use crate::storage::{self, Db, DbConnection};
 const MAX_ATTEMPTS: i32 = 12;
 /// How long a worker holds a mail it is sending.
 const LEASE: TimeDelta = TimeDelta::minutes(2);
-const BATCH: i64 = 20;
+const BATCH: i64 = 64;
 
 /// Queues a mail; call inside the write transaction of what causes it.
 pub fn enqueue(conn: &mut DbConnection, kind: &str, recipient_key: &str, mail: &Composed) -> Result<()> {
@@ -70,7 +70,9 @@ impl OutboxWorker {
         }
     }
 
-    /// Sends every mail due now; answers how many were sent.
+    /// Sends every mail due now; answers how many were sent. A batch is claimed in one
+    /// transaction, sent concurrently, and its outcomes recorded in one transaction, so
+    /// that a burst of signups costs the database few writes.
     pub async fn send_due(&self) -> Result<usize> {
         let mut sent = 0;
         loop {
@@ -79,41 +81,56 @@ impl OutboxWorker {
             if due.is_empty() {
                 return Ok(sent);
             }
-            for id in due {
-                let now = storage::now();
-                let claimed = self.db.write(move |conn| Ok(outbox::claim(conn, &id, now, now + LEASE)?)).await?;
-                if let Some(mail) = claimed {
-                    sent += usize::from(self.deliver(mail).await?);
-                }
-            }
+            let claimed = self
+                .db
+                .write(move |conn| {
+                    let mut claimed = Vec::with_capacity(due.len());
+                    for id in &due {
+                        claimed.extend(outbox::claim(conn, id, now, now + LEASE)?);
+                    }
+                    Ok(claimed)
+                })
+                .await?;
+            let attempts = claimed.into_iter().map(|mail| async move {
+                let outcome = self.transport.send_raw(&mail.sender, &mail.recipient, mail.message.as_bytes()).await;
+                (mail, outcome)
+            });
+            let outcomes = futures_util::future::join_all(attempts).await;
+            sent += outcomes.iter().filter(|(_, outcome)| outcome.is_ok()).count();
+            self.db
+                .write(move |conn| {
+                    for (mail, outcome) in outcomes {
+                        record(conn, &mail, outcome)?;
+                    }
+                    Ok(())
+                })
+                .await?;
         }
     }
+}
 
-    async fn deliver(&self, mail: OutboxRow) -> Result<bool> {
-        let outcome = self.transport.send_raw(&mail.sender, &mail.recipient, mail.message.as_bytes()).await;
-        let attempts = mail.attempts + 1;
-        let now = storage::now();
-        let id = mail.id.clone();
-        match outcome {
-            Ok(()) => {
-                self.db.write(move |conn| Ok(outbox::mark_sent(conn, &id, now)?)).await?;
-                tracing::info!(mail = %mail.id, kind = %mail.kind, "mail sent");
-                Ok(true)
-            }
-            Err(error) if error.permanent || attempts >= MAX_ATTEMPTS => {
-                tracing::error!(mail = %mail.id, error = %error, attempts, "mail given up");
-                let message = error.to_string();
-                self.db.write(move |conn| Ok(outbox::mark_failed(conn, &id, attempts, now, &message)?)).await?;
-                Ok(false)
-            }
-            Err(error) => {
-                let delay =
-                    TimeDelta::seconds(5 * 2_i64.pow(attempts.clamp(1, 10) as u32 - 1)).min(TimeDelta::hours(1));
-                tracing::warn!(mail = %mail.id, error = %error, attempts, retry_in_s = delay.num_seconds(), "mail not sent");
-                let message = error.to_string();
-                self.db.write(move |conn| Ok(outbox::mark_retry(conn, &id, attempts, now + delay, &message)?)).await?;
-                Ok(false)
-            }
+/// Records what became of one attempt: sent, given up, or retried later with backoff.
+fn record(
+    conn: &mut DbConnection,
+    mail: &OutboxRow,
+    outcome: std::result::Result<(), crate::mail::SendError>,
+) -> Result<()> {
+    let attempts = mail.attempts + 1;
+    let now = storage::now();
+    match outcome {
+        Ok(()) => {
+            outbox::mark_sent(conn, &mail.id, now)?;
+            tracing::info!(mail = %mail.id, kind = %mail.kind, "mail sent");
+        }
+        Err(error) if error.permanent || attempts >= MAX_ATTEMPTS => {
+            tracing::error!(mail = %mail.id, error = %error, attempts, "mail given up");
+            outbox::mark_failed(conn, &mail.id, attempts, now, &error.to_string())?;
+        }
+        Err(error) => {
+            let delay = TimeDelta::seconds(5 * 2_i64.pow(attempts.clamp(1, 10) as u32 - 1)).min(TimeDelta::hours(1));
+            tracing::warn!(mail = %mail.id, error = %error, attempts, retry_in_s = delay.num_seconds(), "mail not sent");
+            outbox::mark_retry(conn, &mail.id, attempts, now + delay, &error.to_string())?;
         }
     }
+    Ok(())
 }

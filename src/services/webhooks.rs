@@ -119,8 +119,20 @@ pub fn contact_json(contact: &crate::domain::Contact) -> Value {
     })
 }
 
-/// Queues a contact event with the contact as it now is.
+/// The active subscriptions that asked for events of this type.
+fn subscribers(conn: &mut DbConnection, kind: EventType) -> Result<Vec<SubscriptionRow>> {
+    let mut subscriptions = repo::list_active_subscriptions(conn)?;
+    subscriptions.retain(|s| {
+        serde_json::from_str::<Vec<String>>(&s.event_types).is_ok_and(|types| types.iter().any(|t| t == kind.as_str()))
+    });
+    Ok(subscriptions)
+}
+
+/// Queues a contact event with the contact as it now is (read only when someone listens).
 pub fn emit_contact(conn: &mut DbConnection, kind: EventType, contact_id: &str) -> Result<()> {
+    if subscribers(conn, kind)?.is_empty() {
+        return Ok(());
+    }
     if let Some(contact) = crate::storage::contacts::find_contact(conn, contact_id)? {
         emit(conn, kind, json!({"contact": contact_json(&contact)}))?;
     }
@@ -146,14 +158,7 @@ pub fn redact_contact(conn: &mut DbConnection, contact_id: &str, lead_ids: &[Str
 /// Queues an event for every active subscription that asked for its type, in the
 /// caller's transaction: the event exists if and only if what caused it was committed.
 pub fn emit(conn: &mut DbConnection, kind: EventType, data: Value) -> Result<()> {
-    let subscriptions = repo::list_active_subscriptions(conn)?;
-    let wanted: Vec<&SubscriptionRow> = subscriptions
-        .iter()
-        .filter(|s| {
-            serde_json::from_str::<Vec<String>>(&s.event_types)
-                .is_ok_and(|types| types.iter().any(|t| t == kind.as_str()))
-        })
-        .collect();
+    let wanted = subscribers(conn, kind)?;
     if wanted.is_empty() {
         return Ok(());
     }

@@ -1,7 +1,11 @@
 //! Storage: diesel over SQLite or PostgreSQL through one connection type, pooled by r2d2.
 //!
-//! Everything here is blocking; [`Db::read`] and [`Db::write`] run it on tokio's blocking
-//! pool so that the async executor never waits on the database.
+//! Everything here is blocking; [`Db::read`] runs it on tokio's blocking pool and
+//! [`Db::write`] on PostgreSQL too, so that the async executor never waits on the database.
+//! On SQLite, which has one writer at a time anyway, writes go to one writer thread that
+//! commits them in groups (see [`writer`]).
+
+mod writer;
 
 pub mod api_keys;
 pub mod campaigns;
@@ -124,6 +128,8 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
 pub struct Db {
     pool: DbPool,
     backend: Backend,
+    /// SQLite's group-committing writer.
+    writer: Option<writer::Writer>,
 }
 
 /// SQLite as bundled is built "serialized": every call, every bound value, every
@@ -172,7 +178,8 @@ impl Db {
             }))
             .build(manager)
             .map_err(|e| Error::Unavailable(Box::new(e)))?;
-        Ok(Self { pool, backend })
+        let writer = (backend == Backend::Sqlite).then(|| writer::Writer::start(pool.clone()));
+        Ok(Self { pool, backend, writer })
     }
 
     pub fn backend(&self) -> Backend {
@@ -227,7 +234,10 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
     {
-        self.blocking(|conn| write_transaction(conn, work)).await
+        match &self.writer {
+            Some(writer) => writer.write(work).await,
+            None => self.blocking(|conn| write_transaction(conn, work)).await,
+        }
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T>
