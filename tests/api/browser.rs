@@ -125,6 +125,8 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Chromium outlives a killed chromedriver: end the processes of this session's profile.
+        let _ = Command::new("pkill").arg("-f").arg(self.profile.as_os_str()).status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
