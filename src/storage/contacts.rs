@@ -108,10 +108,10 @@ fn list_members(
         query = query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
     }
     if let Some(tag) = &filter.tag {
-        query = query.filter(
-            contacts::id
-                .eq_any(contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id)),
-        );
+        query = query
+            .filter(contacts::id.eq_any(
+                contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
+            ));
     }
     let rows = query.order(contact_lists::contact_id.asc()).limit(limit).load(conn)?;
     with_memberships(conn, rows)
