@@ -10,23 +10,22 @@ use serde_json::{Map, Value, json};
 
 use super::auth::hash_api_key;
 use super::consent::{apply_event, load_contact_consents};
-use super::keys::{Keys, LinkKind};
+use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
 use super::plugins::{FolderPlugins, Loaded, Scripts, script_rejected};
+use super::signup;
 use super::signup::SignupConfig;
 use super::webhooks::{self, emit_to_partner};
-use super::{mailer, signup};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::domain::contact::{parse_required_text, parse_short_text};
 use crate::domain::partner::{EventType, InboundPolicy, LeadDirection, LeadStatus, PartnerStatus};
-use crate::domain::{ConfirmationId, ContactId, ContactStatus, Country, Email, LeadId, ListId, PartnerId};
+use crate::domain::{ContactId, ContactStatus, Country, Email, LeadId, ListId, PartnerId};
 use crate::error::{Error, FieldError, FieldErrors, Result};
 use crate::plugins::ScriptError;
-use crate::storage::confirmations::{self, ConfirmationRow};
 use crate::storage::consent::{self as ledger, NewConsentEvent};
 use crate::storage::models::{ContactRow, utc};
 use crate::storage::partners::{self as repo, LeadRow, PartnerKeyRow, PartnerRow};
-use crate::storage::{self, Db, DbConnection, contacts, lists, outbox};
+use crate::storage::{self, Db, DbConnection, contacts, lists};
 
 /// The plugin a partner runs when it names none.
 pub const DEFAULT_PLUGIN: &str = "co-registration";
@@ -717,7 +716,7 @@ pub async fn receive_lead(
             pending.push(purpose);
         }
         lead_row.status = if reconfirm && !pending.is_empty() {
-            send_reconfirmation(conn, &keys, &config, &row, &checked, &contact_id, &pending, now)?;
+            send_reconfirmation(conn, &keys, &config, &row, &checked, &contact_id, &pending)?;
             LeadStatus::PendingConfirmation
         } else {
             LeadStatus::Accepted
@@ -817,7 +816,6 @@ fn upsert_lead_contact(
 
 /// The double opt-in mail for a partner's lead: it names the partner, where and when the
 /// address was given, and the lists, so that the person knows where we got it.
-#[allow(clippy::too_many_arguments)]
 fn send_reconfirmation(
     conn: &mut DbConnection,
     keys: &Keys,
@@ -826,68 +824,45 @@ fn send_reconfirmation(
     checked: &CheckedLead,
     contact_id: &str,
     pending: &[Purpose],
-    now: chrono::NaiveDateTime,
 ) -> Result<()> {
-    let confirmation_id = ConfirmationId::new();
-    let expires_at = Utc::now() + config.confirmation_ttl;
-    let token = keys.sign_link(LinkKind::Confirm, &confirmation_id.to_string(), None, Some(expires_at));
-    confirmations::insert_confirmation(
+    signup::request_confirmation(
         conn,
-        &ConfirmationRow {
-            id: confirmation_id.to_string(),
-            contact_id: contact_id.to_owned(),
-            form_id: None,
-            form_version: None,
-            purposes: serde_json::to_string(&pending.iter().map(ToString::to_string).collect::<Vec<_>>())
-                .map_err(Error::internal)?,
-            created_at: now,
-            expires_at: expires_at.naive_utc(),
-            confirmed_at: None,
+        keys,
+        config,
+        contact_id,
+        None,
+        pending,
+        &checked.email.key(),
+        |conn, confirm_url| {
+            let mut names = Vec::new();
+            for purpose in pending {
+                if let Some(id) = purpose.list_id()
+                    && let Some(list) = lists::find_list(conn, &id.to_string())?
+                {
+                    names.push(list.name);
+                }
+            }
+            let text = format!(
+                "You gave your e-mail address to {} ({}) on {} and agreed to hear from us.\n\n\
+             We will send you: {}.\n\n\
+             If that was you and you want it, confirm here:\n{confirm_url}\n\n\
+             If not, ignore this message: nothing is sent to you unless you confirm, and we keep your address \
+             for no longer than it takes to let the request expire.\n",
+                partner.legal_name,
+                partner.name,
+                checked.collected_at.format("%Y-%m-%d"),
+                names.join(", "),
+            );
+            Ok(crate::mail::Draft {
+                from: config.mail_from.clone(),
+                to: checked.email.to_string(),
+                subject: format!("Please confirm: your address came to us from {}", partner.name),
+                text,
+                headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+                ..crate::mail::Draft::default()
+            })
         },
-    )?;
-    let since = now - TimeDelta::hours(24);
-    let email_key = checked.email.key();
-    if outbox::count_recent(conn, &email_key, signup::CONFIRMATION_MAIL, since)?
-        >= i64::from(config.confirmation_mails_per_day)
-    {
-        tracing::info!(partner = %partner.id, "reconfirmation mail withheld: the address reached its daily cap");
-        return Ok(());
-    }
-    let mut names = Vec::new();
-    for purpose in pending {
-        if let Some(id) = purpose.list_id()
-            && let Some(list) = lists::find_list(conn, &id.to_string())?
-        {
-            names.push(list.name);
-        }
-    }
-    let text = format!(
-        "You gave your e-mail address to {} ({}) on {} and agreed to hear from us.\n\n\
-         We will send you: {}.\n\n\
-         If that was you and you want it, confirm here:\n{}/confirm/{token}\n\n\
-         If not, ignore this message: nothing is sent to you unless you confirm, and we keep your address \
-         for no longer than it takes to let the request expire.\n",
-        partner.legal_name,
-        partner.name,
-        checked.collected_at.format("%Y-%m-%d"),
-        names.join(", "),
-        config.base_url,
-    );
-    let draft = crate::mail::Draft {
-        from: config.mail_from.clone(),
-        to: checked.email.to_string(),
-        subject: format!("Please confirm: your address came to us from {}", partner.name),
-        text,
-        headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
-        ..crate::mail::Draft::default()
-    };
-    mailer::enqueue(
-        conn,
-        signup::CONFIRMATION_MAIL,
-        &email_key,
-        &crate::mail::compose(&draft, &config.message_domain, None)?,
-    )?;
-    Ok(())
+    )
 }
 
 /// After a confirmation: the contact's inbound leads waiting for it are accepted.

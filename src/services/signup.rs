@@ -110,10 +110,6 @@ pub async fn submit(
 ) -> Result<Submitted> {
     let email_key = submission.email.key();
     let suppression_hash = keys.email_hash(&email_key);
-    let confirmation_id = ConfirmationId::new();
-    let expires_at = chrono::Utc::now() + config.confirmation_ttl;
-    let token = keys.sign_link(LinkKind::Confirm, &confirmation_id.to_string(), None, Some(expires_at));
-    let confirm_url = format!("{}/confirm/{token}", config.base_url);
     let config = config.clone();
     let scripts = scripts.clone();
     let keys = keys.clone();
@@ -135,37 +131,16 @@ pub async fn submit(
         let needs_confirmation = suppressed || form.definition.opt_in == FormOptIn::Double;
         let current = load_contact_consents(conn, &contact_id)?.current;
         let basis = form.definition.basis_for(&submission.email);
-        let mut pending = Vec::new();
-        for checkbox in &submission.consents {
-            let purpose = Purpose::List(checkbox.list_id);
-            let active = current.iter().any(|c| c.purpose == purpose && c.status == ConsentStatus::Active);
-            if active && !suppressed {
-                continue;
-            }
-            apply_event(
-                conn,
-                NewConsentEvent {
-                    contact_id: contact_id.clone(),
-                    purpose: purpose.clone(),
-                    action: ConsentAction::Granted,
-                    basis,
-                    requires_confirmation: needs_confirmation,
-                    evidence: Evidence {
-                        form_id: Some(form.id.to_string()),
-                        form_version: Some(form.version),
-                        consent_text: Some(checkbox.text.clone()),
-                        ..info.evidence("form")
-                    },
-                    actor: Actor::Public.to_string(),
-                },
-            )?;
-            pending.push(purpose);
-        }
-        // Each partner box ticked: a consent of its own, with the partner list shown beside it.
+        // Every box ticked, with the exact words beside it: the lists, then each partner
+        // (its consent keeps the list of partners shown beside it).
         let shown = partners::form_partners(conn, &form.definition.partners)?;
         let snapshot = json!({"partners_shown": shown.iter().map(partners::shown).collect::<Vec<_>>()}).to_string();
-        for partner in shown.iter().filter(|p| submission.partners.iter().any(|id| id.to_string() == p.id)) {
-            let purpose = Purpose::Partner(partner.id.clone());
+        let lists = submission.consents.iter().map(|c| (Purpose::List(c.list_id), c.text.clone(), None));
+        let chosen = shown.iter().filter(|p| submission.partners.iter().any(|id| id.to_string() == p.id));
+        let partner_boxes =
+            chosen.map(|p| (Purpose::Partner(p.id.clone()), partners::checkbox_text(p), Some(snapshot.clone())));
+        let mut pending = Vec::new();
+        for (purpose, text, proof) in lists.chain(partner_boxes) {
             let active = current.iter().any(|c| c.purpose == purpose && c.status == ConsentStatus::Active);
             if active && !suppressed {
                 continue;
@@ -181,16 +156,16 @@ pub async fn submit(
                     evidence: Evidence {
                         form_id: Some(form.id.to_string()),
                         form_version: Some(form.version),
-                        consent_text: Some(partners::checkbox_text(partner)),
-                        proof: Some(snapshot.clone()),
+                        consent_text: Some(text),
+                        proof,
                         ..info.evidence("form")
                     },
                     actor: Actor::Public.to_string(),
                 },
             )?;
-            if !needs_confirmation {
+            if let (Purpose::Partner(partner_id), false) = (&purpose, needs_confirmation) {
                 // The opt-in is complete: the partner gets the lead now.
-                partners::share_in(conn, &scripts, &contact_id, &partner.id)?;
+                partners::share_in(conn, &scripts, &contact_id, partner_id)?;
             }
             pending.push(purpose);
         }
@@ -201,40 +176,61 @@ pub async fn submit(
         if pending.is_empty() {
             return submitted(SubmitOutcome::PendingConfirmation);
         }
-        confirmations::insert_confirmation(
-            conn,
-            &ConfirmationRow {
-                id: confirmation_id.to_string(),
-                contact_id: contact_id.clone(),
-                form_id: Some(form.id.to_string()),
-                form_version: Some(form.version),
-                purposes: serde_json::to_string(&pending.iter().map(ToString::to_string).collect::<Vec<_>>())
-                    .map_err(Error::internal)?,
-                created_at: now,
-                expires_at: expires_at.naive_utc(),
-                confirmed_at: None,
-            },
-        )?;
-        // However many signups (from however many IPs), an address gets at most this many
-        // confirmation mails a day: a form cannot be used to bomb someone's inbox.
-        let since = now - TimeDelta::hours(24);
-        let sent = outbox::count_recent(conn, &email_key, CONFIRMATION_MAIL, since)?;
-        if sent < i64::from(config.confirmation_mails_per_day) {
+        let form_ref = Some((form.id.to_string(), form.version));
+        request_confirmation(conn, &keys, &config, &contact_id, form_ref, &pending, &email_key, |conn, confirm_url| {
             let names = list_names(conn, &pending)?;
             let locale = form.definition.locale.clone().unwrap_or(info.locale.clone());
-            let draft = confirmation_draft(&config, &form, &submission, &names, &confirm_url, &locale)?;
-            mailer::enqueue(
-                conn,
-                CONFIRMATION_MAIL,
-                &email_key,
-                &mail::compose(&draft, &config.message_domain, None)?,
-            )?;
-        } else {
-            tracing::info!(form = %form.slug, "confirmation mail withheld: the address reached its daily cap");
-        }
+            confirmation_draft(&config, &form, &submission, &names, confirm_url, &locale)
+        })?;
         submitted(SubmitOutcome::PendingConfirmation)
     })
     .await
+}
+
+/// Records a request to confirm `purposes` (from a form, at its version, or from a partner)
+/// and queues its mail, written by `draft` around the confirmation link. However many
+/// requests (from however many IPs), an address gets at most `confirmation_mails_per_day`
+/// such mails a day: a form cannot be used to bomb someone's inbox.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn request_confirmation(
+    conn: &mut DbConnection,
+    keys: &Keys,
+    config: &SignupConfig,
+    contact_id: &str,
+    form: Option<(String, i32)>,
+    purposes: &[Purpose],
+    email_key: &str,
+    draft: impl FnOnce(&mut DbConnection, &str) -> Result<Draft>,
+) -> Result<()> {
+    let now = storage::now();
+    let confirmation_id = ConfirmationId::new();
+    let expires_at = chrono::Utc::now() + config.confirmation_ttl;
+    let token = keys.sign_link(LinkKind::Confirm, &confirmation_id.to_string(), None, Some(expires_at));
+    let (form_id, form_version) = form.unzip();
+    confirmations::insert_confirmation(
+        conn,
+        &ConfirmationRow {
+            id: confirmation_id.to_string(),
+            contact_id: contact_id.to_owned(),
+            form_id,
+            form_version,
+            purposes: serde_json::to_string(&purposes.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(Error::internal)?,
+            created_at: now,
+            expires_at: expires_at.naive_utc(),
+            confirmed_at: None,
+        },
+    )?;
+    let since = now - TimeDelta::hours(24);
+    if outbox::count_recent(conn, email_key, CONFIRMATION_MAIL, since)? >= i64::from(config.confirmation_mails_per_day)
+    {
+        tracing::info!("confirmation mail withheld: the address reached its daily cap");
+        return Ok(());
+    }
+    let confirm_url = format!("{}/confirm/{token}", config.base_url);
+    let draft = draft(conn, &confirm_url)?;
+    mailer::enqueue(conn, CONFIRMATION_MAIL, email_key, &mail::compose(&draft, &config.message_domain, None)?)?;
+    Ok(())
 }
 
 fn upsert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: chrono::NaiveDateTime) -> Result<String> {

@@ -54,6 +54,23 @@ pub fn find_contact_id_by_email_key(conn: &mut DbConnection, key: &str) -> Query
     contacts::table.filter(contacts::email_key.eq(key)).select(contacts::id).first(conn).optional()
 }
 
+/// The filters a contact listing shares, on any boxed query that has the contacts table.
+macro_rules! filter_contacts {
+    ($query:ident, $filter:expr) => {
+        if let Some(status) = &$filter.status {
+            $query = $query.filter(contacts::status.eq(status.clone()));
+        }
+        if let Some(text) = &$filter.email_contains {
+            $query = $query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
+        }
+        if let Some(tag) = &$filter.tag {
+            $query = $query.filter(contacts::id.eq_any(
+                contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
+            ));
+        }
+    };
+}
+
 /// Contacts after `after` in id order (creation order), at most `limit`.
 pub fn list_contacts(
     conn: &mut DbConnection,
@@ -68,18 +85,7 @@ pub fn list_contacts(
     if let Some(after) = after {
         query = query.filter(contacts::id.gt(after.to_owned()));
     }
-    if let Some(status) = &filter.status {
-        query = query.filter(contacts::status.eq(status.clone()));
-    }
-    if let Some(text) = &filter.email_contains {
-        query = query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
-    }
-    if let Some(tag) = &filter.tag {
-        query = query
-            .filter(contacts::id.eq_any(
-                contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
-            ));
-    }
+    filter_contacts!(query, filter);
     let rows = query.order(contacts::id.asc()).limit(limit).load(conn)?;
     with_memberships(conn, rows)
 }
@@ -101,18 +107,7 @@ fn list_members(
     if let Some(after) = after {
         query = query.filter(contact_lists::contact_id.gt(after.to_owned()));
     }
-    if let Some(status) = &filter.status {
-        query = query.filter(contacts::status.eq(status.clone()));
-    }
-    if let Some(text) = &filter.email_contains {
-        query = query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
-    }
-    if let Some(tag) = &filter.tag {
-        query = query
-            .filter(contacts::id.eq_any(
-                contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
-            ));
-    }
+    filter_contacts!(query, filter);
     let rows = query.order(contact_lists::contact_id.asc()).limit(limit).load(conn)?;
     with_memberships(conn, rows)
 }
