@@ -27,9 +27,8 @@ pub async fn list_shared_leads(
     query: ApiQuery<PageQuery>,
 ) -> Result<web::Json<LeadPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
-    let page = service::list_leads(&state.db, caller.0.id, LeadDirection::Outbound, page).await?;
-    let items = page.items.into_iter().filter(|l| l.status.as_str() != "withheld").map(Into::into).collect();
-    Ok(web::Json(LeadPage { items, next_cursor: page.next_cursor }))
+    let page = service::list_leads(&state.db, caller.0.id, LeadDirection::Outbound, false, page).await?;
+    Ok(web::Json(LeadPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 #[utoipa::path(

@@ -357,6 +357,6 @@ pub async fn list_partner_leads(
         }
     };
     let page = PageRequest::parse(query.cursor.as_deref(), query.limit)?;
-    let page = service::list_leads(&state.db, partner_id(&id)?, direction, page).await?;
+    let page = service::list_leads(&state.db, partner_id(&id)?, direction, true, page).await?;
     Ok(web::Json(LeadPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }

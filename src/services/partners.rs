@@ -518,10 +518,12 @@ fn lead(row: LeadRow) -> Result<Lead> {
 }
 
 /// The leads exchanged with a partner in one direction, a page at a time.
+/// `withheld`: also the leads the share hook kept back (admins see them; the partner does not).
 pub async fn list_leads(
     db: &Db,
     partner_id: PartnerId,
     direction: LeadDirection,
+    withheld: bool,
     page: PageRequest,
 ) -> Result<Page<Lead>> {
     db.read(move |conn| {
@@ -529,6 +531,7 @@ pub async fn list_leads(
             conn,
             &partner_id.to_string(),
             direction.as_str(),
+            (!withheld).then_some(LeadStatus::Withheld.as_str()),
             page.after.as_deref(),
             page.fetch_limit(),
         )?
@@ -789,6 +792,7 @@ fn upsert_lead_contact(
             row.country = row.country.or(checked.country.as_ref().map(|c| c.as_str().to_owned()));
             row.updated_at = now;
             contacts::update_contact(conn, &row)?;
+            webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
             Ok(row.id)
         }
         None => {
@@ -804,11 +808,7 @@ fn upsert_lead_contact(
                 updated_at: now,
             };
             contacts::insert_contact(conn, &row, &[], &[])?;
-            webhooks::emit(
-                conn,
-                EventType::ContactCreated,
-                json!({"contact_id": row.id, "email": row.email, "source": "partner"}),
-            )?;
+            webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
             Ok(row.id)
         }
     }
@@ -879,7 +879,19 @@ pub fn mark_inbound_confirmed(conn: &mut DbConnection, contact_id: &str) -> Resu
 
 /// The partner events (shares and withdrawals) for a partner to pull, oldest first.
 pub async fn list_events(db: &Db, partner_id: PartnerId, page: PageRequest) -> Result<Page<Value>> {
-    let filter = webhooks::DeliveryFilter { target: Some(format!("partner:{partner_id}")), ..Default::default() };
-    let deliveries = webhooks::list_deliveries(db, filter, page).await?;
-    Ok(Page { items: deliveries.items.into_iter().map(|d| d.payload).collect(), next_cursor: deliveries.next_cursor })
+    db.read(move |conn| {
+        let target = format!("partner:{partner_id}");
+        let rows = crate::storage::webhooks::list_deliveries(
+            conn,
+            Some(&target),
+            None,
+            None,
+            page.after.as_deref(),
+            page.fetch_limit(),
+        )?;
+        let page = page.page(rows, |row| row.id.clone());
+        let items = page.items.iter().map(|row| serde_json::from_str(&row.payload).unwrap_or(Value::Null)).collect();
+        Ok(Page { items, next_cursor: page.next_cursor })
+    })
+    .await
 }

@@ -159,6 +159,7 @@ pub fn list_partner_leads(
     conn: &mut DbConnection,
     partner_id: &str,
     direction: &str,
+    except_status: Option<&str>,
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<LeadRow>> {
@@ -167,6 +168,9 @@ pub fn list_partner_leads(
         .filter(partner_leads::direction.eq(direction))
         .select(LeadRow::as_select())
         .into_boxed();
+    if let Some(status) = except_status {
+        query = query.filter(partner_leads::status.ne(status.to_owned()));
+    }
     if let Some(after) = after {
         query = query.filter(partner_leads::id.gt(after.to_owned()));
     }
