@@ -7,6 +7,7 @@ pub mod country;
 pub mod email;
 pub mod form;
 pub mod ids;
+pub mod ledger;
 pub mod list;
 pub mod partner;
 pub mod role;
