@@ -133,9 +133,23 @@ pub enum PluginsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConsentCommand {
-    /// Check the whole ledger's hash chain; exits non-zero and names the first event
-    /// that does not match if it was tampered with
-    Verify,
+    /// Check the whole ledger: every leaf recomputed from the stored events and texts, the
+    /// tree against the latest signed checkpoint; exits non-zero and names the first event
+    /// that does not match
+    Verify {
+        /// Also prove the log extends the checkpoints in this file (signed notes kept
+        /// outside the database, such as the ledger_checkpoint_file); may be repeated
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// Check a proof bundle (GET /api/v1/contacts/{id}/proof) offline, without the database
+    VerifyBundle {
+        /// The bundle (JSON)
+        file: PathBuf,
+        /// The verifier key to trust (`GET /consent/key`); without it, the bundle's own
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,18 +272,52 @@ pub async fn run(command: Command, settings: Settings) -> Result<u8> {
             print!("{}", crate::http::openapi_json());
             Ok(0)
         }
-        Command::Consent { command: ConsentCommand::Verify } => {
+        Command::Consent { command: ConsentCommand::Verify { checkpoint } } => {
+            let mut kept = Vec::new();
+            for path in &checkpoint {
+                kept.extend(crate::services::ledger::read_kept_checkpoints(path)?);
+            }
             let db = open_database(&settings).await?;
-            let report = crate::services::consent::verify_chain(&db).await?;
+            let report = crate::services::ledger::verify(&db, kept).await?;
             match report.first_mismatch {
                 None => {
-                    println!("The consent ledger is intact: {} events checked.", report.events_checked);
+                    println!(
+                        "The consent ledger is intact: {} events checked against the checkpoint of size {}{}; {} \
+                         waiting for their leaf.",
+                        report.events_checked,
+                        report.checkpoint_size.unwrap_or(0),
+                        match report.kept_checkpoints_checked {
+                            0 => String::new(),
+                            n => format!(" and {n} kept checkpoint(s)"),
+                        },
+                        report.events_waiting
+                    );
                     Ok(0)
                 }
-                Some(mismatch) => Err(Error::Conflict(format!(
-                    "the consent ledger was altered: event {} ({}) {}; {} events before it are intact",
-                    mismatch.seq, mismatch.event_id, mismatch.reason, report.events_checked
-                ))),
+                Some(mismatch) => {
+                    let leaf = mismatch.leaf_index.map(|i| format!("leaf {i}")).unwrap_or_default();
+                    let event = mismatch.event_id.map(|id| format!("event {id}")).unwrap_or_default();
+                    let at = [leaf, event].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", ");
+                    let at = if at.is_empty() { String::new() } else { format!("{at}: ") };
+                    Err(Error::Conflict(format!(
+                        "the consent ledger was altered: {at}{}; {} events before it are intact",
+                        mismatch.reason, report.events_checked
+                    )))
+                }
+            }
+        }
+        Command::Consent { command: ConsentCommand::VerifyBundle { file, key } } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| Error::field("FILE", format!("{}: {e}", file.display())))?;
+            let report = crate::services::ledger::verify_bundle(&text, key.as_deref())?;
+            if report.problems.is_empty() {
+                println!(
+                    "The proof bundle holds: {} events included in the signed tree of {} leaves.",
+                    report.events_checked, report.tree_size
+                );
+                Ok(0)
+            } else {
+                Err(Error::Conflict(format!("the proof bundle does not hold: {}", report.problems.join("; "))))
             }
         }
     }

@@ -135,6 +135,18 @@ pub struct Settings {
     pub webhook_timeout_seconds: u64,
     /// How long a survey link works, in days.
     pub survey_link_days: u32,
+    /// The key that signs the consent ledger's checkpoints, in its C2SP text form
+    /// (`PRIVATE+KEY+<name>+<id>+<key>`). Unset: read from `ledger_signing_key_file`.
+    pub ledger_signing_key: Option<Secret>,
+    /// The file holding that key; unset: `<data_dir>/ledger-signing.key`, generated on the
+    /// first start (owner-only permissions). Several instances must share one key.
+    pub ledger_signing_key_file: Option<PathBuf>,
+    /// Milliseconds between two runs of the sequencer, which gives committed consent
+    /// events their leaves and signs a checkpoint: the longest an event waits for its leaf.
+    pub ledger_sequence_interval_ms: u64,
+    /// A file every new checkpoint is appended to, so that copies are kept outside the
+    /// database.
+    pub ledger_checkpoint_file: Option<PathBuf>,
 }
 
 /// The DKIM signing algorithm.
@@ -192,6 +204,10 @@ impl Default for Settings {
             webhook_backoff_ms: 30_000,
             webhook_timeout_seconds: 10,
             survey_link_days: 30,
+            ledger_signing_key: None,
+            ledger_signing_key_file: None,
+            ledger_sequence_interval_ms: 500,
+            ledger_checkpoint_file: None,
         }
     }
 }
@@ -242,6 +258,10 @@ const KEYS: &[&str] = &[
     "webhook_backoff_ms",
     "webhook_timeout_seconds",
     "survey_link_days",
+    "ledger_signing_key",
+    "ledger_signing_key_file",
+    "ledger_sequence_interval_ms",
+    "ledger_checkpoint_file",
 ];
 
 impl Settings {
@@ -296,6 +316,11 @@ impl Settings {
     /// Where uploaded import files wait for their job.
     pub fn imports_dir(&self) -> PathBuf {
         self.data_dir.join("imports")
+    }
+
+    /// Where the key that signs the ledger's checkpoints is kept.
+    pub fn ledger_signing_key_file(&self) -> PathBuf {
+        self.ledger_signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("ledger-signing.key"))
     }
 
     pub fn outbox_dir(&self) -> PathBuf {

@@ -19,6 +19,7 @@ use crate::services::campaigns::CampaignContext;
 use crate::services::dispatcher::{Dispatcher, SendOptions};
 use crate::services::imports::ImportWorker;
 use crate::services::keys::Keys;
+use crate::services::ledger::{self, LedgerKey, Sequencer};
 use crate::services::mailer::OutboxWorker;
 use crate::services::plugins::{FolderPlugins, Scripts};
 use crate::services::signup::{self, SignupConfig};
@@ -48,6 +49,8 @@ impl Application {
         let db = open_database(&settings).await?;
         let tokens = Tokens::load(&db, Duration::from_secs(settings.token_ttl_seconds)).await?;
         let keys = Keys::load(&db).await?;
+        let ledger_key = LedgerKey::load(&settings)?;
+        ledger::register_key(&db, &ledger_key).await?;
         bootstrap_admin(&db, &settings).await?;
         let plugins = Arc::new(PluginHost::new(&settings.plugins_dir, settings.script_limits()));
         let folder_plugins = Arc::new(FolderPlugins::load(&settings.plugins_dir, &plugins)?);
@@ -76,6 +79,7 @@ impl Application {
         let import_wake = Arc::new(Notify::new());
         tokio::spawn(ImportWorker::new(db.clone(), keys.clone(), import_wake.clone()).run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
+        tokio::spawn(Sequencer::new(db.clone(), ledger_key.clone(), &settings).run());
         tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings))?.run());
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
 
@@ -103,6 +107,7 @@ impl Application {
             send_wake,
             import_wake,
             scripts,
+            ledger_key,
         });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();

@@ -240,6 +240,8 @@ pub fn chain_time(at: DateTime<Utc>) -> String {
 pub struct ConsentEvent {
     pub id: String,
     pub seq: i64,
+    /// Its position in the verifiable log, once the sequencer gave it one.
+    pub leaf_index: Option<i64>,
     pub purpose: Purpose,
     pub action: ConsentAction,
     pub basis: ConsentBasis,

@@ -66,6 +66,8 @@ string_enum! {
         FormSubmitted = "form.submitted",
         CampaignSent = "campaign.sent",
         SurveyCompleted = "survey.completed",
+        /// A new signed checkpoint of the consent ledger, to keep outside the database.
+        ConsentCheckpoint = "consent.checkpoint",
         /// To a partner: a lead it may use (the person chose it).
         LeadShared = "lead.shared",
         /// To a partner: the person withdrew; stop using the lead.

@@ -8,18 +8,21 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::contacts::ContactResponse;
-use super::extract::{Admin, ApiJson, Editor, RequestBody, Viewer, parse_id};
+use super::extract::{ApiJson, Editor, RequestBody, Viewer, parse_id};
 use crate::domain::ContactId;
 use crate::domain::consent::{ConsentBasis, ConsentEvent, Evidence, Purpose, PurposeConsent};
 use crate::error::{FieldErrors, Result};
-use crate::services::consent::{self as service, ChainReport, ContactConsents, ContactExport, RecordedConsent};
+use crate::services::consent::{self as service, ContactConsents, ContactExport, RecordedConsent};
 use crate::services::signup;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentEventResponse {
     pub id: String,
-    /// Position in the ledger.
+    /// The event's number, in the order events were written.
     pub seq: i64,
+    /// Its leaf in the verifiable log (`GET /api/v1/contacts/{id}/proof`); null for the
+    /// second or so until the sequencer gives it one.
+    pub leaf_index: Option<i64>,
     /// `list:<id>` or `partner:<id>`.
     pub purpose: String,
     /// `granted`, `confirmed` or `withdrawn`.
@@ -46,7 +49,8 @@ pub struct ConsentEventResponse {
     /// `public`, `user:<id>`, `api_key:<id>` or `system`.
     pub actor: String,
     pub occurred_at: DateTime<Utc>,
-    /// This event's link in the hash chain.
+    /// The SHA-256 leaf hash of the event (hex); for events recorded before the
+    /// verifiable log, their link in the old hash chain.
     pub hash: String,
     /// The personal fields were erased.
     pub redacted: bool,
@@ -57,6 +61,7 @@ impl From<ConsentEvent> for ConsentEventResponse {
         Self {
             id: event.id,
             seq: event.seq,
+            leaf_index: event.leaf_index,
             purpose: event.purpose.to_string(),
             action: event.action.to_string(),
             basis: event.basis.to_string(),
@@ -207,36 +212,6 @@ pub struct ContactLinksResponse {
     pub preferences_url: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChainMismatchResponse {
-    pub seq: i64,
-    pub event_id: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChainReportResponse {
-    /// Every event matches its hash and its link to the one before.
-    pub valid: bool,
-    pub events_checked: u64,
-    /// The first event that does not match.
-    pub first_mismatch: Option<ChainMismatchResponse>,
-}
-
-impl From<ChainReport> for ChainReportResponse {
-    fn from(report: ChainReport) -> Self {
-        Self {
-            valid: report.first_mismatch.is_none(),
-            events_checked: report.events_checked,
-            first_mismatch: report.first_mismatch.map(|m| ChainMismatchResponse {
-                seq: m.seq,
-                event_id: m.event_id,
-                reason: m.reason,
-            }),
-        }
-    }
-}
-
 #[utoipa::path(
     tag = "consent",
     params(("id" = String, Path, description = "The contact's id")),
@@ -357,14 +332,4 @@ pub async fn contact_links(
         unsubscribe_url: signup::unsubscribe_url(&state.keys, base, id, None),
         preferences_url: signup::preferences_url(&state.keys, base, id),
     }))
-}
-
-#[utoipa::path(
-    tag = "consent",
-    responses((status = 200, description = "The result of checking the whole ledger's hash chain", body = ChainReportResponse)),
-    security(("bearer" = []))
-)]
-#[get("/consent/verify")]
-pub async fn verify_ledger(_: Admin, state: web::Data<AppState>) -> Result<web::Json<ChainReportResponse>> {
-    Ok(web::Json(service::verify_chain(&state.db).await?.into()))
 }

@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod extract;
 pub mod forms;
 pub mod imports;
+pub mod ledger;
 pub mod lists;
 pub mod ops;
 pub mod pages;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub import_wake: Arc<Notify>,
     /// The script host and folder plugins, for services that run hooks.
     pub scripts: crate::services::plugins::Scripts,
+    /// The key that signs the consent ledger's checkpoints.
+    pub ledger_key: crate::services::ledger::LedgerKey,
 }
 
 /// `limit` and `cursor` of a collection.
@@ -212,6 +215,8 @@ where
         .service(public::update_preferences)
         .service(surveys::show_survey)
         .service(surveys::answer_survey)
+        .service(ledger::checkpoint)
+        .service(ledger::verifier_key)
         .service(bounces::track)
         .service(bounces::generic_bounce)
         .service(bounces::ses_bounce)
@@ -250,7 +255,10 @@ where
                 .service(consent::withdraw_consent)
                 .service(consent::export_contact)
                 .service(consent::contact_links)
-                .service(consent::verify_ledger)
+                .service(ledger::verify_ledger)
+                .service(ledger::inclusion_proof)
+                .service(ledger::consistency_proof)
+                .service(ledger::contact_proof)
                 .service(plugins::validate_plugin)
                 .service(plugins::dry_run)
                 .service(plugins::create_plugin)

@@ -6,8 +6,8 @@ use serde_json::json;
 use super::keys::Keys;
 use super::webhooks;
 use crate::domain::consent::{
-    Actor, ConsentAction, ConsentBasis, ConsentEvent, ConsentStatus, Evidence, GENESIS_HASH, Purpose, PurposeConsent,
-    current_consents, personal_digest,
+    Actor, ConsentAction, ConsentBasis, ConsentEvent, ConsentStatus, Evidence, Purpose, PurposeConsent,
+    current_consents,
 };
 use crate::domain::partner::EventType;
 use crate::domain::{Contact, ContactId, ContactStatus};
@@ -257,76 +257,6 @@ pub fn erase_in(conn: &mut DbConnection, contact: &Contact) -> Result<()> {
     contacts::delete_contact(conn, &contact_id)?;
     webhooks::emit(conn, EventType::ContactDeleted, json!({"contact_id": contact_id}))?;
     Ok(())
-}
-
-/// The result of checking the whole ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainReport {
-    pub events_checked: u64,
-    /// The first event that does not match, if any.
-    pub first_mismatch: Option<ChainMismatch>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainMismatch {
-    pub seq: i64,
-    pub event_id: String,
-    pub reason: String,
-}
-
-/// Walks the ledger in order, recomputing each event's digests (where the personal
-/// fields are still held) and hash, and checking each link to the one before.
-pub async fn verify_chain(db: &Db) -> Result<ChainReport> {
-    db.read(|conn| {
-        let mut previous_hash = GENESIS_HASH.to_owned();
-        let mut expected_seq = 1;
-        let mut checked = 0;
-        loop {
-            let batch = ledger::list_events_after(conn, expected_seq - 1, 1000)?;
-            if batch.is_empty() {
-                return Ok(ChainReport { events_checked: checked, first_mismatch: None });
-            }
-            for row in batch {
-                if let Some(reason) = mismatch(&row, expected_seq, &previous_hash) {
-                    return Ok(ChainReport {
-                        events_checked: checked,
-                        first_mismatch: Some(ChainMismatch { seq: row.seq, event_id: row.id, reason }),
-                    });
-                }
-                checked += 1;
-                expected_seq = row.seq + 1;
-                previous_hash = row.hash;
-            }
-        }
-    })
-    .await
-}
-
-fn mismatch(row: &ConsentEventRow, expected_seq: i64, previous_hash: &str) -> Option<String> {
-    if row.seq != expected_seq {
-        return Some(format!("expected event number {expected_seq}, found {}: an event is missing", row.seq));
-    }
-    if row.prev_hash != previous_hash {
-        return Some("its link to the previous event does not match that event's hash".to_owned());
-    }
-    let personal = [
-        ("ip", row.ip.as_deref(), &row.ip_digest),
-        ("user_agent", row.user_agent.as_deref(), &row.user_agent_digest),
-        ("source_url", row.source_url.as_deref(), &row.source_url_digest),
-    ];
-    for (name, value, digest) in personal {
-        match (&row.evidence_salt, value) {
-            (Some(salt), value) if &personal_digest(salt, value) != digest => {
-                return Some(format!("its {name} does not match the digest it was recorded with"));
-            }
-            (None, Some(_)) => return Some(format!("its {name} is present although the event was redacted")),
-            _ => {}
-        }
-    }
-    if row.chained().hash() != row.hash {
-        return Some("its content does not match its hash".to_owned());
-    }
-    None
 }
 
 fn event_by_id(conn: &mut DbConnection, contact_id: &str, event_id: &str) -> Result<ConsentEvent> {

@@ -11,6 +11,7 @@ pub mod exports;
 pub mod forms;
 pub mod imports;
 pub mod keys;
+pub mod ledger;
 pub mod lists;
 pub mod mailer;
 pub mod pagination;

@@ -1,15 +1,14 @@
 //! The consent ledger, consent texts and the suppression list.
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use super::models::{corrupt, utc};
-use super::schema::{consent_events, consent_texts, suppressions};
+use super::schema::{consent_events, consent_leaves, consent_texts, suppressions};
 use super::{DbConnection, now};
 use crate::domain::consent::{
-    ChainedFields, ConsentAction, ConsentBasis, ConsentEvent, Evidence, GENESIS_HASH, Purpose, chain_time,
-    personal_digest, sha256_hex,
+    ConsentAction, ConsentBasis, ConsentEvent, Evidence, Purpose, personal_digest, sha256_hex,
 };
+use crate::domain::ledger::{LEAF_VERSION, Leaf};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -42,36 +41,49 @@ pub struct ConsentEventRow {
     /// Evidence that is neither personal nor a consent text (JSON): the partner list shown,
     /// a partner's proof of how it collected a lead.
     pub proof: Option<String>,
+    /// HMAC-SHA256 of the address under `evidence_salt` (empty for events from before it).
+    pub email_digest: String,
+}
+
+/// The leaf of an event whose time is given as written in the leaf.
+pub fn leaf_of(row: &ConsentEventRow, occurred_at: String, consent_text: Option<&str>) -> Leaf {
+    Leaf {
+        v: LEAF_VERSION,
+        event_id: row.id.clone(),
+        contact_id: row.contact_id.clone(),
+        email_digest: row.email_digest.clone(),
+        purpose: row.purpose.clone(),
+        action: row.action.clone(),
+        basis: row.basis.clone(),
+        requires_confirmation: row.requires_confirmation != 0,
+        method: row.method.clone(),
+        form_id: row.form_id.clone(),
+        form_version: row.form_version,
+        consent_text: consent_text.map(str::to_owned),
+        proof: row.proof.clone(),
+        manifest_id: row.manifest_id.clone(),
+        ip_digest: row.ip_digest.clone(),
+        user_agent_digest: row.user_agent_digest.clone(),
+        source_url_digest: row.source_url_digest.clone(),
+        actor: row.actor.clone(),
+        occurred_at,
+    }
+}
+
+/// A time as a leaf writes it: RFC 3339, UTC, microseconds.
+pub fn leaf_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl ConsentEventRow {
-    /// The fields the hash covers, with the personal digests as stored.
-    pub fn chained(&self) -> ChainedFields<'_> {
-        ChainedFields {
-            seq: self.seq,
-            id: &self.id,
-            contact_id: &self.contact_id,
-            purpose: &self.purpose,
-            action: &self.action,
-            basis: &self.basis,
-            requires_confirmation: self.requires_confirmation != 0,
-            method: &self.method,
-            form_id: self.form_id.as_deref(),
-            form_version: self.form_version,
-            consent_text_sha256: self.consent_text_sha256.as_deref(),
-            ip_digest: &self.ip_digest,
-            user_agent_digest: &self.user_agent_digest,
-            source_url_digest: &self.source_url_digest,
-            actor: &self.actor,
-            occurred_at: chain_time(utc(self.occurred_at)),
-            prev_hash: &self.prev_hash,
-            manifest_id: self.manifest_id.as_deref(),
-            proof: self.proof.as_deref(),
-        }
+    /// The leaf this event is in the tree (the exact consent text passed in, as stored).
+    pub fn leaf(&self, consent_text: Option<&str>) -> Leaf {
+        leaf_of(self, leaf_time(utc(self.occurred_at)), consent_text)
     }
 
-    pub fn into_event(self, consent_text: Option<String>) -> Result<ConsentEvent> {
+    pub fn into_event(self, consent_text: Option<String>, leaf_index: Option<i64>) -> Result<ConsentEvent> {
         Ok(ConsentEvent {
+            leaf_index,
             purpose: self.purpose.parse().map_err(|_| corrupt("purpose", &self.purpose))?,
             action: self.action.parse().map_err(|_| corrupt("consent action", &self.action))?,
             basis: self.basis.parse().map_err(|_| corrupt("consent basis", &self.basis))?,
@@ -110,36 +122,27 @@ pub struct NewConsentEvent {
     pub actor: String,
 }
 
-/// Appends an event at the head of the chain. Call inside a write transaction: on SQLite
-/// the transaction holds the write lock; on PostgreSQL an advisory lock held until commit
-/// keeps two appends from linking to the same predecessor.
+/// Appends an event. Call inside a write transaction. Nothing here is shared by every
+/// writer (no lock, no chain head): the event waits in `consent_unsequenced` until the
+/// sequencer gives it its leaf (see [`super::ledger`]).
 pub fn append_event(conn: &mut DbConnection, new: NewConsentEvent) -> Result<ConsentEventRow> {
     let mut rows = append_events(conn, vec![new])?;
     rows.pop().ok_or_else(|| crate::error::Error::internal("no event was appended"))
 }
 
-/// Appends events in order, linking each to the one before: one read of the head, one
-/// multi-row insert per 500 events. Same locking as [`append_event`].
+/// Appends events in order: event numbers, the addresses for their digests and the texts
+/// in one query each, one multi-row insert per 500 events.
 pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> Result<Vec<ConsentEventRow>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    if let DbConnection::Postgres(pg) = conn {
-        pg.batch_execute("SELECT pg_advisory_xact_lock(7366325)")?;
-    }
-    let head: Option<(i64, String)> = consent_events::table
-        .select((consent_events::seq, consent_events::hash))
-        .order(consent_events::seq.desc())
-        .first(conn)
-        .optional()?;
-    let (mut seq, mut prev_hash) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS_HASH.to_owned()),
-    };
+    let seqs = next_seqs(conn, events.len())?;
+    let contact_ids: Vec<&str> = events.iter().map(|e| e.contact_id.as_str()).collect();
+    let addresses = contact_addresses(conn, &contact_ids)?;
     let mut texts: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let occurred_at = now();
     let mut rows = Vec::with_capacity(events.len());
-    for new in events {
+    for (new, seq) in events.into_iter().zip(seqs) {
         let consent_text_sha256 = match &new.evidence.consent_text {
             Some(text) => Some(match texts.get(text) {
                 Some(sha) => sha.clone(),
@@ -153,9 +156,11 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
         };
         let salt = crate::domain::consent::hex(&rand_bytes());
         let evidence = new.evidence;
+        let consent_text = evidence.consent_text;
         let mut row = ConsentEventRow {
             id: uuid::Uuid::now_v7().to_string(),
             seq,
+            email_digest: personal_digest(&salt, addresses.get(&new.contact_id).map(String::as_str)),
             contact_id: new.contact_id,
             purpose: new.purpose.to_string(),
             action: new.action.as_str().to_owned(),
@@ -174,27 +179,75 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
             source_url: evidence.source_url,
             evidence_salt: Some(salt),
             occurred_at,
-            prev_hash: std::mem::take(&mut prev_hash),
+            // The hash chain's link, kept by the events recorded before the tree.
+            prev_hash: String::new(),
             hash: String::new(),
             manifest_id: evidence.manifest_id,
             proof: evidence.proof,
         };
-        row.hash = row.chained().hash();
-        prev_hash.clone_from(&row.hash);
-        seq += 1;
+        row.hash = crate::domain::consent::hex(&row.leaf(consent_text.as_deref()).hash());
         rows.push(row);
     }
+    let waiting: Vec<(String, i64)> = rows.iter().map(|row| (row.id.clone(), row.seq)).collect();
     for chunk in rows.chunks(500) {
         match conn {
             DbConnection::Postgres(pg) => diesel::insert_into(consent_events::table).values(chunk).execute(pg)?,
             DbConnection::Sqlite(sqlite) => diesel::insert_into(consent_events::table).values(chunk).execute(sqlite)?,
         };
     }
+    super::ledger::insert_unsequenced(conn, &waiting)?;
     Ok(rows)
 }
 
+/// Numbers for `count` new events. On PostgreSQL a sequence, which no transaction waits
+/// on; on SQLite, whose one writer runs every write in turn, the next after the highest.
+fn next_seqs(conn: &mut DbConnection, count: usize) -> Result<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        seq: i64,
+    }
+    match conn {
+        DbConnection::Postgres(pg) => {
+            let query = format!("SELECT nextval('consent_event_seq') AS seq FROM generate_series(1, {count})");
+            let mut seqs: Vec<i64> = diesel::sql_query(query).load::<Next>(pg)?.into_iter().map(|n| n.seq).collect();
+            seqs.sort_unstable();
+            Ok(seqs)
+        }
+        DbConnection::Sqlite(sqlite) => {
+            let highest: Option<i64> =
+                consent_events::table.select(diesel::dsl::max(consent_events::seq)).first(sqlite)?;
+            let first = highest.unwrap_or(0) + 1;
+            Ok((first..).take(count).collect())
+        }
+    }
+}
+
+/// The normalised addresses of these contacts, by id.
+fn contact_addresses(
+    conn: &mut DbConnection,
+    contact_ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>> {
+    use super::schema::contacts;
+    let mut ids: Vec<&str> = contact_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        found.extend(
+            contacts::table.filter(contacts::id.eq_any(chunk)).select((contacts::id, contacts::email_key)).load::<(
+                String,
+                String,
+            )>(
+                conn
+            )?,
+        );
+    }
+    Ok(found)
+}
+
 fn rand_bytes() -> [u8; 16] {
-    crate::services::auth::random_bytes::<16>()
+    rand::random()
 }
 
 /// Stores a consent text once; answers its SHA-256.
@@ -202,31 +255,42 @@ fn insert_consent_text(conn: &mut DbConnection, text: &str) -> Result<String> {
     let sha256 = sha256_hex(text.as_bytes());
     let known: i64 = consent_texts::table.filter(consent_texts::sha256.eq(&sha256)).count().get_result(conn)?;
     if known == 0 {
-        diesel::insert_into(consent_texts::table)
-            .values((consent_texts::sha256.eq(&sha256), consent_texts::text.eq(text)))
-            .execute(conn)?;
+        // Two writers may bring the same new text at once (no lock orders them any more).
+        let values = (consent_texts::sha256.eq(&sha256), consent_texts::text.eq(text));
+        match conn {
+            DbConnection::Postgres(pg) => {
+                diesel::insert_into(consent_texts::table).values(values).on_conflict_do_nothing().execute(pg)?
+            }
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into(consent_texts::table).values(values).on_conflict_do_nothing().execute(sqlite)?
+            }
+        };
     }
     Ok(sha256)
 }
 
 /// A contact's events in ledger order, with the consent texts.
 pub fn list_contact_events(conn: &mut DbConnection, contact_id: &str) -> Result<Vec<ConsentEvent>> {
-    let rows: Vec<(ConsentEventRow, Option<String>)> = consent_events::table
+    let rows: Vec<(ConsentEventRow, Option<String>, Option<i64>)> = consent_events::table
+        .left_join(consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)))
+        .left_join(consent_leaves::table.on(consent_leaves::event_id.eq(consent_events::id)))
+        .filter(consent_events::contact_id.eq(contact_id))
+        .order(consent_events::seq.asc())
+        .select((ConsentEventRow::as_select(), consent_texts::text.nullable(), consent_leaves::leaf_index.nullable()))
+        .load(conn)?;
+    rows.into_iter().map(|(row, text, leaf_index)| row.into_event(text, leaf_index)).collect()
+}
+
+/// A contact's stored events in order, with their consent texts (for its proof bundle).
+pub fn list_contact_event_rows(
+    conn: &mut DbConnection,
+    contact_id: &str,
+) -> Result<Vec<(ConsentEventRow, Option<String>)>> {
+    Ok(consent_events::table
         .left_join(consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)))
         .filter(consent_events::contact_id.eq(contact_id))
         .order(consent_events::seq.asc())
         .select((ConsentEventRow::as_select(), consent_texts::text.nullable()))
-        .load(conn)?;
-    rows.into_iter().map(|(row, text)| row.into_event(text)).collect()
-}
-
-/// Up to `limit` events after `after_seq`, in ledger order, for verification.
-pub fn list_events_after(conn: &mut DbConnection, after_seq: i64, limit: i64) -> Result<Vec<ConsentEventRow>> {
-    Ok(consent_events::table
-        .filter(consent_events::seq.gt(after_seq))
-        .order(consent_events::seq.asc())
-        .limit(limit)
-        .select(ConsentEventRow::as_select())
         .load(conn)?)
 }
 
@@ -357,6 +421,7 @@ pub fn list_consent_changes_for_contacts(
         let event = ConsentEvent {
             id: String::new(),
             seq: 0,
+            leaf_index: None,
             purpose: purpose.parse().map_err(|_| corrupt("purpose", &purpose))?,
             action: action.parse().map_err(|_| corrupt("consent action", &action))?,
             basis: basis.parse().map_err(|_| corrupt("consent basis", &basis))?,

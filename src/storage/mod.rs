@@ -14,6 +14,7 @@ pub mod consent;
 pub mod contacts;
 pub mod forms;
 pub mod imports;
+pub mod ledger;
 pub mod lists;
 pub mod models;
 pub mod outbox;

@@ -106,6 +106,39 @@ diesel::table! {
         hash -> Text,
         manifest_id -> Nullable<Text>,
         proof -> Nullable<Text>,
+        email_digest -> Text,
+    }
+}
+
+diesel::table! {
+    consent_leaves (leaf_index) {
+        leaf_index -> BigInt,
+        event_id -> Text,
+        leaf_hash -> Binary,
+    }
+}
+
+diesel::table! {
+    consent_tree_nodes (level, node_index) {
+        level -> Integer,
+        node_index -> BigInt,
+        hash -> Binary,
+    }
+}
+
+diesel::table! {
+    consent_unsequenced (event_id) {
+        event_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    consent_checkpoints (tree_size) {
+        tree_size -> BigInt,
+        root_hash -> Binary,
+        note -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -431,6 +464,10 @@ diesel::joinable!(campaign_recipients -> campaigns (campaign_id));
 diesel::joinable!(confirmations -> contacts (contact_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    consent_leaves,
+    consent_tree_nodes,
+    consent_unsequenced,
+    consent_checkpoints,
     server_secrets,
     users,
     api_keys,

@@ -7,6 +7,11 @@ use super::models::ServerSecretRow;
 use super::schema::server_secrets;
 use super::{DbConnection, is_unique_violation, now};
 
+/// The secret called `name`, if there is one.
+pub fn find_secret(conn: &mut DbConnection, name: &str) -> QueryResult<Option<String>> {
+    server_secrets::table.find(name).select(server_secrets::value).first::<String>(conn).optional()
+}
+
 /// The secret called `name`, created from `generate` if there is none yet. When two
 /// instances start at once, the one that inserts second reads the first one's secret.
 pub fn find_or_insert_secret(

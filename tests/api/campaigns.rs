@@ -23,7 +23,7 @@ fn fixture(name: &str) -> String {
 
 /// A Python with dkimpy (and PyNaCl for ed25519), in a virtualenv under `target/`,
 /// created on first use.
-fn dkim_python() -> PathBuf {
+pub(crate) fn dkim_python() -> PathBuf {
     static READY: Mutex<bool> = Mutex::new(false);
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
     let python = venv.join("bin/python");

@@ -80,6 +80,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
         smtp_url: Some(consento::settings::Secret::new(format!("smtp://127.0.0.1:{}", mail.port))),
         mail_from: "News <news@consento.test>".to_owned(),
         log: std::env::var("TEST_LOG").unwrap_or_else(|_| "off".to_owned()),
+        // Events get their leaves within a few milliseconds, so tests need not wait long.
+        ledger_sequence_interval_ms: 20,
         ..Settings::default()
     };
     change(&mut settings);
@@ -168,6 +170,21 @@ impl TestApp {
         let (status, body) = self.send(self.post("/api/v1/lists", &json!({"name": name}))).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until every consent event recorded so far has its leaf in a signed
+    /// checkpoint; answers the ledger's check (`GET /api/v1/consent/verify`).
+    pub async fn ledger_sequenced(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, report) = self.send(self.get("/api/v1/consent/verify")).await;
+            assert_eq!(status, StatusCode::OK, "{report}");
+            if report["events_waiting"] == 0 && report["checkpoint_size"].is_u64() {
+                return report;
+            }
+            assert!(Instant::now() < deadline, "the ledger was not sequenced: {report}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn create_contact(&self, body: Value) -> Value {

@@ -12,6 +12,7 @@ mod contacts;
 mod errors;
 mod helpers;
 mod imports;
+mod ledger;
 mod lists;
 mod mail;
 mod openapi;

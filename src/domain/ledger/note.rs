@@ -205,6 +205,35 @@ impl Checkpoint {
     }
 }
 
+/// The signed notes of a file that holds several, one after another (blank lines between
+/// them are allowed), as a checkpoint file is written.
+pub fn split_notes(text: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut current = String::new();
+    let mut in_signatures = false;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n');
+        if in_signatures && !bare.starts_with(SIGNATURE_PREFIX) {
+            notes.push(std::mem::take(&mut current));
+            in_signatures = false;
+        }
+        if current.is_empty() && bare.is_empty() {
+            continue;
+        }
+        if bare.starts_with(SIGNATURE_PREFIX) && current.ends_with("\n\n") {
+            in_signatures = true;
+        }
+        current.push_str(line);
+        if !line.ends_with('\n') {
+            current.push('\n');
+        }
+    }
+    if in_signatures {
+        notes.push(current);
+    }
+    notes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +255,15 @@ mod tests {
         assert!(Checkpoint::open(&note, &other).is_err());
         let forged = note.replacen("\n12\n", "\n13\n", 1);
         assert!(Checkpoint::open(&forged, &verifier).is_err());
+    }
+
+    #[test]
+    fn a_file_of_checkpoints_splits_into_its_notes() {
+        let first = signer().sign("example.org/consent\n1\nAAAA\n");
+        let second = signer().sign("example.org/consent\n2\nBBBB\n");
+        let file = format!("{first}\n{second}");
+        assert_eq!(split_notes(&file), vec![first.clone(), second.clone()]);
+        assert_eq!(split_notes(&format!("{first}{second}\n\n")), vec![first, second]);
     }
 
     #[test]

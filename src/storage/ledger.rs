@@ -1,0 +1,275 @@
+//! The verifiable log over the consent events: leaves in sequence order, the roots of the
+//! tree's perfect subtrees, the events waiting for a leaf, and the signed checkpoints.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::consent::ConsentEventRow;
+use super::schema::{
+    consent_checkpoints, consent_events, consent_leaves, consent_texts, consent_tree_nodes, consent_unsequenced,
+};
+use super::{DbConnection, now};
+use crate::domain::ledger::merkle::{Hash, Subtrees};
+use crate::error::{Error, Result};
+
+/// Rows per multi-row insert (well under both backends' bind limits). Multi-row inserts
+/// are written per backend: diesel's multi-backend connection does not batch them.
+const CHUNK: usize = 500;
+
+pub fn insert_unsequenced(conn: &mut DbConnection, events: &[(String, i64)]) -> Result<()> {
+    for chunk in events.chunks(CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(id, seq)| (consent_unsequenced::event_id.eq(id), consent_unsequenced::seq.eq(seq)))
+            .collect();
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(consent_unsequenced::table).values(values).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into(consent_unsequenced::table).values(values).execute(sqlite)?
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Taken by the sequencer for the rest of its transaction, on PostgreSQL: one sequencer at
+/// a time across instances, and no event writer ever waits on it. Answers false when
+/// another instance holds it. (SQLite has one writer anyway.)
+pub fn try_lock_sequencer(conn: &mut DbConnection) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    match conn {
+        DbConnection::Postgres(pg) => {
+            let row: Locked =
+                diesel::sql_query("SELECT pg_try_advisory_xact_lock(7366326) AS locked").get_result(pg)?;
+            Ok(row.locked)
+        }
+        DbConnection::Sqlite(_) => Ok(true),
+    }
+}
+
+/// The events waiting for a leaf, oldest event number first, with their consent texts.
+pub fn list_unsequenced(conn: &mut DbConnection, limit: i64) -> Result<Vec<(ConsentEventRow, Option<String>)>> {
+    Ok(consent_unsequenced::table
+        .inner_join(consent_events::table.on(consent_events::id.eq(consent_unsequenced::event_id)))
+        .left_join(consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)))
+        .order(consent_unsequenced::seq.asc())
+        .limit(limit)
+        .select((ConsentEventRow::as_select(), consent_texts::text.nullable()))
+        .load(conn)?)
+}
+
+pub fn count_unsequenced(conn: &mut DbConnection) -> Result<i64> {
+    Ok(consent_unsequenced::table.count().get_result(conn)?)
+}
+
+pub fn delete_unsequenced(conn: &mut DbConnection, event_ids: &[String]) -> Result<()> {
+    for chunk in event_ids.chunks(CHUNK) {
+        diesel::delete(consent_unsequenced::table.filter(consent_unsequenced::event_id.eq_any(chunk))).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// How many leaves the tree has.
+pub fn tree_size(conn: &mut DbConnection) -> Result<u64> {
+    let highest: Option<i64> =
+        consent_leaves::table.select(diesel::dsl::max(consent_leaves::leaf_index)).first(conn)?;
+    Ok(highest.map_or(0, |index| u64::try_from(index + 1).unwrap_or(0)))
+}
+
+pub fn insert_leaves(conn: &mut DbConnection, leaves: &[(i64, String, Hash)]) -> Result<()> {
+    for chunk in leaves.chunks(CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(index, event_id, hash)| {
+                (
+                    consent_leaves::leaf_index.eq(index),
+                    consent_leaves::event_id.eq(event_id),
+                    consent_leaves::leaf_hash.eq(hash.as_slice()),
+                )
+            })
+            .collect();
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(consent_leaves::table).values(values).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into(consent_leaves::table).values(values).execute(sqlite)?
+            }
+        };
+    }
+    Ok(())
+}
+
+pub fn insert_nodes(conn: &mut DbConnection, nodes: &[(u32, u64, Hash)]) -> Result<()> {
+    for chunk in nodes.chunks(CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(level, index, hash)| {
+                (
+                    consent_tree_nodes::level.eq(i32::try_from(*level).unwrap_or(i32::MAX)),
+                    consent_tree_nodes::node_index.eq(i64::try_from(*index).unwrap_or(i64::MAX)),
+                    consent_tree_nodes::hash.eq(hash.as_slice()),
+                )
+            })
+            .collect();
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(consent_tree_nodes::table).values(values).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into(consent_tree_nodes::table).values(values).execute(sqlite)?
+            }
+        };
+    }
+    Ok(())
+}
+
+fn to_hash(bytes: &[u8]) -> Result<Hash> {
+    Hash::try_from(bytes).map_err(|_| Error::internal("a stored tree hash is not 32 bytes"))
+}
+
+/// The stored tree, read one perfect subtree at a time (each read remembered for the
+/// rest of the proof).
+pub struct StoredTree<'a> {
+    conn: &'a mut DbConnection,
+    seen: HashMap<(u32, u64), Hash>,
+}
+
+impl<'a> StoredTree<'a> {
+    pub fn new(conn: &'a mut DbConnection) -> Self {
+        Self { conn, seen: HashMap::new() }
+    }
+}
+
+impl Subtrees for StoredTree<'_> {
+    type Error = Error;
+
+    fn perfect(&mut self, level: u32, index: u64) -> Result<Hash> {
+        if let Some(hash) = self.seen.get(&(level, index)) {
+            return Ok(*hash);
+        }
+        let position = i64::try_from(index).map_err(Error::internal)?;
+        let stored: Option<Vec<u8>> = if level == 0 {
+            consent_leaves::table.find(position).select(consent_leaves::leaf_hash).first(self.conn).optional()?
+        } else {
+            let level = i32::try_from(level).map_err(Error::internal)?;
+            consent_tree_nodes::table
+                .find((level, position))
+                .select(consent_tree_nodes::hash)
+                .first(self.conn)
+                .optional()?
+        };
+        let hash = to_hash(
+            &stored.ok_or_else(|| Error::internal(format!("the tree has no node at level {level}, index {index}")))?,
+        )?;
+        self.seen.insert((level, index), hash);
+        Ok(hash)
+    }
+}
+
+/// A signed checkpoint as kept.
+#[derive(Debug, Clone)]
+pub struct CheckpointRow {
+    pub tree_size: i64,
+    pub root_hash: Vec<u8>,
+    pub note: String,
+}
+
+pub fn insert_checkpoint(conn: &mut DbConnection, size: u64, root: &Hash, note: &str) -> Result<()> {
+    diesel::insert_into(consent_checkpoints::table)
+        .values((
+            consent_checkpoints::tree_size.eq(i64::try_from(size).map_err(Error::internal)?),
+            consent_checkpoints::root_hash.eq(root.as_slice()),
+            consent_checkpoints::note.eq(note),
+            consent_checkpoints::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn latest_checkpoint(conn: &mut DbConnection) -> Result<Option<CheckpointRow>> {
+    Ok(consent_checkpoints::table
+        .order(consent_checkpoints::tree_size.desc())
+        .select((consent_checkpoints::tree_size, consent_checkpoints::root_hash, consent_checkpoints::note))
+        .first::<(i64, Vec<u8>, String)>(conn)
+        .optional()?
+        .map(|(tree_size, root_hash, note)| CheckpointRow { tree_size, root_hash, note }))
+}
+
+/// Leaves from `from_index` on, in order: (index, event id, leaf hash).
+pub fn list_leaves_from(conn: &mut DbConnection, from_index: i64, limit: i64) -> Result<Vec<(i64, String, Vec<u8>)>> {
+    Ok(consent_leaves::table
+        .filter(consent_leaves::leaf_index.ge(from_index))
+        .order(consent_leaves::leaf_index.asc())
+        .limit(limit)
+        .select((consent_leaves::leaf_index, consent_leaves::event_id, consent_leaves::leaf_hash))
+        .load(conn)?)
+}
+
+/// These events with their consent texts, by id. An event whose stored fields cannot be
+/// read is answered as the error naming it.
+pub fn find_events_with_texts(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<HashMap<String, std::result::Result<(ConsentEventRow, Option<String>), String>>> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let query = |conn: &mut DbConnection, ids: &[String]| {
+            consent_events::table
+                .left_join(
+                    consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)),
+                )
+                .filter(consent_events::id.eq_any(ids))
+                .select((ConsentEventRow::as_select(), consent_texts::text.nullable()))
+                .load::<(ConsentEventRow, Option<String>)>(conn)
+        };
+        match query(conn, chunk) {
+            Ok(rows) => found.extend(rows.into_iter().map(|(row, text)| (row.id.clone(), Ok((row, text))))),
+            // One unreadable row fails the whole read: read them one by one to name it.
+            Err(diesel::result::Error::DeserializationError(_)) => {
+                for id in chunk {
+                    match query(conn, std::slice::from_ref(id)) {
+                        Ok(rows) => found.extend(rows.into_iter().map(|(row, text)| (row.id.clone(), Ok((row, text))))),
+                        Err(diesel::result::Error::DeserializationError(error)) => {
+                            found.insert(id.clone(), Err(error.to_string()));
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(found)
+}
+
+pub fn count_events(conn: &mut DbConnection) -> Result<i64> {
+    Ok(consent_events::table.count().get_result(conn)?)
+}
+
+/// An event that is neither in the tree nor waiting for its leaf: written around the log.
+pub fn find_event_outside_log(conn: &mut DbConnection) -> Result<Option<String>> {
+    let in_tree = consent_leaves::table.select(consent_leaves::event_id);
+    let waiting = consent_unsequenced::table.select(consent_unsequenced::event_id);
+    Ok(consent_events::table
+        .filter(consent_events::id.ne_all(in_tree))
+        .filter(consent_events::id.ne_all(waiting))
+        .select(consent_events::id)
+        .first(conn)
+        .optional()?)
+}
+
+/// The leaf index of each of these events that has one.
+pub fn leaf_indexes(conn: &mut DbConnection, event_ids: &[String]) -> Result<HashMap<String, i64>> {
+    let mut found = HashMap::new();
+    for chunk in event_ids.chunks(CHUNK) {
+        found.extend(
+            consent_leaves::table
+                .filter(consent_leaves::event_id.eq_any(chunk))
+                .select((consent_leaves::event_id, consent_leaves::leaf_index))
+                .load::<(String, i64)>(conn)?,
+        );
+    }
+    Ok(found)
+}
