@@ -1,5 +1,5 @@
 //! Import speed: a CSV of 1,000,000 contacts (generated once under `target/bench`) imported
-//! with a consent per row (list membership and a hash-chained ledger event), next to the
+//! with a consent per row (list membership and a ledger event), next to the
 //! time the `sqlite3` tool takes to `.import` the same file into a bare table: the floor.
 //! Prints rows per second and the peak memory of the process.
 //!
@@ -97,7 +97,9 @@ async fn import(url: String, file: PathBuf, consent: bool) -> BenchResult<(f64, 
     db.migrate().await?;
     db.read(|conn| {
         conn.batch_execute(
-            "DELETE FROM import_jobs; DELETE FROM consent_events; DELETE FROM contact_tags; \
+            "DELETE FROM import_jobs; DELETE FROM consent_events; DELETE FROM consent_unsequenced; \
+             DELETE FROM consent_leaves; DELETE FROM consent_tree_nodes; DELETE FROM consent_checkpoints; \
+             DELETE FROM contact_tags; \
              DELETE FROM contact_lists; DELETE FROM contacts; DELETE FROM lists; \
              INSERT INTO lists (id, name, description, opt_in, created_at, updated_at) VALUES \
              ('01a00000-0000-7000-8000-0000000000d1', 'Newsletter', '', 'double', '2024-01-01 00:00:00', '2024-01-01 00:00:00');",
