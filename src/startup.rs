@@ -38,6 +38,7 @@ impl Application {
     /// admin if asked to, and binds the listener. The server starts on
     /// [`Application::run_until_stopped`].
     pub async fn build(mut settings: Settings) -> Result<Self> {
+        settings.validate().map_err(Error::internal)?;
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.listen)))?;
         let address = listener.local_addr().map_err(Error::internal)?;
@@ -90,10 +91,11 @@ impl Application {
         let state = web::Data::new(AppState {
             db,
             tokens,
+            login: crate::services::auth::LoginGuard::from_settings(&settings),
             keys,
             signup: SignupConfig::from_settings(&settings),
             pages: Pages::new()?,
-            limiter: RateLimiter::new(settings.public_rate_limit_per_minute),
+            limiter: RateLimiter::new(settings.public_rate_limit_per_minute, settings.rate_limit_max_keys),
             settings,
             metrics: Metrics::new(),
             mail_wake,

@@ -51,6 +51,8 @@ use crate::storage::Db;
 pub struct AppState {
     pub db: Db,
     pub tokens: Tokens,
+    /// Limits on sign-in attempts and on password checks at once.
+    pub login: crate::services::auth::LoginGuard,
     pub keys: Keys,
     pub settings: Settings,
     pub signup: SignupConfig,

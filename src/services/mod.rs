@@ -20,6 +20,7 @@ pub mod segments;
 pub mod signup;
 pub mod stats;
 pub mod surveys;
+pub mod throttle;
 pub mod tracking;
 pub mod users;
 pub mod webhooks;
