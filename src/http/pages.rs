@@ -86,6 +86,14 @@ impl Pages {
     }
 }
 
+/// The policy of every public page. `frame-ancestors 'none'`: no other site may frame a
+/// page, so none can overlay a confirm or unsubscribe button with its own (clickjacking);
+/// a form goes on another site by pasting its embed snippet, never in a frame.
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The embed snippet is text to paste, not a page to frame.
+pub const SNIPPET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
 pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
@@ -94,10 +102,7 @@ pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
         // Links carry tokens: never leak them to another site through Referer. Same-origin
         // referers stay, so a signup records the page it was made on.
         .insert_header((header::REFERRER_POLICY, "same-origin"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'",
-        ))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
         .body(html)
 }
 

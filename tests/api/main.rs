@@ -10,6 +10,7 @@ mod cli;
 mod consent;
 mod contacts;
 mod errors;
+mod hardening;
 mod helpers;
 mod imports;
 mod lists;
