@@ -20,6 +20,7 @@ use crate::services::dispatcher::{Dispatcher, SendOptions};
 use crate::services::imports::ImportWorker;
 use crate::services::keys::Keys;
 use crate::services::mailer::OutboxWorker;
+use crate::services::outbound::OutboundPolicy;
 use crate::services::plugins::{FolderPlugins, Scripts};
 use crate::services::signup::{self, SignupConfig};
 use crate::services::webhooks::{DeliveryOptions, WebhookWorker};
@@ -77,7 +78,8 @@ impl Application {
         let import_wake = Arc::new(Notify::new());
         tokio::spawn(ImportWorker::new(db.clone(), keys.clone(), import_wake.clone()).run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
-        tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings))?.run());
+        let outbound = OutboundPolicy::from_settings(&settings);
+        tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run());
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
 
         let port = address.port();
@@ -92,6 +94,7 @@ impl Application {
             db,
             tokens,
             login: crate::services::auth::LoginGuard::from_settings(&settings),
+            outbound,
             keys,
             signup: SignupConfig::from_settings(&settings),
             pages: Pages::new()?,

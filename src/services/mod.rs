@@ -13,6 +13,7 @@ pub mod imports;
 pub mod keys;
 pub mod lists;
 pub mod mailer;
+pub mod outbound;
 pub mod pagination;
 pub mod partners;
 pub mod plugins;
