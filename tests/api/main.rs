@@ -9,6 +9,7 @@ mod campaigns;
 mod cli;
 mod consent;
 mod contacts;
+mod erasure;
 mod errors;
 mod hardening;
 mod helpers;
