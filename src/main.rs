@@ -15,6 +15,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(message) = settings.validate() {
+        eprintln!("consento: invalid settings: {message}");
+        return ExitCode::from(2);
+    }
     consento::telemetry::init(&settings.log, settings.log_format);
     match cli::run(cli.command, settings).await {
         Ok(code) => ExitCode::from(code),

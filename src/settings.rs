@@ -72,6 +72,21 @@ pub struct Settings {
     pub unconfirmed_retention_days: u32,
     /// Requests per minute one IP address may make to the public pages.
     pub public_rate_limit_per_minute: u32,
+    /// Addresses (IPv6: /64 blocks) the public rate limit remembers at most; past that the
+    /// oldest are forgotten, so that memory stays bounded whatever the traffic.
+    pub rate_limit_max_keys: usize,
+    /// Failed sign-ins one IP address (IPv6: one /64) may make per `login_window_seconds`.
+    pub login_attempts_per_ip: u32,
+    /// Failed sign-ins to one account per `login_window_seconds`; a success resets them.
+    pub login_attempts_per_account: u32,
+    /// The window failed sign-ins are counted in, in seconds.
+    pub login_window_seconds: u64,
+    /// Passwords hashed or checked at once (each takes about 19 MiB); more wait their turn.
+    pub password_hash_concurrency: u32,
+    /// Host names (or IP addresses) webhooks and partner deliveries may reach although
+    /// they are, or resolve to, loopback, private, link-local or metadata addresses.
+    /// Empty: no such address is reached.
+    pub outbound_allowed_hosts: Vec<String>,
     /// Reverse proxies in front of consento: from these peers only, the client's address
     /// is taken from `X-Forwarded-For` (for rate limits and consent evidence).
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -117,8 +132,10 @@ pub struct Settings {
     pub dkim_private_key: Option<Secret>,
     /// Or a file holding it.
     pub dkim_private_key_file: Option<PathBuf>,
-    /// Secret the bounce and complaint notifications must carry (`Authorization: Bearer …`
-    /// or `?secret=…`); unset: the endpoints refuse every notification.
+    /// Secret the bounce and complaint notifications must carry, at least
+    /// [`BOUNCE_SECRET_MIN_LENGTH`] characters: in a header (`Authorization: Bearer …`, or
+    /// Basic with the secret as password), or, worse because URLs end up in logs, as
+    /// `?secret=…`; unset: the endpoints refuse every notification.
     pub bounce_secret: Option<Secret>,
     /// Soft bounces of one address (within 30 days) after which it is suppressed.
     pub soft_bounce_limit: u32,
@@ -174,6 +191,12 @@ impl Default for Settings {
             confirmation_mails_per_day: 1,
             unconfirmed_retention_days: 30,
             public_rate_limit_per_minute: 60,
+            rate_limit_max_keys: 100_000,
+            login_attempts_per_ip: 20,
+            login_attempts_per_account: 5,
+            login_window_seconds: 900,
+            password_hash_concurrency: 2,
+            outbound_allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
             admin_email: None,
             admin_password: None,
@@ -228,6 +251,12 @@ const KEYS: &[&str] = &[
     "confirmation_mails_per_day",
     "unconfirmed_retention_days",
     "public_rate_limit_per_minute",
+    "rate_limit_max_keys",
+    "login_attempts_per_ip",
+    "login_attempts_per_account",
+    "login_window_seconds",
+    "password_hash_concurrency",
+    "outbound_allowed_hosts",
     "trusted_proxies",
     "admin_email",
     "admin_password",
@@ -264,7 +293,23 @@ const KEYS: &[&str] = &[
     "ledger_checkpoint_file",
 ];
 
+/// The shortest bounce secret accepted: anything shorter could be guessed.
+pub const BOUNCE_SECRET_MIN_LENGTH: usize = 24;
+
 impl Settings {
+    /// Checks what the types cannot: a message naming the setting at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(secret) = &self.bounce_secret
+            && secret.expose().chars().count() < BOUNCE_SECRET_MIN_LENGTH
+        {
+            return Err(format!(
+                "bounce_secret (CONSENTO_BOUNCE_SECRET) must be at least {BOUNCE_SECRET_MIN_LENGTH} characters; \
+                 generate one with `openssl rand -hex 32`"
+            ));
+        }
+        Ok(())
+    }
+
     /// Loads the settings. `config` names a TOML file that must exist; without it
     /// `consento.toml` in the working directory is read if present.
     pub fn load(config: Option<&Path>) -> Result<Self, Box<figment::Error>> {

@@ -21,6 +21,7 @@ use crate::services::imports::ImportWorker;
 use crate::services::keys::Keys;
 use crate::services::ledger::{self, LedgerKey, Sequencer};
 use crate::services::mailer::OutboxWorker;
+use crate::services::outbound::OutboundPolicy;
 use crate::services::plugins::{FolderPlugins, Scripts};
 use crate::services::signup::{self, SignupConfig};
 use crate::services::webhooks::{DeliveryOptions, WebhookWorker};
@@ -39,6 +40,7 @@ impl Application {
     /// admin if asked to, and binds the listener. The server starts on
     /// [`Application::run_until_stopped`].
     pub async fn build(mut settings: Settings) -> Result<Self> {
+        settings.validate().map_err(Error::internal)?;
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.listen)))?;
         let address = listener.local_addr().map_err(Error::internal)?;
@@ -80,7 +82,8 @@ impl Application {
         tokio::spawn(ImportWorker::new(db.clone(), keys.clone(), import_wake.clone()).run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
         tokio::spawn(Sequencer::new(db.clone(), ledger_key.clone(), &settings).run());
-        tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings))?.run());
+        let outbound = OutboundPolicy::from_settings(&settings);
+        tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run());
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
 
         let port = address.port();
@@ -94,10 +97,12 @@ impl Application {
         let state = web::Data::new(AppState {
             db,
             tokens,
+            login: crate::services::auth::LoginGuard::from_settings(&settings),
+            outbound,
             keys,
             signup: SignupConfig::from_settings(&settings),
             pages: Pages::new()?,
-            limiter: RateLimiter::new(settings.public_rate_limit_per_minute),
+            limiter: RateLimiter::new(settings.public_rate_limit_per_minute, settings.rate_limit_max_keys),
             settings,
             metrics: Metrics::new(),
             mail_wake,

@@ -1,6 +1,6 @@
 //! `/api/v1/auth/token`: sign in with an e-mail and password.
 
-use actix_web::{post, web};
+use actix_web::{HttpRequest, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -36,12 +36,24 @@ pub struct TokenResponse {
 #[utoipa::path(
     tag = "auth",
     request_body = TokenRequest,
-    responses((status = 200, description = "An access token for `Authorization: Bearer …`", body = TokenResponse))
+    responses(
+        (status = 200, description = "An access token for `Authorization: Bearer …`", body = TokenResponse),
+        (status = 429, description = "Too many failed sign-ins from this address or to this account; `Retry-After` says when to try again",
+         body = super::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Every password check slot stayed busy; try again",
+         body = super::Problem, content_type = "application/problem+json"),
+    )
 )]
 #[post("/auth/token")]
-pub async fn issue_token(state: web::Data<AppState>, body: ApiJson<TokenRequest>) -> Result<web::Json<TokenResponse>> {
+pub async fn issue_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<TokenRequest>,
+) -> Result<web::Json<TokenResponse>> {
     let request = body.0;
-    let token = auth::issue_token(&state.db, &state.tokens, &request.email, request.password).await?;
+    let ip = super::pages::client_ip(&req);
+    let token =
+        auth::issue_token(&state.db, &state.tokens, &state.login, ip, &request.email, request.password).await?;
     Ok(web::Json(TokenResponse {
         access_token: token.access_token,
         token_type: "Bearer".to_owned(),

@@ -52,6 +52,10 @@ use crate::storage::Db;
 pub struct AppState {
     pub db: Db,
     pub tokens: Tokens,
+    /// Limits on sign-in attempts and on password checks at once.
+    pub login: crate::services::auth::LoginGuard,
+    /// Where webhooks and partner deliveries may connect.
+    pub outbound: crate::services::outbound::OutboundPolicy,
     pub keys: Keys,
     pub settings: Settings,
     pub signup: SignupConfig,

@@ -105,7 +105,10 @@ pub async fn telemetry(
     let method = req.method().to_string();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
+    // A person's link carries its bearer token in the path: such a path is logged as its
+    // route pattern, so that the log never holds a token that works.
+    let path = if route.contains("{token}") { route.clone() } else { req.path().to_owned() };
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
     let elapsed = started.elapsed();

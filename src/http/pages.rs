@@ -1,9 +1,7 @@
 //! HTML pages for the public: templates, language, security headers, the client's
 //! evidence (IP, user agent) and per-IP rate limits.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -15,6 +13,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::i18n;
 use crate::services::signup::RequestInfo;
+use crate::services::throttle::{WindowCounter, ip_key};
 
 /// The page templates, compiled once.
 pub struct Pages {
@@ -87,6 +86,14 @@ impl Pages {
     }
 }
 
+/// The policy of every public page. `frame-ancestors 'none'`: no other site may frame a
+/// page, so none can overlay a confirm or unsubscribe button with its own (clickjacking);
+/// a form goes on another site by pasting its embed snippet, never in a frame.
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The embed snippet is text to paste, not a page to frame.
+pub const SNIPPET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
 pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
@@ -95,10 +102,7 @@ pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
         // Links carry tokens: never leak them to another site through Referer. Same-origin
         // referers stay, so a signup records the page it was made on.
         .insert_header((header::REFERRER_POLICY, "same-origin"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'",
-        ))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
         .body(html)
 }
 
@@ -142,18 +146,17 @@ pub fn request_info(req: &HttpRequest, locale: String) -> RequestInfo {
     }
 }
 
-/// A fixed-window limit of requests per IP address and minute for the public pages.
+/// A fixed-window limit of requests per IP address (IPv6 per /64) and minute for the
+/// public pages, holding at most `max_keys` addresses (the oldest window goes first).
 /// Kept per instance: it protects each instance, and nothing correct depends on it.
 pub struct RateLimiter {
     per_minute: u32,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    windows: WindowCounter<IpAddr>,
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
-
 impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        Self { per_minute: per_minute.max(1), windows: Mutex::new(HashMap::new()) }
+    pub fn new(per_minute: u32, max_keys: usize) -> Self {
+        Self { per_minute: per_minute.max(1), windows: WindowCounter::new(Duration::from_secs(60), max_keys) }
     }
 
     /// `Ok` to go on, or how many seconds the caller should wait.
@@ -161,19 +164,16 @@ impl RateLimiter {
         let Some(ip) = client_ip(req) else {
             return Ok(());
         };
-        let now = Instant::now();
-        let Ok(mut windows) = self.windows.lock() else {
-            return Ok(());
-        };
-        if windows.len() > 100_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        let (start, count) = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(*start) >= WINDOW {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        if *count > self.per_minute { Err((WINDOW - now.duration_since(*start)).as_secs().max(1)) } else { Ok(()) }
+        let (count, left) = self.windows.hit(&ip_key(ip), Instant::now());
+        if count > self.per_minute { Err(left) } else { Ok(()) }
+    }
+
+    /// Addresses held now.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
     }
 }

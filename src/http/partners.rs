@@ -138,7 +138,8 @@ pub async fn create_partner(
     state: web::Data<AppState>,
     body: ApiJson<PartnerRequest>,
 ) -> Result<HttpResponse> {
-    let partner = service::create_partner(&state.db, state.folder_plugins.clone(), body.0.into()).await?;
+    let partner =
+        service::create_partner(&state.db, state.folder_plugins.clone(), state.outbound.clone(), body.0.into()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/partners/{}", partner.id)))
         .json(PartnerResponse::from(partner)))
@@ -194,7 +195,10 @@ pub async fn update_partner(
     body: ApiJson<PartnerRequest>,
 ) -> Result<web::Json<PartnerResponse>> {
     let id = partner_id(&id)?;
-    Ok(web::Json(service::update_partner(&state.db, state.folder_plugins.clone(), id, body.0.into()).await?.into()))
+    let partner =
+        service::update_partner(&state.db, state.folder_plugins.clone(), state.outbound.clone(), id, body.0.into())
+            .await?;
+    Ok(web::Json(partner.into()))
 }
 
 #[utoipa::path(

@@ -89,7 +89,11 @@ pub async fn embed_form(req: HttpRequest, state: web::Data<AppState>, slug: web:
         form.slug,
         escape(&form.definition.title)
     );
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(snippet))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((actix_web::http::header::CONTENT_SECURITY_POLICY, super::pages::SNIPPET_CSP))
+        .insert_header((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(snippet))
 }
 
 #[utoipa::path(

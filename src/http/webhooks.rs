@@ -109,7 +109,7 @@ pub async fn create_webhook(
     state: web::Data<AppState>,
     body: ApiJson<WebhookRequest>,
 ) -> Result<HttpResponse> {
-    let subscription = service::create_subscription(&state.db, body.0.into()).await?;
+    let subscription = service::create_subscription(&state.db, &state.outbound, body.0.into()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/webhooks/{}", subscription.id)))
         .json(WebhookResponse::from(subscription)))
@@ -164,7 +164,7 @@ pub async fn update_webhook(
     id: web::Path<String>,
     body: ApiJson<WebhookRequest>,
 ) -> Result<web::Json<WebhookResponse>> {
-    Ok(web::Json(service::update_subscription(&state.db, webhook_id(&id)?, body.0.into()).await?.into()))
+    Ok(web::Json(service::update_subscription(&state.db, &state.outbound, webhook_id(&id)?, body.0.into()).await?.into()))
 }
 
 #[utoipa::path(

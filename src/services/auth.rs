@@ -1,6 +1,7 @@
 //! Who is calling: password login, access tokens (JWT) and API keys.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -11,8 +12,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::throttle::{WindowCounter, ip_key};
 use crate::domain::{ApiKeyId, Email, Role, UserId};
 use crate::error::{Error, Result};
+use crate::settings::Settings;
 use crate::storage::{self, Db, api_keys, secrets, users};
 
 /// The only algorithm tokens are signed and accepted with.
@@ -73,6 +76,10 @@ pub struct Claims {
     pub aud: String,
     pub exp: u64,
     pub iat: u64,
+    /// The user's session generation when the token was issued (see
+    /// [`crate::storage::models::UserRow::session_generation`]); absent counts as 0.
+    #[serde(default, rename = "gen")]
+    pub generation: i64,
 }
 
 /// An access token as handed to a client.
@@ -119,7 +126,7 @@ impl Tokens {
         })
     }
 
-    pub fn issue(&self, user: UserId) -> Result<IssuedToken> {
+    pub fn issue(&self, user: UserId, generation: i64) -> Result<IssuedToken> {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let claims = Claims {
             sub: user.to_string(),
@@ -127,6 +134,7 @@ impl Tokens {
             aud: AUDIENCE.to_owned(),
             iat: now,
             exp: now + self.ttl.as_secs(),
+            generation,
         };
         Ok(IssuedToken { access_token: self.sign(&claims)?, expires_in: self.ttl.as_secs() })
     }
@@ -155,17 +163,107 @@ impl Tokens {
     }
 }
 
-/// Checks an e-mail and password and issues an access token.
-pub async fn issue_token(db: &Db, tokens: &Tokens, email: &str, password: String) -> Result<IssuedToken> {
+/// What limits sign-ins: failed attempts per client address and per account in a
+/// window, and how many passwords are checked at once (each Argon2 check holds about
+/// 19 MiB, so unbounded concurrency is unbounded memory).
+pub struct LoginGuard {
+    per_ip: WindowCounter<IpAddr>,
+    per_account: WindowCounter<String>,
+    ip_limit: u32,
+    account_limit: u32,
+    hashing: tokio::sync::Semaphore,
+}
+
+/// Accounts and addresses the sign-in counters remember at most.
+const LOGIN_KEYS: usize = 100_000;
+/// How long a sign-in waits for its turn to check a password before answering 503.
+const HASHING_WAIT: Duration = Duration::from_secs(10);
+
+impl LoginGuard {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let window = Duration::from_secs(settings.login_window_seconds.max(1));
+        Self {
+            per_ip: WindowCounter::new(window, LOGIN_KEYS),
+            per_account: WindowCounter::new(window, LOGIN_KEYS),
+            ip_limit: settings.login_attempts_per_ip.max(1),
+            account_limit: settings.login_attempts_per_account.max(1),
+            hashing: tokio::sync::Semaphore::new(settings.password_hash_concurrency.max(1) as usize),
+        }
+    }
+
+    /// The slots for checking passwords (tests hold them to see a sign-in wait its turn).
+    pub fn password_checks(&self) -> &tokio::sync::Semaphore {
+        &self.hashing
+    }
+
+    /// Counts an attempt before its password is checked, so that concurrent attempts
+    /// cannot all slip under the limit; a success takes it back ([`LoginGuard::succeeded`]).
+    fn attempt(&self, ip: Option<IpAddr>, account: &str) -> Result<()> {
+        let now = Instant::now();
+        let ip = ip.map(ip_key);
+        // Over either limit: refused before any hashing, and not counted again, so that
+        // the wait announced is the wait needed.
+        let (ip_count, ip_wait) = ip.map_or((0, 0), |ip| self.per_ip.peek(&ip, now));
+        let (account_count, account_wait) = self.per_account.peek(&account.to_owned(), now);
+        let mut wait = 0;
+        if ip_count >= self.ip_limit {
+            wait = ip_wait;
+        }
+        if account_count >= self.account_limit {
+            wait = wait.max(account_wait);
+        }
+        if wait > 0 {
+            return Err(Error::TooManyRequests { retry_after: wait });
+        }
+        if let Some(ip) = ip {
+            self.per_ip.hit(&ip, now);
+        }
+        self.per_account.hit(&account.to_owned(), now);
+        Ok(())
+    }
+
+    /// A success: the account starts afresh, and the address gets its attempt back.
+    fn succeeded(&self, ip: Option<IpAddr>, account: &str) {
+        self.per_account.reset(&account.to_owned());
+        if let Some(ip) = ip {
+            self.per_ip.undo(&ip_key(ip));
+        }
+    }
+}
+
+/// Checks an e-mail and password and issues an access token. `ip` is the client's
+/// address, for the per-address limit.
+pub async fn issue_token(
+    db: &Db,
+    tokens: &Tokens,
+    guard: &LoginGuard,
+    ip: Option<IpAddr>,
+    email: &str,
+    password: String,
+) -> Result<IssuedToken> {
     let refused = || Error::Unauthorized("the e-mail or password is wrong".to_owned());
-    let key = Email::parse(email).map_err(|_| refused())?.key();
-    let user = db.read(move |conn| Ok(users::find_user_by_email_key(conn, &key)?)).await?;
+    // Malformed addresses are counted under their trimmed, lowercased text, so that they
+    // too are limited per account.
+    let key = Email::parse(email).map(|email| email.key()).unwrap_or_else(|_| email.trim().to_lowercase());
+    guard.attempt(ip, &key)?;
+    let user = {
+        let key = key.clone();
+        db.read(move |conn| Ok(users::find_user_by_email_key(conn, &key)?)).await?
+    };
     // Without a user, verify against a dummy hash anyway, so that the answer takes as
     // long whether the address is known or not.
     let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let permit = tokio::time::timeout(HASHING_WAIT, guard.hashing.acquire())
+        .await
+        .map_err(|_| Error::Unavailable("every password check slot stayed busy".into()))?
+        .map_err(Error::internal)?;
     let matches = verify_password(password, hash).await?;
+    drop(permit);
     match user {
-        Some(user) if matches => tokens.issue(storage::models::parse_id("user id", &user.id)?),
+        Some(user) if matches => {
+            guard.succeeded(ip, &key);
+            tokens.issue(storage::models::parse_id("user id", &user.id)?, user.session_generation)
+        }
         _ => Err(refused()),
     }
 }
@@ -181,6 +279,11 @@ pub async fn authenticate(db: &Db, tokens: &Tokens, bearer: &str) -> Result<Call
     let gone = || Error::Unauthorized("the access token's user no longer exists".to_owned());
     let user_id: UserId = claims.sub.parse().map_err(|_| gone())?;
     let user = db.read(move |conn| Ok(users::find_user(conn, &user_id.to_string())?)).await?.ok_or_else(gone)?;
+    if claims.generation != user.session_generation {
+        return Err(Error::Unauthorized(
+            "the access token was issued before the password changed; sign in again".to_owned(),
+        ));
+    }
     let role = user.role.parse().map_err(|_| storage::models::corrupt("role", &user.role))?;
     Ok(Caller { identity: Identity::User(user_id), role })
 }

@@ -236,7 +236,9 @@ pub async fn erase_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<()> {
         ledger::insert_suppression(conn, &keys.email_hash(&contact.email.key()), "erased")?;
         erase_in(conn, &contact)
     })
-    .await
+    .await?;
+    db.scrub_after_erasure();
+    Ok(())
 }
 
 /// Removes a contact and redacts its ledger, without suppressing the address (for

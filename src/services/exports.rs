@@ -111,6 +111,22 @@ pub async fn export(
     }))
 }
 
+/// A cell as a spreadsheet may open it: one starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return would run as a formula (CSV injection: a company named
+/// `=HYPERLINK(…)` or `=cmd|…` executing on an admin's machine), so it is prefixed with
+/// `'`, which spreadsheets show as text and do not display.
+pub fn spreadsheet_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell }
+}
+
+/// The cell [`spreadsheet_safe`] was given, so that an export imports back as it was.
+pub fn spreadsheet_unsafe(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
+}
+
 fn write(
     format: ExportFormat,
     contacts: &[Contact],
@@ -132,20 +148,19 @@ fn write(
                 writer.write_record(COLUMNS).map_err(Error::internal)?;
             }
             for contact in contacts {
-                writer
-                    .write_record([
-                        contact.id.to_string(),
-                        contact.email.to_string(),
-                        contact.company.clone().unwrap_or_default(),
-                        contact.country.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
-                        contact.status.as_str().to_owned(),
-                        tags_of(contact).join(";"),
-                        lists_of(contact).join(";"),
-                        serde_json::Value::Object(contact.attributes.clone()).to_string(),
-                        contact.created_at.to_rfc3339(),
-                        contact.updated_at.to_rfc3339(),
-                    ])
-                    .map_err(Error::internal)?;
+                let cells = [
+                    contact.id.to_string(),
+                    contact.email.to_string(),
+                    contact.company.clone().unwrap_or_default(),
+                    contact.country.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+                    contact.status.as_str().to_owned(),
+                    tags_of(contact).join(";"),
+                    lists_of(contact).join(";"),
+                    serde_json::Value::Object(contact.attributes.clone()).to_string(),
+                    contact.created_at.to_rfc3339(),
+                    contact.updated_at.to_rfc3339(),
+                ];
+                writer.write_record(cells.map(spreadsheet_safe)).map_err(Error::internal)?;
             }
             writer.into_inner().map_err(|e| Error::internal(e.to_string()))
         }
@@ -168,6 +183,24 @@ fn write(
                 out.push(b'\n');
             }
             Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{spreadsheet_safe, spreadsheet_unsafe};
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_prefixed_and_others_kept() {
+        for formula in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "=HYPERLINK(\"http://x\")"] {
+            assert_eq!(spreadsheet_safe(formula.to_owned()), format!("'{formula}"));
+        }
+        for plain in ["", "ACME", "a=b", "1-2", "'already", "{\"a\":1}"] {
+            assert_eq!(spreadsheet_safe(plain.to_owned()), plain);
+        }
+        for cell in ["=1+1", "-x", "plain", "'quoted", ""] {
+            assert_eq!(spreadsheet_unsafe(&spreadsheet_safe(cell.to_owned())), cell);
         }
     }
 }

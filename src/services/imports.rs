@@ -722,7 +722,10 @@ fn read_records(
                             continue;
                         }
                         let line = record.position().map_or(line, |p| p.line() + crlf);
-                        let fields = targets.iter().zip(record.iter()).map(|(t, v)| (t, Value::String(v.to_owned())));
+                        let fields = targets
+                            .iter()
+                            .zip(record.iter())
+                            .map(|(t, v)| (t, Value::String(super::exports::spreadsheet_unsafe(v).to_owned())));
                         let row = to_row(fields, plan);
                         let row = if record.len() > targets.len() {
                             Err(format!("has {} fields, the header {}", record.len(), targets.len()))

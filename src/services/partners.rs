@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::auth::hash_api_key;
 use super::consent::{apply_event, load_contact_consents};
 use super::keys::Keys;
+use super::outbound::OutboundPolicy;
 use super::pagination::{Page, PageRequest};
 use super::plugins::{FolderPlugins, Loaded, Scripts, script_rejected};
 use super::signup;
@@ -92,6 +93,7 @@ fn partner(row: PartnerRow) -> Result<Partner> {
 fn check_draft(
     conn: &mut DbConnection,
     folder: &FolderPlugins,
+    outbound: &OutboundPolicy,
     draft: &PartnerDraft,
 ) -> Result<(InboundPolicy, PartnerStatus, Vec<ListId>)> {
     let mut errors = FieldErrors::new();
@@ -102,7 +104,7 @@ fn check_draft(
     }
     errors.check("privacy_policy_url", webhooks::check_url(&draft.privacy_policy_url));
     if let Some(url) = &draft.webhook_url {
-        errors.check("webhook_url", webhooks::check_url(url));
+        errors.check("webhook_url", outbound.check_receiver_url(url));
     }
     if let Some(secret) = &draft.webhook_secret
         && (secret.len() < 16 || secret.len() > 200)
@@ -135,9 +137,14 @@ fn check_draft(
     errors.finish(|| Some((policy?, status?, ids)))
 }
 
-pub async fn create_partner(db: &Db, folder: Arc<FolderPlugins>, draft: PartnerDraft) -> Result<Partner> {
+pub async fn create_partner(
+    db: &Db,
+    folder: Arc<FolderPlugins>,
+    outbound: OutboundPolicy,
+    draft: PartnerDraft,
+) -> Result<Partner> {
     db.write(move |conn| {
-        let (policy, status, lists) = check_draft(conn, &folder, &draft)?;
+        let (policy, status, lists) = check_draft(conn, &folder, &outbound, &draft)?;
         let now = storage::now();
         let secret =
             draft.webhook_url.as_ref().map(|_| draft.webhook_secret.clone().unwrap_or_else(webhooks::generate_secret));
@@ -169,12 +176,13 @@ fn list_json(lists: &[ListId]) -> Result<String> {
 pub async fn update_partner(
     db: &Db,
     folder: Arc<FolderPlugins>,
+    outbound: OutboundPolicy,
     id: PartnerId,
     draft: PartnerDraft,
 ) -> Result<Partner> {
     db.write(move |conn| {
         let current = repo::find_partner(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        let (policy, status, lists) = check_draft(conn, &folder, &draft)?;
+        let (policy, status, lists) = check_draft(conn, &folder, &outbound, &draft)?;
         let secret = match (&draft.webhook_url, draft.webhook_secret) {
             (None, _) => None,
             (Some(_), Some(secret)) => Some(secret),

@@ -32,6 +32,7 @@ pub async fn create_user(db: &Db, new: NewUser) -> Result<User> {
         role: new.role.as_str().to_owned(),
         created_at: now,
         updated_at: now,
+        session_generation: 0,
     };
     db.write(move |conn| {
         repo::insert_user(conn, &row).map_err(|error| {
@@ -90,6 +91,8 @@ pub async fn update_user(db: &Db, id: UserId, changes: UserChanges) -> Result<Us
         }
         if let Some(hash) = password_hash {
             row.password_hash = hash;
+            // Every token issued with the old password stops working.
+            row.session_generation += 1;
         }
         row.updated_at = storage::now();
         repo::update_user(conn, &row)?;

@@ -12,6 +12,7 @@ use super::pagination::{Page, PageRequest};
 use crate::domain::partner::{DeliveryStatus, EventType, SIGNATURE_HEADER, signature_header};
 use crate::domain::{DeliveryId, WebhookId};
 use crate::error::{Error, FieldError, Result};
+use super::outbound::{OutboundPolicy, Refused};
 use crate::settings::Settings;
 use crate::storage::models::utc;
 use crate::storage::partners::PartnerRow;
@@ -242,9 +243,9 @@ fn subscription(row: SubscriptionRow) -> Result<Subscription> {
     })
 }
 
-fn check_draft(draft: &SubscriptionDraft) -> Result<Vec<EventType>> {
+fn check_draft(policy: &OutboundPolicy, draft: &SubscriptionDraft) -> Result<Vec<EventType>> {
     let mut errors = Vec::new();
-    if let Err(message) = check_url(&draft.url) {
+    if let Err(message) = policy.check_receiver_url(&draft.url) {
         errors.push(FieldError::new("url", message));
     }
     if let Some(Err(message)) = draft.secret.as_deref().map(check_secret) {
@@ -260,8 +261,8 @@ fn check_draft(draft: &SubscriptionDraft) -> Result<Vec<EventType>> {
     }
 }
 
-pub async fn create_subscription(db: &Db, draft: SubscriptionDraft) -> Result<Subscription> {
-    let types = check_draft(&draft)?;
+pub async fn create_subscription(db: &Db, policy: &OutboundPolicy, draft: SubscriptionDraft) -> Result<Subscription> {
+    let types = check_draft(policy, &draft)?;
     let now = storage::now();
     let row = SubscriptionRow {
         id: WebhookId::new().to_string(),
@@ -281,8 +282,13 @@ pub async fn create_subscription(db: &Db, draft: SubscriptionDraft) -> Result<Su
     .await
 }
 
-pub async fn update_subscription(db: &Db, id: WebhookId, draft: SubscriptionDraft) -> Result<Subscription> {
-    let types = check_draft(&draft)?;
+pub async fn update_subscription(
+    db: &Db,
+    policy: &OutboundPolicy,
+    id: WebhookId,
+    draft: SubscriptionDraft,
+) -> Result<Subscription> {
+    let types = check_draft(policy, &draft)?;
     db.write(move |conn| {
         let current = repo::find_subscription(conn, &id.to_string())?.ok_or_else(|| subscription_not_found(id))?;
         let row = SubscriptionRow {
@@ -461,6 +467,7 @@ pub struct WebhookWorker {
     db: Db,
     client: reqwest::Client,
     options: DeliveryOptions,
+    policy: OutboundPolicy,
 }
 
 /// Where a delivery goes, read when it is attempted (a changed URL or secret applies to
@@ -504,15 +511,16 @@ struct Outcome {
 }
 
 impl WebhookWorker {
-    pub fn new(db: Db, options: DeliveryOptions) -> Result<Self> {
-        let client = reqwest::Client::builder()
+    /// The client follows no redirect (a receiver could otherwise send it anywhere) and
+    /// connects only where `policy` allows, checked on the addresses DNS answers.
+    pub fn new(db: Db, options: DeliveryOptions, policy: OutboundPolicy) -> Result<Self> {
+        let builder = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("consento/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(Error::internal)?;
-        Ok(Self { db, client, options })
+            .user_agent(concat!("consento/", env!("CARGO_PKG_VERSION")));
+        let client = policy.client(builder).map_err(Error::internal)?;
+        Ok(Self { db, client, options, policy })
     }
 
     pub async fn run(self) {
@@ -588,6 +596,17 @@ impl WebhookWorker {
                 };
             }
         };
+        // An address written in the URL is not resolved, so the resolver cannot refuse it.
+        if let Err(refused) = self.policy.check_connect(&url) {
+            return Outcome {
+                delivery,
+                started,
+                elapsed: clock.elapsed(),
+                status_code: None,
+                error: Some(refused.0),
+                final_status: None,
+            };
+        }
         let body = delivery.payload.clone().into_bytes();
         let timestamp = Utc::now().timestamp();
         let response = self
@@ -614,6 +633,13 @@ impl WebhookWorker {
 }
 
 fn describe_http_error(error: &reqwest::Error) -> String {
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        if let Some(refused) = inner.downcast_ref::<Refused>() {
+            return refused.0.clone();
+        }
+        cause = inner.source();
+    }
     if error.is_timeout() {
         "the receiver did not answer in time".to_owned()
     } else if error.is_connect() {

@@ -113,8 +113,11 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
         if let DbConnection::Sqlite(conn) = conn {
             // journal_mode is not here: it is set once per database file (see `Db::connect`),
             // and switching it from several new connections at once fails with "locked".
+            // secure_delete: what a delete frees is overwritten with zeros, so that an erased
+            // person's address and IP do not stay readable in free pages of the file.
             let pragmas = format!(
-                "PRAGMA busy_timeout = {}; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = {}; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
+                 PRAGMA secure_delete = ON;",
                 self.busy_timeout.as_millis(),
                 self.synchronous.pragma()
             );
@@ -254,6 +257,54 @@ impl Db {
         .await
         .map_err(Error::internal)?
     }
+}
+
+/// The tables an erasure deletes from or redacts.
+const ERASURE_TABLES: &str = "contacts, contact_tags, contact_lists, consent_events, confirmations, outbox, \
+     campaign_recipients, delivery_events, partner_leads, survey_responses, webhook_deliveries";
+
+#[derive(diesel::QueryableByName)]
+struct Checkpoint {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+}
+
+impl Db {
+    /// After an erasure has committed, makes the erased bytes leave the database files, in
+    /// the background (it may wait for readers and writers; the erasure is done already).
+    ///
+    /// SQLite: deleted content is zeroed in the file (`secure_delete`), but the WAL still
+    /// holds the pages as they were before; a TRUNCATE checkpoint writes the new pages
+    /// into the file and empties the WAL. PostgreSQL: a delete or update leaves the old
+    /// row version in the table until VACUUM removes it; the touched tables are vacuumed
+    /// (plain VACUUM, which takes no lock that blocks reads or writes).
+    pub fn scrub_after_erasure(&self) -> tokio::task::JoinHandle<()> {
+        let db = self.clone();
+        tokio::spawn(async move {
+            let outcome = db
+                .blocking(|conn| match conn {
+                    DbConnection::Sqlite(conn) => checkpoint_truncate(conn),
+                    DbConnection::Postgres(conn) => Ok(conn.batch_execute(&format!("VACUUM {ERASURE_TABLES}"))?),
+                })
+                .await;
+            if let Err(error) = outcome {
+                tracing::warn!(error = %error, "the database files could not be scrubbed after an erasure");
+            }
+        })
+    }
+}
+
+/// Checkpoints the WAL into the database file and truncates it, trying again a few times
+/// while readers hold an older snapshot.
+fn checkpoint_truncate(conn: &mut diesel::SqliteConnection) -> Result<()> {
+    for attempt in 0..20 {
+        let result: Checkpoint = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(conn)?;
+        if result.busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50 * (attempt + 1)));
+    }
+    Err(Error::internal("the WAL stayed busy: it was not truncated"))
 }
 
 fn write_transaction<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {

@@ -61,6 +61,8 @@ pub struct UserRow {
     pub role: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Moves on when the password changes: tokens of an older generation are refused.
+    pub session_generation: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -18,6 +18,7 @@ diesel::table! {
         role -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        session_generation -> BigInt,
     }
 }
 

@@ -155,3 +155,90 @@ async fn a_deleted_users_token_stops_working() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_problem(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+async fn sign_in(app: &crate::helpers::TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/token"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_account_with_too_many_failed_sign_ins_gets_429_with_retry_after_even_with_the_right_password() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.login_attempts_per_account = 3;
+        settings.login_attempts_per_ip = 100;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(sign_in(&app, ADMIN_EMAIL, "not the password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait > 0 && wait <= 900, "Retry-After {wait}");
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+    // The same address typed otherwise is the same account.
+    let response = sign_in(&app, "ADMIN@example.org", ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another account from the same address is not locked by it.
+    let token = app.user_token("viewer").await;
+    assert_eq!(status_with_token(&app, &token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_success_resets_the_account_count() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.login_attempts_per_account = 3;
+        settings.login_attempts_per_ip = 100;
+    })
+    .await;
+    for _ in 0..3 {
+        for _ in 0..2 {
+            assert_eq!(sign_in(&app, ADMIN_EMAIL, "not the password").await.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn one_address_failing_on_many_accounts_gets_429_and_unknown_accounts_count_too() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.login_attempts_per_account = 100;
+        settings.login_attempts_per_ip = 4;
+    })
+    .await;
+    for i in 0..4 {
+        let response = sign_in(&app, &format!("nobody-{i}@example.org"), "a guessed password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+}
+
+#[tokio::test]
+async fn successful_sign_ins_do_not_use_up_the_address_limit() {
+    let app = crate::helpers::spawn_app_with(|settings| settings.login_attempts_per_ip = 2).await;
+    for _ in 0..5 {
+        assert_eq!(sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_waits_for_a_free_password_check_slot() {
+    let app = crate::helpers::spawn_app_with(|settings| settings.password_hash_concurrency = 1).await;
+    let held = app.state.login.password_checks().acquire().await.unwrap();
+    let pending = tokio::spawn({
+        let (client, url) = (app.client.clone(), app.url("/api/v1/auth/token"));
+        async move {
+            client.post(url).json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})).send().await.unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!pending.is_finished(), "the sign-in checked its password while every slot was taken");
+    drop(held);
+    let response = pending.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

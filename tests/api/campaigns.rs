@@ -301,7 +301,7 @@ async fn rsa_signatures_verify_too() {
 #[tokio::test]
 async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
     let app = spawn_app_with(|settings| {
-        settings.bounce_secret = Some(consento::settings::Secret::new("bounce-secret"));
+        settings.bounce_secret = Some(consento::settings::Secret::new("a-bounce-secret-for-the-suite"));
     })
     .await;
     let list = app.create_list("Newsletter").await;
@@ -327,7 +327,7 @@ async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
     let response = app
         .client
         .post(app.url("/webhooks/bounces"))
-        .bearer_auth("bounce-secret")
+        .bearer_auth("a-bounce-secret-for-the-suite")
         .json(&json!({"type": "bounced", "email": "not an address"}))
         .send()
         .await
@@ -336,7 +336,7 @@ async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
     assert_eq!(fields_at_fault(&problem), ["type", "email"]);
 
     let (status, outcome) =
-        app.send(app.client.post(app.url("/webhooks/bounces")).bearer_auth("bounce-secret").json(&notice)).await;
+        app.send(app.client.post(app.url("/webhooks/bounces")).bearer_auth("a-bounce-secret-for-the-suite").json(&notice)).await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["items"][0]["suppressed"], true);
     assert_eq!(outcome["items"][0]["campaign_id"], id.as_str());
@@ -385,7 +385,7 @@ async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
     let (status, outcome) = app
         .send(
             app.client
-                .post(app.url("/webhooks/ses?secret=bounce-secret"))
+                .post(app.url("/webhooks/ses?secret=a-bounce-secret-for-the-suite"))
                 .header("Content-Type", "text/plain; charset=UTF-8")
                 .body(ses.to_string()),
         )
@@ -598,7 +598,7 @@ async fn a_campaign_pauses_resumes_and_cancels_and_a_scheduled_one_waits_for_its
 #[tokio::test]
 async fn complaints_above_the_threshold_pause_the_campaign() {
     let app = spawn_app_with(|settings| {
-        settings.bounce_secret = Some(consento::settings::Secret::new("s3cret"));
+        settings.bounce_secret = Some(consento::settings::Secret::new("another-bounce-secret-of-24+"));
         // One message an hour: the campaign is still being sent when the complaint comes.
         settings.send_rate_per_hour = 1;
     })
@@ -625,7 +625,7 @@ async fn complaints_above_the_threshold_pause_the_campaign() {
     }
     let first = app.mail.received().remove(0);
     let (status, outcome) = app
-        .send(app.client.post(app.url("/webhooks/bounces")).bearer_auth("s3cret").json(&json!({
+        .send(app.client.post(app.url("/webhooks/bounces")).bearer_auth("another-bounce-secret-of-24+").json(&json!({
             "type": "complaint", "email": first.to[0], "message_id": first.header("Message-ID")
         })))
         .await;

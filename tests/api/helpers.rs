@@ -82,6 +82,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
         log: std::env::var("TEST_LOG").unwrap_or_else(|_| "off".to_owned()),
         // Events get their leaves within a few milliseconds, so tests need not wait long.
         ledger_sequence_interval_ms: 20,
+        // The suite's webhook receivers listen on loopback, which is refused by default.
+        outbound_allowed_hosts: vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
         ..Settings::default()
     };
     change(&mut settings);

@@ -107,3 +107,32 @@ async fn a_weak_password_and_an_unknown_role_are_refused_together() {
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["email", "password", "role"]);
 }
+
+#[tokio::test]
+async fn changing_a_password_ends_the_sessions_issued_before_and_a_role_change_does_not() {
+    let app = spawn_app().await;
+    let (status, user) = app
+        .send(app.post(
+            "/api/v1/users",
+            &json!({"email": "ed@example.org", "password": "the first passphrase", "role": "editor"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap();
+    let old_token = app.token_for("ed@example.org", "the first passphrase").await;
+    let contacts = |token: String| app.client.get(app.url("/api/v1/contacts")).bearer_auth(token).send();
+
+    let (status, _) = app.send(app.patch(&format!("/api/v1/users/{id}"), &json!({"role": "viewer"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(contacts(old_token.clone()).await.unwrap().status(), StatusCode::OK);
+
+    let (status, _) =
+        app.send(app.patch(&format!("/api/v1/users/{id}"), &json!({"password": "the second passphrase"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let problem = assert_problem(contacts(old_token).await.unwrap(), StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(problem["detail"], "the access token was issued before the password changed; sign in again");
+    let new_token = app.token_for("ed@example.org", "the second passphrase").await;
+    assert_eq!(contacts(new_token).await.unwrap().status(), StatusCode::OK);
+    // The admin who made the change keeps their own session.
+    assert_eq!(contacts(app.admin_token.clone()).await.unwrap().status(), StatusCode::OK);
+}

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, fields_at_fault, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, fields_at_fault, spawn_app, spawn_app_with};
 use crate::receiver::Receiver;
 
 async fn subscribe(app: &TestApp, url: &str, types: &[&str]) -> serde_json::Value {
@@ -156,4 +156,67 @@ async fn form_submissions_and_finished_campaigns_reach_their_subscriber() {
     assert_eq!(sent["type"], "campaign.sent");
     assert_eq!(sent["data"]["campaign_id"], id);
     assert_eq!(sent["data"]["recipients"]["sent"], 1, "{sent}");
+}
+
+#[tokio::test]
+async fn a_receiver_url_at_an_internal_address_is_refused_with_a_422_in_any_spelling() {
+    let app = spawn_app_with(|s| s.outbound_allowed_hosts.clear()).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://[::ffff:127.0.0.1]:9/hook",
+        "http://2130706433:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://[fe80::1]/hook",
+        "http://localhost:9/hook",
+    ] {
+        let response = app.post("/api/v1/webhooks", &json!({"url": url, "event_types": ["contact.created"]}));
+        let problem = assert_problem(response.send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert_eq!(fields_at_fault(&problem), ["url"], "{url}");
+        let message = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("must not point at ") && message.contains("outbound_allowed_hosts"), "{message}");
+    }
+    let partner = json!({
+        "name": "Internal", "legal_name": "Internal Ltd", "description": "Deals", "privacy_policy_url": "https://partner.example/privacy",
+        "webhook_url": "http://[::ffff:a9fe:a9fe]/leads"
+    });
+    let problem =
+        assert_problem(app.post("/api/v1/partners", &partner).send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation")
+            .await;
+    assert_eq!(fields_at_fault(&problem), ["webhook_url"]);
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("169.254.169.254, a cloud metadata address"));
+    // A public receiver is accepted.
+    subscribe(&app, "https://hooks.example.com/consento", &["contact.created"]).await;
+}
+
+#[tokio::test]
+async fn without_the_allow_setting_a_stored_loopback_url_is_refused_at_connect_time_and_the_delivery_says_why() {
+    let app = spawn_app_with(|s| {
+        s.outbound_allowed_hosts.clear();
+        s.webhook_backoff_ms = 100;
+        s.webhook_max_attempts = 2;
+    })
+    .await;
+    let receiver = Receiver::start(0);
+    // Stored before the rule existed (or by an instance that allowed it), the URL
+    // points at the loopback receiver, written as a decimal integer.
+    let webhook = subscribe(&app, "https://hooks.example.com/consento", &["contact.created"]).await;
+    let port = receiver.url.trim_start_matches("http://127.0.0.1:").trim_end_matches("/hook").to_owned();
+    let id = webhook["id"].as_str().unwrap().to_owned();
+    let stored = format!("http://2130706433:{port}/hook");
+    app.state
+        .db
+        .write(move |conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(format!("UPDATE webhook_subscriptions SET url = '{stored}' WHERE id = '{id}'"))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    app.create_contact(json!({"email": "eve@example.org"})).await;
+    let delivery = wait_for_status(&app, "dead").await;
+    let error = delivery["last_error"].as_str().unwrap();
+    assert!(error.contains("refused to connect to 127.0.0.1, a loopback address"), "{error}");
+    assert!(receiver.requests().is_empty(), "the receiver was reached");
 }
