@@ -83,7 +83,9 @@ impl Application {
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
         tokio::spawn(Sequencer::new(db.clone(), ledger_key.clone(), &settings).run());
         let outbound = OutboundPolicy::from_settings(&settings);
-        tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run());
+        tokio::spawn(
+            WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run(),
+        );
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
 
         let port = address.port();

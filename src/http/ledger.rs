@@ -11,6 +11,7 @@ use super::AppState;
 use super::extract::{Admin, ApiQuery, Viewer, parse_id};
 use crate::domain::ContactId;
 use crate::error::{Error, Result};
+use crate::services::consent_records;
 use crate::services::ledger::{self as service, LedgerReport, ProofBundle};
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -215,4 +216,35 @@ impl From<LedgerReport> for LedgerReportResponse {
 #[get("/consent/verify")]
 pub async fn verify_ledger(_: Admin, state: web::Data<AppState>) -> Result<web::Json<LedgerReportResponse>> {
     Ok(web::Json(service::verify(&state.db, Vec::new()).await?.into()))
+}
+
+#[utoipa::path(
+    tag = "consent",
+    params(("id" = String, Path, description = "The contact's id")),
+    responses((status = 200, description = "The contact's consent per purpose as ISO/IEC TS 27560 consent records in the W3C Data Privacy Vocabulary (JSON-LD `dpv:ConsentRecord`s), each naming the ledger leaves it rests on", content_type = "application/ld+json", body = Object)),
+    security(("bearer" = []))
+)]
+#[get("/contacts/{id}/proof/dpv")]
+pub async fn contact_dpv_record(_: Viewer, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse> {
+    let id: ContactId = parse_id(&id, "contact")?;
+    let controller = consent_records::Controller::from_settings(&state.settings);
+    let record = consent_records::dpv_record(&state.db, id, controller).await?;
+    Ok(HttpResponse::Ok().content_type("application/ld+json").json(record))
+}
+
+#[utoipa::path(
+    tag = "consent",
+    params(("id" = String, Path, description = "The contact's id")),
+    responses((status = 200, description = "The contact's consents as a Kantara Initiative Consent Receipt (v1.1)", body = Object)),
+    security(("bearer" = []))
+)]
+#[get("/contacts/{id}/proof/kantara")]
+pub async fn contact_kantara_receipt(
+    _: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<serde_json::Value>> {
+    let id: ContactId = parse_id(&id, "contact")?;
+    let controller = consent_records::Controller::from_settings(&state.settings);
+    Ok(web::Json(consent_records::kantara_receipt(&state.db, id, controller).await?))
 }

@@ -263,6 +263,8 @@ where
                 .service(ledger::inclusion_proof)
                 .service(ledger::consistency_proof)
                 .service(ledger::contact_proof)
+                .service(ledger::contact_dpv_record)
+                .service(ledger::contact_kantara_receipt)
                 .service(plugins::validate_plugin)
                 .service(plugins::dry_run)
                 .service(plugins::create_plugin)

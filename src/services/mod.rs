@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bounces;
 pub mod campaigns;
 pub mod consent;
+pub mod consent_records;
 pub mod contacts;
 pub mod dispatcher;
 pub mod exports;

@@ -544,3 +544,54 @@ async fn two_instances_on_one_database_sequence_every_event_once() {
     assert_eq!(report["events_checked"], 40);
     assert_eq!(report["checkpoint_size"], 40);
 }
+
+#[tokio::test]
+async fn a_regulator_reads_the_consents_as_dpv_records_and_a_kantara_receipt() {
+    let app = spawn_app().await;
+    let (_, passive_list) = app.form_on_new_list("passive", "passive", json!({})).await;
+    let response = app.submit_form("passive", &[("email", "ticked@example.org"), ("consent", &passive_list)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = app.contact_by_email("ticked@example.org").await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (_, list) = app.form_on_new_list("active", "single", json!({})).await;
+    app.submit_form("active", &[("email", "ticked@example.org"), ("consent", &list)]).await;
+    app.send(
+        app.post(&format!("/api/v1/contacts/{id}/consents/withdraw"), &json!({"purpose": format!("list:{list}")})),
+    )
+    .await;
+    app.ledger_sequenced().await;
+
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/contacts/{id}/proof/dpv")))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/ld+json"));
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(record["@context"]["dpv"], "https://w3id.org/dpv#");
+    let graph = record["@graph"].as_array().unwrap();
+    assert_eq!(graph.len(), 2, "{record}");
+    let of = |list: &str| graph.iter().find(|r| r["@id"].as_str().unwrap().ends_with(list)).unwrap().clone();
+    let passive = of(&passive_list);
+    assert_eq!(passive["@type"], "dpv:ConsentRecord");
+    assert_eq!(passive["dpv:hasConsentStatus"]["@id"], "dpv:ConsentGiven");
+    assert_eq!(passive["dpv:hasLegalBasis"]["@id"], "dpv:ImpliedConsent", "a pre-ticked box is implied consent");
+    assert_eq!(passive["dpv:isIndicatedBy"]["@id"], format!("urn:consento:contact:{id}"));
+    assert_eq!(passive["dpv:hasNotice"]["dct:description"], "Send me the newsletter. I can unsubscribe at any time.");
+    assert!(passive["dpv:isIndicatedAtTime"]["@value"].is_string());
+    assert!(passive["dct:source"][0]["leaf_index"].is_u64(), "{passive}");
+    let withdrawn = of(&list);
+    assert_eq!(withdrawn["dpv:hasConsentStatus"]["@id"], "dpv:ConsentWithdrawn");
+    assert_eq!(withdrawn["dpv:hasLegalBasis"]["@id"], "dpv:ExpressedConsent");
+    assert!(withdrawn["dpv:hasWithdrawalTime"]["@value"].is_string());
+
+    let (status, receipt) = app.send(app.get(&format!("/api/v1/contacts/{id}/proof/kantara"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(receipt["version"], "KI-CR-v1.1.0");
+    assert_eq!(receipt["piiControllers"][0]["piiController"], "News");
+    let purposes = receipt["services"][0]["purposes"].as_array().unwrap();
+    let types: Vec<&str> = purposes.iter().map(|p| p["consentType"].as_str().unwrap()).collect();
+    assert!(types.contains(&"IMPLICIT") && types.contains(&"EXPLICIT"), "{receipt}");
+}
