@@ -79,7 +79,8 @@ impl RequestInfo {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitOutcome {
-    /// Subscribed at once (single opt-in, passive, or nothing new).
+    /// What a single opt-in or passive form answers, for every address (a suppressed one
+    /// is in fact asked to confirm: the answer does not tell).
     Subscribed,
     /// Waiting for the person to confirm by the mailed link.
     PendingConfirmation,
