@@ -1066,3 +1066,18 @@ pub async fn purge_unconfirmed(db: &Db, retention_days: u32) -> Result<usize> {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confirmation_keeps_a_b2b_basis_and_makes_a_consumers_opt_in_double() {
+        for basis in [ConsentBasis::B2bProfessional, ConsentBasis::B2bRoleAddress] {
+            assert_eq!(confirmed_basis(basis), basis);
+        }
+        for basis in [ConsentBasis::SingleOptIn, ConsentBasis::PassiveOptIn, ConsentBasis::Partner] {
+            assert_eq!(confirmed_basis(basis), ConsentBasis::DoubleOptIn);
+        }
+    }
+}
