@@ -225,6 +225,20 @@ const STRINGS: &[(&str, [&str; 4])] = &[
             "Ci aiutano a inviarti ciò che ti interessa.",
         ],
     ),
+    (
+        "partner_share",
+        [
+            "Share my e-mail address and profile with",
+            "Transmettre mon adresse e-mail et mon profil à",
+            "Meine E-Mail-Adresse und mein Profil weitergeben an",
+            "Condividi il mio indirizzo e-mail e il mio profilo con",
+        ],
+    ),
+    (
+        "partner_privacy_policy",
+        ["Privacy policy:", "Politique de confidentialité :", "Datenschutzerklärung:", "Informativa sulla privacy:"],
+    ),
+    ("sharing_with", ["sharing with", "partage avec", "Weitergabe an", "condivisione con"]),
     ("yes", ["Yes", "Oui", "Ja", "Sì"]),
     ("no", ["No", "Non", "Nein", "No"]),
 ];
@@ -242,6 +256,33 @@ pub fn text(locale: &str, key: &str) -> &'static str {
 pub fn strings(locale: &str) -> BTreeMap<&'static str, &'static str> {
     let column = column(locale);
     STRINGS.iter().map(|(key, texts)| (*key, texts[column])).collect()
+}
+
+/// The words beside a partner's box, in the page's language. The page shows them and the
+/// ledger keeps them as the consent text, so what is stored is what was read: both come
+/// from here and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerConsentText {
+    /// Everything up to the privacy policy's address, which ends the text so that the page
+    /// can make it a link without adding a word.
+    pub lead: String,
+    pub privacy_policy_url: String,
+}
+
+impl PartnerConsentText {
+    pub fn new(locale: &str, name: &str, legal_name: &str, description: &str, privacy_policy_url: &str) -> Self {
+        let lead = format!(
+            "{} {name} ({legal_name}): {description} {} ",
+            text(locale, "partner_share"),
+            text(locale, "partner_privacy_policy")
+        );
+        Self { lead, privacy_policy_url: privacy_policy_url.to_owned() }
+    }
+
+    /// The whole text, as the page reads.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.lead, self.privacy_policy_url)
+    }
 }
 
 /// The first supported language of an `Accept-Language` header, by quality; else English.
@@ -276,6 +317,17 @@ mod tests {
         for (key, texts) in STRINGS {
             assert!(texts.iter().all(|t| !t.is_empty()), "{key} lacks a translation");
         }
+    }
+
+    #[test]
+    fn a_partner_box_reads_in_the_pages_language_and_ends_with_its_privacy_policy() {
+        let text = PartnerConsentText::new("it", "Acme", "Acme SpA", "Offerte.", "https://acme.example/privacy");
+        assert_eq!(
+            text.text(),
+            "Condividi il mio indirizzo e-mail e il mio profilo con Acme (Acme SpA): Offerte. Informativa sulla \
+             privacy: https://acme.example/privacy"
+        );
+        assert!(text.text().starts_with(&text.lead));
     }
 
     #[test]

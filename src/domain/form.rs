@@ -220,6 +220,9 @@ impl RawSubmission {
 pub struct ValidSubmission {
     pub email: Email,
     pub company: Option<String>,
+    /// From a field of type `country`: the contact's own country, which the send policy
+    /// and segments read (not an attribute).
+    pub country: Option<Country>,
     pub attributes: Map<String, Value>,
     /// The lists whose box was ticked, with the text shown.
     pub consents: Vec<ConsentCheckbox>,
@@ -227,8 +230,13 @@ pub struct ValidSubmission {
     pub partners: Vec<PartnerId>,
 }
 
-/// Checks a submission against the form; on failure, every fault by input name.
-pub fn check_submission(form: &FormDefinition, raw: &RawSubmission) -> Result<ValidSubmission, Vec<FieldError>> {
+/// Checks a submission against the form, whose partners offered now (the active ones, the
+/// only ones the page shows) are `offered_partners`; on failure, every fault by input name.
+pub fn check_submission(
+    form: &FormDefinition,
+    offered_partners: &[PartnerId],
+    raw: &RawSubmission,
+) -> Result<ValidSubmission, Vec<FieldError>> {
     let mut errors = Vec::new();
     let email = match raw.first("email").map(str::trim).filter(|e| !e.is_empty()) {
         None => {
@@ -246,6 +254,7 @@ pub fn check_submission(form: &FormDefinition, raw: &RawSubmission) -> Result<Va
         Some(company) => parse_short_text(company, 200).map_err(|e| errors.push(FieldError::new("company", e))).ok(),
     };
     let mut attributes = Map::new();
+    let mut country = None;
     for field in &form.fields {
         let values: Vec<&str> = raw.all(&field.name).iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
         if values.is_empty() {
@@ -259,6 +268,9 @@ pub fn check_submission(form: &FormDefinition, raw: &RawSubmission) -> Result<Va
             continue;
         }
         match check_value(field, &values) {
+            Ok(Value::String(code)) if field.kind == FieldKind::Country && country.is_none() => {
+                country = Country::parse(&code).ok();
+            }
             Ok(value) => {
                 attributes.insert(field.name.clone(), value);
             }
@@ -279,13 +291,19 @@ pub fn check_submission(form: &FormDefinition, raw: &RawSubmission) -> Result<Va
     let mut partners = Vec::new();
     for value in raw.all("partner") {
         match form.partners.iter().find(|p| p.to_string() == value.trim()) {
+            Some(partner) if !offered_partners.contains(partner) => errors.push(FieldError::new(
+                "partner",
+                format!("{value} is no longer offered on this form: nothing was shared with it"),
+            )),
             Some(partner) if !partners.contains(partner) => partners.push(*partner),
             Some(_) => {}
             None => errors.push(FieldError::new("partner", format!("{value} is not a partner of this form"))),
         }
     }
     match email {
-        Some(email) if errors.is_empty() => Ok(ValidSubmission { email, company, attributes, consents, partners }),
+        Some(email) if errors.is_empty() => {
+            Ok(ValidSubmission { email, company, country, attributes, consents, partners })
+        }
         _ => Err(errors),
     }
 }

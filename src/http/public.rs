@@ -169,6 +169,9 @@ async fn submit(
         ));
     };
     let info = request_info(req, locale.clone());
+    // Only the partners the page offers (the active ones) may be ticked: one ticked that is
+    // no longer offered is refused by name, never dropped in silence.
+    let offered = offered_partners(state, &form).await?;
     let outcome = if raw.is_honeypot_filled() {
         // Answered as a success, so a bot learns nothing; nothing is stored or sent.
         tracing::info!(form = %form.slug, "honeypot filled: submission dropped");
@@ -179,7 +182,7 @@ async fn submit(
         };
         Submitted { outcome, survey_url: None }
     } else {
-        match check_submission(&form.definition, &raw) {
+        match check_submission(&form.definition, &offered, &raw) {
             Ok(valid) => {
                 let submitted =
                     signup::submit(&state.db, &state.keys, &state.signup, &state.scripts, form.clone(), valid, info)
@@ -296,6 +299,14 @@ fn parse_json_submission(body: &[u8]) -> Result<RawSubmission> {
     Ok(raw)
 }
 
+async fn offered_partners(state: &AppState, form: &Form) -> Result<Vec<crate::domain::PartnerId>> {
+    if form.definition.partners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let shown = crate::services::partners::find_form_partners(&state.db, form.definition.partners.clone()).await?;
+    Ok(shown.iter().filter_map(|p| p.id.parse().ok()).collect())
+}
+
 async fn render_form(
     state: &AppState,
     form: &Form,
@@ -332,7 +343,13 @@ async fn render_form(
         crate::services::partners::find_form_partners(&state.db, definition.partners.clone())
             .await?
             .iter()
-            .map(crate::services::partners::shown)
+            .map(|partner| {
+                // The words beside the box are the ones the ledger keeps if it is ticked.
+                let text = signup::partner_consent_text(locale, partner);
+                let mut shown = crate::services::partners::shown(partner);
+                shown["text_before_link"] = Value::String(text.lead);
+                shown
+            })
             .collect()
     };
     let ticked_partners = raw.all("partner").to_vec();
@@ -381,7 +398,7 @@ pub async fn show_confirmation(
     if let Err(wait) = state.limiter.check(&req) {
         return too_many_html(&state, &locale, wait);
     }
-    match signup::confirmation_preview(&state.db, &state.keys, &token).await? {
+    match signup::confirmation_preview(&state.db, &state.keys, &token, &locale).await? {
         None => state.pages.invalid_link(&locale),
         Some(lists) => action_page(&state, &locale, "confirm_title", "confirm_text", "confirm_button", &lists, &req),
     }

@@ -1,11 +1,15 @@
 //! The public side of consent: signing up through a form, confirming a double opt-in,
 //! unsubscribing, the preference centre, and purging signups never confirmed.
 
-use chrono::TimeDelta;
-use serde_json::Value;
+use std::sync::Arc;
 
-use super::consent::{self, ContactExport, apply_event, erase_in, leave_all_in, load_contact_consents, withdraw_in};
-use serde_json::json;
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::consent::{
+    self, ContactConsents, ContactExport, apply_event, erase_in, leave_all_in, load_contact_consents, withdraw_in,
+};
 
 use super::forms::Form;
 use super::keys::{Keys, LinkKind};
@@ -23,6 +27,7 @@ use crate::settings::Settings;
 use crate::storage::confirmations::{self, ConfirmationRow};
 use crate::storage::consent::{self as ledger, NewConsentEvent};
 use crate::storage::models::ContactRow;
+use crate::storage::partners::PartnerRow;
 use crate::storage::{self, Db, DbConnection, campaigns, contacts, lists, outbox};
 
 pub const CONFIRMATION_MAIL: &str = "confirmation";
@@ -74,7 +79,8 @@ impl RequestInfo {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitOutcome {
-    /// Subscribed at once (single opt-in, passive, or nothing new).
+    /// What a single opt-in or passive form answers, for every address (a suppressed one
+    /// is in fact asked to confirm: the answer does not tell).
     Subscribed,
     /// Waiting for the person to confirm by the mailed link.
     PendingConfirmation,
@@ -95,10 +101,23 @@ pub struct Confirmed {
     pub survey_url: Option<String>,
 }
 
-/// Records a signup: the contact (created or updated with the submitted fields), a
-/// `granted` event per ticked box with the form version, the exact text, IP and user
-/// agent, and for double opt-in (or a suppressed address) a confirmation request whose
-/// mail is queued in the same transaction, within the per-address daily cap.
+/// Records a signup: a `granted` event per ticked box not in force yet, with the form
+/// version, the exact words shown, IP and user agent; for double opt-in (or a suppressed
+/// address) a confirmation request naming those purposes, whose mail is queued within the
+/// per-address daily cap.
+///
+/// What an anonymous submit may do to a person already known: on a form that asks for a
+/// confirmation, nothing until they confirm (the values wait with the request); on a
+/// single opt-in form, fill the fields still empty. A survey link is given only to the
+/// first signup of a new address on a form that needs no confirmation: anything else
+/// would hand a stranger someone's survey. A box already pending from the same form
+/// version with the same words records nothing new, so repeated submits cannot grow the
+/// ledger. On a single opt-in form every address gets the same answer, so the page tells
+/// nobody which addresses were erased or unsubscribed (their submit asks for a confirmation).
+///
+/// The mail is rendered before the write, from what the state is read to be; the write
+/// checks the state is still that (else it reads and renders again), so a slow template
+/// never holds the writer.
 pub async fn submit(
     db: &Db,
     keys: &Keys,
@@ -108,89 +127,364 @@ pub async fn submit(
     submission: ValidSubmission,
     info: RequestInfo,
 ) -> Result<Submitted> {
-    let email_key = submission.email.key();
-    let suppression_hash = keys.email_hash(&email_key);
-    let config = config.clone();
-    let scripts = scripts.clone();
-    let keys = keys.clone();
-    db.write(move |conn| {
-        let now = storage::now();
-        let contact_id = upsert_contact(conn, &submission, now)?;
-        webhooks::emit(
-            conn,
-            EventType::FormSubmitted,
-            json!({"form_id": form.id.to_string(), "form_slug": form.slug, "form_version": form.version, "contact_id": contact_id}),
-        )?;
-        let survey_url = match form.definition.survey {
-            Some(FormSurvey { survey_id, after: SurveyMoment::Signup }) => {
-                surveys::start_in(conn, &keys, &config.base_url, config.survey_link_ttl, survey_id, &contact_id)?
-            }
-            _ => None,
+    let suppression_hash = keys.email_hash(&submission.email.key());
+    let signup = Arc::new(SignupInput { form, submission, info, suppression_hash });
+    for _ in 0..3 {
+        let (input, read_config) = (signup.clone(), config.clone());
+        let (plan, capped) = db
+            .read(move |conn| {
+                let plan = plan_signup(conn, &input)?;
+                let capped = daily_cap_reached(conn, &read_config, &input.submission.email.key())?;
+                Ok((plan, capped))
+            })
+            .await?;
+        // A mail the daily cap withholds is not rendered (the write checks the cap again).
+        let mail = match plan.requests_confirmation() && !capped {
+            true => Some(prepare_confirmation(keys, config, &signup, &plan.names).await?),
+            false => None,
         };
-        let suppressed = ledger::is_suppressed(conn, &suppression_hash)?;
-        let needs_confirmation = suppressed || form.definition.opt_in == FormOptIn::Double;
-        let current = load_contact_consents(conn, &contact_id)?.current;
-        let basis = form.definition.basis_for(&submission.email);
-        // Every box ticked, with the exact words beside it: the lists, then each partner
-        // (its consent keeps the list of partners shown beside it).
-        let shown = partners::form_partners(conn, &form.definition.partners)?;
-        let snapshot = json!({"partners_shown": shown.iter().map(partners::shown).collect::<Vec<_>>()}).to_string();
-        let lists = submission.consents.iter().map(|c| (Purpose::List(c.list_id), c.text.clone(), None));
-        let chosen = shown.iter().filter(|p| submission.partners.iter().any(|id| id.to_string() == p.id));
-        let partner_boxes =
-            chosen.map(|p| (Purpose::Partner(p.id.clone()), partners::checkbox_text(p), Some(snapshot.clone())));
-        let mut pending = Vec::new();
-        for (purpose, text, proof) in lists.chain(partner_boxes) {
-            let active = current.iter().any(|c| c.purpose == purpose && c.status == ConsentStatus::Active);
-            if active && !suppressed {
+        let (input, keys, config, scripts) = (signup.clone(), keys.clone(), config.clone(), scripts.clone());
+        let recorded = db.write(move |conn| record_signup(conn, &keys, &config, &scripts, &input, &plan, mail)).await?;
+        if let Some(submitted) = recorded {
+            return Ok(submitted);
+        }
+    }
+    Err(Error::Unavailable("the signup's consent state kept changing while it was recorded".into()))
+}
+
+/// A submit, as the read and the write of [`submit`] both see it.
+struct SignupInput {
+    form: Form,
+    submission: ValidSubmission,
+    info: RequestInfo,
+    suppression_hash: String,
+}
+
+/// A box ticked that gets a `granted` event: its purpose, the words beside it, and for a
+/// partner the list of partners shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Grant {
+    purpose: Purpose,
+    text: String,
+    proof: Option<String>,
+}
+
+/// What a submit will record, decided from the state it was read in.
+#[derive(Debug, Clone)]
+struct SignupPlan {
+    contact: Option<ContactRow>,
+    needs_confirmation: bool,
+    grants: Vec<Grant>,
+    /// What the confirmation request names: every ticked purpose not in force yet.
+    requested: Vec<Purpose>,
+    /// The requested purposes in words, for the mail.
+    names: Vec<String>,
+}
+
+impl SignupPlan {
+    fn requests_confirmation(&self) -> bool {
+        self.needs_confirmation && !self.requested.is_empty()
+    }
+
+    /// Whether `other` (read again inside the write) records the same as this plan, whose
+    /// mail was rendered already.
+    fn same_as(&self, other: &SignupPlan) -> bool {
+        let contact_id = |plan: &SignupPlan| plan.contact.as_ref().map(|c| c.id.clone());
+        contact_id(self) == contact_id(other)
+            && self.needs_confirmation == other.needs_confirmation
+            && self.grants == other.grants
+            && self.requested == other.requested
+            && self.names == other.names
+    }
+}
+
+fn plan_signup(conn: &mut DbConnection, input: &SignupInput) -> Result<SignupPlan> {
+    let SignupInput { form, submission, info, suppression_hash } = input;
+    let contact = contacts::find_contact_row_by_email_key(conn, &submission.email.key())?;
+    let suppressed = ledger::is_suppressed(conn, suppression_hash)?;
+    let needs_confirmation = suppressed || form.definition.opt_in == FormOptIn::Double;
+    let consents = match &contact {
+        Some(row) => load_contact_consents(conn, &row.id)?,
+        None => super::consent::ContactConsents { events: Vec::new(), current: Vec::new() },
+    };
+    let basis = form.definition.basis_for(&submission.email);
+    // Every box ticked, with the exact words beside it: the lists, then each partner
+    // (its consent keeps the list of partners shown beside it).
+    let shown = partners::form_partners(conn, &form.definition.partners)?;
+    if let Some(gone) = submission.partners.iter().find(|id| !shown.iter().any(|p| p.id == id.to_string())) {
+        return Err(Error::field(
+            "partner",
+            format!("{gone} is no longer offered on this form: nothing was shared with it"),
+        ));
+    }
+    let snapshot = json!({"partners_shown": shown.iter().map(partners::shown).collect::<Vec<_>>()}).to_string();
+    let lists = submission.consents.iter().map(|c| Grant {
+        purpose: Purpose::List(c.list_id),
+        text: c.text.clone(),
+        proof: None,
+    });
+    let chosen = shown.iter().filter(|p| submission.partners.iter().any(|id| id.to_string() == p.id));
+    let partner_boxes = chosen.map(|p| Grant {
+        purpose: Purpose::Partner(p.id.clone()),
+        text: partner_consent_text(&info.locale, p).text(),
+        proof: Some(snapshot.clone()),
+    });
+    let mut grants = Vec::new();
+    let mut requested = Vec::new();
+    for grant in lists.chain(partner_boxes) {
+        let status = consents.current.iter().find(|c| c.purpose == grant.purpose).map(|c| c.status);
+        if status == Some(ConsentStatus::Active) && !suppressed {
+            continue;
+        }
+        if needs_confirmation {
+            requested.push(grant.purpose.clone());
+            let last_grant =
+                consents.events.iter().rev().find(|e| e.purpose == grant.purpose && e.action == ConsentAction::Granted);
+            let already_asked = status == Some(ConsentStatus::Pending)
+                && last_grant.is_some_and(|e| {
+                    e.requires_confirmation
+                        && e.basis == basis
+                        && e.evidence.form_id.as_deref() == Some(form.id.to_string().as_str())
+                        && e.evidence.form_version == Some(form.version)
+                        && e.evidence.consent_text.as_deref() == Some(grant.text.as_str())
+                        && e.evidence.proof == grant.proof
+                });
+            if already_asked {
                 continue;
             }
-            apply_event(
-                conn,
-                NewConsentEvent {
-                    contact_id: contact_id.clone(),
-                    purpose: purpose.clone(),
-                    action: ConsentAction::Granted,
-                    basis,
-                    requires_confirmation: needs_confirmation,
-                    evidence: Evidence {
-                        form_id: Some(form.id.to_string()),
-                        form_version: Some(form.version),
-                        consent_text: Some(text),
-                        proof,
-                        ..info.evidence("form")
-                    },
-                    actor: Actor::Public.to_string(),
+        }
+        grants.push(grant);
+    }
+    let names = if needs_confirmation { purpose_names(conn, &requested, &info.locale)? } else { Vec::new() };
+    Ok(SignupPlan { contact, needs_confirmation, grants, requested, names })
+}
+
+/// The words beside a partner's box, as the page shows them and the ledger keeps them.
+pub fn partner_consent_text(locale: &str, partner: &PartnerRow) -> crate::i18n::PartnerConsentText {
+    crate::i18n::PartnerConsentText::new(
+        locale,
+        &partner.name,
+        &partner.legal_name,
+        &partner.description,
+        &partner.privacy_policy_url,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_signup(
+    conn: &mut DbConnection,
+    keys: &Keys,
+    config: &SignupConfig,
+    scripts: &Scripts,
+    input: &SignupInput,
+    plan: &SignupPlan,
+    mail: Option<PreparedConfirmation>,
+) -> Result<Option<Submitted>> {
+    let SignupInput { form, submission, info, .. } = input;
+    let fresh = plan_signup(conn, input)?;
+    if !fresh.same_as(plan) {
+        return Ok(None);
+    }
+    let now = storage::now();
+    let values = ContactValues::of(submission);
+    let (contact_id, waiting_values) = match &plan.contact {
+        Some(row) if plan.needs_confirmation => (row.id.clone(), Some(values)),
+        Some(row) => {
+            fill_empty_fields(conn, row.clone(), &values, now)?;
+            (row.id.clone(), None)
+        }
+        None => (insert_contact(conn, submission, now)?, None),
+    };
+    webhooks::emit(
+        conn,
+        EventType::FormSubmitted,
+        json!({"form_id": form.id.to_string(), "form_slug": form.slug, "form_version": form.version, "contact_id": contact_id}),
+    )?;
+    let survey_url = match form.definition.survey {
+        Some(FormSurvey { survey_id, after: SurveyMoment::Signup })
+            if plan.contact.is_none() && form.definition.opt_in != FormOptIn::Double =>
+        {
+            surveys::start_in(conn, keys, &config.base_url, config.survey_link_ttl, survey_id, &contact_id)?
+        }
+        _ => None,
+    };
+    let basis = form.definition.basis_for(&submission.email);
+    for grant in &plan.grants {
+        apply_event(
+            conn,
+            NewConsentEvent {
+                contact_id: contact_id.clone(),
+                purpose: grant.purpose.clone(),
+                action: ConsentAction::Granted,
+                basis,
+                requires_confirmation: plan.needs_confirmation,
+                evidence: Evidence {
+                    form_id: Some(form.id.to_string()),
+                    form_version: Some(form.version),
+                    consent_text: Some(grant.text.clone()),
+                    proof: grant.proof.clone(),
+                    ..info.evidence("form")
                 },
-            )?;
-            if let (Purpose::Partner(partner_id), false) = (&purpose, needs_confirmation) {
-                // The opt-in is complete: the partner gets the lead now.
-                partners::share_in(conn, &scripts, &contact_id, partner_id)?;
-            }
-            pending.push(purpose);
+                actor: Actor::Public.to_string(),
+            },
+        )?;
+        if let (Purpose::Partner(partner_id), false) = (&grant.purpose, plan.needs_confirmation) {
+            // The opt-in is complete: the partner gets the lead now.
+            partners::share_in(conn, scripts, &contact_id, partner_id)?;
         }
-        let submitted = |outcome| Ok(Submitted { outcome, survey_url: survey_url.clone() });
-        if !needs_confirmation {
-            return submitted(SubmitOutcome::Subscribed);
+    }
+    if let Some(prepared) = mail {
+        let request = ConfirmationRequest {
+            contact_id: &contact_id,
+            form: Some((form.id.to_string(), form.version)),
+            purposes: &plan.requested,
+            email_key: &submission.email.key(),
+            values: waiting_values,
+        };
+        record_confirmation(conn, config, request, prepared)?;
+    }
+    // The same answer whether the address was new, known, unsubscribed or erased.
+    let outcome = match form.definition.opt_in {
+        FormOptIn::Double => SubmitOutcome::PendingConfirmation,
+        FormOptIn::Single | FormOptIn::Passive => SubmitOutcome::Subscribed,
+    };
+    Ok(Some(Submitted { outcome, survey_url }))
+}
+
+/// The contact's own fields a submit carries. For a person already known they wait with
+/// the confirmation request and apply when the person confirms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct ContactValues {
+    attributes: Map<String, Value>,
+    company: Option<String>,
+    country: Option<String>,
+}
+
+impl ContactValues {
+    fn of(submission: &ValidSubmission) -> Self {
+        Self {
+            attributes: submission.attributes.clone(),
+            company: submission.company.clone(),
+            country: submission.country.as_ref().map(|c| c.as_str().to_owned()),
         }
-        if pending.is_empty() {
-            return submitted(SubmitOutcome::PendingConfirmation);
+    }
+}
+
+/// A single opt-in submit for a known address fills only what is still empty: a stranger
+/// who types someone's address must not rewrite what we hold about them.
+fn fill_empty_fields(
+    conn: &mut DbConnection,
+    mut row: ContactRow,
+    values: &ContactValues,
+    now: chrono::NaiveDateTime,
+) -> Result<()> {
+    let mut attributes: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
+    let mut changed = false;
+    for (name, value) in &values.attributes {
+        if !attributes.contains_key(name) {
+            attributes.insert(name.clone(), value.clone());
+            changed = true;
         }
-        let form_ref = Some((form.id.to_string(), form.version));
-        request_confirmation(conn, &keys, &config, &contact_id, form_ref, &pending, &email_key, |conn, confirm_url| {
-            let names = list_names(conn, &pending)?;
-            let locale = form.definition.locale.clone().unwrap_or(info.locale.clone());
-            confirmation_draft(&config, &form, &submission, &names, confirm_url, &locale)
-        })?;
-        submitted(SubmitOutcome::PendingConfirmation)
+    }
+    if row.company.is_none() && values.company.is_some() {
+        row.company = values.company.clone();
+        changed = true;
+    }
+    if row.country.is_none() && values.country.is_some() {
+        row.country = values.country.clone();
+        changed = true;
+    }
+    if changed {
+        row.attributes = Value::Object(attributes).to_string();
+        row.updated_at = now;
+        contacts::update_contact(conn, &row)?;
+        webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
+    }
+    Ok(())
+}
+
+/// The person confirmed: the values they submitted with the request are theirs, and apply.
+fn apply_waiting_values(conn: &mut DbConnection, contact_id: &str, values: ContactValues) -> Result<()> {
+    let Some(mut row) = contacts::find_contact_row_by_id(conn, contact_id)? else {
+        return Ok(());
+    };
+    let mut attributes: Value = serde_json::from_str(&row.attributes).unwrap_or(Value::Object(Map::new()));
+    super::contacts::merge_patch(&mut attributes, Value::Object(values.attributes));
+    row.attributes = attributes.to_string();
+    row.company = values.company.or(row.company);
+    row.country = values.country.or(row.country);
+    row.updated_at = storage::now();
+    contacts::update_contact(conn, &row)?;
+    webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)
+}
+
+fn insert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: chrono::NaiveDateTime) -> Result<String> {
+    let row = ContactRow {
+        id: ContactId::new().to_string(),
+        email: submission.email.as_str().to_owned(),
+        email_key: submission.email.key(),
+        attributes: Value::Object(submission.attributes.clone()).to_string(),
+        company: submission.company.clone(),
+        country: submission.country.as_ref().map(|c| c.as_str().to_owned()),
+        status: ContactStatus::Active.as_str().to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    contacts::insert_contact(conn, &row, &[], &[])?;
+    webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
+    Ok(row.id)
+}
+
+/// A confirmation request's id, link and mail, made before the write that records it.
+pub(crate) struct PreparedConfirmation {
+    id: ConfirmationId,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    mail: mail::Composed,
+}
+
+/// The id and link of a new confirmation request.
+fn confirmation_link(keys: &Keys, config: &SignupConfig) -> (ConfirmationId, chrono::DateTime<chrono::Utc>, String) {
+    let id = ConfirmationId::new();
+    let expires_at = chrono::Utc::now() + config.confirmation_ttl;
+    let token = keys.sign_link(LinkKind::Confirm, &id.to_string(), None, Some(expires_at));
+    (id, expires_at, format!("{}/confirm/{token}", config.base_url))
+}
+
+/// Renders a form's confirmation mail off the async workers and outside any transaction:
+/// the template is the admin's, and may be slow.
+async fn prepare_confirmation(
+    keys: &Keys,
+    config: &SignupConfig,
+    input: &Arc<SignupInput>,
+    names: &[String],
+) -> Result<PreparedConfirmation> {
+    let (id, expires_at, confirm_url) = confirmation_link(keys, config);
+    let (input, config, names) = (input.clone(), config.clone(), names.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let draft =
+            confirmation_draft(&config, &input.form, &input.submission, &names, &confirm_url, &input.info.locale)?;
+        let mail = mail::compose(&draft, &config.message_domain, None)?;
+        Ok(PreparedConfirmation { id, expires_at, mail })
     })
     .await
+    .map_err(Error::internal)?
+}
+
+/// What a confirmation request records besides its mail.
+struct ConfirmationRequest<'a> {
+    contact_id: &'a str,
+    /// The form, at its version, that asked (none for a partner's lead).
+    form: Option<(String, i32)>,
+    purposes: &'a [Purpose],
+    email_key: &'a str,
+    values: Option<ContactValues>,
 }
 
 /// Records a request to confirm `purposes` (from a form, at its version, or from a partner)
 /// and queues its mail, written by `draft` around the confirmation link. However many
 /// requests (from however many IPs), an address gets at most `confirmation_mails_per_day`
-/// such mails a day: a form cannot be used to bomb someone's inbox.
+/// such mails a day: a form cannot be used to bomb someone's inbox. A request whose mail
+/// the cap withholds is not recorded: no link could ever confirm it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn request_confirmation(
     conn: &mut DbConnection,
@@ -202,73 +496,55 @@ pub(crate) fn request_confirmation(
     email_key: &str,
     draft: impl FnOnce(&mut DbConnection, &str) -> Result<Draft>,
 ) -> Result<()> {
-    let now = storage::now();
-    let confirmation_id = ConfirmationId::new();
-    let expires_at = chrono::Utc::now() + config.confirmation_ttl;
-    let token = keys.sign_link(LinkKind::Confirm, &confirmation_id.to_string(), None, Some(expires_at));
-    let (form_id, form_version) = form.unzip();
-    confirmations::insert_confirmation(
-        conn,
-        &ConfirmationRow {
-            id: confirmation_id.to_string(),
-            contact_id: contact_id.to_owned(),
-            form_id,
-            form_version,
-            purposes: serde_json::to_string(&purposes.iter().map(ToString::to_string).collect::<Vec<_>>())
-                .map_err(Error::internal)?,
-            created_at: now,
-            expires_at: expires_at.naive_utc(),
-            confirmed_at: None,
-        },
-    )?;
-    let since = now - TimeDelta::hours(24);
-    if outbox::count_recent(conn, email_key, CONFIRMATION_MAIL, since)? >= i64::from(config.confirmation_mails_per_day)
-    {
+    if daily_cap_reached(conn, config, email_key)? {
         tracing::info!("confirmation mail withheld: the address reached its daily cap");
         return Ok(());
     }
-    let confirm_url = format!("{}/confirm/{token}", config.base_url);
-    let draft = draft(conn, &confirm_url)?;
-    mailer::enqueue(conn, CONFIRMATION_MAIL, email_key, &mail::compose(&draft, &config.message_domain, None)?)?;
-    Ok(())
+    let (id, expires_at, confirm_url) = confirmation_link(keys, config);
+    let mail = mail::compose(&draft(conn, &confirm_url)?, &config.message_domain, None)?;
+    let request = ConfirmationRequest { contact_id, form, purposes, email_key, values: None };
+    record_confirmation(conn, config, request, PreparedConfirmation { id, expires_at, mail })
 }
 
-fn upsert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: chrono::NaiveDateTime) -> Result<String> {
-    match contacts::find_contact_row_by_email_key(conn, &submission.email.key())? {
-        Some(mut row) => {
-            let mut attributes: Value =
-                serde_json::from_str(&row.attributes).unwrap_or(Value::Object(Default::default()));
-            super::contacts::merge_patch(&mut attributes, Value::Object(submission.attributes.clone()));
-            row.attributes = attributes.to_string();
-            if submission.company.is_some() {
-                row.company = submission.company.clone();
-            }
-            row.updated_at = now;
-            contacts::update_contact(conn, &row)?;
-            webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
-            Ok(row.id)
-        }
-        None => {
-            let row = ContactRow {
-                id: ContactId::new().to_string(),
-                email: submission.email.as_str().to_owned(),
-                email_key: submission.email.key(),
-                attributes: Value::Object(submission.attributes.clone()).to_string(),
-                company: submission.company.clone(),
-                country: None,
-                status: ContactStatus::Active.as_str().to_owned(),
-                created_at: now,
-                updated_at: now,
-            };
-            contacts::insert_contact(conn, &row, &[], &[])?;
-            webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
-            Ok(row.id)
-        }
+fn daily_cap_reached(conn: &mut DbConnection, config: &SignupConfig, email_key: &str) -> Result<bool> {
+    let since = storage::now() - TimeDelta::hours(24);
+    let sent = outbox::count_recent(conn, email_key, CONFIRMATION_MAIL, since)?;
+    Ok(sent >= i64::from(config.confirmation_mails_per_day))
+}
+
+fn record_confirmation(
+    conn: &mut DbConnection,
+    config: &SignupConfig,
+    request: ConfirmationRequest<'_>,
+    prepared: PreparedConfirmation,
+) -> Result<()> {
+    if daily_cap_reached(conn, config, request.email_key)? {
+        tracing::info!("confirmation mail withheld: the address reached its daily cap");
+        return Ok(());
     }
+    let (form_id, form_version) = request.form.unzip();
+    let purposes = request.purposes.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let values = request.values.map(|v| serde_json::to_string(&v)).transpose().map_err(Error::internal)?;
+    confirmations::insert_confirmation(
+        conn,
+        &ConfirmationRow {
+            id: prepared.id.to_string(),
+            contact_id: request.contact_id.to_owned(),
+            form_id,
+            form_version,
+            purposes: serde_json::to_string(&purposes).map_err(Error::internal)?,
+            created_at: storage::now(),
+            expires_at: prepared.expires_at.naive_utc(),
+            confirmed_at: None,
+            contact_values: values,
+        },
+    )?;
+    mailer::enqueue(conn, CONFIRMATION_MAIL, request.email_key, &prepared.mail)
 }
 
-/// What the person agreed to, in words: list names, and "sharing with <partner>".
-fn list_names(conn: &mut DbConnection, purposes: &[Purpose]) -> Result<Vec<String>> {
+/// What the person is asked to agree to, in words in their language: list names, and
+/// "sharing with <partner>".
+fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose], locale: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for purpose in purposes {
         match purpose {
@@ -279,7 +555,8 @@ fn list_names(conn: &mut DbConnection, purposes: &[Purpose]) -> Result<Vec<Strin
             }
             Purpose::Partner(id) => {
                 if let Some(partner) = crate::storage::partners::find_partner(conn, id)? {
-                    names.push(format!("sharing with {} ({})", partner.name, partner.legal_name));
+                    let sharing = crate::i18n::text(locale, "sharing_with");
+                    names.push(format!("{sharing} {} ({})", partner.name, partner.legal_name));
                 }
             }
         }
@@ -350,27 +627,48 @@ fn describe_template_error(error: &minijinja::Error) -> String {
     }
 }
 
-/// What a confirmation link would confirm, for its page; `None` when the link is not
-/// valid, whatever the reason.
-pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str) -> Result<Option<Vec<String>>> {
+/// What a confirmation link would confirm, for its page, in the page's language; `None`
+/// when the link is not valid, whatever the reason.
+pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str, locale: &str) -> Result<Option<Vec<String>>> {
     let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
         return Ok(None);
     };
+    let locale = locale.to_owned();
     db.read(move |conn| {
         let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
             return Ok(None);
         };
-        let purposes = pending_purposes(conn, &row.contact_id)?;
-        let purposes = if purposes.is_empty() { stored_purposes(&row) } else { purposes };
-        Ok(Some(list_names(conn, &purposes)?))
+        let requested = stored_purposes(&row);
+        let pending = pending_of(&load_contact_consents(conn, &row.contact_id)?.current, &requested);
+        let purposes = if pending.is_empty() { requested } else { pending };
+        Ok(Some(purpose_names(conn, &purposes, &locale)?))
     })
     .await
 }
 
-/// Confirms a double opt-in: every purpose still pending for the contact gets a
-/// `confirmed` event (`double_opt_in`) with the time, IP and user agent of the click; the
-/// address leaves the suppression list. A second use changes nothing and answers the
-/// same. `None` when the link is not valid.
+/// The basis a confirmed grant keeps. A confirmation is evidence added to the grant, not
+/// a new basis: a consumer's opt-in (single, passive, a partner's lead) confirmed by the
+/// link becomes `double_opt_in`, which is what that basis means; a B2B grant stays B2B
+/// (a role address confirming is still company data, not a consumer's consent), and so
+/// does any basis that is not an opt-in.
+pub fn confirmed_basis(granted: ConsentBasis) -> ConsentBasis {
+    match granted {
+        ConsentBasis::SingleOptIn | ConsentBasis::PassiveOptIn | ConsentBasis::Partner | ConsentBasis::DoubleOptIn => {
+            ConsentBasis::DoubleOptIn
+        }
+        ConsentBasis::B2bProfessional
+        | ConsentBasis::B2bRoleAddress
+        | ConsentBasis::SoftOptIn
+        | ConsentBasis::Imported => granted,
+    }
+}
+
+/// Confirms a double opt-in: each purpose the link's own request named that is still
+/// pending gets a `confirmed` event, with the request's form and version, the basis of the
+/// grant it confirms (see [`confirmed_basis`]) and the time, IP and user agent of the
+/// click; what someone else asked for with the same address stays pending. The values
+/// submitted with the request apply; the address leaves the suppression list. A second
+/// use changes nothing and answers the same. `None` when the link is not valid.
 pub async fn confirm(
     db: &Db,
     keys: &Keys,
@@ -405,19 +703,22 @@ pub async fn confirm(
                 _ => Ok(None),
             }
         };
+        let requested = stored_purposes(&row);
         if row.confirmed_at.is_some() {
-            let names = list_names(conn, &stored_purposes(&row))?;
+            let names = purpose_names(conn, &requested, &info.locale)?;
             return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
         }
-        let pending = pending_purposes(conn, &row.contact_id)?;
+        let consents = load_contact_consents(conn, &row.contact_id)?;
+        let pending = pending_of(&consents.current, &requested);
         for purpose in &pending {
+            let basis = confirmed_basis(granted_basis(&consents, purpose, &row));
             apply_event(
                 conn,
                 NewConsentEvent {
                     contact_id: row.contact_id.clone(),
                     purpose: purpose.clone(),
                     action: ConsentAction::Confirmed,
-                    basis: ConsentBasis::DoubleOptIn,
+                    basis,
                     requires_confirmation: false,
                     evidence: Evidence {
                         form_id: row.form_id.clone(),
@@ -431,6 +732,9 @@ pub async fn confirm(
         }
         let now = storage::now();
         confirmations::mark_confirmed(conn, &row.id, now)?;
+        if let Some(values) = row.contact_values.as_deref().and_then(|v| serde_json::from_str(v).ok()) {
+            apply_waiting_values(conn, &row.contact_id, values)?;
+        }
         contacts::update_status(conn, &row.contact_id, ContactStatus::Active.as_str(), now)?;
         ledger::delete_suppression(conn, &hash)?;
         // The opt-in is complete: partners the person chose get the lead now.
@@ -440,20 +744,40 @@ pub async fn confirm(
             }
         }
         partners::mark_inbound_confirmed(conn, &row.contact_id)?;
-        let names = list_names(conn, if pending.is_empty() { &[] } else { &pending })?;
-        let names = if names.is_empty() { list_names(conn, &stored_purposes(&row))? } else { names };
+        let names = purpose_names(conn, if pending.is_empty() { &requested } else { &pending }, &info.locale)?;
         Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }))
     })
     .await
 }
 
-fn pending_purposes(conn: &mut DbConnection, contact_id: &str) -> Result<Vec<Purpose>> {
-    Ok(load_contact_consents(conn, contact_id)?
-        .current
-        .into_iter()
-        .filter(|c| c.status == ConsentStatus::Pending)
-        .map(|c| c.purpose)
-        .collect())
+/// Those of `requested` still pending.
+fn pending_of(current: &[crate::domain::consent::PurposeConsent], requested: &[Purpose]) -> Vec<Purpose> {
+    current
+        .iter()
+        .filter(|c| c.status == ConsentStatus::Pending && requested.contains(&c.purpose))
+        .map(|c| c.purpose.clone())
+        .collect()
+}
+
+/// The basis of the grant a request asked to confirm: the last pending grant of the
+/// purpose from the request's form and version (from anywhere, for a partner's lead);
+/// else the basis in force.
+fn granted_basis(consents: &ContactConsents, purpose: &Purpose, row: &ConfirmationRow) -> ConsentBasis {
+    let grants = || {
+        consents
+            .events
+            .iter()
+            .rev()
+            .filter(|e| &e.purpose == purpose && e.action == ConsentAction::Granted && e.requires_confirmation)
+    };
+    let from_request = grants().find(|e| {
+        row.form_id.is_none() || (e.evidence.form_id == row.form_id && e.evidence.form_version == row.form_version)
+    });
+    from_request
+        .or_else(|| grants().next())
+        .map(|e| e.basis)
+        .or_else(|| consents.current.iter().find(|c| &c.purpose == purpose).map(|c| c.basis))
+        .unwrap_or(ConsentBasis::SingleOptIn)
 }
 
 fn stored_purposes(row: &ConfirmationRow) -> Vec<Purpose> {
@@ -741,4 +1065,19 @@ pub async fn purge_unconfirmed(db: &Db, retention_days: u32) -> Result<usize> {
         Ok(purged)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confirmation_keeps_a_b2b_basis_and_makes_a_consumers_opt_in_double() {
+        for basis in [ConsentBasis::B2bProfessional, ConsentBasis::B2bRoleAddress] {
+            assert_eq!(confirmed_basis(basis), basis);
+        }
+        for basis in [ConsentBasis::SingleOptIn, ConsentBasis::PassiveOptIn, ConsentBasis::Partner] {
+            assert_eq!(confirmed_basis(basis), ConsentBasis::DoubleOptIn);
+        }
+    }
 }

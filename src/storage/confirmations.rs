@@ -18,6 +18,9 @@ pub struct ConfirmationRow {
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub confirmed_at: Option<NaiveDateTime>,
+    /// JSON of the contact's fields submitted with the request by a person already known:
+    /// they apply when the person confirms, not before.
+    pub contact_values: Option<String>,
 }
 
 pub fn insert_confirmation(conn: &mut DbConnection, row: &ConfirmationRow) -> QueryResult<()> {

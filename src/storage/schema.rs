@@ -188,6 +188,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         confirmed_at -> Nullable<Timestamp>,
+        contact_values -> Nullable<Text>,
     }
 }
 

@@ -94,6 +94,12 @@ impl Browser {
         self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
+    /// The text of an element as the browser renders it.
+    async fn text_of(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.command(reqwest::Method::GET, &format!("/element/{element}/text"), None).await.as_str().unwrap().to_owned()
+    }
+
     async fn source(&self) -> String {
         self.command(reqwest::Method::GET, "/source", None).await.as_str().unwrap().to_owned()
     }
@@ -209,7 +215,9 @@ async fn a_person_ticks_one_of_two_partners_confirms_and_answers_a_branching_sur
     browser.wait_for_text("Globex SAS").await;
     browser.type_into("#f-email", "ines@example.org").await;
     browser.click(&format!("input[name=consent][value='{list}']")).await;
-    browser.click(&format!("input[name=partner][value='{}']", acme["id"].as_str().unwrap())).await;
+    let acme_box = format!("input[name=partner][value='{}']", acme["id"].as_str().unwrap());
+    let acme_words = browser.text_of(&format!("{acme_box} ~ span.partner-text")).await;
+    browser.click(&acme_box).await;
     browser.screenshot("coreg-form").await;
     browser.click("button[type=submit]").await;
     browser.wait_for_text("Check your inbox").await;
@@ -254,4 +262,8 @@ async fn a_person_ticks_one_of_two_partners_confirms_and_answers_a_branching_sur
     assert_eq!(contact["attributes"], json!({"pet": "dogs", "dog_size": "large", "mails_per_month": 4}));
     assert_eq!(contact["tags"], json!(["dog-owner"]));
     assert_eq!(contact["lists"], json!([list]));
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    let purpose = format!("partner:{}", acme["id"].as_str().unwrap());
+    let granted = consents["events"].as_array().unwrap().iter().find(|e| e["purpose"] == purpose.as_str()).unwrap();
+    assert_eq!(granted["consent_text"], acme_words.as_str(), "the ledger keeps the words the browser showed");
 }

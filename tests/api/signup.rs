@@ -4,7 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, fields_at_fault, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, fields_at_fault, spawn_app, spawn_app_with};
+use crate::partners::create_partner;
+use crate::surveys::branching_survey;
 
 #[tokio::test]
 async fn double_opt_in_records_single_then_double_opt_in_with_the_evidence() {
@@ -221,6 +223,14 @@ async fn a_hundred_submits_for_one_address_send_one_confirmation_mail() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let mails = app.mail.received();
     assert_eq!(mails.len(), 1, "the daily cap is one confirmation mail per address");
+    let contact = app.contact_by_email("target@example.org").await.unwrap();
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    assert_eq!(
+        consents["events"].as_array().unwrap().len(),
+        1,
+        "a submit that changes nothing records nothing: {consents}"
+    );
+    assert_eq!(consents["current"][0]["status"], "pending");
 }
 
 #[tokio::test]
@@ -317,4 +327,304 @@ async fn a_forwarded_address_from_an_untrusted_peer_is_ignored() {
     let contact = app.contact_by_email("direct@example.org").await.unwrap();
     let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
     assert_eq!(consents["events"][0]["ip"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn a_role_address_that_confirms_on_a_b2b_double_opt_in_form_keeps_its_b2b_basis() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("b2b-double", "double", json!({"b2b": true})).await;
+    for (email, basis) in [("info@acme.example", "b2b_role_address"), ("marie.curie@acme.example", "b2b_professional")]
+    {
+        let response =
+            app.submit_form("b2b-double", &[("email", email), ("company", "ACME"), ("consent", &list)]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let link = app.mail.wait_for(email, 1).await[0].link(&format!("{}/confirm/", app.address));
+        assert_eq!(app.client.post(&link).send().await.unwrap().status(), StatusCode::OK);
+        let contact = app.contact_by_email(email).await.unwrap();
+        let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+        let current = &consents["current"][0];
+        assert_eq!(current["status"], "active", "{email}");
+        assert_eq!(current["basis"], basis, "{email}: the confirmation is evidence, not a consumer's opt-in");
+        assert!(current["confirmed_at"].is_string(), "{current}");
+        let confirmed = &consents["events"][1];
+        assert_eq!((confirmed["action"].as_str(), confirmed["basis"].as_str()), (Some("confirmed"), Some(basis)));
+    }
+}
+
+/// The visible words of a partner's box on a page, as a person reads them.
+fn partner_box_text(html: &str, partner_id: &str) -> String {
+    let input = html.find(&format!("value=\"{partner_id}\"")).unwrap_or_else(|| panic!("no box for {partner_id}"));
+    let marker = "<span class=\"partner-text\">";
+    let rest = &html[input..];
+    let rest = &rest[rest.find(marker).unwrap() + marker.len()..];
+    let span = &rest[..rest.find("</span>").unwrap()];
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in span.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    [("&#x27;", "'"), ("&#39;", "'"), ("&#x2f;", "/"), ("&quot;", "\""), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")]
+        .iter()
+        .fold(text, |text, (entity, c)| text.replace(entity, c))
+}
+
+#[tokio::test]
+async fn a_partner_box_records_the_words_the_page_showed_in_the_pages_language() {
+    let app = spawn_app().await;
+    let acme = create_partner(&app, "Acme", json!({"description": "L'offre d'Acme & co."})).await;
+    let id = acme["id"].as_str().unwrap();
+    for (slug, extra, accept_language, opening) in [
+        ("coreg-it", json!({"partners": [id], "locale": "it"}), "en", "Condividi il mio indirizzo e-mail"),
+        ("coreg-fr", json!({"partners": [id]}), "fr-CH,fr;q=0.9", "Transmettre mon adresse e-mail"),
+    ] {
+        let (_, list) = app.form_on_new_list(slug, "single", extra).await;
+        let page = app.client.get(app.url(&format!("/f/{slug}"))).header("accept-language", accept_language);
+        let html = page.send().await.unwrap().text().await.unwrap();
+        let shown = partner_box_text(&html, id);
+        assert!(shown.starts_with(opening) && shown.contains("L'offre d'Acme & co."), "{shown}");
+        assert!(shown.ends_with("https://acme.example/privacy"), "{shown}");
+
+        let email = format!("{slug}@example.org");
+        let response = app
+            .client
+            .post(app.url(&format!("/f/{slug}")))
+            .header("accept-language", accept_language)
+            .form(&[("email", email.as_str()), ("consent", list.as_str()), ("partner", id)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let contact = app.contact_by_email(&email).await.unwrap();
+        let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+        let events = consents["events"].as_array().unwrap();
+        let partner_event = events.iter().find(|e| e["purpose"] == format!("partner:{id}")).unwrap();
+        assert_eq!(partner_event["consent_text"], shown.as_str(), "the ledger keeps the words the page showed");
+        assert_eq!(partner_event["consent_text_sha256"], consento::domain::consent::sha256_hex(shown.as_bytes()));
+        let list_event = events.iter().find(|e| e["purpose"] == format!("list:{list}")).unwrap();
+        assert!(html.contains("Send me the newsletter. I can unsubscribe at any time."));
+        assert_eq!(list_event["consent_text"], "Send me the newsletter. I can unsubscribe at any time.");
+    }
+}
+
+#[tokio::test]
+async fn a_confirmation_link_confirms_only_what_its_own_request_named() {
+    let app = spawn_app().await;
+    let (own_form, news) = app.form_on_new_list("own", "double", json!({})).await;
+    let (_, promos) = app.form_on_new_list("other", "double", json!({})).await;
+    let email = "eve.target@example.org";
+    app.submit_form("own", &[("email", email), ("consent", &news)]).await;
+    let link = app.mail.wait_for(email, 1).await[0].link(&format!("{}/confirm/", app.address));
+    // Someone else asks for another list with the same address; the daily cap withholds its mail.
+    let other = app.submit_form("other", &[("email", email), ("consent", &promos)]).await;
+    assert_eq!(other.status(), StatusCode::OK);
+
+    let page = app.client.get(&link).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("List for own") && !page.contains("List for other"), "{page}");
+    let confirmed = app.client.post(&link).send().await.unwrap().text().await.unwrap();
+    assert!(confirmed.contains("List for own") && !confirmed.contains("List for other"), "{confirmed}");
+
+    let contact = app.contact_by_email(email).await.unwrap();
+    assert_eq!(contact["lists"], json!([news]), "only the list the person asked for");
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    let status = |list: &str| {
+        let purpose = format!("list:{list}");
+        consents["current"].as_array().unwrap().iter().find(|c| c["purpose"] == purpose.as_str()).unwrap()["status"]
+            .clone()
+    };
+    assert_eq!((status(&news), status(&promos)), (json!("active"), json!("pending")));
+    let confirmations: Vec<&Value> =
+        consents["events"].as_array().unwrap().iter().filter(|e| e["action"] == "confirmed").collect();
+    assert_eq!(confirmations.len(), 1, "{consents}");
+    assert_eq!(confirmations[0]["purpose"], format!("list:{news}"));
+    assert_eq!(confirmations[0]["form_id"], own_form["id"]);
+    assert_eq!(confirmations[0]["form_version"], 1);
+}
+
+#[tokio::test]
+async fn a_country_field_fills_the_contacts_own_country() {
+    let app = spawn_app().await;
+    let fields = json!({"fields": [
+        {"name": "land", "label": "Country", "type": "country"},
+        {"name": "first_name", "label": "First name", "type": "text"},
+    ]});
+    let (_, list) = app.form_on_new_list("where", "single", fields).await;
+    let response = app
+        .submit_form(
+            "where",
+            &[("email", "ada@example.org"), ("land", "fr"), ("first_name", "Ada"), ("consent", &list)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let contact = app.contact_by_email("ada@example.org").await.unwrap();
+    assert_eq!(contact["country"], "FR", "{contact}");
+    assert_eq!(contact["attributes"], json!({"first_name": "Ada"}));
+    let (status, segment) =
+        app.send(app.post("/api/v1/segments", &json!({"name": "French", "script": "contact.country == \"FR\""}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{segment}");
+    let (_, count) = app.send(app.get(&format!("/api/v1/segments/{}/count", segment["id"].as_str().unwrap()))).await;
+    assert_eq!(count["count"], 1, "segments see the country: {count}");
+}
+
+#[tokio::test]
+async fn a_partner_no_longer_active_is_not_offered_and_ticking_it_is_refused_by_name() {
+    let app = spawn_app().await;
+    let acme = create_partner(&app, "Acme", json!({})).await;
+    let globex = create_partner(&app, "Globex", json!({"status": "inactive"})).await;
+    let (acme_id, globex_id) = (acme["id"].as_str().unwrap(), globex["id"].as_str().unwrap());
+    let (_, list) = app.form_on_new_list("coreg", "single", json!({"partners": [acme_id, globex_id]})).await;
+    let html = app.client.get(app.url("/f/coreg")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Acme SAS") && !html.contains("Globex"), "an inactive partner is never shown: {html}");
+
+    let response = app
+        .client
+        .post(app.url("/f/coreg"))
+        .json(&json!({"email": "carl@example.org", "consents": [list], "partners": [globex_id]}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["partner"]);
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains(globex_id), "{problem}");
+    let page =
+        app.submit_form("coreg", &[("email", "carl@example.org"), ("consent", &list), ("partner", globex_id)]).await;
+    assert_eq!(page.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text().await.unwrap().contains("id=\"e-partner\""));
+    assert!(app.contact_by_email("carl@example.org").await.is_none(), "nothing is recorded");
+
+    let ok = app.submit_form("coreg", &[("email", "carl@example.org"), ("consent", &list), ("partner", acme_id)]).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let contact = app.contact_by_email("carl@example.org").await.unwrap();
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    assert!(consents["current"].as_array().unwrap().iter().any(|c| c["purpose"] == format!("partner:{acme_id}")));
+}
+
+#[tokio::test]
+async fn an_anonymous_submit_for_a_known_address_changes_nothing_until_the_person_confirms() {
+    let app = spawn_app().await;
+    let fields = json!({"fields": [
+        {"name": "first_name", "label": "First name", "type": "text"},
+        {"name": "land", "label": "Country", "type": "country"},
+    ]});
+    let (_, list) = app.form_on_new_list("known", "double", fields).await;
+    let known = json!({"email": "marie@example.org", "attributes": {"first_name": "Marie"}, "company": "Curie SA", "country": "PL"});
+    app.create_contact(known).await;
+    let response = app
+        .submit_form(
+            "known",
+            &[
+                ("email", "marie@example.org"),
+                ("first_name", "Maria"),
+                ("company", "Institut Curie"),
+                ("land", "FR"),
+                ("consent", &list),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let before = app.contact_by_email("marie@example.org").await.unwrap();
+    assert_eq!(before["attributes"], json!({"first_name": "Marie"}), "nothing changes before the person confirms");
+    assert_eq!((before["company"].as_str(), before["country"].as_str()), (Some("Curie SA"), Some("PL")));
+
+    let link = app.mail.wait_for("marie@example.org", 1).await[0].link(&format!("{}/confirm/", app.address));
+    assert_eq!(app.client.post(&link).send().await.unwrap().status(), StatusCode::OK);
+    let after = app.contact_by_email("marie@example.org").await.unwrap();
+    assert_eq!(after["attributes"], json!({"first_name": "Maria"}), "the person confirmed: the values are theirs");
+    assert_eq!((after["company"].as_str(), after["country"].as_str()), (Some("Institut Curie"), Some("FR")));
+}
+
+async fn json_signup(app: &TestApp, slug: &str, body: Value) -> Value {
+    let response = app.client.post(app.url(&format!("/f/{slug}"))).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_single_opt_in_submit_for_a_known_address_only_fills_empty_fields_and_gets_no_survey_link() {
+    let app = spawn_app().await;
+    let survey = branching_survey(&app).await;
+    let fields = json!({"survey_id": survey, "fields": [
+        {"name": "first_name", "label": "First name", "type": "text"},
+        {"name": "city", "label": "City", "type": "text"},
+    ]});
+    let (_, list) = app.form_on_new_list("quick", "single", fields).await;
+    let known = app
+        .create_contact(
+            json!({"email": "marie@example.org", "attributes": {"first_name": "Marie"}, "company": "Curie SA"}),
+        )
+        .await;
+    // The person's own survey, half answered.
+    let first = json_signup(&app, "quick", json!({"email": "new@example.org", "consents": [list]})).await;
+    assert!(first["survey_url"].is_string(), "a new address's first signup may answer the survey: {first}");
+
+    let body = json!({"email": "marie@example.org", "company": "Evil Corp", "fields": {"first_name": "Mallory", "city": "Paris"}, "consents": [list]});
+    let answer = json_signup(&app, "quick", body).await;
+    assert_eq!(answer["status"], "subscribed");
+    assert_eq!(answer["survey_url"], Value::Null, "a stranger is not handed the person's survey");
+    let contact = app.contact_by_email("marie@example.org").await.unwrap();
+    assert_eq!(contact["id"], known["id"]);
+    assert_eq!(contact["attributes"], json!({"first_name": "Marie", "city": "Paris"}), "only empty fields are filled");
+    assert_eq!(contact["company"], "Curie SA");
+}
+
+#[tokio::test]
+async fn a_single_opt_in_form_answers_the_same_for_a_new_a_known_and_an_erased_address() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("same", "single", json!({})).await;
+    app.create_contact(json!({"email": "known@example.org"})).await;
+    let erased = app.create_contact(json!({"email": "erased@example.org"})).await;
+    let (status, _) = app.send(app.delete(&format!("/api/v1/contacts/{}", erased["id"].as_str().unwrap()))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let mut json_answers = Vec::new();
+    let mut pages = Vec::new();
+    for name in ["new", "known", "erased"] {
+        let email = format!("{name}@example.org");
+        json_answers.push(json_signup(&app, "same", json!({"email": email, "consents": [list]})).await);
+        let page = app.submit_form("same", &[("email", &format!("{name}.page@example.org")), ("consent", &list)]).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        pages.push(page.text().await.unwrap());
+    }
+    assert!(json_answers.iter().all(|a| a == &json_answers[0]), "{json_answers:?}");
+    assert_eq!(json_answers[0]["status"], "subscribed");
+    assert!(pages.iter().all(|p| p == &pages[0]));
+
+    // The admin sees what really happened: the erased address must confirm to come back.
+    let back = app.contact_by_email("erased@example.org").await.unwrap();
+    let consents = app.consents_of(back["id"].as_str().unwrap()).await;
+    assert_eq!(consents["current"][0]["status"], "pending");
+    assert!(app.mail.wait_for("erased@example.org", 1).await[0].text().contains("/confirm/"));
+    let new = app.contact_by_email("new@example.org").await.unwrap();
+    assert_eq!(app.consents_of(new["id"].as_str().unwrap()).await["current"][0]["status"], "active");
+}
+
+#[tokio::test]
+async fn a_slow_confirmation_template_never_holds_the_writer() {
+    let app = spawn_app().await;
+    let (_, quick_list) = app.form_on_new_list("quick", "single", json!({})).await;
+    // About a second of rendering, and the link the check asks for.
+    let slow = "{% for i in range(1500) %}{% for j in range(1500) %}{% endfor %}{% endfor %}{{ confirm_url }}";
+    let started = std::time::Instant::now();
+    let (_, slow_list) = app.form_on_new_list("slow", "double", json!({"confirmation_text": slow})).await;
+    let render = started.elapsed();
+    assert!(render >= std::time::Duration::from_millis(600), "the template must be slow for this test: {render:?}");
+
+    let slow_submit = {
+        let (client, url, list) = (app.client.clone(), app.url("/f/slow"), slow_list.clone());
+        tokio::spawn(
+            async move { client.post(url).form(&[("email", "slow@example.org"), ("consent", &list)]).send().await },
+        )
+    };
+    tokio::time::sleep(render / 4).await;
+    let started = std::time::Instant::now();
+    let quick = app.submit_form("quick", &[("email", "quick@example.org"), ("consent", &quick_list)]).await;
+    let waited = started.elapsed();
+    assert_eq!(quick.status(), StatusCode::OK);
+    assert!(waited < render / 2, "another signup waited {waited:?} while a {render:?} template rendered");
+    assert_eq!(slow_submit.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert!(app.mail.wait_for("slow@example.org", 1).await[0].text().contains("/confirm/"));
 }
