@@ -20,6 +20,7 @@ use crate::services::dispatcher::{Dispatcher, SendOptions};
 use crate::services::imports::ImportWorker;
 use crate::services::keys::Keys;
 use crate::services::mailer::OutboxWorker;
+use crate::services::partners::ShareWorker;
 use crate::services::plugins::{FolderPlugins, Scripts};
 use crate::services::signup::{self, SignupConfig};
 use crate::services::webhooks::{DeliveryOptions, WebhookWorker};
@@ -78,6 +79,7 @@ impl Application {
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
         tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings))?.run());
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
+        tokio::spawn(ShareWorker::new(db.clone(), scripts.clone()).run());
 
         let port = address.port();
         let shutdown_timeout = settings.shutdown_timeout_seconds;

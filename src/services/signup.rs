@@ -111,9 +111,10 @@ pub async fn submit(
     let email_key = submission.email.key();
     let suppression_hash = keys.email_hash(&email_key);
     let config = config.clone();
-    let scripts = scripts.clone();
     let keys = keys.clone();
-    db.write(move |conn| {
+    let shares = partners::SharesAfterCommit::default();
+    let queue = shares.clone();
+    let submitted = db.write(move |conn| {
         let now = storage::now();
         let contact_id = upsert_contact(conn, &submission, now)?;
         webhooks::emit(
@@ -164,8 +165,8 @@ pub async fn submit(
                 },
             )?;
             if let (Purpose::Partner(partner_id), false) = (&purpose, needs_confirmation) {
-                // The opt-in is complete: the partner gets the lead now.
-                partners::share_in(conn, &scripts, &contact_id, partner_id)?;
+                // The opt-in is complete: the partner gets the lead once this commits.
+                queue.queue_in(conn, &contact_id, partner_id)?;
             }
             pending.push(purpose);
         }
@@ -184,7 +185,10 @@ pub async fn submit(
         })?;
         submitted(SubmitOutcome::PendingConfirmation)
     })
-    .await
+    .await?;
+    // After the commit: the partners' `share` hooks run outside the transaction.
+    shares.run(db, scripts).await;
+    Ok(submitted)
 }
 
 /// Records a request to confirm `purposes` (from a form, at its version, or from a partner)
@@ -379,12 +383,26 @@ pub async fn confirm(
     token: &str,
     info: RequestInfo,
 ) -> Result<Option<Confirmed>> {
+    let shares = partners::SharesAfterCommit::default();
+    let confirmed = confirm_queueing(db, keys, config, shares.clone(), token, info).await?;
+    // After the commit: the partners' `share` hooks run outside the transaction.
+    shares.run(db, scripts).await;
+    Ok(confirmed)
+}
+
+async fn confirm_queueing(
+    db: &Db,
+    keys: &Keys,
+    config: &SignupConfig,
+    queue: partners::SharesAfterCommit,
+    token: &str,
+    info: RequestInfo,
+) -> Result<Option<Confirmed>> {
     let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
         return Ok(None);
     };
     let keys = keys.clone();
     let config = config.clone();
-    let scripts = scripts.clone();
     db.write(move |conn| {
         let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
             return Ok(None);
@@ -433,10 +451,10 @@ pub async fn confirm(
         confirmations::mark_confirmed(conn, &row.id, now)?;
         contacts::update_status(conn, &row.contact_id, ContactStatus::Active.as_str(), now)?;
         ledger::delete_suppression(conn, &hash)?;
-        // The opt-in is complete: partners the person chose get the lead now.
+        // The opt-in is complete: partners the person chose get the lead once this commits.
         for purpose in &pending {
             if let Purpose::Partner(partner_id) = purpose {
-                partners::share_in(conn, &scripts, &row.contact_id, partner_id)?;
+                queue.queue_in(conn, &row.contact_id, partner_id)?;
             }
         }
         partners::mark_inbound_confirmed(conn, &row.contact_id)?;

@@ -355,6 +355,7 @@ diesel::table! {
         payload -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
     }
 }
 
@@ -423,6 +424,9 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        updates -> Nullable<Text>,
+        error -> Nullable<Text>,
     }
 }
 
