@@ -22,6 +22,7 @@ use crate::services::keys::Keys;
 use crate::services::ledger::{self, LedgerKey, Sequencer};
 use crate::services::mailer::OutboxWorker;
 use crate::services::outbound::OutboundPolicy;
+use crate::services::partners::ShareWorker;
 use crate::services::plugins::{FolderPlugins, Scripts};
 use crate::services::signup::{self, SignupConfig};
 use crate::services::webhooks::{DeliveryOptions, WebhookWorker};
@@ -87,6 +88,7 @@ impl Application {
             WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run(),
         );
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
+        tokio::spawn(ShareWorker::new(db.clone(), scripts.clone()).run());
 
         let port = address.port();
         let shutdown_timeout = settings.shutdown_timeout_seconds;

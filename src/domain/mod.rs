@@ -5,6 +5,7 @@ pub mod consent;
 pub mod contact;
 pub mod country;
 pub mod email;
+pub mod evidence;
 pub mod form;
 pub mod ids;
 pub mod ledger;

@@ -38,6 +38,10 @@ string_enum! {
 string_enum! {
     /// Where a lead stands.
     LeadStatus {
+        /// To be shared (outbound): written with the consent that allows it; the partner's
+        /// `share` hook runs after that commit and records `shared` or `withheld`. Partners
+        /// do not see it.
+        Queued = "queued",
         /// Shared with the partner (outbound).
         Shared = "shared",
         /// The person withdrew (outbound: the partner was told).
@@ -48,9 +52,13 @@ string_enum! {
         PendingConfirmation = "pending_confirmation",
         /// Not recorded: the address is suppressed (inbound).
         Declined = "declined",
-        /// Not shared: the partner's share hook withheld it or failed (outbound; the
-        /// payload says why).
+        /// Not shared: the partner's share hook withheld it or failed, or the person withdrew
+        /// before it was shared (outbound; the payload says why).
         Withheld = "withheld",
+        /// What a partner is told of every lead it sent (inbound), whatever became of it:
+        /// whether an address was accepted, declined (it had opted out) or already known is
+        /// for admins only, or a partner could probe who is on our lists.
+        Received = "received",
     }
 }
 

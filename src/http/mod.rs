@@ -324,7 +324,8 @@ where
                 .service(surveys::list_surveys)
                 .service(surveys::get_survey)
                 .service(surveys::update_survey)
-                .service(surveys::delete_survey),
+                .service(surveys::delete_survey)
+                .service(surveys::list_survey_responses),
         )
         .service(
             scope("/partner/v1")

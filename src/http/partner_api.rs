@@ -12,7 +12,7 @@ use super::{AppState, PageQuery};
 use crate::domain::partner::LeadDirection;
 use crate::error::Result;
 use crate::services::pagination::PageRequest;
-use crate::services::partners::{self as service, InboundLead};
+use crate::services::partners::{self as service, InboundLead, LeadAudience};
 
 #[utoipa::path(
     tag = "partner-api",
@@ -27,7 +27,8 @@ pub async fn list_shared_leads(
     query: ApiQuery<PageQuery>,
 ) -> Result<web::Json<LeadPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
-    let page = service::list_leads(&state.db, caller.0.id, LeadDirection::Outbound, false, page).await?;
+    let page =
+        service::list_leads(&state.db, caller.0.id, LeadDirection::Outbound, LeadAudience::Partner, page).await?;
     Ok(web::Json(LeadPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 

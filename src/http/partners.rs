@@ -13,7 +13,7 @@ use crate::domain::PartnerId;
 use crate::domain::partner::LeadDirection;
 use crate::error::{Error, Result};
 use crate::services::pagination::PageRequest;
-use crate::services::partners::{self as service, Lead, Partner, PartnerDraft, PartnerKey};
+use crate::services::partners::{self as service, Lead, LeadAudience, Partner, PartnerDraft, PartnerKey};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -301,8 +301,9 @@ pub struct LeadResponse {
     pub id: String,
     /// The partner's own id of a lead it sent.
     pub partner_lead_id: Option<String>,
-    /// `shared`, `withheld`, `withdrawn` (outbound); `accepted`, `pending_confirmation`,
-    /// `declined` (inbound).
+    /// Outbound: `queued` (its `share` hook has yet to run), `shared`, `withheld`,
+    /// `withdrawn`. Inbound, as admins see it: `accepted`, `pending_confirmation`,
+    /// `declined`; as the partner sees it: `received`, whatever became of it.
     pub status: String,
     /// Outbound: what was shared (or why it was withheld); inbound: the proof received.
     #[schema(value_type = Object)]
@@ -361,6 +362,6 @@ pub async fn list_partner_leads(
         }
     };
     let page = PageRequest::parse(query.cursor.as_deref(), query.limit)?;
-    let page = service::list_leads(&state.db, partner_id(&id)?, direction, true, page).await?;
+    let page = service::list_leads(&state.db, partner_id(&id)?, direction, LeadAudience::Admin, page).await?;
     Ok(web::Json(LeadPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }

@@ -218,6 +218,74 @@ pub async fn delete_survey(_: Editor, state: web::Data<AppState>, id: web::Path<
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A person's response, as admins see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SurveyResponseItem {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub contact_id: String,
+    /// `in_progress` or `completed`.
+    pub status: String,
+    /// The answers so far, by question id.
+    #[schema(value_type = Object)]
+    pub answers: Value,
+    /// What the completion came to with a plugin: `applied` (its `on_complete` updates were
+    /// made to the contact, see `updates`) or `refused` (they did not pass the checks, see
+    /// `error`: nothing was changed); `null` before completion or without a plugin.
+    pub outcome: Option<String>,
+    /// `{"attributes": {}, "tags": []}` as applied.
+    #[schema(value_type = Option<Object>)]
+    pub updates: Option<Value>,
+    /// Why the updates were refused.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<service::ResponseView> for SurveyResponseItem {
+    fn from(r: service::ResponseView) -> Self {
+        Self {
+            id: r.id,
+            contact_id: r.contact_id,
+            status: r.status,
+            answers: r.answers,
+            outcome: r.outcome,
+            updates: r.updates,
+            error: r.error,
+            created_at: r.created_at,
+            completed_at: r.completed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SurveyResponsePage {
+    pub items: Vec<SurveyResponseItem>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    tag = "surveys",
+    params(("id" = String, Path, description = "The survey's id"), PageQuery),
+    responses((status = 200, description = "The survey's responses, oldest first, each with what its completion came to", body = SurveyResponsePage)),
+    security(("bearer" = []))
+)]
+#[get("/surveys/{id}/responses")]
+pub async fn list_survey_responses(
+    _: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: ApiQuery<PageQuery>,
+) -> Result<web::Json<SurveyResponsePage>> {
+    let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
+    let page = service::list_responses(&state.db, survey_id(&id)?, page).await?;
+    Ok(web::Json(SurveyResponsePage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
 /// Where a person stands in a survey (the JSON form of `/s/{token}`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SurveyStateResponse {

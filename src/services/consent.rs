@@ -195,8 +195,10 @@ pub fn leave_all_in(
     let members: Vec<Purpose> =
         contact.lists.iter().map(|id| Purpose::List(*id)).filter(|p| !purposes.contains(p)).collect();
     purposes.extend(members);
+    // Partners hear why first (`unsubscribed`, or `bounced`, `complained`), so that the
+    // partner purposes withdrawn next do not tell them `consent_withdrawn` instead.
+    super::partners::relay_withdrawal(conn, &contact_id, None, status.as_str())?;
     withdraw_in(conn, &contact_id, &purposes, evidence, actor)?;
-    super::partners::relay_withdrawal(conn, &contact_id, None, "unsubscribed")?;
     contacts::update_status(conn, &contact_id, status.as_str(), storage::now())?;
     ledger::insert_suppression(conn, suppression_hash, status.as_str())?;
     Ok(())

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
 use super::auth::hash_api_key;
@@ -19,6 +19,7 @@ use super::signup::SignupConfig;
 use super::webhooks::{self, emit_to_partner};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::domain::contact::{parse_required_text, parse_short_text};
+use crate::domain::evidence;
 use crate::domain::partner::{EventType, InboundPolicy, LeadDirection, LeadStatus, PartnerStatus};
 use crate::domain::{ContactId, ContactStatus, Country, Email, LeadId, ListId, PartnerId};
 use crate::error::{Error, FieldError, FieldErrors, Result};
@@ -370,32 +371,229 @@ pub async fn find_form_partners(db: &Db, ids: Vec<PartnerId>) -> Result<Vec<Part
     db.read(move |conn| form_partners(conn, &ids)).await
 }
 
-/// Shares a contact with a partner whose consent just became active (a single opt-in
-/// signup, or the confirmation of a double opt-in), in the caller's transaction: the
-/// partner's hook decides and maps the payload; the lead and its `lead.shared` event are
-/// written with the consent, or not at all. A hook that withholds or fails leaves a
-/// `withheld` lead with the reason, for admins to see; the person's signup stands.
-pub fn share_in(conn: &mut DbConnection, scripts: &Scripts, contact_id: &str, partner_id: &str) -> Result<()> {
+/// How long the one running a queued lead's `share` hook holds it: longer than a hook may
+/// run (the script deadline) with the read and the write around it. A crash leaves the
+/// lead to be taken again once this has passed.
+const SHARE_LEASE: TimeDelta = TimeDelta::seconds(60);
+
+/// Queued leads one worker takes at once.
+const SHARE_BATCH: i64 = 32;
+
+/// A queued lead held, until its lease runs out, by the one that will run its `share` hook.
+#[derive(Debug, Clone)]
+pub struct ShareClaim {
+    lead_id: String,
+    lease_until: NaiveDateTime,
+}
+
+/// Queues the sharing of a contact with a partner whose consent just became active (a
+/// single opt-in signup, or the confirmation of a double opt-in), in the caller's
+/// transaction: a `queued` lead is written with the consent, or not at all, so that a lead
+/// is never lost. The partner's hook runs after the commit ([`share_claimed`], by the
+/// caller, which holds the lead; else [`ShareWorker`] once the lease has run out), because
+/// a script must never run inside a write transaction. `None`: nothing to share (the
+/// partner is gone or inactive, or the lead is already shared or queued).
+pub fn queue_share_in(conn: &mut DbConnection, contact_id: &str, partner_id: &str) -> Result<Option<ShareClaim>> {
     let Some(partner) = repo::find_partner(conn, partner_id)? else {
-        return Ok(());
+        return Ok(None);
     };
     if partner.status != PartnerStatus::Active.as_str() {
-        return Ok(());
+        return Ok(None);
     }
+    let taken = [LeadStatus::Shared.as_str(), LeadStatus::Queued.as_str()];
     let already = repo::list_contact_leads(conn, contact_id, LeadDirection::Outbound.as_str())?
         .into_iter()
-        .any(|lead| lead.partner_id == partner.id && lead.status == LeadStatus::Shared.as_str());
+        .any(|lead| lead.partner_id == partner.id && taken.contains(&lead.status.as_str()));
     if already {
-        return Ok(());
+        return Ok(None);
     }
-    let Some(contact) = contacts::find_contact(conn, contact_id)? else {
-        return Ok(());
+    let now = storage::now();
+    let lease_until = now + SHARE_LEASE;
+    let lead_id = LeadId::new().to_string();
+    repo::insert_lead(
+        conn,
+        &LeadRow {
+            id: lead_id.clone(),
+            partner_id: partner.id,
+            contact_id: Some(contact_id.to_owned()),
+            direction: LeadDirection::Outbound.as_str().to_owned(),
+            partner_lead_id: None,
+            status: LeadStatus::Queued.as_str().to_owned(),
+            payload: "{}".to_owned(),
+            created_at: now,
+            updated_at: now,
+            lease_until: Some(lease_until),
+        },
+    )?;
+    Ok(Some(ShareClaim { lead_id, lease_until }))
+}
+
+/// The leads a write queued (see [`queue_share_in`]), to share once it has committed: the
+/// write's closure fills it, its caller runs it after the commit. Should the write roll
+/// back, the leads it names were never written, and sharing them finds nothing to do.
+#[derive(Clone, Default)]
+pub struct SharesAfterCommit(Arc<std::sync::Mutex<Vec<ShareClaim>>>);
+
+impl SharesAfterCommit {
+    /// [`queue_share_in`], keeping the claim for [`SharesAfterCommit::run`].
+    pub fn queue_in(&self, conn: &mut DbConnection, contact_id: &str, partner_id: &str) -> Result<()> {
+        if let Some(claim) = queue_share_in(conn, contact_id, partner_id)?
+            && let Ok(mut claims) = self.0.lock()
+        {
+            // A poisoned lock loses only the claim: the worker shares the lead once its
+            // lease has run out.
+            claims.push(claim);
+        }
+        Ok(())
+    }
+
+    /// After the commit: runs the `share` hooks of the leads queued.
+    pub async fn run(self, db: &Db, scripts: &Scripts) {
+        let claims = self.0.lock().map(|mut claims| std::mem::take(&mut *claims)).unwrap_or_default();
+        share_claimed(db, scripts, claims).await;
+    }
+}
+
+/// Shares the queued leads a request holds, after its commit. A failure is logged, not
+/// answered: the person's signup stands, and the worker takes the lead again.
+pub async fn share_claimed(db: &Db, scripts: &Scripts, claims: Vec<ShareClaim>) {
+    for claim in claims {
+        let lead_id = claim.lead_id.clone();
+        if let Err(error) = share_one(db, scripts, claim).await {
+            tracing::warn!(lead = %lead_id, error = %error, "sharing a lead failed; it will be taken again");
+        }
+    }
+}
+
+/// Takes the queued leads nobody holds (the request that queued them ended first) and
+/// shares them; answers how many it took.
+pub async fn share_due(db: &Db, scripts: &Scripts) -> Result<usize> {
+    let now = storage::now();
+    let queued = LeadStatus::Queued.as_str();
+    let due = db.read(move |conn| Ok(repo::list_queued_due(conn, queued, now, SHARE_BATCH)?)).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let until = now + SHARE_LEASE;
+    let claims = db
+        .write(move |conn| {
+            let mut claims = Vec::new();
+            for id in due {
+                if repo::lease_queued(conn, &id, queued, now, until)? {
+                    claims.push(ShareClaim { lead_id: id, lease_until: until });
+                }
+            }
+            Ok(claims)
+        })
+        .await?;
+    let count = claims.len();
+    share_claimed(db, scripts, claims).await;
+    Ok(count)
+}
+
+/// Shares what requests left queued (a crash, a failed write), on every instance: the
+/// lease decides which one runs each lead.
+pub struct ShareWorker {
+    db: Db,
+    scripts: Scripts,
+}
+
+impl ShareWorker {
+    pub fn new(db: Db, scripts: Scripts) -> Self {
+        Self { db, scripts }
+    }
+
+    pub async fn run(self) {
+        loop {
+            match share_due(&self.db, &self.scripts).await {
+                Ok(0) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "sharing queued leads failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+            }
+        }
+    }
+}
+
+/// What a queued lead needs to be shared, read before its hook runs.
+enum Prepared {
+    /// No longer queued: shared, withdrawn or erased meanwhile.
+    Gone,
+    /// Not to be shared, and why.
+    Withhold(String),
+    Run {
+        loaded: Loaded,
+        lead: Value,
+        partner: Value,
+    },
+}
+
+/// What the hook decided.
+enum Decision {
+    Share(Value),
+    Withhold(String),
+}
+
+/// Claim (held), work, record: the lead and what the hook needs are read, the hook runs
+/// with no connection held, and the outcome is written only by the holder of the lease.
+async fn share_one(db: &Db, scripts: &Scripts, claim: ShareClaim) -> Result<()> {
+    let lead_id = claim.lead_id.clone();
+    let for_read = scripts.clone();
+    let prepared = db.read(move |conn| prepare_share(conn, &for_read, &lead_id)).await?;
+    let decision = match prepared {
+        Prepared::Gone => return Ok(()),
+        Prepared::Withhold(reason) => Decision::Withhold(reason),
+        Prepared::Run { loaded, lead, partner } => {
+            let host = scripts.host.clone();
+            let outcome = tokio::task::spawn_blocking(move || run_share_hook(&host, &loaded, &lead, &partner))
+                .await
+                .map_err(Error::internal)?;
+            match outcome {
+                Ok(Some(payload)) => Decision::Share(payload),
+                Ok(None) => Decision::Withhold("the share hook withheld it".to_owned()),
+                Err(reason) => {
+                    tracing::error!(lead = %claim.lead_id, error = %reason, "share hook failed: lead withheld");
+                    Decision::Withhold(reason)
+                }
+            }
+        }
     };
-    let consents = load_contact_consents(conn, contact_id)?;
+    db.write(move |conn| record_share(conn, &claim, decision)).await
+}
+
+fn prepare_share(conn: &mut DbConnection, scripts: &Scripts, lead_id: &str) -> Result<Prepared> {
+    let Some(row) = repo::find_lead_by_id(conn, lead_id)? else {
+        return Ok(Prepared::Gone);
+    };
+    let Some(contact_id) = row.contact_id.filter(|_| row.status == LeadStatus::Queued.as_str()) else {
+        return Ok(Prepared::Gone);
+    };
+    let Some(partner) = repo::find_partner(conn, &row.partner_id)? else {
+        return Ok(Prepared::Withhold("the partner no longer exists".to_owned()));
+    };
+    if partner.status != PartnerStatus::Active.as_str() {
+        return Ok(Prepared::Withhold("the partner was made inactive before the lead was shared".to_owned()));
+    }
+    let Some(contact) = contacts::find_contact(conn, &contact_id)? else {
+        return Ok(Prepared::Withhold("the contact no longer exists".to_owned()));
+    };
+    let consents = load_contact_consents(conn, &contact_id)?;
     let purpose = Purpose::Partner(partner.id.clone());
+    if !consents.current.iter().any(|c| c.purpose == purpose && c.status == ConsentStatus::Active) {
+        return Ok(Prepared::Withhold("the person's consent to this partner is no longer active".to_owned()));
+    }
     let grant = consents.events.iter().rev().find(|e| e.purpose == purpose && e.action == ConsentAction::Granted);
     let confirmation =
         consents.events.iter().rev().find(|e| e.purpose == purpose && e.action == ConsentAction::Confirmed);
+    // The partners the person saw beside this one, as the form showed them (the snapshot
+    // the consent keeps as its proof): what a partner needs to prove the consent it uses.
+    let partners_shown = grant
+        .and_then(|e| e.evidence.proof.as_deref())
+        .and_then(|proof| serde_json::from_str::<Value>(proof).ok())
+        .and_then(|proof| proof.get("partners_shown").cloned())
+        .unwrap_or_else(|| json!([]));
     let lead = json!({
         "email": contact.email.as_str(),
         "company": contact.company,
@@ -413,38 +611,40 @@ pub fn share_in(conn: &mut DbConnection, scripts: &Scripts, contact_id: &str, pa
             "source_url": grant.and_then(|e| e.evidence.source_url.clone()),
             "ip": grant.and_then(|e| e.evidence.ip.clone()),
             "user_agent": grant.and_then(|e| e.evidence.user_agent.clone()),
+            "partners_shown": partners_shown,
         },
     });
-    let plugin_name = partner.share_plugin.clone().unwrap_or_else(|| DEFAULT_PLUGIN.to_owned());
-    let mapped = run_share_hook(conn, scripts, &plugin_name, &lead, &partner);
-    let now = storage::now();
-    let lead_id = LeadId::new().to_string();
-    let (status, payload) = match &mapped {
-        Ok(Some(payload)) => (LeadStatus::Shared, payload.clone()),
-        Ok(None) => {
-            (LeadStatus::Withheld, json!({"reason": format!("the {plugin_name} plugin's share hook withheld it")}))
-        }
-        Err(reason) => {
-            tracing::error!(partner = %partner.id, error = %reason, "share hook failed: lead withheld");
-            (LeadStatus::Withheld, json!({"reason": reason}))
-        }
+    let plugin = partner.share_plugin.clone().unwrap_or_else(|| DEFAULT_PLUGIN.to_owned());
+    let loaded = match scripts.load_in(conn, &plugin) {
+        Ok(loaded) => loaded,
+        Err(error) => return Ok(Prepared::Withhold(format!("script {plugin}: {error}"))),
     };
-    repo::insert_lead(
-        conn,
-        &LeadRow {
-            id: lead_id.clone(),
-            partner_id: partner.id.clone(),
-            contact_id: Some(contact_id.to_owned()),
-            direction: LeadDirection::Outbound.as_str().to_owned(),
-            partner_lead_id: None,
-            status: status.as_str().to_owned(),
-            payload: payload.to_string(),
-            created_at: now,
-            updated_at: now,
-        },
-    )?;
-    if status == LeadStatus::Shared {
-        emit_to_partner(conn, &partner, EventType::LeadShared, &lead_id, json!({"lead_id": lead_id, "lead": payload}))?;
+    let partner = json!({"id": partner.id, "name": partner.name, "legal_name": partner.legal_name});
+    Ok(Prepared::Run { loaded, lead, partner })
+}
+
+/// Writes what the hook decided, if the lead is still queued and held by this claim
+/// (another instance that took it after the lease ran out records instead: never both).
+fn record_share(conn: &mut DbConnection, claim: &ShareClaim, decision: Decision) -> Result<()> {
+    let Some(mut lead) = repo::find_lead_by_id(conn, &claim.lead_id)? else {
+        return Ok(());
+    };
+    if lead.status != LeadStatus::Queued.as_str() || lead.lease_until != Some(claim.lease_until) {
+        return Ok(());
+    }
+    let (status, payload) = match decision {
+        Decision::Share(payload) => (LeadStatus::Shared, payload),
+        Decision::Withhold(reason) => (LeadStatus::Withheld, json!({"reason": reason})),
+    };
+    lead.status = status.as_str().to_owned();
+    lead.payload = payload.to_string();
+    lead.lease_until = None;
+    lead.updated_at = storage::now();
+    repo::update_lead(conn, &lead)?;
+    if status == LeadStatus::Shared
+        && let Some(partner) = repo::find_partner(conn, &lead.partner_id)?
+    {
+        emit_to_partner(conn, &partner, EventType::LeadShared, &lead.id, json!({"lead_id": lead.id, "lead": payload}))?;
     }
     Ok(())
 }
@@ -452,19 +652,17 @@ pub fn share_in(conn: &mut DbConnection, scripts: &Scripts, contact_id: &str, pa
 /// Runs `share(lead, partner)`: `Ok(Some(map))` to share, `Ok(None)` to withhold,
 /// `Err(reason)` when the script failed or answered something other than a map.
 fn run_share_hook(
-    conn: &mut DbConnection,
-    scripts: &Scripts,
-    plugin: &str,
+    host: &crate::plugins::PluginHost,
+    loaded: &Loaded,
     lead: &Value,
-    partner: &PartnerRow,
+    partner: &Value,
 ) -> std::result::Result<Option<Value>, String> {
-    let loaded: Loaded = scripts.load_in(conn, plugin).map_err(|e| e.to_string())?;
+    let plugin = &loaded.name;
     let arguments = (
         rhai::serde::to_dynamic(lead).map_err(|e| e.to_string())?,
-        rhai::serde::to_dynamic(json!({"id": partner.id, "name": partner.name, "legal_name": partner.legal_name}))
-            .map_err(|e| e.to_string())?,
+        rhai::serde::to_dynamic(partner).map_err(|e| e.to_string())?,
     );
-    let answer = loaded.call(&scripts.host, "share", arguments, 2).map_err(|e| e.describe())?;
+    let answer = loaded.call(host, "share", arguments, 2).map_err(|e| e.describe())?;
     let Some(answer) = answer else {
         return Err(format!("script {plugin}: defines no share(lead, partner)"));
     };
@@ -478,11 +676,25 @@ fn run_share_hook(
 }
 
 /// Tells partners that received a contact's lead that the person withdrew (`partner`:
-/// only that one; `None`: every partner, as on unsubscribing from everything or erasure).
+/// only that one; `None`: every partner, as on unsubscribing from everything or erasure),
+/// each once, with `reason`. A lead still queued is not shared at all (the partner never
+/// had it, so it is not told either).
 pub fn relay_withdrawal(conn: &mut DbConnection, contact_id: &str, partner: Option<&str>, reason: &str) -> Result<()> {
     let leads = repo::list_contact_leads(conn, contact_id, LeadDirection::Outbound.as_str())?;
     for mut lead in leads {
-        if lead.status != LeadStatus::Shared.as_str() || partner.is_some_and(|p| p != lead.partner_id) {
+        if partner.is_some_and(|p| p != lead.partner_id) {
+            continue;
+        }
+        if lead.status == LeadStatus::Queued.as_str() {
+            lead.status = LeadStatus::Withheld.as_str().to_owned();
+            lead.payload =
+                json!({"reason": format!("the person withdrew before it was shared ({reason})")}).to_string();
+            lead.lease_until = None;
+            lead.updated_at = storage::now();
+            repo::update_lead(conn, &lead)?;
+            continue;
+        }
+        if lead.status != LeadStatus::Shared.as_str() {
             continue;
         }
         let Some(row) = repo::find_partner(conn, &lead.partner_id)? else {
@@ -503,10 +715,11 @@ pub fn relay_withdrawal(conn: &mut DbConnection, contact_id: &str, partner: Opti
     Ok(())
 }
 
-/// A lead as a partner sees it through its API.
+/// A lead exchanged with a partner.
 #[derive(Debug, Clone)]
 pub struct Lead {
     pub id: LeadId,
+    pub direction: LeadDirection,
     pub partner_lead_id: Option<String>,
     pub status: LeadStatus,
     pub payload: Value,
@@ -514,9 +727,35 @@ pub struct Lead {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Lead {
+    /// The lead as its partner may see it: of a lead it sent, only that it was received
+    /// (and when), so that its answers are the same for an address we accepted, one that
+    /// had opted out and one already subscribed. Admins see the real status.
+    fn for_partner(self) -> Self {
+        match self.direction {
+            LeadDirection::Inbound => Lead { status: LeadStatus::Received, updated_at: self.created_at, ..self },
+            LeadDirection::Outbound => self,
+        }
+    }
+}
+
+/// Who looks at a partner's leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadAudience {
+    /// Everything, as it stands: leads queued or withheld too, and what became of leads
+    /// received.
+    Admin,
+    /// The partner itself: the leads it was given, and of those it sent, that they arrived.
+    Partner,
+}
+
+/// Outbound leads a partner never sees: not (yet) shared with it.
+const UNSEEN_BY_PARTNER: [LeadStatus; 2] = [LeadStatus::Queued, LeadStatus::Withheld];
+
 fn lead(row: LeadRow) -> Result<Lead> {
     Ok(Lead {
         id: storage::models::parse_id("lead id", &row.id)?,
+        direction: row.direction.parse().map_err(|_| storage::models::corrupt("lead direction", &row.direction))?,
         partner_lead_id: row.partner_lead_id,
         status: row.status.parse().map_err(|_| storage::models::corrupt("lead status", &row.status))?,
         payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
@@ -525,38 +764,49 @@ fn lead(row: LeadRow) -> Result<Lead> {
     })
 }
 
-/// The leads exchanged with a partner in one direction, a page at a time.
-/// `withheld`: also the leads the share hook kept back (admins see them; the partner does not).
+/// The leads exchanged with a partner in one direction, a page at a time, as `audience`
+/// may see them.
 pub async fn list_leads(
     db: &Db,
     partner_id: PartnerId,
     direction: LeadDirection,
-    withheld: bool,
+    audience: LeadAudience,
     page: PageRequest,
 ) -> Result<Page<Lead>> {
     db.read(move |conn| {
+        let hidden: Vec<&str> = match (audience, direction) {
+            (LeadAudience::Partner, LeadDirection::Outbound) => UNSEEN_BY_PARTNER.iter().map(|s| s.as_str()).collect(),
+            _ => Vec::new(),
+        };
         let rows = repo::list_partner_leads(
             conn,
             &partner_id.to_string(),
             direction.as_str(),
-            (!withheld).then_some(LeadStatus::Withheld.as_str()),
+            &hidden,
             page.after.as_deref(),
             page.fetch_limit(),
         )?
         .into_iter()
-        .map(lead)
+        .map(|row| {
+            let lead = lead(row)?;
+            Ok(if audience == LeadAudience::Partner { lead.for_partner() } else { lead })
+        })
         .collect::<Result<Vec<_>>>()?;
         Ok(page.page(rows, |l| l.id.to_string()))
     })
     .await
 }
 
-/// A lead exchanged with this partner (either way); another partner's is not found.
+/// A lead exchanged with this partner (either way), as the partner sees it; another
+/// partner's, or one not shared with it, is not found.
 pub async fn find_lead(db: &Db, partner_id: PartnerId, id: LeadId) -> Result<Lead> {
     db.read(move |conn| {
-        let row = repo::find_lead(conn, &partner_id.to_string(), &id.to_string())?
-            .ok_or_else(|| Error::NotFound(format!("there is no lead {id}")))?;
-        lead(row)
+        let not_found = || Error::NotFound(format!("there is no lead {id}"));
+        let lead = lead(repo::find_lead(conn, &partner_id.to_string(), &id.to_string())?.ok_or_else(not_found)?)?;
+        if lead.direction == LeadDirection::Outbound && UNSEEN_BY_PARTNER.contains(&lead.status) {
+            return Err(not_found());
+        }
+        Ok(lead.for_partner())
     })
     .await
 }
@@ -584,6 +834,10 @@ struct CheckedLead {
     company: Option<String>,
     country: Option<Country>,
     collected_at: DateTime<Utc>,
+    /// The evidence as parsed: the IP in its canonical form.
+    ip: Option<String>,
+    user_agent: Option<String>,
+    source_url: Option<String>,
 }
 
 fn check_lead(lead: &InboundLead) -> Result<CheckedLead> {
@@ -610,40 +864,47 @@ fn check_lead(lead: &InboundLead) -> Result<CheckedLead> {
     }
     errors.check("consent.text", parse_required_text(&lead.consent_text, 5000).map(|_| ()));
     errors.check("consent.method", parse_required_text(&lead.method, 100).map(|_| ()));
-    let collected_at = errors.check(
-        "consent.collected_at",
-        DateTime::parse_from_rfc3339(&lead.collected_at)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| "must be an RFC 3339 time".to_owned())
-            .and_then(|at| {
-                if at > Utc::now() + TimeDelta::minutes(5) {
-                    Err("must not be in the future".to_owned())
-                } else {
-                    Ok(at)
-                }
-            }),
-    );
-    if let Some(url) = &lead.source_url {
-        errors.check("consent.source_url", webhooks::check_url(url));
-    }
+    let collected_at = errors.check("consent.collected_at", evidence::parse_past_time(&lead.collected_at, Utc::now()));
+    let ip = match &lead.ip {
+        Some(ip) => errors.check("consent.ip", evidence::parse_ip(ip)).map(|ip| Some(ip.to_string())),
+        None => Some(None),
+    };
+    let user_agent = match &lead.user_agent {
+        Some(agent) => errors.check("consent.user_agent", evidence::parse_user_agent(agent)).map(Some),
+        None => Some(None),
+    };
+    let source_url = match &lead.source_url {
+        Some(url) => errors.check("consent.source_url", evidence::parse_source_url(url)).map(|u| Some(u.into_string())),
+        None => Some(None),
+    };
     for (i, name) in lead.partners_shown.iter().enumerate() {
         errors.check(&format!("consent.partners_shown[{i}]"), parse_short_text(name, 200).map(|_| ()));
     }
     errors.finish(|| {
-        Some(CheckedLead { email: email?, company: company?, country: country?, collected_at: collected_at? })
+        Some(CheckedLead {
+            email: email?,
+            company: company?,
+            country: country?,
+            collected_at: collected_at?,
+            ip: ip?,
+            user_agent: user_agent?,
+            source_url: source_url?,
+        })
     })
 }
 
 /// How a received lead was taken.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// As the partner sees it: `received`, whatever became of it (admins see that).
     pub lead: Lead,
     /// `false` when the same lead id had been sent before (nothing changed).
     pub created: bool,
 }
 
 /// Records a partner's lead. Idempotent by the partner's lead id. The partner's
-/// `accept_lead` hook may map it or refuse it (422 with its reason). A suppressed address is
+/// `accept_lead` hook may map it or refuse it (422 with its reason); it runs between a read
+/// and the write, never inside a write transaction. A suppressed address is
 /// never reactivated: the lead is `declined` and nothing about the person changes. With
 /// `accept` the lead's lists are granted on the `partner` basis with the proof; with
 /// `reconfirm` they wait for the person to confirm a mail that says where the address came from.
@@ -655,18 +916,40 @@ pub async fn receive_lead(
     partner: Partner,
     lead: InboundLead,
 ) -> Result<Received> {
-    // Checked before the write lock is taken, and again after the hook mapped it.
+    // Checked before anything is read, and again after the hook mapped it.
     check_lead(&lead)?;
+    let partner_id = partner.id.to_string();
+    // Read: a lead sent before, the partner as it is now and its plugin.
+    let (theirs, for_read) = (lead.partner_lead_id.clone(), scripts.clone());
+    let known = db
+        .read(move |conn| {
+            if let Some(existing) = repo::find_inbound_lead(conn, &partner_id, &theirs)? {
+                return Ok(Err(existing));
+            }
+            let row = repo::find_partner(conn, &partner_id)?.ok_or_else(|| not_found(partner.id))?;
+            let plugin = row.share_plugin.clone().unwrap_or_else(|| DEFAULT_PLUGIN.to_owned());
+            Ok(Ok((for_read.load_in(conn, &plugin)?, row)))
+        })
+        .await?;
+    let (loaded, row) = match known {
+        Err(existing) => return Ok(Received { lead: self::lead(existing)?.for_partner(), created: false }),
+        Ok(found) => found,
+    };
+    // Work: the hook runs with no transaction open.
+    let host = scripts.host.clone();
+    let lead = tokio::task::spawn_blocking(move || run_accept_hook(&host, &loaded, &row, lead))
+        .await
+        .map_err(Error::internal)??;
+    // Record.
     let keys = keys.clone();
     let config = config.clone();
-    let scripts = scripts.clone();
     db.write(move |conn| {
         let partner_id = partner.id.to_string();
+        // Sent twice at once: the first one written is the lead.
         if let Some(existing) = repo::find_inbound_lead(conn, &partner_id, &lead.partner_lead_id)? {
-            return Ok(Received { lead: self::lead(existing)?, created: false });
+            return Ok(Received { lead: self::lead(existing)?.for_partner(), created: false });
         }
         let row = repo::find_partner(conn, &partner_id)?.ok_or_else(|| not_found(partner.id))?;
-        let lead = run_accept_hook(conn, &scripts, &row, lead)?;
         // What the hook answered is checked like what the partner sent.
         let checked = check_lead(&lead)?;
         let now = storage::now();
@@ -688,10 +971,11 @@ pub async fn receive_lead(
             payload: proof.to_string(),
             created_at: now,
             updated_at: now,
+            lease_until: None,
         };
         if suppressed {
             repo::insert_lead(conn, &lead_row)?;
-            return Ok(Received { lead: self::lead(lead_row)?, created: true });
+            return Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true });
         }
         let contact_id = upsert_lead_contact(conn, &checked, &lead, now)?;
         lead_row.contact_id = Some(contact_id.clone());
@@ -715,9 +999,9 @@ pub async fn receive_lead(
                     evidence: Evidence {
                         method: "partner".to_owned(),
                         consent_text: Some(lead.consent_text.clone()),
-                        ip: lead.ip.clone(),
-                        user_agent: lead.user_agent.clone(),
-                        source_url: lead.source_url.clone(),
+                        ip: checked.ip.clone(),
+                        user_agent: checked.user_agent.clone(),
+                        source_url: checked.source_url.clone(),
                         proof: Some(proof.to_string()),
                         ..Evidence::default()
                     },
@@ -735,20 +1019,19 @@ pub async fn receive_lead(
         .as_str()
         .to_owned();
         repo::insert_lead(conn, &lead_row)?;
-        Ok(Received { lead: self::lead(lead_row)?, created: true })
+        Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true })
     })
     .await
 }
 
 /// `accept_lead(lead, partner)`: answers the lead (possibly mapped), or throws a reason.
 fn run_accept_hook(
-    conn: &mut DbConnection,
-    scripts: &Scripts,
+    host: &crate::plugins::PluginHost,
+    loaded: &Loaded,
     partner: &PartnerRow,
     lead: InboundLead,
 ) -> Result<InboundLead> {
-    let plugin = partner.share_plugin.clone().unwrap_or_else(|| DEFAULT_PLUGIN.to_owned());
-    let loaded = scripts.load_in(conn, &plugin)?;
+    let plugin = &loaded.name;
     let as_json = json!({
         "lead_id": lead.partner_lead_id,
         "email": lead.email,
@@ -760,7 +1043,7 @@ fn run_accept_hook(
         rhai::serde::to_dynamic(&as_json).map_err(Error::internal)?,
         rhai::serde::to_dynamic(json!({"id": partner.id, "name": partner.name})).map_err(Error::internal)?,
     );
-    let answer = match loaded.call(&scripts.host, "accept_lead", arguments, 2) {
+    let answer = match loaded.call(host, "accept_lead", arguments, 2) {
         Ok(Some(answer)) => answer,
         Ok(None) => return Ok(lead),
         Err(ScriptError { thrown: Some(reason), .. }) => {

@@ -356,6 +356,10 @@ pub async fn dry_run(
             let (value, stats) = outcome.ok_or_else(|| {
                 Error::field("hook", format!("the script defines no {hook} taking {arity} argument(s)"))
             })?;
+            // What a completion would refuse, a dry run refuses too, with the same reason.
+            if hook == "on_complete" {
+                super::surveys::check_on_complete(&name, &value).map_err(|fault| Error::field("result", fault))?;
+            }
             let result = rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::String(value.to_string()));
             Ok(DryRun { result, stats })
         })

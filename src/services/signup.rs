@@ -143,9 +143,13 @@ pub async fn submit(
             true => Some(prepare_confirmation(keys, config, &signup, &plan.names).await?),
             false => None,
         };
-        let (input, keys, config, scripts) = (signup.clone(), keys.clone(), config.clone(), scripts.clone());
-        let recorded = db.write(move |conn| record_signup(conn, &keys, &config, &scripts, &input, &plan, mail)).await?;
+        let (input, keys, config) = (signup.clone(), keys.clone(), config.clone());
+        let shares = partners::SharesAfterCommit::default();
+        let queue = shares.clone();
+        let recorded = db.write(move |conn| record_signup(conn, &keys, &config, &queue, &input, &plan, mail)).await?;
         if let Some(submitted) = recorded {
+            // After the commit: the partners' `share` hooks run outside the transaction.
+            shares.run(db, scripts).await;
             return Ok(submitted);
         }
     }
@@ -275,7 +279,7 @@ fn record_signup(
     conn: &mut DbConnection,
     keys: &Keys,
     config: &SignupConfig,
-    scripts: &Scripts,
+    queue: &partners::SharesAfterCommit,
     input: &SignupInput,
     plan: &SignupPlan,
     mail: Option<PreparedConfirmation>,
@@ -329,8 +333,8 @@ fn record_signup(
             },
         )?;
         if let (Purpose::Partner(partner_id), false) = (&grant.purpose, plan.needs_confirmation) {
-            // The opt-in is complete: the partner gets the lead now.
-            partners::share_in(conn, scripts, &contact_id, partner_id)?;
+            // The opt-in is complete: the partner gets the lead once this commits.
+            queue.queue_in(conn, &contact_id, partner_id)?;
         }
     }
     if let Some(prepared) = mail {
@@ -677,12 +681,26 @@ pub async fn confirm(
     token: &str,
     info: RequestInfo,
 ) -> Result<Option<Confirmed>> {
+    let shares = partners::SharesAfterCommit::default();
+    let confirmed = confirm_queueing(db, keys, config, shares.clone(), token, info).await?;
+    // After the commit: the partners' `share` hooks run outside the transaction.
+    shares.run(db, scripts).await;
+    Ok(confirmed)
+}
+
+async fn confirm_queueing(
+    db: &Db,
+    keys: &Keys,
+    config: &SignupConfig,
+    queue: partners::SharesAfterCommit,
+    token: &str,
+    info: RequestInfo,
+) -> Result<Option<Confirmed>> {
     let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
         return Ok(None);
     };
     let keys = keys.clone();
     let config = config.clone();
-    let scripts = scripts.clone();
     db.write(move |conn| {
         let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
             return Ok(None);
@@ -737,10 +755,10 @@ pub async fn confirm(
         }
         contacts::update_status(conn, &row.contact_id, ContactStatus::Active.as_str(), now)?;
         ledger::delete_suppression(conn, &hash)?;
-        // The opt-in is complete: partners the person chose get the lead now.
+        // The opt-in is complete: partners the person chose get the lead once this commits.
         for purpose in &pending {
             if let Purpose::Partner(partner_id) = purpose {
-                partners::share_in(conn, &scripts, &row.contact_id, partner_id)?;
+                queue.queue_in(conn, &row.contact_id, partner_id)?;
             }
         }
         partners::mark_inbound_confirmed(conn, &row.contact_id)?;

@@ -8,19 +8,22 @@ use serde_json::{Map, Value, json};
 
 use super::keys::{Keys, LinkKind};
 use super::pagination::{Page, PageRequest};
-use super::plugins::Scripts;
+use super::plugins::{Loaded, Scripts};
 use super::webhooks;
 use crate::domain::partner::EventType;
 use crate::domain::survey::{Question, SurveyDefinition, check_answer};
-use crate::domain::{SurveyId, Tag};
+use crate::domain::{Contact, SurveyId, Tag};
 use crate::error::{Error, FieldError, Result};
-use crate::plugins::ScriptError;
+use crate::plugins::{PluginHost, ScriptError};
 use crate::storage::models::utc;
 use crate::storage::surveys::{self as repo, ResponseRow, SurveyRow};
 use crate::storage::{self, Db, DbConnection, contacts};
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
+/// A completion's outcome: `on_complete`'s updates were applied to the contact, or refused.
+const APPLIED: &str = "applied";
+const REFUSED: &str = "refused";
 
 #[derive(Debug, Clone)]
 pub struct Survey {
@@ -149,6 +152,9 @@ pub fn start_in(
                 created_at: now,
                 updated_at: now,
                 completed_at: None,
+                outcome: None,
+                updates: None,
+                error: None,
             };
             repo::insert_response(conn, &row)?;
             row
@@ -187,24 +193,51 @@ fn script_failed(error: ScriptError) -> Error {
     Error::internal(error.describe())
 }
 
+/// What a survey link leads to, read at once: the response, its survey, the plugin that
+/// picks questions and maps answers, and the contact (for `on_complete`). The scripts then
+/// run on it with no connection held.
+struct Snapshot {
+    response: ResponseRow,
+    survey: Survey,
+    loaded: Option<Loaded>,
+    contact: Option<Contact>,
+}
+
+fn load_snapshot(conn: &mut DbConnection, keys: &Keys, scripts: &Scripts, token: &str) -> Result<Option<Snapshot>> {
+    let Some((response, survey)) = load_response(conn, keys, token)? else {
+        return Ok(None);
+    };
+    let loaded = match &survey.definition.plugin {
+        Some(plugin) => Some(scripts.load_in(conn, plugin)?),
+        None => None,
+    };
+    let contact = contacts::find_contact(conn, &response.contact_id)?;
+    Ok(Some(Snapshot { response, survey, loaded, contact }))
+}
+
+/// Runs script work off the async executor (it is CPU work, bounded by the sandbox).
+async fn off_executor<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(Error::internal)?
+}
+
 /// The next question: the `next_question` hook's pick, or (without a plugin, or a plugin
 /// without the hook) the first question not answered yet. `None`: the survey is done.
 fn next_question(
-    conn: &mut DbConnection,
-    scripts: &Scripts,
+    host: &PluginHost,
+    loaded: Option<&Loaded>,
     survey: &Survey,
     answers: &Map<String, Value>,
 ) -> Result<Option<Question>> {
     let in_order = || survey.definition.questions.iter().find(|q| !answers.contains_key(&q.id)).cloned();
-    let Some(plugin) = &survey.definition.plugin else {
+    let Some(loaded) = loaded else {
         return Ok(in_order());
     };
-    let loaded = scripts.load_in(conn, plugin)?;
+    let plugin = &loaded.name;
     let arguments = (
         rhai::serde::to_dynamic(Value::Object(answers.clone())).map_err(Error::internal)?,
         rhai::serde::to_dynamic(survey_for_script(survey)).map_err(Error::internal)?,
     );
-    let Some(answer) = loaded.call(&scripts.host, "next_question", arguments, 2).map_err(script_failed)? else {
+    let Some(answer) = loaded.call(host, "next_question", arguments, 2).map_err(script_failed)? else {
         return Ok(in_order());
     };
     if answer.is_unit() {
@@ -244,16 +277,21 @@ fn load_response(conn: &mut DbConnection, keys: &Keys, token: &str) -> Result<Op
     Ok(Some((response, survey(row)?)))
 }
 
-fn state_of(
-    conn: &mut DbConnection,
-    scripts: &Scripts,
-    response: &ResponseRow,
+fn state_of(host: &PluginHost, snapshot: &Snapshot) -> Result<SurveyState> {
+    let answers: Map<String, Value> = serde_json::from_str(&snapshot.response.answers).unwrap_or_default();
+    let completed = snapshot.response.status == COMPLETED;
+    let question =
+        if completed { None } else { next_question(host, snapshot.loaded.as_ref(), &snapshot.survey, &answers)? };
+    Ok(state_with(&snapshot.survey, answers, question, completed))
+}
+
+fn state_with(
     survey: &Survey,
-) -> Result<SurveyState> {
-    let answers: Map<String, Value> = serde_json::from_str(&response.answers).unwrap_or_default();
-    let completed = response.status == COMPLETED;
-    let question = if completed { None } else { next_question(conn, scripts, survey, &answers)? };
-    Ok(SurveyState {
+    answers: Map<String, Value>,
+    question: Option<Question>,
+    completed: bool,
+) -> SurveyState {
+    SurveyState {
         survey_id: survey.id,
         title: survey.definition.title.clone(),
         intro: survey.definition.intro.clone(),
@@ -261,22 +299,43 @@ fn state_of(
         question,
         completed,
         total_questions: survey.definition.questions.len(),
-    })
+    }
 }
 
 /// The survey behind a link, where the person stands; `None` for a link not valid.
 pub async fn state(db: &Db, keys: &Keys, scripts: &Scripts, token: String) -> Result<Option<SurveyState>> {
-    let (keys, scripts) = (keys.clone(), scripts.clone());
-    db.read(move |conn| match load_response(conn, &keys, &token)? {
-        Some((response, survey)) => Ok(Some(state_of(conn, &scripts, &response, &survey)?)),
-        None => Ok(None),
-    })
-    .await
+    let (keys, for_read) = (keys.clone(), scripts.clone());
+    let Some(snapshot) = db.read(move |conn| load_snapshot(conn, &keys, &for_read, &token)).await? else {
+        return Ok(None);
+    };
+    let host = scripts.host.clone();
+    off_executor(move || state_of(&host, &snapshot)).await.map(Some)
 }
 
+/// What an answer comes to, worked out from a snapshot before anything is written.
+enum Plan {
+    /// The survey was completed already: nothing to write.
+    Done(SurveyState),
+    Record {
+        answers: Map<String, Value>,
+        next: Option<Question>,
+        /// Once the last answer is in: what `on_complete` answered, checked (`None`: there
+        /// is no `on_complete` to run).
+        completion: Option<Completion>,
+    },
+}
+
+/// The updates of `on_complete` that passed the checks, or why they were refused.
+type Completion = std::result::Result<Updates, String>;
+
+/// How many times an answer is worked out again when the response changed meanwhile (the
+/// same link answered from two tabs at once).
+const ANSWER_ATTEMPTS: usize = 3;
+
 /// Records the answer to the question asked now and moves on; the last answer completes
-/// the survey: `on_complete` runs and its updates are applied to the contact. `None` for a
-/// link not valid. A wrong answer is a 422 naming `answer`.
+/// the survey: `on_complete` runs and its updates are applied to the contact, or refused
+/// (and the response says why). `None` for a link not valid. A wrong answer is a 422 naming
+/// `answer`. The scripts run between a read and the write, never inside a write.
 pub async fn answer(
     db: &Db,
     keys: &Keys,
@@ -285,33 +344,87 @@ pub async fn answer(
     question_id: String,
     values: Vec<String>,
 ) -> Result<Option<SurveyState>> {
-    let (keys, scripts) = (keys.clone(), scripts.clone());
-    db.write(move |conn| {
-        let Some((mut response, survey)) = load_response(conn, &keys, &token)? else {
+    for _ in 0..ANSWER_ATTEMPTS {
+        let (keys, for_read, token) = (keys.clone(), scripts.clone(), token.clone());
+        let Some(snapshot) = db.read(move |conn| load_snapshot(conn, &keys, &for_read, &token)).await? else {
             return Ok(None);
         };
-        let current = state_of(conn, &scripts, &response, &survey)?;
-        if current.completed {
-            return Ok(Some(current));
-        }
-        let Some(question) = current.question else {
-            return complete(conn, &scripts, response, &survey, current.answers).map(Some);
+        let (host, question_id, values) = (scripts.host.clone(), question_id.clone(), values.clone());
+        let (snapshot, plan) = off_executor(move || {
+            let plan = plan_answer(&host, &snapshot, &question_id, &values)?;
+            Ok((snapshot, plan))
+        })
+        .await?;
+        let plan = match plan {
+            Plan::Done(state) => return Ok(Some(state)),
+            plan => plan,
         };
-        if question.id != question_id {
-            return Err(Error::field("question_id", format!("the question asked now is {}", question.id)));
+        if let Some(state) = db.write(move |conn| record_answer(conn, &snapshot, plan)).await? {
+            return Ok(Some(state));
         }
-        let value = check_answer(&question, &values).map_err(|message| Error::field("answer", message))?;
-        let mut answers = current.answers;
-        answers.insert(question.id.clone(), value);
-        response.answers = Value::Object(answers.clone()).to_string();
-        response.updated_at = storage::now();
+    }
+    Err(Error::Conflict("this survey was being answered elsewhere at the same time; load it again".to_owned()))
+}
+
+fn plan_answer(host: &PluginHost, snapshot: &Snapshot, question_id: &str, values: &[String]) -> Result<Plan> {
+    let current = state_of(host, snapshot)?;
+    if current.completed {
+        return Ok(Plan::Done(current));
+    }
+    let mut answers = current.answers;
+    let Some(question) = current.question else {
+        // The script has nothing more to ask: the survey completes with the answers given.
+        let completion = run_on_complete(host, snapshot, &answers);
+        return Ok(Plan::Record { answers, next: None, completion });
+    };
+    if question.id != question_id {
+        return Err(Error::field("question_id", format!("the question asked now is {}", question.id)));
+    }
+    let value = check_answer(&question, values).map_err(|message| Error::field("answer", message))?;
+    answers.insert(question.id.clone(), value);
+    let next = next_question(host, snapshot.loaded.as_ref(), &snapshot.survey, &answers)?;
+    let completion = if next.is_none() { run_on_complete(host, snapshot, &answers) } else { None };
+    Ok(Plan::Record { answers, next, completion })
+}
+
+/// `on_complete(contact, answers)`, its answer checked; `None` without a plugin or contact.
+fn run_on_complete(host: &PluginHost, snapshot: &Snapshot, answers: &Map<String, Value>) -> Option<Completion> {
+    let (loaded, contact) = (snapshot.loaded.as_ref()?, snapshot.contact.as_ref()?);
+    let arguments = (
+        rhai::serde::to_dynamic(webhooks::contact_json(contact)),
+        rhai::serde::to_dynamic(Value::Object(answers.clone())),
+    );
+    let (Ok(contact), Ok(answers)) = arguments else {
+        return Some(Err("the contact or the answers could not be handed to the script".to_owned()));
+    };
+    Some(
+        loaded
+            .call(host, "on_complete", (contact, answers), 2)
+            .map_err(|e| e.describe())
+            .and_then(|answer| answer.map_or(Ok(Updates::default()), |answer| check_updates(&loaded.name, &answer))),
+    )
+}
+
+/// Writes what the plan worked out, if the response is still as it was read; `None` when
+/// it changed meanwhile (the caller works it out again).
+fn record_answer(conn: &mut DbConnection, snapshot: &Snapshot, plan: Plan) -> Result<Option<SurveyState>> {
+    let Plan::Record { answers, next, completion } = plan else {
+        return Ok(None);
+    };
+    let Some(mut response) = repo::find_response(conn, &snapshot.response.id)? else {
+        return Ok(None);
+    };
+    if response.answers != snapshot.response.answers || response.status != snapshot.response.status {
+        return Ok(None);
+    }
+    let survey = &snapshot.survey;
+    response.answers = Value::Object(answers.clone()).to_string();
+    response.updated_at = storage::now();
+    if let Some(question) = next {
         repo::update_response(conn, &response)?;
-        if next_question(conn, &scripts, &survey, &answers)?.is_none() {
-            return complete(conn, &scripts, response, &survey, answers).map(Some);
-        }
-        state_of(conn, &scripts, &response, &survey).map(Some)
-    })
-    .await
+        return Ok(Some(state_with(survey, answers, Some(question), false)));
+    }
+    complete(conn, response, survey, answers, completion).map(Some)
 }
 
 /// Attribute and tag updates from `on_complete`, checked.
@@ -319,6 +432,21 @@ pub async fn answer(
 struct Updates {
     attributes: Map<String, Value>,
     tags: Vec<Tag>,
+}
+
+impl Updates {
+    fn as_json(&self) -> Value {
+        json!({
+            "attributes": self.attributes,
+            "tags": self.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The checks a completion applies to what `on_complete` answered, for a dry run to apply
+/// the same: `Err` with the reason a real completion would record.
+pub fn check_on_complete(plugin: &str, answer: &rhai::Dynamic) -> std::result::Result<(), String> {
+    check_updates(plugin, answer).map(|_| ())
 }
 
 fn check_updates(plugin: &str, answer: &rhai::Dynamic) -> std::result::Result<Updates, String> {
@@ -365,39 +493,32 @@ fn check_updates(plugin: &str, answer: &rhai::Dynamic) -> std::result::Result<Up
     if faults.is_empty() { Ok(updates) } else { Err(format!("script {plugin}: on_complete: {}", faults.join("; "))) }
 }
 
-/// Completes a response: the updates of `on_complete`, checked, applied to the contact in
-/// the same transaction; `survey.completed` queued. Updates that do not pass the checks
-/// are not applied (the answers are kept, and the fault is logged for the admin).
+/// Completes a response: the updates of `on_complete` (checked before) applied to the
+/// contact; `survey.completed` queued. Updates that did not pass the checks are not applied:
+/// the answers are kept, and the response records the refusal and its reason
+/// (`outcome: refused`, `error`) for admins to see.
 fn complete(
     conn: &mut DbConnection,
-    scripts: &Scripts,
     mut response: ResponseRow,
     survey: &Survey,
     answers: Map<String, Value>,
+    completion: Option<Completion>,
 ) -> Result<SurveyState> {
     let now = storage::now();
-    let contact = contacts::find_contact(conn, &response.contact_id)?;
     let mut applied = Value::Null;
-    if let (Some(plugin), Some(contact)) = (&survey.definition.plugin, &contact) {
-        let loaded = scripts.load_in(conn, plugin)?;
-        let arguments = (
-            rhai::serde::to_dynamic(webhooks::contact_json(contact)).map_err(Error::internal)?,
-            rhai::serde::to_dynamic(Value::Object(answers.clone())).map_err(Error::internal)?,
-        );
-        let outcome = loaded
-            .call(&scripts.host, "on_complete", arguments, 2)
-            .map_err(|e| e.describe())
-            .and_then(|answer| answer.map_or(Ok(Updates::default()), |answer| check_updates(plugin, &answer)));
-        match outcome {
-            Ok(updates) => {
-                apply_updates(conn, &response.contact_id, &updates, now)?;
-                applied = json!({
-                    "attributes": updates.attributes,
-                    "tags": updates.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
-                });
-            }
-            Err(fault) => tracing::error!(survey = %survey.id, error = %fault, "survey updates refused"),
+    match completion {
+        Some(Ok(updates)) => {
+            apply_updates(conn, &response.contact_id, &updates, now)?;
+            applied = updates.as_json();
+            response.outcome = Some(APPLIED.to_owned());
+            response.updates = Some(applied.to_string());
         }
+        Some(Err(fault)) => {
+            tracing::warn!(survey = %survey.id, error = %fault, "survey updates refused");
+            response.outcome = Some(REFUSED.to_owned());
+            response.error = Some(fault);
+        }
+        None => {}
     }
     response.status = COMPLETED.to_owned();
     response.completed_at = Some(now);
@@ -406,17 +527,16 @@ fn complete(
     webhooks::emit(
         conn,
         EventType::SurveyCompleted,
-        json!({"survey_id": survey.id.to_string(), "contact_id": response.contact_id, "answers": answers, "updates": applied}),
+        json!({
+            "survey_id": survey.id.to_string(),
+            "contact_id": response.contact_id,
+            "answers": answers,
+            "updates": applied,
+            "outcome": response.outcome,
+            "error": response.error,
+        }),
     )?;
-    Ok(SurveyState {
-        survey_id: survey.id,
-        title: survey.definition.title.clone(),
-        intro: survey.definition.intro.clone(),
-        answers,
-        question: None,
-        completed: true,
-        total_questions: survey.definition.questions.len(),
-    })
+    Ok(state_with(survey, answers, None, true))
 }
 
 fn apply_updates(
@@ -440,6 +560,44 @@ fn apply_updates(
         webhooks::emit_contact(conn, EventType::ContactUpdated, contact_id)?;
     }
     Ok(())
+}
+
+/// A response as admins see it: the answers, and what its completion came to.
+#[derive(Debug, Clone)]
+pub struct ResponseView {
+    pub id: String,
+    pub contact_id: String,
+    pub status: String,
+    pub answers: Value,
+    /// `applied` or `refused`; `None` until completed, or without a plugin.
+    pub outcome: Option<String>,
+    pub updates: Option<Value>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A survey's responses, a page at a time, oldest first.
+pub async fn list_responses(db: &Db, id: SurveyId, page: PageRequest) -> Result<Page<ResponseView>> {
+    db.read(move |conn| {
+        repo::find_survey(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let rows = repo::list_survey_responses(conn, &id.to_string(), page.after.as_deref(), page.fetch_limit())?
+            .into_iter()
+            .map(|row| ResponseView {
+                answers: serde_json::from_str(&row.answers).unwrap_or(Value::Null),
+                updates: row.updates.as_deref().and_then(|u| serde_json::from_str(u).ok()),
+                id: row.id,
+                contact_id: row.contact_id,
+                status: row.status,
+                outcome: row.outcome,
+                error: row.error,
+                created_at: utc(row.created_at),
+                completed_at: row.completed_at.map(utc),
+            })
+            .collect();
+        Ok(page.page(rows, |r: &ResponseView| r.id.clone()))
+    })
+    .await
 }
 
 /// A contact's answers, for the data export.

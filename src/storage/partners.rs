@@ -50,6 +50,8 @@ pub struct LeadRow {
     pub payload: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// A `queued` lead: until when the one running its `share` hook holds it.
+    pub lease_until: Option<NaiveDateTime>,
 }
 
 pub fn insert_partner(conn: &mut DbConnection, row: &PartnerRow) -> QueryResult<usize> {
@@ -154,12 +156,12 @@ pub fn list_contact_leads(conn: &mut DbConnection, contact_id: &str, direction: 
         .load(conn)
 }
 
-/// A partner's leads in one direction, a page at a time.
+/// A partner's leads in one direction, a page at a time, but those in `except_statuses`.
 pub fn list_partner_leads(
     conn: &mut DbConnection,
     partner_id: &str,
     direction: &str,
-    except_status: Option<&str>,
+    except_statuses: &[&str],
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<LeadRow>> {
@@ -168,8 +170,8 @@ pub fn list_partner_leads(
         .filter(partner_leads::direction.eq(direction))
         .select(LeadRow::as_select())
         .into_boxed();
-    if let Some(status) = except_status {
-        query = query.filter(partner_leads::status.ne(status.to_owned()));
+    if !except_statuses.is_empty() {
+        query = query.filter(partner_leads::status.ne_all(except_statuses.to_vec()));
     }
     if let Some(after) = after {
         query = query.filter(partner_leads::id.gt(after.to_owned()));
@@ -182,4 +184,46 @@ pub fn redact_contact(conn: &mut DbConnection, contact_id: &str) -> QueryResult<
     diesel::update(partner_leads::table.filter(partner_leads::contact_id.eq(contact_id)))
         .set((partner_leads::contact_id.eq(None::<String>), partner_leads::payload.eq("{}")))
         .execute(conn)
+}
+
+pub fn find_lead_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<LeadRow>> {
+    partner_leads::table.find(id).select(LeadRow::as_select()).first(conn).optional()
+}
+
+/// Queued leads whose lease ran out (or was never taken): a request that queued them
+/// ended before it shared them.
+pub fn list_queued_due(
+    conn: &mut DbConnection,
+    status: &str,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    partner_leads::table
+        .filter(partner_leads::status.eq(status))
+        .filter(partner_leads::lease_until.is_null().or(partner_leads::lease_until.lt(now)))
+        .order(partner_leads::id.asc())
+        .select(partner_leads::id)
+        .limit(limit)
+        .load(conn)
+}
+
+/// Takes a queued lead until `until`, if it is still queued and nobody holds it at `now`;
+/// answers whether it was taken. On PostgreSQL the condition is checked again under the
+/// row lock, so two instances never both take it.
+pub fn lease_queued(
+    conn: &mut DbConnection,
+    id: &str,
+    status: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let taken = diesel::update(
+        partner_leads::table
+            .find(id)
+            .filter(partner_leads::status.eq(status))
+            .filter(partner_leads::lease_until.is_null().or(partner_leads::lease_until.lt(now))),
+    )
+    .set(partner_leads::lease_until.eq(until))
+    .execute(conn)?;
+    Ok(taken == 1)
 }

@@ -390,6 +390,7 @@ diesel::table! {
         payload -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
     }
 }
 
@@ -458,6 +459,9 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        updates -> Nullable<Text>,
+        error -> Nullable<Text>,
     }
 }
 

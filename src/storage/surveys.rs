@@ -32,6 +32,13 @@ pub struct ResponseRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub completed_at: Option<NaiveDateTime>,
+    /// Once completed with a plugin: `applied` or `refused` (what `on_complete` answered
+    /// did not pass the checks).
+    pub outcome: Option<String>,
+    /// JSON: the attribute and tag updates applied.
+    pub updates: Option<String>,
+    /// Why the updates were refused.
+    pub error: Option<String>,
 }
 
 pub fn insert_survey(conn: &mut DbConnection, row: &SurveyRow) -> QueryResult<usize> {
@@ -95,4 +102,21 @@ pub fn list_contact_responses(conn: &mut DbConnection, contact_id: &str) -> Quer
 
 pub fn delete_contact_responses(conn: &mut DbConnection, contact_id: &str) -> QueryResult<usize> {
     diesel::delete(survey_responses::table.filter(survey_responses::contact_id.eq(contact_id))).execute(conn)
+}
+
+/// A survey's responses, a page at a time, oldest first.
+pub fn list_survey_responses(
+    conn: &mut DbConnection,
+    survey_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<ResponseRow>> {
+    let mut query = survey_responses::table
+        .filter(survey_responses::survey_id.eq(survey_id))
+        .select(ResponseRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(survey_responses::id.gt(after.to_owned()));
+    }
+    query.order(survey_responses::id.asc()).limit(limit).load(conn)
 }

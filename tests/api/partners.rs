@@ -54,6 +54,22 @@ fn lead(lead_id: &str, email: &str) -> Value {
     })
 }
 
+/// The statuses of the leads a partner sent, as admins see them, oldest first.
+async fn inbound_statuses(app: &TestApp, partner: &Value) -> Vec<String> {
+    let path = format!("/api/v1/partners/{}/leads?direction=inbound", partner["id"].as_str().unwrap());
+    let (status, leads) = app.send(app.get(&path)).await;
+    assert_eq!(status, StatusCode::OK, "{leads}");
+    leads["items"].as_array().unwrap().iter().map(|l| l["status"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The outbound leads of a partner, as admins see them, oldest first.
+async fn outbound_leads(app: &TestApp, partner: &Value) -> Vec<Value> {
+    let path = format!("/api/v1/partners/{}/leads", partner["id"].as_str().unwrap());
+    let (status, leads) = app.send(app.get(&path)).await;
+    assert_eq!(status, StatusCode::OK, "{leads}");
+    leads["items"].as_array().unwrap().clone()
+}
+
 #[tokio::test]
 async fn a_partner_reaches_only_its_own_leads_and_only_the_partner_api() {
     let app = spawn_app().await;
@@ -143,7 +159,8 @@ async fn a_reconfirmed_lead_counts_only_once_the_person_confirms_and_twice_sent_
     };
     let (status, first) = send(lead("acme-1", "ada@example.org")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    assert_eq!(first["status"], "pending_confirmation");
+    assert_eq!(first["status"], "received", "the partner learns only that the lead arrived");
+    assert_eq!(inbound_statuses(&app, &acme).await, ["pending_confirmation"]);
     let (status, again) = send(lead("acme-1", "ada@example.org")).await;
     assert_eq!(status, StatusCode::OK, "the same lead again changes nothing: {again}");
     assert_eq!(again["id"], first["id"]);
@@ -186,7 +203,8 @@ async fn a_reconfirmed_lead_counts_only_once_the_person_confirms_and_twice_sent_
             &format!("/partner/v1/leads/{}", first["id"].as_str().unwrap()),
         ))
         .await;
-    assert_eq!(lead["status"], "accepted");
+    assert_eq!(lead["status"], "received", "nor whether the person confirmed");
+    assert_eq!(inbound_statuses(&app, &acme).await, ["accepted"]);
     let (_, report) = app.send(app.get("/api/v1/consent/verify")).await;
     assert_eq!(report["valid"], true);
 }
@@ -208,7 +226,8 @@ async fn a_lead_is_checked_field_by_field_and_a_suppressed_address_stays_suppres
 
     // Accepted at once on the partner basis.
     let (status, accepted) = post(lead("acme-7", "grace@example.org")).await;
-    assert_eq!((status, accepted["status"].as_str()), (StatusCode::CREATED, Some("accepted")));
+    assert_eq!((status, accepted["status"].as_str()), (StatusCode::CREATED, Some("received")));
+    assert_eq!(inbound_statuses(&app, &acme).await, ["accepted"]);
     assert_eq!(app.contact_by_email("grace@example.org").await.unwrap()["lists"], json!([list]));
 
     // Someone who left everything is not brought back by a partner.
@@ -218,7 +237,8 @@ async fn a_lead_is_checked_field_by_field_and_a_suppressed_address_stays_suppres
     let response = app.client.post(links["unsubscribe_url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (status, declined) = post(lead("acme-8", "LEFT@example.org")).await;
-    assert_eq!((status, declined["status"].as_str()), (StatusCode::CREATED, Some("declined")), "{declined}");
+    assert_eq!((status, declined["status"].as_str()), (StatusCode::CREATED, Some("received")), "{declined}");
+    assert_eq!(inbound_statuses(&app, &acme).await, ["accepted", "declined"]);
     let contact = app.contact_by_email("left@example.org").await.unwrap();
     assert_eq!(contact["status"], "unsubscribed");
     assert_eq!(contact["lists"], json!([]));
@@ -270,9 +290,11 @@ async fn unsubscribing_relays_lead_withdrawn_to_the_partner_that_received_the_le
     let withdrawn = received[1].json();
     assert_eq!(withdrawn["type"], "lead.withdrawn");
     assert_eq!(withdrawn["data"]["lead_id"], lead_id);
+    assert_eq!(withdrawn["data"]["reason"], "unsubscribed", "the documented reason, not consent_withdrawn");
     assert!(received[1].signature_verifies(acme["webhook_secret"].as_str().unwrap()));
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert!(globex_hook.requests().is_empty(), "the partner not chosen hears nothing");
+    assert_eq!(acme_hook.requests().len(), 2, "the partner hears it once");
 
     // The pull API tells the same story.
     let key = partner_key(&app, &acme).await;
@@ -357,4 +379,293 @@ async fn erasure_tells_the_partner_without_repeating_the_address_and_withdrawing
     // What is kept about the deliveries no longer holds the address either.
     let (_, deliveries) = app.send(app.get("/api/v1/deliveries")).await;
     assert!(!deliveries.to_string().contains("al@example.org"), "{deliveries}");
+}
+
+#[tokio::test]
+async fn a_partner_receives_the_list_of_partners_the_person_was_shown_beside_it() {
+    let app = spawn_app_with(|s| s.webhook_backoff_ms = 50).await;
+    let acme_hook = Receiver::start(0);
+    let acme = create_partner(&app, "Acme", json!({"webhook_url": acme_hook.url})).await;
+    let globex = create_partner(&app, "Globex", json!({})).await;
+    let (acme_id, globex_id) = (acme["id"].as_str().unwrap(), globex["id"].as_str().unwrap());
+    let (_, list) = app.form_on_new_list("shown", "single", json!({"partners": [acme_id, globex_id]})).await;
+    app.submit_form("shown", &[("email", "ines@example.org"), ("consent", &list), ("partner", acme_id)]).await;
+
+    let shared = acme_hook.wait_for_accepted(1).await;
+    let consent = &shared[0].json()["data"]["lead"]["consent"];
+    let shown = consent["partners_shown"].as_array().unwrap_or_else(|| panic!("no partners_shown: {consent}"));
+    let names: Vec<(&str, &str)> =
+        shown.iter().map(|p| (p["name"].as_str().unwrap(), p["legal_name"].as_str().unwrap())).collect();
+    assert_eq!(names, [("Acme", "Acme SAS"), ("Globex", "Globex SAS")]);
+    assert_eq!(shown[1]["privacy_policy_url"], "https://globex.example/privacy");
+    // The same in the pull API.
+    let key = partner_key(&app, &acme).await;
+    let (_, leads) = app.send(as_partner(&app, &key, reqwest::Method::GET, "/partner/v1/leads")).await;
+    assert_eq!(&leads["items"][0]["payload"]["consent"]["partners_shown"], &Value::Array(shown.clone()));
+
+    // A partner's own `share` hook gets it in `lead.consent` too.
+    let source = r#"fn share(lead, partner) { #{ email: lead.email, shown: lead.consent.partners_shown.len() } }"#;
+    let (status, plugin) =
+        app.send(app.post("/api/v1/plugins", &json!({"name": "count-shown", "source": source}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let initech = create_partner(&app, "Initech", json!({"plugin": "count-shown"})).await;
+    let initech_id = initech["id"].as_str().unwrap();
+    let (_, list) =
+        app.form_on_new_list("three", "single", json!({"partners": [acme_id, globex_id, initech_id]})).await;
+    app.submit_form("three", &[("email", "joe@example.org"), ("consent", &list), ("partner", initech_id)]).await;
+    let leads = outbound_leads(&app, &initech).await;
+    assert_eq!(leads[0]["payload"], json!({"email": "joe@example.org", "shown": 3}));
+}
+
+#[tokio::test]
+async fn leaving_everything_in_the_preference_centre_tells_each_partner_unsubscribed_once() {
+    let app = spawn_app_with(|s| s.webhook_backoff_ms = 50).await;
+    let (acme_hook, globex_hook) = (Receiver::start(0), Receiver::start(0));
+    let acme = create_partner(&app, "Acme", json!({"webhook_url": acme_hook.url})).await;
+    let globex = create_partner(&app, "Globex", json!({"webhook_url": globex_hook.url})).await;
+    let (acme_id, globex_id) = (acme["id"].as_str().unwrap(), globex["id"].as_str().unwrap());
+    let (_, list) = app.form_on_new_list("leave", "single", json!({"partners": [acme_id, globex_id]})).await;
+    app.submit_form(
+        "leave",
+        &[("email", "kai@example.org"), ("consent", &list), ("partner", acme_id), ("partner", globex_id)],
+    )
+    .await;
+    acme_hook.wait_for_accepted(1).await;
+    globex_hook.wait_for_accepted(1).await;
+    let contact = app.contact_by_email("kai@example.org").await.unwrap();
+    let id = contact["id"].as_str().unwrap();
+    let (_, links) = app.send(app.get(&format!("/api/v1/contacts/{id}/links"))).await;
+    let response = app
+        .client
+        .post(links["preferences_url"].as_str().unwrap())
+        .form(&[("action", "leave_all")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    for hook in [&acme_hook, &globex_hook] {
+        let received = hook.wait_for_accepted(2).await;
+        let told = received[1].json();
+        assert_eq!(
+            (told["type"].as_str(), told["data"]["reason"].as_str()),
+            (Some("lead.withdrawn"), Some("unsubscribed"))
+        );
+    }
+    // Erasing the person afterwards tells them nothing more: they were told already.
+    let (status, _) = app.send(app.delete(&format!("/api/v1/contacts/{id}"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!((acme_hook.requests().len(), globex_hook.requests().len()), (2, 2), "each partner is told once");
+}
+
+#[tokio::test]
+async fn a_leads_evidence_is_validated_and_each_faulty_field_named() {
+    let app = spawn_app().await;
+    let list = app.create_list("Partner leads").await;
+    let acme = create_partner(&app, "Acme", json!({"inbound_policy": "accept", "inbound_lists": [list]})).await;
+    let key = partner_key(&app, &acme).await;
+    let post = |body: Value| app.send(as_partner(&app, &key, reqwest::Method::POST, "/partner/v1/leads").json(&body));
+
+    let mut bad = lead("acme-20", "eve@example.org");
+    bad["consent"]["ip"] = json!("999.1.1.1");
+    bad["consent"]["collected_at"] = json!((chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339());
+    bad["consent"]["source_url"] = json!("/contest");
+    bad["consent"]["user_agent"] = json!("Mozilla\r\nX-Injected: 1");
+    let (status, problem) = post(bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        fields_at_fault(&problem),
+        ["consent.collected_at", "consent.ip", "consent.user_agent", "consent.source_url"]
+    );
+    assert!(problem.to_string().contains("must not be in the future"), "{problem}");
+    assert!(app.contact_by_email("eve@example.org").await.is_none(), "nothing is recorded");
+
+    for (field, value) in
+        [("ip", "1.2.3"), ("source_url", "javascript:alert(1)"), ("source_url", "ftp://acme.example/")]
+    {
+        let mut bad = lead("acme-21", "eve@example.org");
+        bad["consent"][field] = json!(value);
+        let (status, problem) = post(bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}: {problem}");
+        assert_eq!(fields_at_fault(&problem), [format!("consent.{field}")]);
+    }
+
+    // An IPv6 address is evidence too, kept in its canonical form.
+    let mut good = lead("acme-22", "eve@example.org");
+    good["consent"]["ip"] = json!("2001:DB8:0::7");
+    let (status, _) = post(good).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let contact = app.contact_by_email("eve@example.org").await.unwrap();
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    assert_eq!(consents["events"][0]["ip"], "2001:db8::7");
+}
+
+#[tokio::test]
+async fn a_partner_gets_the_same_answer_for_a_new_a_subscribed_and_a_suppressed_address() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("direct", "single", json!({})).await;
+    let acme = create_partner(&app, "Acme", json!({"inbound_policy": "reconfirm", "inbound_lists": [list]})).await;
+    let key = partner_key(&app, &acme).await;
+    let post = |body: Value| app.send(as_partner(&app, &key, reqwest::Method::POST, "/partner/v1/leads").json(&body));
+    // Already subscribed to the list (through a form), and gone (unsubscribed from everything).
+    app.submit_form("direct", &[("email", "sub@example.org"), ("consent", &list)]).await;
+    assert_eq!(app.contact_by_email("sub@example.org").await.unwrap()["lists"], json!([list]));
+    let gone = app.create_contact(json!({"email": "gone@example.org"})).await;
+    let (_, links) = app.send(app.get(&format!("/api/v1/contacts/{}/links", gone["id"].as_str().unwrap()))).await;
+    app.client.post(links["unsubscribe_url"].as_str().unwrap()).send().await.unwrap();
+
+    let mut answers = Vec::new();
+    for (i, email) in ["new@example.org", "sub@example.org", "gone@example.org"].into_iter().enumerate() {
+        let (status, body) = post(lead(&format!("probe-{i}"), email)).await;
+        let path = format!("/partner/v1/leads/{}", body["id"].as_str().unwrap());
+        let (_, later) = app.send(as_partner(&app, &key, reqwest::Method::GET, &path)).await;
+        answers.push((status, body, later));
+    }
+    // What tells one answer from another is only what the partner sent itself.
+    let strip = |mut body: Value| {
+        for field in ["id", "partner_lead_id", "created_at", "updated_at"] {
+            body.as_object_mut().unwrap().remove(field);
+        }
+        body["payload"].as_object_mut().unwrap().remove("partner_lead_id");
+        body
+    };
+    for (status, body, later) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "received");
+        assert_eq!(strip(body.clone()), strip(answers[0].1.clone()));
+        assert_eq!(strip(later.clone()), strip(answers[0].1.clone()));
+        assert_eq!(later["updated_at"], later["created_at"]);
+    }
+    // The admin sees what really became of each.
+    assert_eq!(inbound_statuses(&app, &acme).await, ["pending_confirmation", "accepted", "declined"]);
+    assert_eq!(app.mail.wait_for("new@example.org", 1).await.len(), 1);
+}
+
+/// A `share` hook that runs until the script deadline stops it.
+const ENDLESS_SHARE: &str = "fn share(lead, partner) { let n = 0; loop { n += 1; } }";
+
+#[tokio::test]
+async fn a_slow_share_hook_holds_up_no_other_write_and_the_admin_sees_why_the_lead_was_withheld() {
+    let app = spawn_app_with(|s| {
+        s.script_deadline_ms = 1500;
+        s.script_max_operations = u64::MAX;
+    })
+    .await;
+    let (status, plugin) =
+        app.send(app.post("/api/v1/plugins", &json!({"name": "endless", "source": ENDLESS_SHARE}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let acme = create_partner(&app, "Acme", json!({"plugin": "endless"})).await;
+    let acme_id = acme["id"].as_str().unwrap().to_owned();
+    let (_, list) = app.form_on_new_list("slow", "single", json!({"partners": [acme_id]})).await;
+
+    let (client, url) = (app.client.clone(), app.url("/f/slow"));
+    let clock = std::time::Instant::now();
+    let signup = tokio::spawn(async move {
+        let fields = [("email", "lea@example.org"), ("consent", list.as_str()), ("partner", acme_id.as_str())];
+        let response = client.post(url).form(&fields).send().await.unwrap();
+        (response.status(), clock.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let other = std::time::Instant::now();
+    app.create_list("Written while the hook runs").await;
+    let (other_took, other_done) = (other.elapsed(), clock.elapsed());
+    let (status, signup_took) = signup.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "the signup stands");
+    assert!(signup_took >= std::time::Duration::from_millis(1400), "the hook ran to its deadline: {signup_took:?}");
+    assert!(other_done < signup_took, "the other write ended while the hook ran");
+    assert!(other_took < std::time::Duration::from_millis(700), "the other write waited {other_took:?}");
+
+    let leads = outbound_leads(&app, &acme).await;
+    assert_eq!(leads.len(), 1, "{leads:?}");
+    assert_eq!(leads[0]["status"], "withheld");
+    assert!(leads[0]["payload"]["reason"].as_str().unwrap().contains("took longer"), "{leads:?}");
+    let key = partner_key(&app, &acme).await;
+    let (_, theirs) = app.send(as_partner(&app, &key, reqwest::Method::GET, "/partner/v1/leads")).await;
+    assert_eq!(theirs["items"], json!([]), "the partner sees nothing of it");
+}
+
+#[tokio::test]
+async fn a_slow_accept_lead_hook_holds_up_no_other_write() {
+    let app = spawn_app_with(|s| {
+        s.script_deadline_ms = 1500;
+        s.script_max_operations = u64::MAX;
+    })
+    .await;
+    let source = "fn accept_lead(lead, partner) { let n = 0; loop { n += 1; } }";
+    let (status, plugin) = app.send(app.post("/api/v1/plugins", &json!({"name": "endless", "source": source}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let acme = create_partner(&app, "Acme", json!({"plugin": "endless"})).await;
+    let key = partner_key(&app, &acme).await;
+
+    let request =
+        as_partner(&app, &key, reqwest::Method::POST, "/partner/v1/leads").json(&lead("slow-1", "ola@example.org"));
+    let clock = std::time::Instant::now();
+    let sent = tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        (response.status(), clock.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let other = std::time::Instant::now();
+    app.create_list("Written while the hook runs").await;
+    let (other_took, other_done) = (other.elapsed(), clock.elapsed());
+    let (status, sent_took) = sent.await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "the script was stopped");
+    assert!(other_done < sent_took, "the other write ended while the hook ran ({other_done:?}, {sent_took:?})");
+    assert!(other_took < std::time::Duration::from_millis(700), "the other write waited {other_took:?}");
+    assert!(app.contact_by_email("ola@example.org").await.is_none());
+}
+
+#[tokio::test]
+async fn a_lead_left_queued_by_a_crash_is_shared_by_the_worker_and_only_once() {
+    use consento::storage::schema::partner_leads;
+    use diesel::prelude::*;
+
+    let app = spawn_app_with(|s| s.webhook_backoff_ms = 50).await;
+    let hook = Receiver::start(0);
+    // At first the partner's hook withholds every lead.
+    let (status, plugin) = app
+        .send(app.post("/api/v1/plugins", &json!({"name": "gate", "source": "fn share(lead, partner) { () }"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let acme = create_partner(&app, "Acme", json!({"webhook_url": hook.url, "plugin": "gate"})).await;
+    let acme_id = acme["id"].as_str().unwrap().to_owned();
+    let (_, list) = app.form_on_new_list("crash", "single", json!({"partners": [acme_id]})).await;
+    app.submit_form("crash", &[("email", "max@example.org"), ("consent", &list), ("partner", &acme_id)]).await;
+    assert_eq!(outbound_leads(&app, &acme).await[0]["status"], "withheld");
+    let source = json!({"source": "fn share(lead, partner) { #{ email: lead.email } }"});
+    let (status, _) = app.send(app.admin(app.client.put(app.url("/api/v1/plugins/gate"))).json(&source)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A confirming transaction queued the lead and committed; the request then died
+    // before running the hook. Its lease is over.
+    let contact_id = app.contact_by_email("max@example.org").await.unwrap()["id"].as_str().unwrap().to_owned();
+    let partner_id = acme_id.clone();
+    let claim = app
+        .state
+        .db
+        .write(move |conn| {
+            let claim = consento::services::partners::queue_share_in(conn, &contact_id, &partner_id)?;
+            let past = consento::storage::now() - chrono::TimeDelta::minutes(5);
+            diesel::update(partner_leads::table.filter(partner_leads::status.eq("queued")))
+                .set(partner_leads::lease_until.eq(Some(past)))
+                .execute(conn)?;
+            Ok(claim)
+        })
+        .await
+        .unwrap()
+        .expect("a lead is queued");
+    let key = partner_key(&app, &acme).await;
+    let received = hook.wait_for_accepted(1).await;
+    assert_eq!(received[0].json()["type"], "lead.shared");
+    assert_eq!(received[0].json()["data"]["lead"], json!({"email": "max@example.org"}));
+
+    // The request that held the lead comes back late: it records nothing.
+    consento::services::partners::share_claimed(&app.state.db, &app.state.scripts, vec![claim]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(hook.requests().len(), 1, "shared once");
+    let statuses: Vec<Value> = outbound_leads(&app, &acme).await.iter().map(|l| l["status"].clone()).collect();
+    assert_eq!(statuses, [json!("withheld"), json!("shared")]);
+    let (_, theirs) = app.send(as_partner(&app, &key, reqwest::Method::GET, "/partner/v1/leads")).await;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 1, "{theirs}");
 }

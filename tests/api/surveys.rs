@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, fields_at_fault, spawn_app};
+use crate::helpers::{TestApp, fields_at_fault, spawn_app, spawn_app_with};
 
 /// Branches: dog owners are asked the size of their dog; everyone the frequency.
 pub const BRANCHING: &str = r#"
@@ -132,4 +132,111 @@ async fn surveys_are_validated_and_a_forged_link_is_not_found() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let (status, problem) = get_json(&app, &app.url("/s/forged.token")).await;
     assert_eq!((status, problem["status"].as_i64()), (StatusCode::NOT_FOUND, Some(404)));
+}
+
+/// A plugin with `source` and a one-question survey that uses it; a person signed up and
+/// handed its link. Answers the survey's id and the link.
+async fn one_question_survey(app: &TestApp, plugin: &str, source: &str) -> (String, String) {
+    let (status, body) = app.send(app.post("/api/v1/plugins", &json!({"name": plugin, "source": source}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let body = json!({
+        "name": "Colour", "title": "One question", "plugin": plugin,
+        "questions": [{"id": "colour", "text": "Your favourite colour?", "type": "text", "required": true}],
+    });
+    let (status, survey) = app.send(app.post("/api/v1/surveys", &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{survey}");
+    let survey = survey["id"].as_str().unwrap().to_owned();
+    let (_, list) = app.form_on_new_list(plugin, "single", json!({"survey_id": survey})).await;
+    let signup: Value = app
+        .client
+        .post(app.url(&format!("/f/{plugin}")))
+        .json(&json!({"email": format!("{plugin}@example.org"), "consents": [list]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (survey, signup["survey_url"].as_str().unwrap().to_owned())
+}
+
+async fn responses_of(app: &TestApp, survey: &str) -> Vec<Value> {
+    let (status, page) = app.send(app.get(&format!("/api/v1/surveys/{survey}/responses"))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_refused_completion_is_shown_to_the_admin_and_a_dry_run_refuses_it_alike() {
+    let app = spawn_app().await;
+    let refused = r#"fn on_complete(contact, answers) { #{ attributes: #{ colour: #{ name: answers.colour } }, tags: ["painter"] } }"#;
+    let (survey, url) = one_question_survey(&app, "refused", refused).await;
+
+    // The dry run refuses what the completion will refuse, with the same reason.
+    let dry =
+        json!({"plugin": "refused", "hook": "on_complete", "args": [{"email": "x@example.org"}, {"colour": "blue"}]});
+    let (status, problem) = app.send(app.post("/api/v1/plugins/dry-run", &dry)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(fields_at_fault(&problem), ["result"]);
+    let reason = problem["errors"][0]["message"].as_str().unwrap().to_owned();
+    assert!(reason.contains("attribute colour"), "{reason}");
+
+    let (status, state) = answer(&app, &url, "colour", json!("blue")).await;
+    assert_eq!((status, state["completed"].as_bool()), (StatusCode::OK, Some(true)), "the person is done: {state}");
+    let contact = app.contact_by_email("refused@example.org").await.unwrap();
+    assert_eq!((contact["attributes"].clone(), contact["tags"].clone()), (json!({}), json!([])), "nothing applied");
+    let responses = responses_of(&app, &survey).await;
+    assert_eq!(responses.len(), 1);
+    assert_eq!(
+        (responses[0]["status"].as_str(), responses[0]["outcome"].as_str(), responses[0]["error"].as_str()),
+        (Some("completed"), Some("refused"), Some(reason.as_str()))
+    );
+    assert_eq!(responses[0]["answers"], json!({"colour": "blue"}));
+    assert_eq!(responses[0]["contact_id"], contact["id"]);
+
+    // What passes the checks passes both, and the response says what was applied.
+    let accepted =
+        r#"fn on_complete(contact, answers) { #{ attributes: #{ colour: answers.colour }, tags: ["painter"] } }"#;
+    let (survey, url) = one_question_survey(&app, "accepted", accepted).await;
+    let dry =
+        json!({"plugin": "accepted", "hook": "on_complete", "args": [{"email": "x@example.org"}, {"colour": "red"}]});
+    let (status, run) = app.send(app.post("/api/v1/plugins/dry-run", &dry)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    answer(&app, &url, "colour", json!("red")).await;
+    let responses = responses_of(&app, &survey).await;
+    assert_eq!(responses[0]["outcome"], "applied");
+    assert_eq!(responses[0]["updates"], json!({"attributes": {"colour": "red"}, "tags": ["painter"]}));
+    assert_eq!(responses[0]["error"], Value::Null);
+    assert_eq!(app.contact_by_email("accepted@example.org").await.unwrap()["tags"], json!(["painter"]));
+}
+
+#[tokio::test]
+async fn a_slow_survey_hook_holds_up_no_other_write_and_its_refusal_is_recorded() {
+    let app = spawn_app_with(|s| {
+        s.script_deadline_ms = 1500;
+        s.script_max_operations = u64::MAX;
+    })
+    .await;
+    let endless = "fn on_complete(contact, answers) { let n = 0; loop { n += 1; } }";
+    let (survey, url) = one_question_survey(&app, "endless", endless).await;
+
+    let client = app.client.clone();
+    let clock = std::time::Instant::now();
+    let answering = tokio::spawn(async move {
+        let response =
+            client.post(url).json(&json!({"question_id": "colour", "answer": "green"})).send().await.unwrap();
+        (response.status(), clock.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let other = std::time::Instant::now();
+    app.create_list("Written while the hook runs").await;
+    let (other_took, other_done) = (other.elapsed(), clock.elapsed());
+    let (status, answer_took) = answering.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(answer_took >= std::time::Duration::from_millis(1400), "the hook ran to its deadline: {answer_took:?}");
+    assert!(other_done < answer_took, "the other write ended while the hook ran");
+    assert!(other_took < std::time::Duration::from_millis(700), "the other write waited {other_took:?}");
+    let responses = responses_of(&app, &survey).await;
+    assert_eq!(responses[0]["outcome"], "refused");
+    assert!(responses[0]["error"].as_str().unwrap().contains("took longer"), "{responses:?}");
 }
