@@ -135,6 +135,8 @@ pub struct Settings {
     pub webhook_timeout_seconds: u64,
     /// How long a survey link works, in days.
     pub survey_link_days: u32,
+    /// How long a preference-centre link works, in days (each mail carries a fresh one).
+    pub preference_link_days: u32,
 }
 
 /// The DKIM signing algorithm.
@@ -192,6 +194,7 @@ impl Default for Settings {
             webhook_backoff_ms: 30_000,
             webhook_timeout_seconds: 10,
             survey_link_days: 30,
+            preference_link_days: crate::services::keys::DEFAULT_PREFERENCE_LINK_DAYS,
         }
     }
 }
@@ -242,6 +245,7 @@ const KEYS: &[&str] = &[
     "webhook_backoff_ms",
     "webhook_timeout_seconds",
     "survey_link_days",
+    "preference_link_days",
 ];
 
 impl Settings {

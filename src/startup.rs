@@ -47,7 +47,7 @@ impl Application {
         }
         let db = open_database(&settings).await?;
         let tokens = Tokens::load(&db, Duration::from_secs(settings.token_ttl_seconds)).await?;
-        let keys = Keys::load(&db).await?;
+        let keys = Keys::load(&db).await?.with_preference_link_days(settings.preference_link_days);
         bootstrap_admin(&db, &settings).await?;
         let plugins = Arc::new(PluginHost::new(&settings.plugins_dir, settings.script_limits()));
         let folder_plugins = Arc::new(FolderPlugins::load(&settings.plugins_dir, &plugins)?);

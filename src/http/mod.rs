@@ -19,6 +19,7 @@ pub mod plugins;
 pub mod problem;
 pub mod public;
 pub mod segments;
+pub mod suppressions;
 pub mod surveys;
 pub mod users;
 pub mod webhooks;
@@ -210,6 +211,8 @@ where
         .service(public::unsubscribe)
         .service(public::show_preferences)
         .service(public::update_preferences)
+        .service(public::show_data_request)
+        .service(public::carry_out_data_request)
         .service(surveys::show_survey)
         .service(surveys::answer_survey)
         .service(bounces::track)
@@ -250,7 +253,12 @@ where
                 .service(consent::withdraw_consent)
                 .service(consent::export_contact)
                 .service(consent::contact_links)
+                .service(consent::revoke_links)
+                .service(consent::start_confirmation)
                 .service(consent::verify_ledger)
+                .service(suppressions::list_suppressions)
+                .service(suppressions::add_suppression)
+                .service(suppressions::import_suppressions)
                 .service(plugins::validate_plugin)
                 .service(plugins::dry_run)
                 .service(plugins::create_plugin)
