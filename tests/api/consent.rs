@@ -570,3 +570,51 @@ async fn the_api_starts_a_double_opt_in_that_only_the_persons_click_completes() 
     let (_, again) = app.send(app.post(&path, &json!({"purposes": [format!("list:{list}")]}))).await;
     assert_eq!((again["pending"].clone(), again["already_active"].clone()), (json!([]), json!([format!("list:{list}")])));
 }
+
+#[tokio::test]
+async fn the_persons_export_holds_the_campaigns_they_received_what_was_recorded_and_the_partners_told() {
+    let app = spawn_app().await;
+    let acme = crate::partners::create_partner(&app, "Acme", json!({})).await;
+    let acme_id = acme["id"].as_str().unwrap();
+    let (_, list) = app.form_on_new_list("coreg-export", "single", json!({"partners": [acme_id]})).await;
+    let response =
+        app.submit_form("coreg-export", &[("email", "reader@example.org"), ("consent", &list), ("partner", acme_id)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = app.contact_by_email("reader@example.org").await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.confirmed_double_opt_in(&id, &list).await;
+
+    let html = "<html><body><p>Hello</p><a href=\"{{ unsubscribe_url }}\">Leave</a></body></html>";
+    let (_, campaign) = app
+        .send(app.post(
+            "/api/v1/campaigns",
+            &json!({"name": "Winter sale", "subject": "Our winter sale", "text_body": "B", "html_body": html,
+                    "lists": [list], "tracking": {"opens": true, "clicks": false, "individual": true}}),
+        ))
+        .await;
+    let campaign_id = campaign["id"].as_str().unwrap();
+    app.send(app.post(&format!("/api/v1/campaigns/{campaign_id}/send"), &json!({}))).await;
+    let mail = &app.mail.wait_for("reader@example.org", 1).await[0];
+    let raw = mail.raw.replace("=\r\n", "").replace("=3D", "=");
+    let open = raw.split('"').find(|part| part.starts_with(&app.url("/t/"))).expect("an open pixel").to_owned();
+    assert_eq!(app.client.get(&open).send().await.unwrap().status(), StatusCode::OK);
+
+    let (_, export) = app.send(app.get(&format!("/api/v1/contacts/{id}/export"))).await;
+    let received = &export["campaigns"];
+    assert_eq!(received.as_array().unwrap().len(), 1, "{export}");
+    assert_eq!(
+        (received[0]["campaign_id"].as_str(), received[0]["name"].as_str(), received[0]["subject"].as_str()),
+        (Some(campaign_id), Some("Winter sale"), Some("Our winter sale"))
+    );
+    assert!(received[0]["sent_at"].is_string() && received[0]["opened_at"].is_string(), "{received}");
+    assert!(received[0]["clicked_at"].is_null());
+    let leads = export["partner_leads"].as_array().unwrap();
+    assert_eq!(leads.len(), 1, "{export}");
+    assert_eq!((leads[0]["partner_name"].as_str(), leads[0]["direction"].as_str()), (Some("Acme"), Some("outbound")));
+    assert!(leads[0]["payload"].to_string().contains("reader@example.org"), "what Acme received: {}", leads[0]);
+    assert_eq!(export["delivery_events"], json!([]));
+
+    // After erasure nothing of it is left to export.
+    app.send(app.delete(&format!("/api/v1/contacts/{id}"))).await;
+    let (_, export) = app.send(app.get(&format!("/api/v1/contacts/{id}/export"))).await;
+    assert_eq!((export["campaigns"].clone(), export["partner_leads"].clone()), (json!([]), json!([])), "{export}");
+}
