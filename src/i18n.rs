@@ -258,10 +258,7 @@ const STRINGS: &[(&str, [&str; 4])] = &[
             "Premi il pulsante per scaricare tutto ciò che conserviamo su di te.",
         ],
     ),
-    (
-        "erase_title",
-        ["Delete your data", "Supprimer vos données", "Ihre Daten löschen", "Elimina i tuoi dati"],
-    ),
+    ("erase_title", ["Delete your data", "Supprimer vos données", "Ihre Daten löschen", "Elimina i tuoi dati"]),
     (
         "erase_text",
         [

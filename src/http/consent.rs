@@ -10,8 +10,8 @@ use super::AppState;
 use super::contacts::ContactResponse;
 use super::extract::{Admin, ApiJson, Editor, RequestBody, Viewer, parse_id};
 use crate::domain::ContactId;
-use crate::domain::contact::{parse_required_text, parse_short_text};
 use crate::domain::consent::{ConsentBasis, ConsentEvent, Evidence, Purpose, PurposeConsent};
+use crate::domain::contact::{parse_required_text, parse_short_text};
 use crate::error::{FieldErrors, Result};
 use crate::services::consent::{self as service, ChainReport, ContactConsents, ContactExport, RecordedConsent};
 use crate::services::{confirmations, preferences, signup};
@@ -24,7 +24,12 @@ fn parse_http_url(text: &str) -> std::result::Result<String, &'static str> {
     let url = text.trim();
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && url.len() <= 2000 && !url.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && url.len() <= 2000
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
             Ok(url.to_owned())
         }
         _ => Err("must be an http:// or https:// address of at most 2000 characters"),
@@ -536,9 +541,16 @@ pub async fn start_confirmation(
         errors.push("locale", format!("must be one of {}", crate::i18n::LOCALES.join(", ")));
     }
     let purposes = errors.finish(|| purposes.into_iter().collect::<Option<Vec<_>>>())?;
-    let started =
-        confirmations::start_for_contact(&state.db, &state.keys, &state.signup, id, purposes, editor.caller.actor(), locale)
-            .await?;
+    let started = confirmations::start_for_contact(
+        &state.db,
+        &state.keys,
+        &state.signup,
+        id,
+        purposes,
+        editor.caller.actor(),
+        locale,
+    )
+    .await?;
     state.mail_wake.notify_one();
     Ok(HttpResponse::Accepted().json(StartConfirmationResponse {
         pending: started.pending.iter().map(ToString::to_string).collect(),

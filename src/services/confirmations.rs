@@ -3,11 +3,11 @@
 //! grant per purpose and mails the person the same confirmation link a form's signup
 //! gets (within the same daily cap); only the person's click makes it a double opt-in.
 
-use super::signup::{SignupConfig, request_confirmation};
 use super::consent::{apply_event, load_contact_consents};
 use super::keys::Keys;
-use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
+use super::signup::{SignupConfig, request_confirmation};
 use crate::domain::Contact;
+use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::error::{Error, Result};
 use crate::mail::Draft;
 use crate::storage::consent::NewConsentEvent;
@@ -65,8 +65,7 @@ pub fn start_in(
     let names = purpose_names(conn, &started.pending)?;
     let template = crate::i18n::text(locale, "confirm_mail_text");
     let mail_words = render(template, &names, LINK_PLACEHOLDER)?;
-    let basis =
-        if contact.email.is_role_address() { ConsentBasis::B2bRoleAddress } else { ConsentBasis::SingleOptIn };
+    let basis = if contact.email.is_role_address() { ConsentBasis::B2bRoleAddress } else { ConsentBasis::SingleOptIn };
     for ask in new_asks {
         apply_event(
             conn,

@@ -89,9 +89,11 @@ pub fn check_api_basis(basis: ConsentBasis) -> std::result::Result<ConsentBasis,
         ConsentBasis::DoubleOptIn => Err("a double opt-in is made only by the person confirming: start one with \
              POST /api/v1/contacts/{id}/confirmations, which mails them the link"
             .to_owned()),
-        ConsentBasis::Partner => Err("a partner's consent comes only with the partner's lead (POST /partner/v1/leads) \
+        ConsentBasis::Partner => {
+            Err("a partner's consent comes only with the partner's lead (POST /partner/v1/leads) \
              or a form's partner box"
-            .to_owned()),
+                .to_owned())
+        }
         ConsentBasis::Imported => Err("an imported list is recorded by an import with its provenance manifest \
              (POST /api/v1/imports)"
             .to_owned()),

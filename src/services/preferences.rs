@@ -146,7 +146,8 @@ fn load_preferences(conn: &mut DbConnection, id: ContactId, locale: &str) -> Res
     let mut shown = Vec::new();
     for list_id in list_ids {
         if let Some(row) = lists::find_list(conn, &list_id.to_string())? {
-            let pending = current.iter().any(|c| c.purpose == Purpose::List(list_id) && c.status == ConsentStatus::Pending);
+            let pending =
+                current.iter().any(|c| c.purpose == Purpose::List(list_id) && c.status == ConsentStatus::Pending);
             let state = if contact.lists.contains(&list_id) {
                 ListState::Receives
             } else if pending {

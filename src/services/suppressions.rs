@@ -165,34 +165,38 @@ fn read_addresses(body: &[u8]) -> (Vec<Email>, u64) {
     };
     let column = header.as_ref().and_then(|cells| {
         cells.iter().position(|cell| {
-            matches!(cell.as_str(), "email" | "e-mail" | "email address" | "e-mail address" | "email_address" | "address")
+            matches!(
+                cell.as_str(),
+                "email" | "e-mail" | "email address" | "e-mail address" | "email_address" | "address"
+            )
         })
     });
     let mut seen = std::collections::HashSet::new();
     let mut addresses = Vec::new();
     let mut invalid = 0;
-    let mut take = |cell: Option<&str>| match cell.map(|c| Email::parse(c.trim().trim_matches('"'))) {
-        Some(Ok(email)) => {
-            if seen.insert(email.key()) {
-                addresses.push(email);
+    {
+        let mut take = |cell: Option<&str>| match cell.map(|c| Email::parse(c.trim().trim_matches('"'))) {
+            Some(Ok(email)) => {
+                if seen.insert(email.key()) {
+                    addresses.push(email);
+                }
+            }
+            _ => invalid += 1,
+        };
+        // Without a header naming the column, the first line is an address like the others.
+        if column.is_none()
+            && let Some(cells) = &header
+        {
+            take(cells.first().map(String::as_str));
+        }
+        for record in records {
+            match record {
+                Ok(record) if record.iter().all(|cell| cell.trim().is_empty()) => {}
+                Ok(record) => take(record.get(column.unwrap_or(0))),
+                Err(_) => take(None),
             }
         }
-        _ => invalid += 1,
-    };
-    // Without a header naming the column, the first line is an address like the others.
-    if column.is_none()
-        && let Some(cells) = &header
-    {
-        take(cells.first().map(String::as_str));
     }
-    for record in records {
-        match record {
-            Ok(record) if record.iter().all(|cell| cell.trim().is_empty()) => {}
-            Ok(record) => take(record.get(column.unwrap_or(0))),
-            Err(_) => take(None),
-        }
-    }
-    drop(take);
     (addresses, invalid)
 }
 

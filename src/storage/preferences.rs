@@ -20,11 +20,7 @@ pub struct DataRequestRow {
 }
 
 pub fn find_links_revoked_at(conn: &mut DbConnection, contact_id: &str) -> QueryResult<Option<NaiveDateTime>> {
-    contact_link_revocations::table
-        .find(contact_id)
-        .select(contact_link_revocations::revoked_at)
-        .first(conn)
-        .optional()
+    contact_link_revocations::table.find(contact_id).select(contact_link_revocations::revoked_at).first(conn).optional()
 }
 
 /// Links signed up to `at` stop working.

@@ -23,7 +23,8 @@ pub fn list_suppressions(
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<SuppressionRow>> {
-    let mut query = suppressions::table.select(SuppressionRow::as_select()).order(suppressions::email_hash).into_boxed();
+    let mut query =
+        suppressions::table.select(SuppressionRow::as_select()).order(suppressions::email_hash).into_boxed();
     if let Some(hash) = email_hash {
         query = query.filter(suppressions::email_hash.eq(hash.to_owned()));
     }

@@ -537,14 +537,16 @@ async fn the_api_starts_a_double_opt_in_that_only_the_persons_click_completes() 
     let id = contact["id"].as_str().unwrap();
     let path = format!("/api/v1/contacts/{id}/confirmations");
 
-    let response = app.post(&path, &json!({"purposes": ["partner:acme", "list:nope"], "locale": "xx"})).send().await.unwrap();
+    let response =
+        app.post(&path, &json!({"purposes": ["partner:acme", "list:nope"], "locale": "xx"})).send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["purposes[1]", "locale"], "{problem}");
     let response = app.post(&path, &json!({"purposes": ["partner:acme"]})).send().await.unwrap();
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["purposes[0]"], "{problem}");
 
-    let (status, started) = app.send(app.post(&path, &json!({"purposes": [format!("list:{list}")], "locale": "fr"}))).await;
+    let (status, started) =
+        app.send(app.post(&path, &json!({"purposes": [format!("list:{list}")], "locale": "fr"}))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     assert_eq!(started["pending"], json!([format!("list:{list}")]));
     let consents = app.consents_of(id).await;
@@ -553,7 +555,10 @@ async fn the_api_starts_a_double_opt_in_that_only_the_persons_click_completes() 
     assert_eq!((event["method"].as_str(), event["basis"].as_str()), (Some("api"), Some("single_opt_in")));
     assert!(event["actor"].as_str().unwrap().starts_with("user:"));
     let words = event["consent_text"].as_str().unwrap();
-    assert!(words.contains("Weekly") && words.contains("[confirmation link]"), "the mail's words, without its secret: {words}");
+    assert!(
+        words.contains("Weekly") && words.contains("[confirmation link]"),
+        "the mail's words, without its secret: {words}"
+    );
     let (_, contact) = app.send(app.get(&format!("/api/v1/contacts/{id}"))).await;
     assert_eq!(contact["lists"], json!([]), "nothing is received before the person confirms");
 
@@ -568,7 +573,10 @@ async fn the_api_starts_a_double_opt_in_that_only_the_persons_click_completes() 
     assert_eq!(contact["lists"], json!([list]));
 
     let (_, again) = app.send(app.post(&path, &json!({"purposes": [format!("list:{list}")]}))).await;
-    assert_eq!((again["pending"].clone(), again["already_active"].clone()), (json!([]), json!([format!("list:{list}")])));
+    assert_eq!(
+        (again["pending"].clone(), again["already_active"].clone()),
+        (json!([]), json!([format!("list:{list}")]))
+    );
 }
 
 #[tokio::test]
@@ -577,8 +585,9 @@ async fn the_persons_export_holds_the_campaigns_they_received_what_was_recorded_
     let acme = crate::partners::create_partner(&app, "Acme", json!({})).await;
     let acme_id = acme["id"].as_str().unwrap();
     let (_, list) = app.form_on_new_list("coreg-export", "single", json!({"partners": [acme_id]})).await;
-    let response =
-        app.submit_form("coreg-export", &[("email", "reader@example.org"), ("consent", &list), ("partner", acme_id)]).await;
+    let response = app
+        .submit_form("coreg-export", &[("email", "reader@example.org"), ("consent", &list), ("partner", acme_id)])
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let id = app.contact_by_email("reader@example.org").await.unwrap()["id"].as_str().unwrap().to_owned();
     app.confirmed_double_opt_in(&id, &list).await;

@@ -363,7 +363,8 @@ async fn an_exported_unsubscribed_contact_stays_unsubscribed_when_imported_on_a_
     let list = source.create_list("Customers").await;
     let stays = source.create_contact(json!({"email": "stays@example.org", "lists": [list]})).await;
     let leaves = source.create_contact(json!({"email": "leaves@example.org", "lists": [list]})).await;
-    let (_, links) = source.send(source.get(&format!("/api/v1/contacts/{}/links", leaves["id"].as_str().unwrap()))).await;
+    let (_, links) =
+        source.send(source.get(&format!("/api/v1/contacts/{}/links", leaves["id"].as_str().unwrap()))).await;
     source.client.post(links["unsubscribe_url"].as_str().unwrap()).send().await.unwrap();
     assert!(stays["id"].is_string());
 
@@ -375,7 +376,8 @@ async fn an_exported_unsubscribed_contact_stays_unsubscribed_when_imported_on_a_
 
         let target = spawn_app().await;
         target.create_list("Customers").await;
-        let options = json!({"format": format, "lists": ["Customers"], "basis": "single_opt_in", "consent_text": "Yes"});
+        let options =
+            json!({"format": format, "lists": ["Customers"], "basis": "single_opt_in", "consent_text": "Yes"});
         let job = import(&target, options, exported).await;
         assert_eq!(job["status"], "finished", "{job}");
         assert_eq!(

@@ -83,7 +83,10 @@ async fn a_previous_providers_export_of_unsubscribed_addresses_suppresses_each_o
 
     // A cleaned export, as plain text, with its own reason.
     let (_, report) = app
-        .send(app.post("/api/v1/suppressions/import?reason=bounced", &json!(null)).body("gone@example.org\nbad@example.org\n"))
+        .send(
+            app.post("/api/v1/suppressions/import?reason=bounced", &json!(null))
+                .body("gone@example.org\nbad@example.org\n"),
+        )
         .await;
     assert_eq!(report, json!({"added": 1, "already_suppressed": 1, "contacts_unsubscribed": 0, "invalid": 0}));
 
