@@ -332,7 +332,7 @@ async fn import(
 ) -> Result<u8> {
     let file = std::fs::canonicalize(&file).map_err(|e| Error::field("FILE", format!("{}: {e}", file.display())))?;
     let db = open_database(&settings).await?;
-    let keys = crate::services::keys::Keys::load(&db).await?;
+    let keys = crate::services::keys::Keys::load(&db).await?.with_preference_link_days(settings.preference_link_days);
     let actor = crate::domain::consent::Actor::System;
     if let Some(path) = manifest {
         let text = std::fs::read_to_string(&path)
@@ -410,7 +410,8 @@ async fn export(
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let stream = crate::services::exports::export(&db, &host, &folder, filter, format).await?;
+    let keys = crate::services::keys::Keys::load(&db).await?;
+    let stream = crate::services::exports::export(&db, &keys, &host, &folder, filter, format).await?;
     futures_util::pin_mut!(stream);
     while let Some(chunk) = stream.next().await {
         out.write_all(&chunk?).map_err(Error::internal)?;

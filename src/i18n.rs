@@ -155,6 +155,119 @@ const STRINGS: &[(&str, [&str; 4])] = &[
             "Abbiamo eliminato i tuoi dati e non ti scriveremo più.",
         ],
     ),
+    (
+        "preference_box",
+        [
+            "Send me {list}. I can unsubscribe at any time.",
+            "Envoyez-moi {list}. Je peux me désabonner à tout moment.",
+            "Senden Sie mir {list}. Ich kann mich jederzeit abmelden.",
+            "Inviatemi {list}. Posso annullare l'iscrizione in qualsiasi momento.",
+        ],
+    ),
+    (
+        "preference_pending",
+        [
+            "waiting for your confirmation",
+            "en attente de votre confirmation",
+            "wartet auf Ihre Bestätigung",
+            "in attesa della tua conferma",
+        ],
+    ),
+    (
+        "preference_confirm_sent",
+        [
+            "We have sent you an e-mail: open its link to confirm the lists you ticked.",
+            "Nous vous avons envoyé un e-mail : ouvrez son lien pour confirmer les listes cochées.",
+            "Wir haben Ihnen eine E-Mail geschickt: Öffnen Sie den Link, um die angekreuzten Listen zu bestätigen.",
+            "Ti abbiamo inviato un'e-mail: apri il link per confermare le liste selezionate.",
+        ],
+    ),
+    (
+        "your_data_text",
+        [
+            "To protect your data, we send the link that does this to your e-mail address. It works once.",
+            "Pour protéger vos données, nous envoyons le lien qui le fait à votre adresse e-mail. Il ne sert qu'une fois.",
+            "Zum Schutz Ihrer Daten senden wir den Link dafür an Ihre E-Mail-Adresse. Er funktioniert einmal.",
+            "Per proteggere i tuoi dati, inviamo il link per farlo al tuo indirizzo e-mail. Funziona una sola volta.",
+        ],
+    ),
+    (
+        "request_download",
+        [
+            "Send me a link to download my data",
+            "M'envoyer un lien pour télécharger mes données",
+            "Mir einen Link zum Herunterladen meiner Daten senden",
+            "Inviami un link per scaricare i miei dati",
+        ],
+    ),
+    (
+        "request_erase",
+        [
+            "Send me a link to delete all my data",
+            "M'envoyer un lien pour supprimer toutes mes données",
+            "Mir einen Link zum Löschen aller meiner Daten senden",
+            "Inviami un link per eliminare tutti i miei dati",
+        ],
+    ),
+    (
+        "request_sent_text",
+        [
+            "We have sent you an e-mail with a link. Open it to carry out your request.",
+            "Nous vous avons envoyé un e-mail avec un lien. Ouvrez-le pour donner suite à votre demande.",
+            "Wir haben Ihnen eine E-Mail mit einem Link geschickt. Öffnen Sie ihn, um Ihre Anfrage auszuführen.",
+            "Ti abbiamo inviato un'e-mail con un link. Aprilo per completare la tua richiesta.",
+        ],
+    ),
+    (
+        "download_mail_subject",
+        [
+            "Your request to download your data",
+            "Votre demande de téléchargement de vos données",
+            "Ihre Anfrage zum Herunterladen Ihrer Daten",
+            "La tua richiesta di scaricare i tuoi dati",
+        ],
+    ),
+    (
+        "erase_mail_subject",
+        [
+            "Your request to delete your data",
+            "Votre demande de suppression de vos données",
+            "Ihre Anfrage zum Löschen Ihrer Daten",
+            "La tua richiesta di eliminare i tuoi dati",
+        ],
+    ),
+    (
+        "data_mail_text",
+        [
+            "Hello,\n\nsomeone, probably you, asked for this from our preference centre. Open this link to do it (it works once):\n\n{link}\n\nIf you did not ask for this, ignore this e-mail: nothing will happen.\n",
+            "Bonjour,\n\nquelqu'un, sans doute vous, l'a demandé depuis notre centre de préférences. Ouvrez ce lien pour le faire (il ne sert qu'une fois) :\n\n{link}\n\nSi vous n'avez rien demandé, ignorez cet e-mail : rien ne se passera.\n",
+            "Guten Tag,\n\njemand, vermutlich Sie, hat dies in unserer Einstellungsseite angefordert. Öffnen Sie diesen Link, um es auszuführen (er funktioniert einmal):\n\n{link}\n\nWenn Sie das nicht angefordert haben, ignorieren Sie diese E-Mail: Es geschieht nichts.\n",
+            "Buongiorno,\n\nqualcuno, probabilmente tu, lo ha chiesto dal nostro centro preferenze. Apri questo link per farlo (funziona una sola volta):\n\n{link}\n\nSe non hai richiesto nulla, ignora questa e-mail: non succederà nulla.\n",
+        ],
+    ),
+    (
+        "download_title",
+        ["Download your data", "Télécharger vos données", "Ihre Daten herunterladen", "Scarica i tuoi dati"],
+    ),
+    (
+        "download_text",
+        [
+            "Press the button to download everything we hold about you.",
+            "Appuyez sur le bouton pour télécharger tout ce que nous détenons sur vous.",
+            "Drücken Sie die Schaltfläche, um alles herunterzuladen, was wir über Sie speichern.",
+            "Premi il pulsante per scaricare tutto ciò che conserviamo su di te.",
+        ],
+    ),
+    ("erase_title", ["Delete your data", "Supprimer vos données", "Ihre Daten löschen", "Elimina i tuoi dati"]),
+    (
+        "erase_text",
+        [
+            "Press the button to delete everything we hold about you. We will not write to you again.",
+            "Appuyez sur le bouton pour supprimer tout ce que nous détenons sur vous. Nous ne vous écrirons plus.",
+            "Drücken Sie die Schaltfläche, um alles zu löschen, was wir über Sie speichern. Wir schreiben Ihnen nicht mehr.",
+            "Premi il pulsante per eliminare tutto ciò che conserviamo su di te. Non ti scriveremo più.",
+        ],
+    ),
     ("too_many_title", ["Too many requests", "Trop de requêtes", "Zu viele Anfragen", "Troppe richieste"]),
     (
         "too_many_text",

@@ -164,6 +164,8 @@ pub struct Settings {
     /// A file every new checkpoint is appended to, so that copies are kept outside the
     /// database.
     pub ledger_checkpoint_file: Option<PathBuf>,
+    /// How long a preference-centre link works, in days (each mail carries a fresh one).
+    pub preference_link_days: u32,
 }
 
 /// The DKIM signing algorithm.
@@ -231,6 +233,7 @@ impl Default for Settings {
             ledger_signing_key_file: None,
             ledger_sequence_interval_ms: 500,
             ledger_checkpoint_file: None,
+            preference_link_days: crate::services::keys::DEFAULT_PREFERENCE_LINK_DAYS,
         }
     }
 }
@@ -291,6 +294,7 @@ const KEYS: &[&str] = &[
     "ledger_signing_key_file",
     "ledger_sequence_interval_ms",
     "ledger_checkpoint_file",
+    "preference_link_days",
 ];
 
 /// The shortest bounce secret accepted: anything shorter could be guessed.

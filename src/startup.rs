@@ -51,7 +51,7 @@ impl Application {
         }
         let db = open_database(&settings).await?;
         let tokens = Tokens::load(&db, Duration::from_secs(settings.token_ttl_seconds)).await?;
-        let keys = Keys::load(&db).await?;
+        let keys = Keys::load(&db).await?.with_preference_link_days(settings.preference_link_days);
         let ledger_key = LedgerKey::load(&settings)?;
         ledger::register_key(&db, &ledger_key).await?;
         bootstrap_admin(&db, &settings).await?;

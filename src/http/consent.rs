@@ -2,7 +2,7 @@
 //! the ledger check.
 
 use actix_web::{HttpResponse, get, post, web};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -11,9 +11,30 @@ use super::contacts::ContactResponse;
 use super::extract::{ApiJson, Editor, RequestBody, Viewer, parse_id};
 use crate::domain::ContactId;
 use crate::domain::consent::{ConsentBasis, ConsentEvent, Evidence, Purpose, PurposeConsent};
+use crate::domain::contact::{parse_required_text, parse_short_text};
 use crate::error::{FieldErrors, Result};
 use crate::services::consent::{self as service, ContactConsents, ContactExport, RecordedConsent};
-use crate::services::signup;
+use crate::services::{confirmations, preferences, signup};
+
+fn parse_ip(text: &str) -> std::result::Result<String, &'static str> {
+    text.trim().parse::<std::net::IpAddr>().map(|ip| ip.to_string()).map_err(|_| "must be an IPv4 or IPv6 address")
+}
+
+fn parse_http_url(text: &str) -> std::result::Result<String, &'static str> {
+    let url = text.trim();
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && url.len() <= 2000
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err("must be an http:// or https:// address of at most 2000 characters"),
+    }
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentEventResponse {
@@ -125,7 +146,9 @@ impl From<ContactConsents> for ContactConsentsResponse {
     }
 }
 
-/// Evidence of a consent collected on the integrator's own channel.
+/// Evidence of a consent collected on the integrator's own channel. It is recorded as
+/// claimed: the event's method is `api`, its actor the caller, and its `proof` says the
+/// evidence is the integrator's (`claimed_method` keeps the method given here).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRequest {
@@ -133,8 +156,10 @@ pub struct EvidenceRequest {
     pub method: String,
     /// The exact words the person agreed to.
     pub consent_text: String,
+    /// The person's IP address as the integrator saw it (IPv4 or IPv6).
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The page where it was collected (`http://` or `https://`).
     pub source_url: Option<String>,
 }
 
@@ -143,7 +168,10 @@ pub struct EvidenceRequest {
 pub struct RecordConsentRequest {
     /// `list:<list id>`.
     pub purpose: String,
-    /// One of the legal bases, e.g. `single_opt_in` or `soft_opt_in`.
+    /// A basis the integrator collected itself: `single_opt_in`, `soft_opt_in`,
+    /// `b2b_professional`, `b2b_role_address` or `passive_opt_in` (kept for the record; not
+    /// consent for EU consumers). Not `double_opt_in` (start a confirmation instead),
+    /// `partner` or `imported`.
     pub basis: String,
     pub evidence: EvidenceRequest,
 }
@@ -169,6 +197,52 @@ pub struct ExportResponse {
     pub consents: ContactConsentsResponse,
     /// The person's survey answers.
     pub survey_responses: Vec<SurveyAnswersResponse>,
+    /// The campaigns addressed to the person and what was recorded of each.
+    pub campaigns: Vec<CampaignReceivedResponse>,
+    /// Bounces, complaints and other delivery events recorded for the address.
+    pub delivery_events: Vec<DeliveryEventResponse>,
+    /// Leads exchanged with partners: whom the person's details were shared with, and
+    /// which partners sent them.
+    pub partner_leads: Vec<PartnerLeadResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignReceivedResponse {
+    pub campaign_id: String,
+    pub name: String,
+    pub subject: String,
+    /// The recipient's state: `queued`, `sent`, `excluded`, `failed`…
+    pub status: String,
+    /// Why it was excluded, if it was.
+    pub reason: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub clicked_at: Option<DateTime<Utc>>,
+    pub bounced_at: Option<DateTime<Utc>>,
+    pub complained_at: Option<DateTime<Utc>>,
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryEventResponse {
+    /// `hard_bounce`, `soft_bounce`, `complaint`…
+    pub kind: String,
+    pub campaign_id: Option<String>,
+    pub detail: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartnerLeadResponse {
+    pub partner_id: String,
+    pub partner_name: Option<String>,
+    /// `outbound` (shared with the partner) or `inbound` (received from it).
+    pub direction: String,
+    pub status: String,
+    /// What was shared or received.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -201,15 +275,75 @@ impl From<ContactExport> for ExportResponse {
                     completed_at: r.completed_at,
                 })
                 .collect(),
+            campaigns: export
+                .campaigns
+                .into_iter()
+                .map(|c| CampaignReceivedResponse {
+                    campaign_id: c.campaign_id,
+                    name: c.name,
+                    subject: c.subject,
+                    status: c.status,
+                    reason: c.reason,
+                    sent_at: c.sent_at,
+                    opened_at: c.opened_at,
+                    clicked_at: c.clicked_at,
+                    bounced_at: c.bounced_at,
+                    complained_at: c.complained_at,
+                    unsubscribed_at: c.unsubscribed_at,
+                })
+                .collect(),
+            delivery_events: export
+                .delivery_events
+                .into_iter()
+                .map(|e| DeliveryEventResponse {
+                    kind: e.kind,
+                    campaign_id: e.campaign_id,
+                    detail: e.detail,
+                    occurred_at: e.occurred_at,
+                })
+                .collect(),
+            partner_leads: export
+                .partner_leads
+                .into_iter()
+                .map(|l| PartnerLeadResponse {
+                    partner_id: l.partner_id,
+                    partner_name: l.partner_name,
+                    direction: l.direction,
+                    status: l.status,
+                    payload: l.payload,
+                    created_at: l.created_at,
+                })
+                .collect(),
         }
     }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ContactLinksResponse {
-    /// One-click unsubscribe from everything (RFC 8058: POST it).
+    /// One-click unsubscribe from everything (RFC 8058: POST it). It does not expire.
     pub unsubscribe_url: String,
+    /// The preference centre, until `preferences_expires_at` or until the links are revoked.
     pub preferences_url: String,
+    pub preferences_expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartConfirmationRequest {
+    /// `list:<list id>`, one per list the person is asked to confirm.
+    pub purposes: Vec<String>,
+    /// The mail's language: `en`, `fr`, `de` or `it` (default `en`).
+    pub locale: Option<String>,
+}
+
+impl RequestBody for StartConfirmationRequest {}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartConfirmationResponse {
+    /// Purposes now waiting for the person to confirm from the mail.
+    pub pending: Vec<String>,
+    /// Purposes already in force: nothing was asked for them.
+    pub already_active: Vec<String>,
 }
 
 #[utoipa::path(
@@ -233,8 +367,9 @@ pub async fn list_consents(
     params(("id" = String, Path, description = "The contact's id")),
     request_body = RecordConsentRequest,
     responses(
-        (status = 201, description = "The consent was recorded", body = ConsentEventResponse),
+        (status = 201, description = "The consent was recorded, as claimed by the integrator (method `api`)", body = ConsentEventResponse),
         (status = 409, description = "The address is suppressed: only a confirmed double opt-in brings it back", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Fields at fault, each named: e.g. `basis` `double_opt_in`, which only the person's confirmation makes", body = super::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -250,23 +385,25 @@ pub async fn record_consent(
     let mut errors = FieldErrors::new();
     let purpose = errors.check("purpose", request.purpose.parse::<Purpose>());
     let basis = errors.check("basis", request.basis.parse::<ConsentBasis>());
+    let basis = basis.and_then(|basis| errors.check("basis", service::check_api_basis(basis)));
     let evidence = request.evidence;
-    if evidence.method.trim().is_empty() {
-        errors.push("evidence.method", "must say how the consent was collected");
-    }
+    let method = errors.check("evidence.method", parse_required_text(&evidence.method, 200));
     if evidence.consent_text.trim().is_empty() {
         errors.push("evidence.consent_text", "must be the exact words the person agreed to");
     }
+    let ip = evidence.ip.map(|ip| errors.check("evidence.ip", parse_ip(&ip)));
+    let user_agent = evidence.user_agent.map(|ua| errors.check("evidence.user_agent", parse_short_text(&ua, 1000)));
+    let source_url = evidence.source_url.map(|url| errors.check("evidence.source_url", parse_http_url(&url)));
     let consent = errors.finish(|| {
         Some(RecordedConsent {
             purpose: purpose?,
             basis: basis?,
             evidence: Evidence {
-                method: evidence.method.trim().to_owned(),
+                method: method?,
                 consent_text: Some(evidence.consent_text),
-                ip: evidence.ip,
-                user_agent: evidence.user_agent,
-                source_url: evidence.source_url,
+                ip: ip.map(|ip| ip.ok_or(())).transpose().ok()?,
+                user_agent: user_agent.map(|ua| ua.ok_or(())).transpose().ok()?,
+                source_url: source_url.map(|url| url.ok_or(())).transpose().ok()?,
                 ..Evidence::default()
             },
         })
@@ -310,18 +447,18 @@ pub async fn export_contact(
     id: web::Path<String>,
 ) -> Result<web::Json<ExportResponse>> {
     let id: ContactId = parse_id(&id, "contact")?;
-    Ok(web::Json(service::export_contact(&state.db, id).await?.into()))
+    Ok(web::Json(service::export_contact(&state.db, &state.keys, id).await?.into()))
 }
 
 #[utoipa::path(
     tag = "consent",
     params(("id" = String, Path, description = "The contact's id")),
-    responses((status = 200, description = "Signed links to put in mails to this contact", body = ContactLinksResponse)),
+    responses((status = 200, description = "Signed links to put in mails to this contact (editors and admins: they act for the person)", body = ContactLinksResponse)),
     security(("bearer" = []))
 )]
 #[get("/contacts/{id}/links")]
 pub async fn contact_links(
-    _: Viewer,
+    _: Editor,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<web::Json<ContactLinksResponse>> {
@@ -331,5 +468,67 @@ pub async fn contact_links(
     Ok(web::Json(ContactLinksResponse {
         unsubscribe_url: signup::unsubscribe_url(&state.keys, base, id, None),
         preferences_url: signup::preferences_url(&state.keys, base, id),
+        preferences_expires_at: Utc::now() + TimeDelta::days(i64::from(state.settings.preference_link_days)),
+    }))
+}
+
+#[utoipa::path(
+    tag = "consent",
+    params(("id" = String, Path, description = "The contact's id")),
+    responses((status = 204, description = "Every preference link issued so far for this contact stops working; the next mail carries a new one")),
+    security(("bearer" = []))
+)]
+#[post("/contacts/{id}/links/revoke")]
+pub async fn revoke_links(_: Editor, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse> {
+    let id: ContactId = parse_id(&id, "contact")?;
+    preferences::revoke_links(&state.db, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    tag = "consent",
+    params(("id" = String, Path, description = "The contact's id")),
+    request_body = StartConfirmationRequest,
+    responses(
+        (status = 202, description = "A pending grant per list and the confirmation mail queued (at most `confirmation_mails_per_day` a day per address); the person's click makes the double opt-in", body = StartConfirmationResponse),
+        (status = 422, description = "Fields at fault, each named", body = super::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/contacts/{id}/confirmations")]
+pub async fn start_confirmation(
+    editor: Editor,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: ApiJson<StartConfirmationRequest>,
+) -> Result<HttpResponse> {
+    let id: ContactId = parse_id(&id, "contact")?;
+    let request = body.0;
+    let mut errors = FieldErrors::new();
+    let purposes: Vec<Option<Purpose>> = request
+        .purposes
+        .iter()
+        .enumerate()
+        .map(|(index, purpose)| errors.check(&format!("purposes[{index}]"), purpose.parse::<Purpose>()))
+        .collect();
+    let locale = request.locale.unwrap_or_else(|| "en".to_owned());
+    if !crate::i18n::LOCALES.contains(&locale.as_str()) {
+        errors.push("locale", format!("must be one of {}", crate::i18n::LOCALES.join(", ")));
+    }
+    let purposes = errors.finish(|| purposes.into_iter().collect::<Option<Vec<_>>>())?;
+    let started = confirmations::start_for_contact(
+        &state.db,
+        &state.keys,
+        &state.signup,
+        id,
+        purposes,
+        editor.caller.actor(),
+        locale,
+    )
+    .await?;
+    state.mail_wake.notify_one();
+    Ok(HttpResponse::Accepted().json(StartConfirmationResponse {
+        pending: started.pending.iter().map(ToString::to_string).collect(),
+        already_active: started.already_active.iter().map(ToString::to_string).collect(),
     }))
 }

@@ -371,7 +371,7 @@ pub async fn export_contacts(
         None => None,
     };
     let filter = ExportFilter { list, tag: query.tag, segment };
-    let stream = exports::export(&state.db, &state.plugins, &state.folder_plugins, filter, format).await?;
+    let stream = exports::export(&state.db, &state.keys, &state.plugins, &state.folder_plugins, filter, format).await?;
     let extension = if format == ExportFormat::Csv { "csv" } else { "ndjson" };
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())

@@ -20,6 +20,7 @@ pub mod plugins;
 pub mod problem;
 pub mod public;
 pub mod segments;
+pub mod suppressions;
 pub mod surveys;
 pub mod users;
 pub mod webhooks;
@@ -217,6 +218,8 @@ where
         .service(public::unsubscribe)
         .service(public::show_preferences)
         .service(public::update_preferences)
+        .service(public::show_data_request)
+        .service(public::carry_out_data_request)
         .service(surveys::show_survey)
         .service(surveys::answer_survey)
         .service(ledger::checkpoint)
@@ -265,6 +268,11 @@ where
                 .service(ledger::contact_proof)
                 .service(ledger::contact_dpv_record)
                 .service(ledger::contact_kantara_receipt)
+                .service(consent::revoke_links)
+                .service(consent::start_confirmation)
+                .service(suppressions::list_suppressions)
+                .service(suppressions::add_suppression)
+                .service(suppressions::import_suppressions)
                 .service(plugins::validate_plugin)
                 .service(plugins::dry_run)
                 .service(plugins::create_plugin)

@@ -17,6 +17,7 @@ use crate::domain::form::{RawSubmission, check_submission};
 use crate::error::{Error, Result};
 use crate::i18n;
 use crate::services::forms::{self, Form};
+use crate::services::preferences::{self, DataAction, DataOutcome, ListState};
 use crate::services::signup::{self, SubmitOutcome, Submitted};
 
 /// A JSON signup, as a site's own script sends it.
@@ -516,7 +517,10 @@ fn action_page(
 struct ListChoice {
     id: String,
     name: String,
+    /// The words beside the box, as the ledger records them when the box is ticked again.
+    text: String,
     receives: bool,
+    pending: bool,
 }
 
 #[utoipa::path(
@@ -524,7 +528,7 @@ struct ListChoice {
     params(("token" = String, Path, description = "The token from a mail's preferences link")),
     responses(
         (status = 200, description = "The preference centre", content_type = "text/html", body = String),
-        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid, has expired or was revoked", content_type = "text/html", body = String),
     )
 )]
 #[get("/preferences/{token}")]
@@ -537,7 +541,7 @@ pub async fn show_preferences(
     if let Err(wait) = state.limiter.check(&req) {
         return too_many_html(&state, &locale, wait);
     }
-    match signup::preferences(&state.db, &state.keys, &token).await? {
+    match preferences::preferences(&state.db, &state.keys, &token, &locale).await? {
         None => state.pages.invalid_link(&locale),
         Some(preferences) => preferences_page(&state, &locale, &req, preferences, None),
     }
@@ -546,10 +550,10 @@ pub async fn show_preferences(
 #[utoipa::path(
     tag = "public",
     params(("token" = String, Path, description = "The token from a mail's preferences link")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`action` = `save` (with `list` once per list to receive), `leave_all`, `download` or `erase`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`action` = `save` (with `list` once per list to receive; a list ticked again waits for the person's confirmation by mail), `leave_all`, `request_download` or `request_erase` (a single-use link is mailed to the address)"),
     responses(
-        (status = 200, description = "The page after the action, or the data as a JSON download", content_type = "text/html", body = String),
-        (status = 404, description = "The link is not valid", content_type = "text/html", body = String),
+        (status = 200, description = "The page after the action", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid, has expired or was revoked", content_type = "text/html", body = String),
     )
 )]
 #[post("/preferences/{token}")]
@@ -566,9 +570,9 @@ pub async fn update_preferences(
     }
     let fields = parse_form_submission(&body);
     let info = request_info(&req, locale.clone());
-    match fields.first("action").unwrap_or("save") {
+    let data_action = match fields.first("action").unwrap_or("save") {
         "leave_all" => {
-            if signup::leave_all(&state.db, &state.keys, &token, info).await? {
+            return if preferences::leave_all(&state.db, &state.keys, &token, info).await? {
                 state.pages.message(
                     StatusCode::OK,
                     &locale,
@@ -578,32 +582,29 @@ pub async fn update_preferences(
                 )
             } else {
                 state.pages.invalid_link(&locale)
-            }
+            };
         }
-        "erase" => {
-            if signup::erase_by_token(&state.db, &state.keys, &token).await? {
-                state.pages.message(StatusCode::OK, &locale, "erased_title", &[i18n::text(&locale, "erased_text")], &[])
-            } else {
-                state.pages.invalid_link(&locale)
-            }
-        }
-        "download" => match signup::export_by_token(&state.db, &state.keys, &token).await? {
-            None => state.pages.invalid_link(&locale),
-            Some(export) => Ok(HttpResponse::Ok()
-                .content_type("application/json")
-                .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"my-data.json\""))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(super::consent::ExportResponse::from(export))),
-        },
+        "request_download" | "download" => DataAction::Download,
+        "request_erase" | "erase" => DataAction::Erase,
         _ => {
             let chosen: Vec<ListId> = fields.all("list").iter().filter_map(|id| id.parse().ok()).collect();
-            match signup::save_preferences(&state.db, &state.keys, &token, chosen, info).await? {
+            return match preferences::save_preferences(&state.db, &state.keys, &state.signup, &token, chosen, info)
+                .await?
+            {
                 None => state.pages.invalid_link(&locale),
-                Some(preferences) => {
-                    preferences_page(&state, &locale, &req, preferences, Some(i18n::text(&locale, "saved")))
+                Some(saved) => {
+                    state.mail_wake.notify_one();
+                    let notice = if saved.confirmation_requested { "preference_confirm_sent" } else { "saved" };
+                    preferences_page(&state, &locale, &req, saved.preferences, Some(i18n::text(&locale, notice)))
                 }
-            }
+            };
         }
+    };
+    if preferences::request_data(&state.db, &state.keys, &state.signup, &token, data_action, &locale).await? {
+        state.mail_wake.notify_one();
+        state.pages.message(StatusCode::OK, &locale, "pending_title", &[i18n::text(&locale, "request_sent_text")], &[])
+    } else {
+        state.pages.invalid_link(&locale)
     }
 }
 
@@ -611,13 +612,19 @@ fn preferences_page(
     state: &AppState,
     locale: &str,
     req: &HttpRequest,
-    preferences: signup::Preferences,
+    preferences: preferences::Preferences,
     notice: Option<&str>,
 ) -> Result<HttpResponse> {
     let lists: Vec<ListChoice> = preferences
         .lists
         .into_iter()
-        .map(|(list, receives)| ListChoice { id: list.id.to_string(), name: list.name, receives })
+        .map(|choice| ListChoice {
+            id: choice.list.id.to_string(),
+            name: choice.list.name,
+            text: choice.text,
+            receives: choice.state == ListState::Receives,
+            pending: choice.state == ListState::Pending,
+        })
         .collect();
     state.pages.page(
         StatusCode::OK,
@@ -627,4 +634,62 @@ fn preferences_page(
             email => preferences.contact.email.to_string(), action => req.path(),
         },
     )
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from the mail a data request sent")),
+    responses(
+        (status = 200, description = "A page whose button downloads or erases the data (a GET never acts)", content_type = "text/html", body = String),
+        (status = 404, description = "The link is not valid, has expired or was used", content_type = "text/html", body = String),
+    )
+)]
+#[get("/data-requests/{token}")]
+pub async fn show_data_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse> {
+    let locale = locale(&req, None);
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    match preferences::data_request_preview(&state.db, &state.keys, &token).await? {
+        None => state.pages.invalid_link(&locale),
+        Some(DataAction::Download) => {
+            action_page(&state, &locale, "download_title", "download_text", "download", &[], &req)
+        }
+        Some(DataAction::Erase) => action_page(&state, &locale, "erase_title", "erase_text", "erase", &[], &req),
+    }
+}
+
+#[utoipa::path(
+    tag = "public",
+    params(("token" = String, Path, description = "The token from the mail a data request sent")),
+    responses(
+        (status = 200, description = "The data as a JSON download, or the page saying it is erased; the link is spent", content_type = "application/json", body = super::consent::ExportResponse),
+        (status = 404, description = "The link is not valid, has expired or was used", content_type = "text/html", body = String),
+    )
+)]
+#[post("/data-requests/{token}")]
+pub async fn carry_out_data_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse> {
+    let locale = locale(&req, None);
+    if let Err(wait) = state.limiter.check(&req) {
+        return too_many_html(&state, &locale, wait);
+    }
+    match preferences::carry_out(&state.db, &state.keys, &token).await? {
+        None => state.pages.invalid_link(&locale),
+        Some(DataOutcome::Erased) => {
+            state.pages.message(StatusCode::OK, &locale, "erased_title", &[i18n::text(&locale, "erased_text")], &[])
+        }
+        Some(DataOutcome::Downloaded(export)) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"my-data.json\""))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(super::consent::ExportResponse::from(*export))),
+    }
 }

@@ -1,6 +1,7 @@
 //! The consent ledger's use cases: recording and withdrawing consent, the current state,
 //! verifying the chain, exporting what is held about a person, and erasure.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::keys::Keys;
@@ -79,8 +80,34 @@ pub async fn contact_consents(db: &Db, id: ContactId) -> Result<ContactConsents>
     .await
 }
 
-/// Records a consent an integrator obtained itself. A suppressed address (it left, or was
-/// erased) can come back only by confirming a double opt-in through a form.
+/// The bases the API may record: those an integrator can collect on its own channel. A
+/// double opt-in happens only by the person confirming (start one with
+/// [`super::confirmations::start_for_contact`]); a partner's consent comes with a partner's
+/// lead, an import's with its provenance manifest.
+pub fn check_api_basis(basis: ConsentBasis) -> std::result::Result<ConsentBasis, String> {
+    match basis {
+        ConsentBasis::DoubleOptIn => Err("a double opt-in is made only by the person confirming: start one with \
+             POST /api/v1/contacts/{id}/confirmations, which mails them the link"
+            .to_owned()),
+        ConsentBasis::Partner => {
+            Err("a partner's consent comes only with the partner's lead (POST /partner/v1/leads) \
+             or a form's partner box"
+                .to_owned())
+        }
+        ConsentBasis::Imported => Err("an imported list is recorded by an import with its provenance manifest \
+             (POST /api/v1/imports)"
+            .to_owned()),
+        other => Ok(other),
+    }
+}
+
+/// What the ledger keeps to say that evidence came from the integrator, not from us.
+pub const CLAIMED_NOTE: &str = "claimed by the integrator: recorded through the API, not seen by consento";
+
+/// Records a consent an integrator obtained itself, as what it is: method `api`, the caller
+/// as actor, and the integrator's evidence (its method, the words, IP, user agent, page)
+/// kept as claimed. A suppressed address (it left, or was erased) can come back only by
+/// confirming a double opt-in.
 pub async fn record_consent(
     db: &Db,
     keys: &Keys,
@@ -88,26 +115,35 @@ pub async fn record_consent(
     consent: RecordedConsent,
     actor: Actor,
 ) -> Result<ConsentEvent> {
+    let basis = check_api_basis(consent.basis).map_err(|message| Error::field("basis", message))?;
+    if let Purpose::Partner(_) = consent.purpose {
+        return Err(Error::field(
+            "purpose",
+            "a partner's consent comes only with the partner's lead or a form's partner box",
+        ));
+    }
     let keys = keys.clone();
     db.write(move |conn| {
         let contact = contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
         if ledger::is_suppressed(conn, &keys.email_hash(&contact.email.key()))? {
             return Err(Error::Conflict(
                 "this address is suppressed (it unsubscribed from everything or was erased); it can come back only \
-                 by confirming a double opt-in through a form"
+                 by confirming a double opt-in (POST /api/v1/contacts/{id}/confirmations)"
                     .to_owned(),
             ));
         }
         check_purpose_exists(conn, &consent.purpose)?;
+        let claimed_method = consent.evidence.method.clone();
+        let proof = json!({"evidence": CLAIMED_NOTE, "claimed_method": claimed_method}).to_string();
         let row = apply_event(
             conn,
             NewConsentEvent {
                 contact_id: id.to_string(),
                 purpose: consent.purpose,
                 action: ConsentAction::Granted,
-                basis: consent.basis,
+                basis,
                 requires_confirmation: false,
-                evidence: consent.evidence,
+                evidence: Evidence { method: "api".to_owned(), proof: Some(proof), ..consent.evidence },
                 actor: actor.to_string(),
             },
         )?;
@@ -204,28 +240,122 @@ pub fn leave_all_in(
     Ok(())
 }
 
-/// Everything held about a person. After erasure `contact` is `None` and the events hold
-/// nothing personal.
+/// Everything held about a person. After erasure `contact` is `None`, the events hold
+/// nothing personal, and nothing else is left.
 #[derive(Debug, Clone)]
 pub struct ContactExport {
     pub contact_id: ContactId,
     pub contact: Option<Contact>,
     pub consents: ContactConsents,
     pub survey_responses: Vec<super::surveys::ResponseExport>,
+    /// The campaigns addressed to the person, with what was recorded of each (sent,
+    /// opened, clicked, bounced…), oldest first.
+    pub campaigns: Vec<CampaignReceived>,
+    /// Bounces, complaints and other delivery events recorded for the address.
+    pub delivery_events: Vec<DeliveryEvent>,
+    /// Leads exchanged with partners about the person: what was shared with whom, and
+    /// what partners sent us.
+    pub partner_leads: Vec<PartnerLead>,
 }
 
-pub async fn export_contact(db: &Db, id: ContactId) -> Result<ContactExport> {
-    db.read(move |conn| export_in(conn, id)).await
+#[derive(Debug, Clone)]
+pub struct CampaignReceived {
+    pub campaign_id: String,
+    pub name: String,
+    pub subject: String,
+    /// The recipient's state: `queued`, `sent`, `excluded`, `failed`…
+    pub status: String,
+    /// Why it was excluded, if it was.
+    pub reason: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub clicked_at: Option<DateTime<Utc>>,
+    pub bounced_at: Option<DateTime<Utc>>,
+    pub complained_at: Option<DateTime<Utc>>,
+    pub unsubscribed_at: Option<DateTime<Utc>>,
 }
 
-pub fn export_in(conn: &mut DbConnection, id: ContactId) -> Result<ContactExport> {
+#[derive(Debug, Clone)]
+pub struct DeliveryEvent {
+    pub kind: String,
+    pub campaign_id: Option<String>,
+    pub detail: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartnerLead {
+    pub partner_id: String,
+    pub partner_name: Option<String>,
+    /// `outbound`: we shared the person's details with the partner; `inbound`: the
+    /// partner sent them to us.
+    pub direction: String,
+    pub status: String,
+    /// What was shared (outbound) or received (inbound).
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn export_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<ContactExport> {
+    let keys = keys.clone();
+    db.read(move |conn| export_in(conn, &keys, id)).await
+}
+
+pub fn export_in(conn: &mut DbConnection, keys: &Keys, id: ContactId) -> Result<ContactExport> {
     let contact = contacts::find_contact(conn, &id.to_string())?;
     let consents = load_contact_consents(conn, &id.to_string())?;
     if contact.is_none() && consents.events.is_empty() {
         return Err(contact_not_found(id));
     }
     let survey_responses = super::surveys::export_in(conn, &id.to_string())?;
-    Ok(ContactExport { contact_id: id, contact, consents, survey_responses })
+    let utc = |at: Option<chrono::NaiveDateTime>| at.map(|at| at.and_utc());
+    let campaigns = crate::storage::campaigns::list_contact_recipients(conn, &id.to_string())?
+        .into_iter()
+        .map(|(row, name, subject)| CampaignReceived {
+            campaign_id: row.campaign_id,
+            name,
+            subject,
+            status: row.status,
+            reason: row.reason,
+            sent_at: utc(row.sent_at),
+            opened_at: utc(row.opened_at),
+            clicked_at: utc(row.clicked_at),
+            bounced_at: utc(row.bounced_at),
+            complained_at: utc(row.complained_at),
+            unsubscribed_at: utc(row.unsubscribed_at),
+        })
+        .collect();
+    // Delivery events are kept by the address's keyed hash; after erasure there is no
+    // address to look them up by, and they name nobody.
+    let delivery_events = match &contact {
+        Some(contact) => {
+            crate::storage::campaigns::list_address_delivery_events(conn, &keys.email_hash(&contact.email.key()))?
+                .into_iter()
+                .map(|row| DeliveryEvent {
+                    kind: row.kind,
+                    campaign_id: row.campaign_id,
+                    detail: row.detail,
+                    occurred_at: row.occurred_at.and_utc(),
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let mut partner_leads = Vec::new();
+    for direction in ["outbound", "inbound"] {
+        for lead in crate::storage::partners::list_contact_leads(conn, &id.to_string(), direction)? {
+            let partner_name = crate::storage::partners::find_partner(conn, &lead.partner_id)?.map(|p| p.name);
+            partner_leads.push(PartnerLead {
+                partner_id: lead.partner_id,
+                partner_name,
+                direction: lead.direction,
+                status: lead.status,
+                payload: serde_json::from_str(&lead.payload).unwrap_or(serde_json::Value::String(lead.payload)),
+                created_at: lead.created_at.and_utc(),
+            });
+        }
+    }
+    Ok(ContactExport { contact_id: id, contact, consents, survey_responses, campaigns, delivery_events, partner_leads })
 }
 
 /// Erasure: the contact and everything personal go; the ledger keeps its events with the

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 
+use super::keys::Keys;
 use super::plugins::{FolderPlugins, script_rejected};
 use super::segments::{self, Predicate};
 use crate::domain::{Contact, SegmentId};
@@ -41,12 +42,26 @@ pub struct ExportFilter {
     pub segment: Option<SegmentId>,
 }
 
-const COLUMNS: [&str; 10] =
-    ["id", "email", "company", "country", "status", "tags", "lists", "attributes", "created_at", "updated_at"];
+/// `status` and `suppressed` travel with each contact, so that an import elsewhere keeps
+/// every opt-out (a row that left becomes a suppression there, never a subscription).
+const COLUMNS: [&str; 11] = [
+    "id",
+    "email",
+    "company",
+    "country",
+    "status",
+    "suppressed",
+    "tags",
+    "lists",
+    "attributes",
+    "created_at",
+    "updated_at",
+];
 
 /// The export as a stream of chunks of bytes, one batch of contacts each.
 pub async fn export(
     db: &Db,
+    keys: &Keys,
     host: &Arc<PluginHost>,
     folder: &FolderPlugins,
     filter: ExportFilter,
@@ -72,9 +87,10 @@ pub async fn export(
         first: bool,
         done: bool,
     }
-    let (db, host) = (db.clone(), host.clone());
+    let (db, host, keys) = (db.clone(), host.clone(), keys.clone());
     Ok(futures_util::stream::unfold(State { cursor: None, first: true, done: false }, move |mut state| {
-        let (db, host, predicate, list_names) = (db.clone(), host.clone(), predicate.clone(), list_names.clone());
+        let (db, host, predicate, list_names, keys) =
+            (db.clone(), host.clone(), predicate.clone(), list_names.clone(), keys.clone());
         async move {
             if state.done {
                 return None;
@@ -92,17 +108,21 @@ pub async fn export(
                             ids.push(contact.0.id.clone());
                         }
                     }
-                    Ok((storage::contacts::find_contacts(conn, &ids)?, last, full))
+                    let contacts = storage::contacts::find_contacts(conn, &ids)?;
+                    let hashes: Vec<String> = contacts.iter().map(|c| keys.email_hash(&c.email.key())).collect();
+                    let suppressed = storage::consent::suppressed_among(conn, &hashes)?;
+                    let flags: Vec<bool> = hashes.iter().map(|h| suppressed.contains(h)).collect();
+                    Ok((contacts, flags, last, full))
                 })
                 .await;
-            let (contacts, last, full) = match batch {
+            let (contacts, suppressed, last, full) = match batch {
                 Ok(batch) => batch,
                 Err(error) => {
                     state.done = true;
                     return Some((Err(error), state));
                 }
             };
-            let chunk = write(format, &contacts, &list_names, state.first);
+            let chunk = write(format, &contacts, &suppressed, &list_names, state.first);
             state.first = false;
             state.cursor = last;
             state.done = !full;
@@ -130,6 +150,7 @@ pub fn spreadsheet_unsafe(cell: &str) -> &str {
 fn write(
     format: ExportFormat,
     contacts: &[Contact],
+    suppressed: &[bool],
     list_names: &HashMap<String, String>,
     header: bool,
 ) -> Result<Vec<u8>> {
@@ -147,13 +168,14 @@ fn write(
             if header {
                 writer.write_record(COLUMNS).map_err(Error::internal)?;
             }
-            for contact in contacts {
+            for (contact, suppressed) in contacts.iter().zip(suppressed) {
                 let cells = [
                     contact.id.to_string(),
                     contact.email.to_string(),
                     contact.company.clone().unwrap_or_default(),
                     contact.country.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
                     contact.status.as_str().to_owned(),
+                    suppressed.to_string(),
                     tags_of(contact).join(";"),
                     lists_of(contact).join(";"),
                     serde_json::Value::Object(contact.attributes.clone()).to_string(),
@@ -166,13 +188,14 @@ fn write(
         }
         ExportFormat::Ndjson => {
             let mut out = Vec::with_capacity(contacts.len() * 200);
-            for contact in contacts {
+            for (contact, suppressed) in contacts.iter().zip(suppressed) {
                 let line = serde_json::json!({
                     "id": contact.id.to_string(),
                     "email": contact.email.to_string(),
                     "company": contact.company,
                     "country": contact.country.as_ref().map(|c| c.as_str().to_owned()),
                     "status": contact.status.as_str(),
+                    "suppressed": suppressed,
                     "tags": tags_of(contact),
                     "lists": lists_of(contact),
                     "attributes": contact.attributes,

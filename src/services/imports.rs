@@ -21,7 +21,7 @@ use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose, current_consents};
 use crate::domain::contact::parse_short_text;
-use crate::domain::{Country, Email, ListId, Tag};
+use crate::domain::{ContactStatus, Country, Email, ListId, Tag};
 use crate::error::{Error, FieldError, Result};
 use crate::storage::consent::NewConsentEvent;
 use crate::storage::imports::{self as repo, ImportJobRow, ManifestRow, status};
@@ -146,9 +146,12 @@ pub struct ImportOptions {
     /// `utf-8` or `windows-1252` (also for Latin-1); detected when not given.
     pub encoding: Option<String>,
     /// Column (or NDJSON key) → `email`, `company`, `country`, `tags`, `lists`,
-    /// `attributes` (a JSON object), `attributes.<name>` or `ignore`. Columns not named
-    /// here: `email`, `company`, `country`, `tags`, `lists`, `attributes` by their names,
-    /// `id`, `status`, `created_at`, `updated_at` ignored, any other as an attribute.
+    /// `attributes` (a JSON object), `attributes.<name>`, `status`, `suppressed` or
+    /// `ignore`. Columns not named here: `email`, `company`, `country`, `tags`, `lists`,
+    /// `attributes`, `status`, `suppressed` by their names, `id`, `created_at`,
+    /// `updated_at` ignored, any other as an attribute. A row whose `status` says the
+    /// person left (`unsubscribed`, `bounced`, `complained`, Mailchimp's `cleaned`) or
+    /// whose `suppressed` is true becomes a suppression, never a subscription.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
     /// Lists (ids or names) every row joins.
@@ -178,6 +181,10 @@ enum Target {
     Lists,
     Attributes,
     Attribute(String),
+    /// `active`, `unsubscribed`, `bounced`, `complained` (and Mailchimp's words).
+    Status,
+    /// `true` when the address is on the suppression list.
+    Suppressed,
     Ignore,
 }
 
@@ -190,6 +197,8 @@ impl Target {
             "tags" => Target::Tags,
             "lists" => Target::Lists,
             "attributes" => Target::Attributes,
+            "status" => Target::Status,
+            "suppressed" => Target::Suppressed,
             "ignore" => Target::Ignore,
             other => Target::Attribute(other.strip_prefix("attributes.").filter(|name| !name.is_empty())?.to_owned()),
         })
@@ -203,7 +212,9 @@ impl Target {
             "tags" => Target::Tags,
             "lists" => Target::Lists,
             "attributes" => Target::Attributes,
-            "id" | "status" | "created_at" | "updated_at" => Target::Ignore,
+            "status" => Target::Status,
+            "suppressed" => Target::Suppressed,
+            "id" | "created_at" | "updated_at" => Target::Ignore,
             _ => Target::Attribute(column.trim().to_owned()),
         }
     }
@@ -234,7 +245,7 @@ async fn plan(db: &Db, options: &ImportOptions) -> Result<Plan> {
             }
             None => errors.push(FieldError::new(
                 format!("columns.{column}"),
-                "must be email, company, country, tags, lists, attributes, attributes.<name> or ignore",
+                "must be email, company, country, tags, lists, attributes, attributes.<name>, status, suppressed or ignore",
             )),
         }
     }
@@ -661,6 +672,11 @@ struct Row {
     tags: Vec<Tag>,
     lists: Vec<ListId>,
     attributes: Map<String, Value>,
+    /// The person left (the reason, as the suppression records it): the row suppresses
+    /// the address and subscribes nothing.
+    left: Option<String>,
+    /// The file's `suppressed` column said so.
+    suppressed: bool,
 }
 
 /// Reads the file in chunks, skipping the first `skip` records (done before a restart);
@@ -905,6 +921,8 @@ fn to_row<'a>(fields: impl Iterator<Item = (&'a Target, Value)>, plan: &Plan) ->
         tags: plan.tags.clone(),
         lists: plan.lists.clone(),
         attributes: Map::new(),
+        left: None,
+        suppressed: false,
     };
     for (target, value) in fields {
         match target {
@@ -962,8 +980,32 @@ fn to_row<'a>(fields: impl Iterator<Item = (&'a Target, Value)>, plan: &Plan) ->
                     row.attributes.insert(name.clone(), value);
                 }
             }
+            Target::Status => {
+                if let Some(text) = text_of(&value) {
+                    match text.trim().to_lowercase().as_str() {
+                        "" | "active" | "subscribed" | "pending" | "transactional" => {}
+                        "unsubscribed" | "archived" => row.left = Some("unsubscribed".to_owned()),
+                        "bounced" | "cleaned" => row.left = Some("bounced".to_owned()),
+                        "complained" => row.left = Some("complained".to_owned()),
+                        other => faults.push(format!(
+                            "status: {other:?} is not active, subscribed, unsubscribed, bounced, cleaned or complained"
+                        )),
+                    }
+                }
+            }
+            Target::Suppressed => match &value {
+                Value::Bool(flag) => row.suppressed = *flag,
+                other => match text_of(other).map(|t| t.trim().to_lowercase()).as_deref() {
+                    None | Some("" | "false" | "0" | "no") => {}
+                    Some("true" | "1" | "yes") => row.suppressed = true,
+                    Some(other) => faults.push(format!("suppressed: {other:?} is not true or false")),
+                },
+            },
             Target::Ignore => {}
         }
+    }
+    if row.suppressed && row.left.is_none() {
+        row.left = Some("unsubscribed".to_owned());
     }
     match email {
         Some(email) if faults.is_empty() => {
@@ -1013,6 +1055,12 @@ fn store_chunk(
     let mut pending: HashMap<String, (ContactRow, bool, BTreeSet<String>, BTreeSet<ListId>)> = HashMap::new();
     for ((_, row, first), (key, hash)) in valid.iter().zip(email_keys.iter().zip(&hashes)) {
         if suppressed.contains(hash) {
+            report.suppressed += 1;
+            continue;
+        }
+        if let Some(reason) = &row.left {
+            // The person left where the file comes from: that is remembered, as here.
+            leave_in(conn, hash, existing.remove(key), reason, &plan.actor)?;
             report.suppressed += 1;
             continue;
         }
@@ -1118,6 +1166,31 @@ fn store_chunk(
         storage::consent::append_events(conn, events)?;
     }
     Ok(report)
+}
+
+/// Suppresses an address whose row says the person left and, if it is a contact here,
+/// withdraws what it receives as leaving everything does.
+fn leave_in(conn: &mut DbConnection, hash: &str, contact: Option<ContactRow>, reason: &str, actor: &str) -> Result<()> {
+    storage::consent::insert_suppression(conn, hash, reason)?;
+    let Some(row) = contact else {
+        return Ok(());
+    };
+    let Some(contact) = storage::contacts::find_contact(conn, &row.id)? else {
+        return Ok(());
+    };
+    let status = match reason {
+        "bounced" => ContactStatus::Bounced,
+        "complained" => ContactStatus::Complained,
+        _ => ContactStatus::Unsubscribed,
+    };
+    // The job keeps its creator as text; the withdrawals name the same actor.
+    let actor = match actor.split_once(':') {
+        Some(("user", id)) => id.parse().map_or(Actor::System, Actor::User),
+        Some(("api_key", id)) => id.parse().map_or(Actor::System, Actor::ApiKey),
+        _ => Actor::System,
+    };
+    let evidence = Evidence { method: "import".to_owned(), ..Evidence::default() };
+    super::consent::leave_all_in(conn, hash, &contact, &evidence, &actor, status)
 }
 
 #[cfg(test)]

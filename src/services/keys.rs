@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -28,6 +28,8 @@ pub enum LinkKind {
     Track,
     /// Answer a post-signup survey.
     Survey,
+    /// Carry out a person's request to download or erase their data (single use).
+    DataRequest,
 }
 
 impl LinkKind {
@@ -38,6 +40,7 @@ impl LinkKind {
             LinkKind::Preferences => "p",
             LinkKind::Track => "t",
             LinkKind::Survey => "s",
+            LinkKind::DataRequest => "d",
         }
     }
 }
@@ -49,11 +52,23 @@ pub struct LinkClaims {
     pub scope: Option<String>,
 }
 
+/// How long a preference link works unless configured (`preference_link_days`).
+pub const DEFAULT_PREFERENCE_LINK_DAYS: u32 = 90;
+
+/// A preference link as verified: whose it is and when it was signed, so that a link
+/// signed before the contact's links were revoked can be refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferenceClaims {
+    pub contact: String,
+    pub issued_at: DateTime<Utc>,
+}
+
 /// Cheap to clone (two 32-byte keys), so a transaction can take its own copy.
 #[derive(Clone)]
 pub struct Keys {
     link: Vec<u8>,
     suppression: Vec<u8>,
+    preference_link_ttl: TimeDelta,
 }
 
 impl Keys {
@@ -68,7 +83,34 @@ impl Keys {
             })
             .await?;
         let decode = |key: String| URL_SAFE_NO_PAD.decode(key).map_err(Error::internal);
-        Ok(Self { link: decode(link)?, suppression: decode(suppression)? })
+        Ok(Self {
+            link: decode(link)?,
+            suppression: decode(suppression)?,
+            preference_link_ttl: TimeDelta::days(i64::from(DEFAULT_PREFERENCE_LINK_DAYS)),
+        })
+    }
+
+    /// How long the preference links signed from now on work.
+    pub fn with_preference_link_days(mut self, days: u32) -> Self {
+        self.preference_link_ttl = TimeDelta::days(i64::from(days));
+        self
+    }
+
+    /// A preference-centre token for a contact: it expires (each mail carries a fresh one,
+    /// so a person who reads their mail always holds a working link) and names the moment
+    /// it was signed, in microseconds, which revocation compares against.
+    pub fn sign_preferences(&self, contact: &str) -> String {
+        let now = Utc::now();
+        let issued = now.timestamp_micros().to_string();
+        self.sign_link(LinkKind::Preferences, contact, Some(&issued), Some(now + self.preference_link_ttl))
+    }
+
+    /// The claims of a preference token that is genuine and not expired (revocation is
+    /// the caller's check: it needs the database).
+    pub fn verify_preferences(&self, token: &str) -> Option<PreferenceClaims> {
+        let claims = self.verify_link(LinkKind::Preferences, token)?;
+        let issued_at = DateTime::from_timestamp_micros(claims.scope?.parse().ok()?)?;
+        Some(PreferenceClaims { contact: claims.subject, issued_at })
     }
 
     /// The keyed hash under which an address is suppressed. Keyed, so that the list
@@ -134,7 +176,27 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys { link: b"link key".to_vec(), suppression: b"suppression key".to_vec() }
+        Keys {
+            link: b"link key".to_vec(),
+            suppression: b"suppression key".to_vec(),
+            preference_link_ttl: TimeDelta::days(90),
+        }
+    }
+
+    #[test]
+    fn a_preference_link_expires_and_names_when_it_was_signed() {
+        let keys = keys();
+        let before = Utc::now();
+        let claims = keys.verify_preferences(&keys.sign_preferences("c-1")).unwrap();
+        assert_eq!(claims.contact, "c-1");
+        assert!(claims.issued_at >= before - TimeDelta::milliseconds(1) && claims.issued_at <= Utc::now());
+        let expired = keys.clone().with_preference_link_days(0);
+        let token = expired.sign_preferences("c-1");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(expired.verify_preferences(&token).is_none(), "a link of 0 days is dead within the second");
+        // An old link without its signing time (as mailed before links expired) is refused.
+        let old = keys.sign_link(LinkKind::Preferences, "c-1", None, None);
+        assert!(keys.verify_preferences(&old).is_none());
     }
 
     #[test]

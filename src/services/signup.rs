@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::consent::{
-    self, ContactConsents, ContactExport, apply_event, erase_in, leave_all_in, load_contact_consents, withdraw_in,
+    ContactConsents, apply_event, erase_in, leave_all_in, load_contact_consents, withdraw_in,
 };
 
 use super::forms::Form;
@@ -20,7 +20,7 @@ use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, 
 use crate::domain::form::{FormOptIn, ValidSubmission};
 use crate::domain::form::{FormSurvey, SurveyMoment};
 use crate::domain::partner::EventType;
-use crate::domain::{ConfirmationId, Contact, ContactId, ContactStatus, List, ListId};
+use crate::domain::{ConfirmationId, ContactId, ContactStatus, ListId};
 use crate::error::{Error, Result};
 use crate::mail::{self, Draft};
 use crate::settings::Settings;
@@ -66,7 +66,7 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
-    fn evidence(&self, method: &str) -> Evidence {
+    pub(crate) fn evidence(&self, method: &str) -> Evidence {
         Evidence {
             method: method.to_owned(),
             ip: self.ip.clone(),
@@ -855,8 +855,10 @@ pub fn preferences_url(keys: &Keys, base_url: &str, contact: ContactId) -> Strin
     preferences_link(keys, base_url, &contact.to_string())
 }
 
+/// A fresh preference link: it expires (`preference_link_days`) and works until the
+/// contact's links are revoked; every mail builds a new one, so a reader always holds one.
 pub fn preferences_link(keys: &Keys, base_url: &str, contact: &str) -> String {
-    format!("{base_url}/preferences/{}", keys.sign_link(LinkKind::Preferences, contact, None, None))
+    format!("{base_url}/preferences/{}", keys.sign_preferences(contact))
 }
 
 /// What an unsubscribe link is about: `Some(Some(name))` for one list, `Some(None)` for
@@ -905,148 +907,7 @@ pub async fn unsubscribe(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -
     .await
 }
 
-/// A person's view of their subscriptions.
-#[derive(Debug, Clone)]
-pub struct Preferences {
-    pub contact: Contact,
-    /// Every list the person has been asked about or is on, and whether they receive it.
-    pub lists: Vec<(List, bool)>,
-}
-
-fn contact_of_token(keys: &Keys, kind: LinkKind, token: &str) -> Option<ContactId> {
-    keys.verify_link(kind, token)?.subject.parse().ok()
-}
-
-pub async fn preferences(db: &Db, keys: &Keys, token: &str) -> Result<Option<Preferences>> {
-    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
-        return Ok(None);
-    };
-    db.read(move |conn| load_preferences(conn, id)).await
-}
-
-fn load_preferences(conn: &mut DbConnection, id: ContactId) -> Result<Option<Preferences>> {
-    let Some(contact) = contacts::find_contact(conn, &id.to_string())? else {
-        return Ok(None);
-    };
-    let current = load_contact_consents(conn, &id.to_string())?.current;
-    let mut list_ids: Vec<ListId> = current.iter().filter_map(|c| c.purpose.list_id()).collect();
-    let members: Vec<ListId> = contact.lists.iter().copied().filter(|id| !list_ids.contains(id)).collect();
-    list_ids.extend(members);
-    let mut shown = Vec::new();
-    for list_id in list_ids {
-        if let Some(row) = lists::find_list(conn, &list_id.to_string())? {
-            let receives = contact.lists.contains(&list_id);
-            shown.push((List::try_from(row)?, receives));
-        }
-    }
-    Ok(Some(Preferences { contact, lists: shown }))
-}
-
-/// Saves the lists a person chose: each one unticked is withdrawn, each one ticked that
-/// they did not receive is confirmed (the link came to their mailbox, which is what a
-/// double opt-in proves), with the words shown beside the box as the consent text.
-pub async fn save_preferences(
-    db: &Db,
-    keys: &Keys,
-    token: &str,
-    chosen: Vec<ListId>,
-    info: RequestInfo,
-) -> Result<Option<Preferences>> {
-    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
-        return Ok(None);
-    };
-    let contact = db.read(move |conn| contacts::find_contact(conn, &id.to_string())).await?;
-    let Some(contact) = contact else {
-        return Ok(None);
-    };
-    let hash = keys.email_hash(&contact.email.key());
-    db.write(move |conn| {
-        let Some(preferences) = load_preferences(conn, id)? else {
-            return Ok(None);
-        };
-        let contact_id = id.to_string();
-        let mut joined = false;
-        for (list, receives) in &preferences.lists {
-            let wanted = chosen.contains(&list.id);
-            if *receives && !wanted {
-                withdraw_in(
-                    conn,
-                    &contact_id,
-                    &[Purpose::List(list.id)],
-                    &info.evidence("preferences"),
-                    &Actor::Public,
-                )?;
-            } else if wanted && !*receives {
-                apply_event(
-                    conn,
-                    NewConsentEvent {
-                        contact_id: contact_id.clone(),
-                        purpose: Purpose::List(list.id),
-                        action: ConsentAction::Confirmed,
-                        basis: ConsentBasis::DoubleOptIn,
-                        requires_confirmation: false,
-                        evidence: Evidence { consent_text: Some(list.name.clone()), ..info.evidence("preferences") },
-                        actor: Actor::Public.to_string(),
-                    },
-                )?;
-                joined = true;
-            }
-        }
-        if joined {
-            contacts::update_status(conn, &contact_id, ContactStatus::Active.as_str(), storage::now())?;
-            ledger::delete_suppression(conn, &hash)?;
-        }
-        load_preferences(conn, id)
-    })
-    .await
-}
-
-/// "Unsubscribe from everything" in the preference centre.
-pub async fn leave_all(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> Result<bool> {
-    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
-        return Ok(false);
-    };
-    let contact = db.read(move |conn| contacts::find_contact(conn, &id.to_string())).await?;
-    let Some(contact) = contact else {
-        return Ok(true);
-    };
-    let hash = keys.email_hash(&contact.email.key());
-    db.write(move |conn| {
-        leave_all_in(
-            conn,
-            &hash,
-            &contact,
-            &info.evidence("preferences"),
-            &Actor::Public,
-            ContactStatus::Unsubscribed,
-        )?;
-        Ok(true)
-    })
-    .await
-}
-
-/// "Delete all my data" in the preference centre.
-pub async fn erase_by_token(db: &Db, keys: &Keys, token: &str) -> Result<bool> {
-    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
-        return Ok(false);
-    };
-    match consent::erase_contact(db, keys, id).await {
-        Ok(()) | Err(Error::NotFound(_)) => Ok(true),
-        Err(error) => Err(error),
-    }
-}
-
-/// "Download my data" in the preference centre.
-pub async fn export_by_token(db: &Db, keys: &Keys, token: &str) -> Result<Option<ContactExport>> {
-    let Some(id) = contact_of_token(keys, LinkKind::Preferences, token) else {
-        return Ok(None);
-    };
-    match consent::export_contact(db, id).await {
-        Ok(export) if export.contact.is_some() => Ok(Some(export)),
-        Ok(_) | Err(Error::NotFound(_)) => Ok(None),
-        Err(error) => Err(error),
-    }
-}
+// The preference centre's use cases are in `preferences.rs`.
 
 /// Purges signups never confirmed within `retention_days`: a contact with no consent in
 /// force goes entirely (the address is not suppressed: it never agreed to anything); one

@@ -515,3 +515,27 @@ pub fn sent_between(
         .select(campaign_recipients::sent_at.assume_not_null())
         .load(conn)
 }
+
+/// What a person's data export shows of the campaigns addressed to a contact: each
+/// recipient row with its campaign's name and subject, oldest first.
+pub fn list_contact_recipients(
+    conn: &mut DbConnection,
+    contact_id: &str,
+) -> QueryResult<Vec<(RecipientRow, String, String)>> {
+    campaign_recipients::table
+        .inner_join(campaigns::table)
+        .filter(campaign_recipients::contact_id.eq(contact_id))
+        .order(campaign_recipients::id.asc())
+        .select((RecipientRow::as_select(), campaigns::name, campaigns::subject))
+        .load(conn)
+}
+
+/// The bounces, complaints and other delivery events recorded for an address (by its
+/// keyed hash), oldest first.
+pub fn list_address_delivery_events(conn: &mut DbConnection, email_hash: &str) -> QueryResult<Vec<DeliveryEventRow>> {
+    delivery_events::table
+        .filter(delivery_events::email_hash.eq(email_hash))
+        .order(delivery_events::occurred_at.asc())
+        .select(DeliveryEventRow::as_select())
+        .load(conn)
+}

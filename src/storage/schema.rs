@@ -465,6 +465,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    contact_link_revocations (contact_id) {
+        contact_id -> Text,
+        revoked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    data_requests (id) {
+        id -> Text,
+        contact_id -> Text,
+        action -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(campaign_recipients -> campaigns (campaign_id));
 diesel::joinable!(confirmations -> contacts (contact_id));
@@ -504,4 +522,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_attempts,
     surveys,
     survey_responses,
+    contact_link_revocations,
+    data_requests,
 );

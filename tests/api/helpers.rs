@@ -420,6 +420,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Records a list's double opt-in as the person's confirmation would: no API may, so
+    /// tests about something else (campaigns) write it as the confirmation does.
+    pub async fn confirmed_double_opt_in(&self, contact_id: &str, list_id: &str) {
+        use consento::domain::consent::{ConsentAction, ConsentBasis, Evidence, Purpose};
+        let (contact_id, purpose) = (contact_id.to_owned(), Purpose::List(list_id.parse().unwrap()));
+        self.state
+            .db
+            .write(move |conn| {
+                consento::services::consent::apply_event(
+                    conn,
+                    consento::storage::consent::NewConsentEvent {
+                        contact_id,
+                        purpose,
+                        action: ConsentAction::Confirmed,
+                        basis: ConsentBasis::DoubleOptIn,
+                        requires_confirmation: false,
+                        evidence: Evidence { method: "confirmation".to_owned(), ..Evidence::default() },
+                        actor: "public".to_owned(),
+                    },
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
     pub async fn consents_of(&self, contact_id: &str) -> Value {
         let (status, body) = self.send(self.get(&format!("/api/v1/contacts/{contact_id}/consents"))).await;
         assert_eq!(status, StatusCode::OK, "{body}");

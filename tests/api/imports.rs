@@ -237,7 +237,7 @@ async fn an_export_of_100000_contacts_streams_and_reimports_to_the_same_data() {
             .records()
             .map(|r| {
                 let r = r.unwrap();
-                [1, 2, 3, 4, 5, 6, 7].iter().map(|i| r[*i].to_owned()).collect::<Vec<_>>().join("|")
+                [1, 2, 3, 4, 5, 6, 7, 8].iter().map(|i| r[*i].to_owned()).collect::<Vec<_>>().join("|")
             })
             .collect();
         rows.sort();
@@ -355,4 +355,61 @@ async fn an_import_killed_mid_way_resumes_after_a_restart_and_writes_no_row_twic
         .await
         .unwrap();
     assert_eq!((contacts, events, members), (ROWS as i64, ROWS as i64, ROWS as i64));
+}
+
+#[tokio::test]
+async fn an_exported_unsubscribed_contact_stays_unsubscribed_when_imported_on_a_fresh_instance() {
+    let source = spawn_app().await;
+    let list = source.create_list("Customers").await;
+    let stays = source.create_contact(json!({"email": "stays@example.org", "lists": [list]})).await;
+    let leaves = source.create_contact(json!({"email": "leaves@example.org", "lists": [list]})).await;
+    let (_, links) =
+        source.send(source.get(&format!("/api/v1/contacts/{}/links", leaves["id"].as_str().unwrap()))).await;
+    source.client.post(links["unsubscribe_url"].as_str().unwrap()).send().await.unwrap();
+    assert!(stays["id"].is_string());
+
+    for format in ["csv", "ndjson"] {
+        let exported = source.get(&format!("/api/v1/contacts/export?format={format}")).send().await.unwrap();
+        let exported = exported.bytes().await.unwrap().to_vec();
+        let text = String::from_utf8_lossy(&exported).to_string();
+        assert!(text.contains("unsubscribed") && text.contains("suppressed"), "{text}");
+
+        let target = spawn_app().await;
+        target.create_list("Customers").await;
+        let options =
+            json!({"format": format, "lists": ["Customers"], "basis": "single_opt_in", "consent_text": "Yes"});
+        let job = import(&target, options, exported).await;
+        assert_eq!(job["status"], "finished", "{job}");
+        assert_eq!(
+            (job["report"]["imported"].as_i64(), job["report"]["suppressed"].as_i64()),
+            (Some(1), Some(1)),
+            "{job}"
+        );
+        assert!(target.contact_by_email("leaves@example.org").await.is_none(), "never a subscription");
+        let (_, found) = target.send(target.get("/api/v1/suppressions?email=leaves@example.org")).await;
+        assert_eq!(found["items"][0]["reason"], "unsubscribed", "{format}: {found}");
+        let kept = target.contact_by_email("stays@example.org").await.unwrap();
+        assert_eq!(kept["status"], "active");
+    }
+}
+
+#[tokio::test]
+async fn a_row_whose_status_says_the_person_left_unsubscribes_the_contact_already_here() {
+    let app = spawn_app().await;
+    let list = app.create_list("Customers").await;
+    let known = app.create_contact(json!({"email": "known@example.org", "lists": [list]})).await;
+    let csv = "email,status\nknown@example.org,unsubscribed\nclean@example.org,cleaned\nnew@example.org,subscribed\nodd@example.org,maybe\n";
+    let options = json!({"format": "csv", "lists": ["Customers"], "basis": "single_opt_in", "consent_text": "Yes"});
+    let job = import(&app, options, csv.as_bytes().to_vec()).await;
+    let report = &job["report"];
+    assert_eq!(
+        (report["imported"].as_i64(), report["suppressed"].as_i64(), report["invalid"].as_i64()),
+        (Some(1), Some(2), Some(1)),
+        "{job}"
+    );
+    let (_, contact) = app.send(app.get(&format!("/api/v1/contacts/{}", known["id"].as_str().unwrap()))).await;
+    assert_eq!((contact["status"].as_str(), &contact["lists"]), (Some("unsubscribed"), &json!([])));
+    let (_, found) = app.send(app.get("/api/v1/suppressions?email=clean@example.org")).await;
+    assert_eq!(found["items"][0]["reason"], "bounced");
+    assert!(app.contact_by_email("clean@example.org").await.is_none());
 }

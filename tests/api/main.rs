@@ -25,6 +25,7 @@ mod receiver;
 mod segments;
 mod signup;
 mod storage;
+mod suppressions;
 mod surveys;
 mod users;
 mod webhooks;
