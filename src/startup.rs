@@ -79,7 +79,9 @@ impl Application {
         tokio::spawn(ImportWorker::new(db.clone(), keys.clone(), import_wake.clone()).run());
         tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
         let outbound = OutboundPolicy::from_settings(&settings);
-        tokio::spawn(WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run());
+        tokio::spawn(
+            WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run(),
+        );
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
 
         let port = address.port();

@@ -52,8 +52,7 @@ pub async fn issue_token(
 ) -> Result<web::Json<TokenResponse>> {
     let request = body.0;
     let ip = super::pages::client_ip(&req);
-    let token =
-        auth::issue_token(&state.db, &state.tokens, &state.login, ip, &request.email, request.password).await?;
+    let token = auth::issue_token(&state.db, &state.tokens, &state.login, ip, &request.email, request.password).await?;
     Ok(web::Json(TokenResponse {
         access_token: token.access_token,
         token_type: "Bearer".to_owned(),

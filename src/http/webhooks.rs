@@ -164,7 +164,9 @@ pub async fn update_webhook(
     id: web::Path<String>,
     body: ApiJson<WebhookRequest>,
 ) -> Result<web::Json<WebhookResponse>> {
-    Ok(web::Json(service::update_subscription(&state.db, &state.outbound, webhook_id(&id)?, body.0.into()).await?.into()))
+    Ok(web::Json(
+        service::update_subscription(&state.db, &state.outbound, webhook_id(&id)?, body.0.into()).await?.into(),
+    ))
 }
 
 #[utoipa::path(

@@ -334,7 +334,8 @@ pub mod sns {
                 return Err(refused(format!("its signing certificate answered {}", response.status())));
             }
             let pem = response.text().await.map_err(|e| Error::Unavailable(Box::new(e)))?;
-            let key = Arc::new(public_key_of_pem(&pem).ok_or_else(|| refused("its signing certificate is unreadable"))?);
+            let key =
+                Arc::new(public_key_of_pem(&pem).ok_or_else(|| refused("its signing certificate is unreadable"))?);
             if let Ok(mut keys) = self.keys.lock() {
                 if keys.len() >= CACHE_SIZE {
                     keys.clear();
@@ -353,7 +354,9 @@ pub mod sns {
             .strip_suffix(".amazonaws.com")
             .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
             .and_then(|rest| rest.strip_prefix("sns."));
-        let region_ok = region.is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        let region_ok = region.is_some_and(|r| {
+            !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
         if parsed.scheme() != "https" || !region_ok || parsed.port().is_some() || !parsed.path().ends_with(".pem") {
             return Err(format!("its SigningCertURL {url} is not an https .pem of sns.<region>.amazonaws.com"));
         }

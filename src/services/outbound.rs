@@ -243,7 +243,8 @@ mod tests {
 
     #[test]
     fn public_addresses_and_names_pass_the_stored_check() {
-        for url in ["https://8.8.8.8/hook", "https://[2606:4700::1111]/", "https://hooks.example.com/x", "http://172.32.0.1/"]
+        for url in
+            ["https://8.8.8.8/hook", "https://[2606:4700::1111]/", "https://hooks.example.com/x", "http://172.32.0.1/"]
         {
             assert!(!refused(url), "{url} was refused");
         }
@@ -282,7 +283,8 @@ mod tests {
 
     #[test]
     fn a_named_host_may_be_allowed() {
-        let policy = OutboundPolicy::allowing(&["127.0.0.1".to_owned(), "Receiver.Internal".to_owned(), "[::1]".to_owned()]);
+        let policy =
+            OutboundPolicy::allowing(&["127.0.0.1".to_owned(), "Receiver.Internal".to_owned(), "[::1]".to_owned()]);
         assert!(policy.check_receiver_url("http://127.0.0.1:8080/").is_ok());
         assert!(policy.check_receiver_url("http://[::1]:8080/").is_ok());
         assert!(policy.check_connect("http://127.0.0.1:8080/").is_ok());

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
+use super::outbound::{OutboundPolicy, Refused};
 use super::pagination::{Page, PageRequest};
 use crate::domain::partner::{DeliveryStatus, EventType, SIGNATURE_HEADER, signature_header};
 use crate::domain::{DeliveryId, WebhookId};
 use crate::error::{Error, FieldError, Result};
-use super::outbound::{OutboundPolicy, Refused};
 use crate::settings::Settings;
 use crate::storage::models::utc;
 use crate::storage::partners::PartnerRow;

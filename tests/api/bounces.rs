@@ -27,7 +27,8 @@ pub struct CertificateServer {
 impl CertificateServer {
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://127.0.0.1:{}/SimpleNotificationService-test.pem", listener.local_addr().unwrap().port());
+        let url =
+            format!("http://127.0.0.1:{}/SimpleNotificationService-test.pem", listener.local_addr().unwrap().port());
         let fetches = Arc::new(AtomicUsize::new(0));
         let counted = fetches.clone();
         let server = HttpServer::new(move || {
@@ -182,7 +183,9 @@ async fn the_bounce_secret_is_taken_from_bearer_or_basic_headers_and_still_from_
     assert_eq!(post().basic_auth("bounces", Some(SECRET)).send().await.unwrap().status(), StatusCode::OK);
     let query = app.client.post(app.url(&format!("/webhooks/bounces?secret={SECRET}"))).json(&notice);
     assert_eq!(query.send().await.unwrap().status(), StatusCode::OK);
-    for wrong in [post().bearer_auth("not-the-secret-but-long-enough"), post().basic_auth(SECRET, Some("wrong")), post()] {
+    for wrong in
+        [post().bearer_auth("not-the-secret-but-long-enough"), post().basic_auth(SECRET, Some("wrong")), post()]
+    {
         assert_problem(wrong.send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
 }

@@ -333,8 +333,9 @@ async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["type", "email"]);
 
-    let (status, outcome) =
-        app.send(app.client.post(app.url("/webhooks/bounces")).bearer_auth("a-bounce-secret-for-the-suite").json(&notice)).await;
+    let (status, outcome) = app
+        .send(app.client.post(app.url("/webhooks/bounces")).bearer_auth("a-bounce-secret-for-the-suite").json(&notice))
+        .await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["items"][0]["suppressed"], true);
     assert_eq!(outcome["items"][0]["campaign_id"], id.as_str());

@@ -30,14 +30,8 @@ async fn sign_up_the_probe(app: &TestApp) -> String {
     assert!(response.status().is_success(), "{}", response.status());
     let mail = app.mail.wait_for(ADDRESS, 1).await;
     let confirm = mail[0].link(&format!("{}/confirm/", app.address));
-    let response = app
-        .client
-        .post(confirm)
-        .header("user-agent", USER_AGENT)
-        .header("x-forwarded-for", IP)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.post(confirm).header("user-agent", USER_AGENT).header("x-forwarded-for", IP).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let contact = app.contact_by_email(ADDRESS).await.expect("the person is a contact");
     contact["id"].as_str().unwrap().to_owned()

@@ -60,7 +60,9 @@ async fn the_public_rate_limit_holds_a_bounded_number_of_addresses_forgetting_th
 async fn public_pages_and_the_embed_snippet_forbid_framing() {
     let app = spawn_app().await;
     app.form_on_new_list("framed", "double", json!({})).await;
-    for path in ["/f/framed", "/unsubscribe/not-a-token", "/preferences/not-a-token", "/confirm/not-a-token", "/f/framed/embed"] {
+    for path in
+        ["/f/framed", "/unsubscribe/not-a-token", "/preferences/not-a-token", "/confirm/not-a-token", "/f/framed/embed"]
+    {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");

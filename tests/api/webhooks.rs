@@ -171,7 +171,8 @@ async fn a_receiver_url_at_an_internal_address_is_refused_with_a_422_in_any_spel
         "http://localhost:9/hook",
     ] {
         let response = app.post("/api/v1/webhooks", &json!({"url": url, "event_types": ["contact.created"]}));
-        let problem = assert_problem(response.send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        let problem =
+            assert_problem(response.send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
         assert_eq!(fields_at_fault(&problem), ["url"], "{url}");
         let message = problem["errors"][0]["message"].as_str().unwrap();
         assert!(message.starts_with("must not point at ") && message.contains("outbound_allowed_hosts"), "{message}");
@@ -180,9 +181,12 @@ async fn a_receiver_url_at_an_internal_address_is_refused_with_a_422_in_any_spel
         "name": "Internal", "legal_name": "Internal Ltd", "description": "Deals", "privacy_policy_url": "https://partner.example/privacy",
         "webhook_url": "http://[::ffff:a9fe:a9fe]/leads"
     });
-    let problem =
-        assert_problem(app.post("/api/v1/partners", &partner).send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation")
-            .await;
+    let problem = assert_problem(
+        app.post("/api/v1/partners", &partner).send().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    )
+    .await;
     assert_eq!(fields_at_fault(&problem), ["webhook_url"]);
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("169.254.169.254, a cloud metadata address"));
     // A public receiver is accepted.
