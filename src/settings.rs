@@ -137,6 +137,9 @@ pub struct Settings {
     /// Basic with the secret as password), or, worse because URLs end up in logs, as
     /// `?secret=…`; unset: the endpoints refuse every notification.
     pub bounce_secret: Option<Secret>,
+    /// `SigningCertURL`s of SNS messages trusted besides AWS's own (an https `.pem` of
+    /// `sns.<region>.amazonaws.com`); for tests that sign with their own certificate.
+    pub sns_trusted_certificate_urls: Vec<String>,
     /// Soft bounces of one address (within 30 days) after which it is suppressed.
     pub soft_bounce_limit: u32,
     /// Complaint rate (complaints / sent) above which a campaign pauses itself.
@@ -222,6 +225,7 @@ impl Default for Settings {
             dkim_private_key: None,
             dkim_private_key_file: None,
             bounce_secret: None,
+            sns_trusted_certificate_urls: Vec::new(),
             soft_bounce_limit: 3,
             complaint_rate_threshold: 0.003,
             import_max_bytes: 2 * 1024 * 1024 * 1024,
@@ -283,6 +287,7 @@ const KEYS: &[&str] = &[
     "dkim_private_key",
     "dkim_private_key_file",
     "bounce_secret",
+    "sns_trusted_certificate_urls",
     "soft_bounce_limit",
     "complaint_rate_threshold",
     "import_max_bytes",

@@ -103,6 +103,7 @@ impl Application {
             tokens,
             login: crate::services::auth::LoginGuard::from_settings(&settings),
             outbound,
+            sns: crate::services::bounces::sns::Verifier::new(settings.sns_trusted_certificate_urls.clone())?,
             keys,
             signup: SignupConfig::from_settings(&settings),
             pages: Pages::new()?,

@@ -16,9 +16,31 @@ use crate::services::tracking::{self, Hit};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SecretQuery {
-    /// The `bounce_secret` setting, for providers that cannot send an `Authorization`
-    /// header (Amazon SNS: put it in the subscription's URL).
+    /// The `bounce_secret` setting, accepted here for providers that can send no header.
+    /// Worse than a header: URLs end up in proxy and provider logs. Amazon SNS can send
+    /// a header: put the secret as the password of the URL
+    /// (`https://bounces:<secret>@host/webhooks/ses`), which SNS sends as Basic
+    /// authentication.
     pub secret: Option<String>,
+}
+
+/// The secret a notification carries: `Authorization: Bearer <secret>`, or Basic with the
+/// secret as password (any user name), else the `secret` query parameter.
+fn given_secret(req: &HttpRequest, query: &SecretQuery) -> Option<String> {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(bearer) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        return Some(bearer.trim().to_owned());
+    }
+    if let Some(basic) = authorization.and_then(|v| v.strip_prefix("Basic ")) {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        return text.split_once(':').map(|(_, password)| password.to_owned());
+    }
+    if query.secret.is_some() {
+        tracing::warn!("a bounce notification carried its secret in the URL; prefer the Authorization header");
+    }
+    query.secret.clone()
 }
 
 /// The notification must carry the configured secret; without one configured, nothing is
@@ -27,13 +49,7 @@ fn authorize(state: &AppState, req: &HttpRequest, query: &SecretQuery) -> Result
     let Some(expected) = &state.settings.bounce_secret else {
         return Err(Error::Forbidden("bounce notifications are off: set bounce_secret to accept them".to_owned()));
     };
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let given = bearer.or(query.secret.as_deref()).unwrap_or("");
+    let given = given_secret(req, query).unwrap_or_default();
     let matches = given.len() == expected.expose().len()
         && given.bytes().zip(expected.expose().bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if matches {
@@ -196,10 +212,11 @@ fn ses_notices(body: &[u8]) -> Result<Option<Vec<Notice>>> {
 #[utoipa::path(
     tag = "deliverability",
     params(SecretQuery),
-    request_body(content = String, content_type = "text/plain", description = "An Amazon SNS message (as SNS sends it) carrying an SES bounce or complaint notification"),
+    request_body(content = String, content_type = "text/plain", description = "An Amazon SNS message (as SNS sends it) carrying an SES bounce or complaint notification; its signature (SignatureVersion 1 or 2) is checked against the certificate of its SigningCertURL, which must be an https `.pem` of `sns.<region>.amazonaws.com`"),
     responses(
         (status = 200, description = "Recorded (a subscription confirmation is logged with its URL, for an admin to open)", body = BounceResponse),
-        (status = 401, description = "The secret is missing or wrong", body = super::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The secret is missing or wrong, or the SNS signature does not verify", body = super::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The signing certificate could not be fetched; SNS retries", body = super::Problem, content_type = "application/problem+json"),
         (status = 403, description = "No bounce secret is configured", body = super::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -212,6 +229,9 @@ pub async fn ses_bounce(
     body: LimitedBody,
 ) -> Result<web::Json<BounceResponse>> {
     authorize(&state, &req, &query)?;
+    let envelope: Value =
+        serde_json::from_slice(&body.0).map_err(|e| Error::BadRequest(format!("the body is not JSON: {e}")))?;
+    state.sns.verify(&envelope).await?;
     match ses_notices(&body.0)? {
         Some(notices) => record(&state, notices).await,
         None => Ok(web::Json(BounceResponse { items: Vec::new() })),

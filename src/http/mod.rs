@@ -55,6 +55,8 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Limits on sign-in attempts and on password checks at once.
     pub login: crate::services::auth::LoginGuard,
+    /// Checks Amazon SNS signatures, with its certificate cache.
+    pub sns: crate::services::bounces::sns::Verifier,
     /// Where webhooks and partner deliveries may connect.
     pub outbound: crate::services::outbound::OutboundPolicy,
     pub keys: Keys,

@@ -255,3 +255,241 @@ pub async fn churn(db: &Db, period: Period, from: DateTime<Utc>, to: DateTime<Ut
     })
     .await
 }
+
+/// Amazon SNS message signatures (SignatureVersion 1: RSA with SHA-1; 2: RSA with
+/// SHA-256), checked before a notification counts: the bounce secret alone travels in a
+/// URL SNS is configured with, which leaks more easily than a key AWS keeps.
+///
+/// The signing certificate is fetched from the message's `SigningCertURL`, only over
+/// https from a host `sns.<region>.amazonaws.com` (or `.amazonaws.com.cn`), and cached.
+pub mod sns {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde_json::Value;
+
+    use crate::error::{Error, Result};
+
+    /// Certificates kept at most; SNS uses one per region at a time.
+    const CACHE_SIZE: usize = 32;
+
+    /// Checks SNS messages; one per server, sharing its certificate cache.
+    pub struct Verifier {
+        client: reqwest::Client,
+        /// `SigningCertURL`s trusted although not AWS's (tests serve their own).
+        trusted_urls: Vec<String>,
+        /// The RSA public key (PKCS#1 DER) of each certificate URL fetched.
+        keys: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    }
+
+    fn refused(reason: impl Into<String>) -> Error {
+        Error::Unauthorized(format!("the SNS message is not authentic: {}", reason.into()))
+    }
+
+    impl Verifier {
+        pub fn new(trusted_urls: Vec<String>) -> Result<Self> {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(Error::internal)?;
+            Ok(Self { client, trusted_urls, keys: Mutex::new(HashMap::new()) })
+        }
+
+        /// `Ok` when `message` (an SNS envelope) carries a valid signature by AWS.
+        pub async fn verify(&self, message: &Value) -> Result<()> {
+            let field = |name: &str| message.get(name).and_then(Value::as_str);
+            let digest = match field("SignatureVersion") {
+                Some("1") => &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+                Some("2") => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                Some(other) => return Err(refused(format!("SignatureVersion {other} is not known"))),
+                None => return Err(refused("it has no SignatureVersion")),
+            };
+            let signature = field("Signature")
+                .and_then(|s| STANDARD.decode(s).ok())
+                .ok_or_else(|| refused("its Signature is missing or not base64"))?;
+            let text = string_to_sign(message).ok_or_else(|| refused("a signed field is missing"))?;
+            let url = field("SigningCertURL").ok_or_else(|| refused("it has no SigningCertURL"))?;
+            let key = self.key(url).await?;
+            ring::signature::UnparsedPublicKey::new(digest, key.as_slice())
+                .verify(text.as_bytes(), &signature)
+                .map_err(|_| refused("the signature does not match"))
+        }
+
+        async fn key(&self, url: &str) -> Result<Arc<Vec<u8>>> {
+            if !self.trusted_urls.iter().any(|trusted| trusted == url) {
+                check_certificate_url(url).map_err(refused)?;
+            }
+            if let Some(key) = self.keys.lock().ok().and_then(|keys| keys.get(url).cloned()) {
+                return Ok(key);
+            }
+            let response = self.client.get(url).send().await.map_err(|e| {
+                tracing::warn!(url, error = %e, "the SNS signing certificate could not be fetched");
+                Error::Unavailable(Box::new(e))
+            })?;
+            if !response.status().is_success() {
+                return Err(refused(format!("its signing certificate answered {}", response.status())));
+            }
+            let pem = response.text().await.map_err(|e| Error::Unavailable(Box::new(e)))?;
+            let key =
+                Arc::new(public_key_of_pem(&pem).ok_or_else(|| refused("its signing certificate is unreadable"))?);
+            if let Ok(mut keys) = self.keys.lock() {
+                if keys.len() >= CACHE_SIZE {
+                    keys.clear();
+                }
+                keys.insert(url.to_owned(), key.clone());
+            }
+            Ok(key)
+        }
+    }
+
+    /// A certificate URL is AWS's: https, host `sns.<region>.amazonaws.com[.cn]`, a `.pem`.
+    pub fn check_certificate_url(url: &str) -> std::result::Result<(), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| "its SigningCertURL is not a URL".to_owned())?;
+        let host = parsed.host_str().unwrap_or("");
+        let region = host
+            .strip_suffix(".amazonaws.com")
+            .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
+            .and_then(|rest| rest.strip_prefix("sns."));
+        let region_ok = region.is_some_and(|r| {
+            !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+        if parsed.scheme() != "https" || !region_ok || parsed.port().is_some() || !parsed.path().ends_with(".pem") {
+            return Err(format!("its SigningCertURL {url} is not an https .pem of sns.<region>.amazonaws.com"));
+        }
+        Ok(())
+    }
+
+    /// The text SNS signs: named fields, each as `name\nvalue\n`, in this order (AWS:
+    /// "Verifying the signatures of Amazon SNS messages"). `None` when one is missing.
+    pub fn string_to_sign(message: &Value) -> Option<String> {
+        let kind = message.get("Type")?.as_str()?;
+        let names: &[&str] = match kind {
+            "Notification" => &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"],
+            "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+                &["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"]
+            }
+            _ => return None,
+        };
+        let mut text = String::new();
+        for name in names {
+            match message.get(*name).and_then(Value::as_str) {
+                Some(value) => {
+                    text.push_str(name);
+                    text.push('\n');
+                    text.push_str(value);
+                    text.push('\n');
+                }
+                // A notification's subject is optional; everything else is required.
+                None if *name == "Subject" => {}
+                None => return None,
+            }
+        }
+        Some(text)
+    }
+
+    /// The RSA public key (PKCS#1 `RSAPublicKey` DER, as ring takes it) of a PEM certificate.
+    pub fn public_key_of_pem(pem: &str) -> Option<Vec<u8>> {
+        let body: String = pem
+            .lines()
+            .skip_while(|line| !line.starts_with("-----BEGIN CERTIFICATE-----"))
+            .skip(1)
+            .take_while(|line| !line.starts_with("-----END CERTIFICATE-----"))
+            .collect();
+        let der = STANDARD.decode(body.trim()).ok()?;
+        public_key_of_der(&der)
+    }
+
+    /// Walks `Certificate → tbsCertificate → subjectPublicKeyInfo → subjectPublicKey`.
+    fn public_key_of_der(der: &[u8]) -> Option<Vec<u8>> {
+        let (certificate, _) = tlv(der, 0x30)?;
+        let (tbs, _) = tlv(certificate, 0x30)?;
+        let mut rest = tbs;
+        // The optional [0] version, then serial, signature algorithm, issuer, validity, subject.
+        if rest.first() == Some(&0xa0) {
+            rest = skip(rest)?;
+        }
+        for _ in 0..5 {
+            rest = skip(rest)?;
+        }
+        let (spki, _) = tlv(rest, 0x30)?;
+        let algorithm = skip(spki)?;
+        let (bits, _) = tlv(algorithm, 0x03)?;
+        // A BIT STRING starts with its count of unused bits, 0 for a key.
+        match bits.split_first() {
+            Some((0, key)) => Some(key.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// The contents of the element at the start of `input` if its tag is `tag`, and what follows it.
+    fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&found, rest) = input.split_first()?;
+        if found != tag {
+            return None;
+        }
+        let (&first, mut rest) = rest.split_first()?;
+        let length = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let (bytes, after) = rest.split_at(count);
+            rest = after;
+            bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b))
+        };
+        (rest.len() >= length).then(|| rest.split_at(length))
+    }
+
+    fn skip(input: &[u8]) -> Option<&[u8]> {
+        let tag = *input.first()?;
+        tlv(input, tag).map(|(_, rest)| rest)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn only_https_pem_urls_of_sns_hosts_are_fetched() {
+            for url in [
+                "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+                "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
+            ] {
+                assert!(check_certificate_url(url).is_ok(), "{url}");
+            }
+            for url in [
+                "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+                "https://sns.eu-west-1.amazonaws.com.evil.example/cert.pem",
+                "https://evil.example/sns.eu-west-1.amazonaws.com/cert.pem",
+                "https://sns..amazonaws.com/cert.pem",
+                "https://s3.eu-west-1.amazonaws.com/cert.pem",
+                "https://sns.eu-west-1.amazonaws.com:8443/cert.pem",
+                "https://sns.eu-west-1.amazonaws.com/cert.txt",
+                "https://user@sns.eu_west.amazonaws.com/cert.pem",
+            ] {
+                assert!(check_certificate_url(url).is_err(), "{url}");
+            }
+        }
+
+        #[test]
+        fn the_string_to_sign_follows_the_documented_order_and_skips_a_missing_subject() {
+            let message = serde_json::json!({
+                "Type": "Notification", "MessageId": "m", "TopicArn": "t", "Message": "hello",
+                "Timestamp": "2026-12-01T10:00:00.000Z", "SignatureVersion": "2"
+            });
+            assert_eq!(
+                string_to_sign(&message).unwrap(),
+                "Message\nhello\nMessageId\nm\nTimestamp\n2026-12-01T10:00:00.000Z\nTopicArn\nt\nType\nNotification\n"
+            );
+            let mut confirmation = message.clone();
+            confirmation["Type"] = "SubscriptionConfirmation".into();
+            assert!(string_to_sign(&confirmation).is_none(), "SubscribeURL and Token are required");
+        }
+    }
+}

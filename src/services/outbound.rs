@@ -40,7 +40,7 @@ impl OutboundPolicy {
 
     fn allows_host(&self, host: &str) -> bool {
         let host = normalize_host(host);
-        self.allowed_hosts.iter().any(|allowed| *allowed == host)
+        self.allowed_hosts.contains(&host)
     }
 
     /// Checks a receiver URL when it is stored: http(s) with a host, and not an address
@@ -191,9 +191,8 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
     if let Some(v4) = ip.to_ipv4_mapped() {
         Some(v4)
-    } else if s[..6] == [0; 6] {
-        Some(v4(s[6], s[7]))
-    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    } else if s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // IPv4-compatible (::a.b.c.d) or NAT64 (64:ff9b::a.b.c.d).
         Some(v4(s[6], s[7]))
     } else if s[0] == 0x2002 {
         Some(v4(s[1], s[2]))

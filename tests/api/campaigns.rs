@@ -304,10 +304,8 @@ async fn rsa_signatures_verify_too() {
 
 #[tokio::test]
 async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
-    let app = spawn_app_with(|settings| {
-        settings.bounce_secret = Some(consento::settings::Secret::new("a-bounce-secret-for-the-suite"));
-    })
-    .await;
+    let certificates = crate::bounces::CertificateServer::start();
+    let app = crate::bounces::app_trusting(&certificates).await;
     let list = app.create_list("Newsletter").await;
     let bouncing = contact(&app, json!({"email": "nobody@example.org"})).await;
     grant(&app, &bouncing, &list, "double_opt_in").await;
@@ -378,15 +376,13 @@ async fn a_hard_bounce_suppresses_the_address_and_shows_in_the_churn() {
         app.send(app.post(&format!("/api/v1/campaigns/{}/audience", next["id"].as_str().unwrap()), &json!({}))).await;
     assert_eq!(audience["excluded_by_reason"], json!({"suppressed": 1}), "{audience}");
 
-    // Amazon SES (through SNS, as text/plain) works the same way; a complaint suppresses.
-    let ses = json!({
-        "Type": "Notification",
-        "Message": json!({
-            "notificationType": "Complaint",
-            "complaint": {"complainedRecipients": [{"emailAddress": "fine@example.org"}], "complaintFeedbackType": "abuse"},
-            "mail": {"headers": []}
-        }).to_string()
+    // Amazon SES (through SNS, as text/plain, signed) works the same way; a complaint suppresses.
+    let event = json!({
+        "notificationType": "Complaint",
+        "complaint": {"complainedRecipients": [{"emailAddress": "fine@example.org"}], "complaintFeedbackType": "abuse"},
+        "mail": {"headers": []}
     });
+    let ses = crate::bounces::signed_notification(&event, &certificates.url);
     let (status, outcome) = app
         .send(
             app.client

@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod auth;
+mod bounces;
 mod browser;
 mod campaigns;
 mod cli;
