@@ -23,5 +23,6 @@ mod segments;
 mod signup;
 mod storage;
 mod surveys;
+mod templates;
 mod users;
 mod webhooks;
