@@ -249,7 +249,7 @@ impl PluginHost {
             // The innermost error is where the script was (Rhai wraps errors raised inside
             // functions); its message is told without the position, which we name ourselves.
             let outer = error.position();
-            let mut inner = innermost(error);
+            let mut inner = innermost(*error);
             let mut position = inner.take_position();
             if position.is_none() {
                 position = outer;
@@ -257,11 +257,11 @@ impl PluginHost {
             if position.is_none() && is_limit(&inner) {
                 position = self.replay(&call);
             }
-            let thrown = match &*inner {
+            let thrown = match &inner {
                 EvalAltResult::ErrorRuntime(value, _) => Some(value.to_string()),
                 _ => None,
             };
-            let message = match &*inner {
+            let message = match &inner {
                 EvalAltResult::ErrorTerminated(..) => {
                     format!("stopped: took longer than {} ms", self.limits.deadline.as_millis())
                 }
@@ -292,12 +292,12 @@ impl PluginHost {
 }
 
 /// The error a script met, out of the calls of functions Rhai wraps it in.
-fn innermost(mut error: Box<EvalAltResult>) -> Box<EvalAltResult> {
-    loop {
-        error = match *error {
-            EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => inner,
-            other => return Box::new(other),
-        };
+fn innermost(error: EvalAltResult) -> EvalAltResult {
+    match error {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            innermost(*inner)
+        }
+        other => other,
     }
 }
 
