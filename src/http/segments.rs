@@ -339,14 +339,16 @@ pub async fn segment_members(
     tag = "segments",
     request_body = EvaluateRequest,
     responses(
-        (status = 200, description = "How many contacts a script not saved yet matches, and the first of them", body = SegmentCount),
+        (status = 200, description = "How many contacts a script not saved yet matches, and the first of them (editors and admins)", body = SegmentCount),
         (status = 422, description = "The script failed: the script, line, column and message", body = super::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 #[post("/segments/evaluate")]
 pub async fn evaluate_segment(
-    _: Viewer,
+    // A script not saved yet runs over the whole address book: for editors, who may save
+    // it anyway. Viewers evaluate the stored segments (count, preview, members).
+    _: Editor,
     state: web::Data<AppState>,
     body: ApiJson<EvaluateRequest>,
 ) -> Result<web::Json<SegmentCount>> {

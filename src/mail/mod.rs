@@ -2,6 +2,7 @@
 //! is configured, otherwise a folder of `.eml` files.
 
 pub mod smtp;
+pub mod template;
 
 use std::path::Path;
 use std::sync::Arc;

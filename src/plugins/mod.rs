@@ -83,44 +83,86 @@ thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Operations counted by the call running on this thread.
     static OPERATIONS: Cell<u64> = const { Cell::new(0) };
+    /// The last statement a replayed call reached (see [`PluginHost::replay`]).
+    static REACHED: Cell<Position> = const { Cell::new(Position::NONE) };
 }
+
+/// How long the replay of a failed call may take to find where it stopped.
+const REPLAY_DEADLINE: Duration = Duration::from_millis(500);
+
+/// The functions of Rhai's standard library that block the thread: a blocked thread counts
+/// no operations, so neither the operation limit nor the deadline would ever stop it.
+const BLOCKING: &[&str] = &["sleep"];
 
 /// The engine and the compiled scripts, shared by every request.
 pub struct PluginHost {
     engine: Engine,
+    /// The same engine, tracing each statement it reaches: only to replay a call that met a
+    /// limit inside a function, whose position Rhai replaces by the (absent) call site's.
+    tracer: Engine,
     limits: Limits,
     /// Compiled scripts by the hash of their source: a changed script compiles anew,
     /// an unchanged one never twice.
     cache: RwLock<HashMap<String, Arc<AST>>>,
 }
 
+fn build_engine(plugins_dir: &Path, limits: Limits) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth / 2)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_modules(16)
+        .set_max_variables(256)
+        .set_max_functions(256)
+        .disable_symbol("eval")
+        .set_module_resolver(PluginsFolder::new(plugins_dir))
+        .on_print(|text| tracing::info!(target: "consento::plugins", "{text}"))
+        .on_debug(|text, source, position| {
+            tracing::debug!(target: "consento::plugins", source = source.unwrap_or(""), %position, "{text}")
+        })
+        .on_progress(|operations| {
+            OPERATIONS.with(|o| o.set(operations));
+            let late = operations % 256 == 0
+                && DEADLINE.with(|d| d.get()).is_some_and(|deadline| Instant::now() > deadline);
+            late.then(|| Dynamic::from("deadline"))
+        });
+    // The engine's own functions are found before the standard library's: these shadow
+    // `sleep(seconds)` (integer and float) so that no script can wait.
+    for name in BLOCKING {
+        engine.register_fn(*name, |_: rhai::INT| -> Result<(), Box<EvalAltResult>> { Err(blocking(name)) });
+        engine.register_fn(*name, |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(blocking(name)) });
+    }
+    contact::register(&mut engine);
+    engine
+}
+
+/// The error a blocking function answers: not `ErrorRuntime`, which is what a script
+/// throws (a refusal it means), and not a limit, whose position Rhai drops.
+fn blocking(name: &str) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorFunctionNotFound(format!("{name}()"), Position::NONE).into()
+}
+
 impl PluginHost {
     pub fn new(plugins_dir: &Path, limits: Limits) -> Self {
-        let mut engine = Engine::new();
-        engine
-            .set_max_operations(limits.max_operations)
-            .set_max_call_levels(limits.max_call_levels)
-            .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth / 2)
-            .set_max_string_size(limits.max_string_size)
-            .set_max_array_size(limits.max_array_size)
-            .set_max_map_size(limits.max_map_size)
-            .set_max_modules(16)
-            .set_max_variables(256)
-            .set_max_functions(256)
-            .disable_symbol("eval")
-            .set_module_resolver(PluginsFolder::new(plugins_dir))
-            .on_print(|text| tracing::info!(target: "consento::plugins", "{text}"))
-            .on_debug(|text, source, position| {
-                tracing::debug!(target: "consento::plugins", source = source.unwrap_or(""), %position, "{text}")
-            })
-            .on_progress(|operations| {
-                OPERATIONS.with(|o| o.set(operations));
-                let late = operations % 256 == 0
-                    && DEADLINE.with(|d| d.get()).is_some_and(|deadline| Instant::now() > deadline);
-                late.then(|| Dynamic::from("deadline"))
-            });
-        contact::register(&mut engine);
-        Self { engine, limits, cache: RwLock::new(HashMap::new()) }
+        let engine = build_engine(plugins_dir, limits);
+        let mut tracer = build_engine(plugins_dir, limits);
+        // Rhai marks the debugger interface volatile (it may change), not deprecated.
+        #[allow(deprecated)]
+        tracer.register_debugger(
+            |_, debugger| debugger,
+            |_, event, node, _, position| {
+                // Steps only: the events of a function's exit carry the position of its end.
+                if matches!(event, rhai::debugger::DebuggerEvent::Step) && node.is_stmt() && !position.is_none() {
+                    REACHED.with(|r| r.set(position));
+                }
+                Ok(rhai::debugger::DebuggerCommand::StepInto)
+            },
+        );
+        Self { engine, tracer, limits, cache: RwLock::new(HashMap::new()) }
     }
 
     pub fn limits(&self) -> Limits {
@@ -159,18 +201,21 @@ impl PluginHost {
         name: &str,
         ast: &AST,
         hook: &str,
-        args: impl FuncArgs,
+        args: impl FuncArgs + Clone,
         arity: usize,
         constants: &[(&str, Dynamic)],
     ) -> Result<Option<(Dynamic, CallStats)>, ScriptError> {
         if !Self::has_hook(ast, hook, arity) {
             return Ok(None);
         }
-        let mut scope = Scope::new();
-        for (key, value) in constants {
-            scope.push_constant_dynamic(*key, value.clone());
-        }
-        self.guarded(name, || self.engine.call_fn::<Dynamic>(&mut scope, ast, hook, args)).map(Some)
+        self.guarded(name, |engine| {
+            let mut scope = Scope::new();
+            for (key, value) in constants {
+                scope.push_constant_dynamic(*key, value.clone());
+            }
+            engine.call_fn::<Dynamic>(&mut scope, ast, hook, args.clone())
+        })
+        .map(Some)
     }
 
     /// Evaluates a script as an expression with `contact` in scope.
@@ -180,9 +225,11 @@ impl PluginHost {
         ast: &AST,
         contact: ScriptContact,
     ) -> Result<(Dynamic, CallStats), ScriptError> {
-        let mut scope = Scope::new();
-        scope.push_constant("contact", contact);
-        self.guarded(name, || self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast))
+        self.guarded(name, |engine| {
+            let mut scope = Scope::new();
+            scope.push_constant("contact", contact.clone());
+            engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast)
+        })
     }
 
     /// Runs a call under the wall-clock deadline, turning any failure into a
@@ -190,32 +237,82 @@ impl PluginHost {
     fn guarded(
         &self,
         name: &str,
-        call: impl FnOnce() -> Result<Dynamic, Box<EvalAltResult>>,
+        call: impl Fn(&Engine) -> Result<Dynamic, Box<EvalAltResult>>,
     ) -> Result<(Dynamic, CallStats), ScriptError> {
         let started = Instant::now();
         DEADLINE.with(|d| d.set(Some(started + self.limits.deadline)));
         OPERATIONS.with(|o| o.set(0));
-        let outcome = call();
+        let outcome = call(&self.engine);
         DEADLINE.with(|d| d.set(None));
         let stats = CallStats { operations: OPERATIONS.with(Cell::get), elapsed: started.elapsed() };
         outcome.map(|value| (value, stats)).map_err(|error| {
-            let position = error.position();
-            let thrown = match &*error {
+            // The innermost error is where the script was (Rhai wraps errors raised inside
+            // functions); its message is told without the position, which we name ourselves.
+            let outer = error.position();
+            let mut inner = innermost(*error);
+            let mut position = inner.take_position();
+            if position.is_none() {
+                position = outer;
+            }
+            if position.is_none() && is_limit(&inner) {
+                position = self.replay(&call);
+            }
+            let thrown = match &inner {
                 EvalAltResult::ErrorRuntime(value, _) => Some(value.to_string()),
                 _ => None,
             };
-            let message = match *error {
+            let message = match &inner {
                 EvalAltResult::ErrorTerminated(..) => {
                     format!("stopped: took longer than {} ms", self.limits.deadline.as_millis())
                 }
                 EvalAltResult::ErrorTooManyOperations(..) => {
                     format!("stopped: more than {} operations", self.limits.max_operations)
                 }
+                EvalAltResult::ErrorFunctionNotFound(function, _)
+                    if BLOCKING.iter().any(|name| function.starts_with(&format!("{name}("))) =>
+                {
+                    format!("{function} is not available: a script may not wait or block the server")
+                }
                 other => other.to_string(),
             };
             ScriptError { thrown, ..ScriptError::at(name, position, message) }
         })
     }
+
+    /// Runs a failed call again on the tracing engine, briefly, and answers the last
+    /// statement it reached. Scripts change nothing outside themselves, so a second run is
+    /// harmless; a limit met inside a hook then names a line and column, not just the hook.
+    fn replay(&self, call: &impl Fn(&Engine) -> Result<Dynamic, Box<EvalAltResult>>) -> Position {
+        REACHED.with(|r| r.set(Position::NONE));
+        DEADLINE.with(|d| d.set(Some(Instant::now() + REPLAY_DEADLINE.min(self.limits.deadline))));
+        let _ = call(&self.tracer);
+        DEADLINE.with(|d| d.set(None));
+        REACHED.with(Cell::get)
+    }
+}
+
+/// The error a script met, out of the calls of functions Rhai wraps it in.
+fn innermost(error: EvalAltResult) -> EvalAltResult {
+    match error {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            innermost(*inner)
+        }
+        other => other,
+    }
+}
+
+/// Whether an error is one of the sandbox's limits (operations, time, sizes, depth), which
+/// Rhai reports at the call site of the function that met it.
+fn is_limit(error: &EvalAltResult) -> bool {
+    matches!(
+        error,
+        EvalAltResult::ErrorTooManyOperations(..)
+            | EvalAltResult::ErrorTerminated(..)
+            | EvalAltResult::ErrorDataTooLarge(..)
+            | EvalAltResult::ErrorStackOverflow(..)
+            | EvalAltResult::ErrorTooManyVariables(..)
+            | EvalAltResult::ErrorTooManyModules(..)
+    )
 }
 
 /// Imports resolve only to `.rhai` files inside the plugins folder: no absolute paths,

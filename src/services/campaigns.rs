@@ -13,7 +13,7 @@ use super::plugins::{FolderPlugins, script_rejected};
 use super::segments::{self, Predicate};
 use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ListId, SegmentId};
 use crate::error::{Error, FieldError, Result};
-use crate::mail::{self, Draft, Signer, Transport};
+use crate::mail::{self, Draft, Signer, Transport, template};
 use crate::plugins::contact::ContactFacts;
 use crate::plugins::{PluginHost, ScriptContact, ScriptError};
 use crate::storage::campaigns::{self as repo, CampaignRow, RecipientRow, recipient, status};
@@ -148,7 +148,8 @@ pub struct CampaignContext {
 // ---------------------------------------------------------------------------------------
 // Templates
 
-/// A campaign's subject and bodies, compiled once per send.
+/// A campaign's subject and bodies, compiled once per send, rendered in the template
+/// sandbox (see [`crate::mail::template`]).
 pub struct Templates {
     env: minijinja::Environment<'static>,
     html: bool,
@@ -165,7 +166,7 @@ pub struct Rendered {
 impl Templates {
     /// Compiles the three templates; errors name the field and the line.
     pub fn compile(subject: &str, text: &str, html: Option<&str>) -> std::result::Result<Self, Vec<FieldError>> {
-        let mut env = minijinja::Environment::new();
+        let mut env = template::environment();
         let mut errors = Vec::new();
         let sources = [
             ("subject.txt", "subject", Some(subject)),
@@ -176,29 +177,28 @@ impl Templates {
             if let Some(source) = source
                 && let Err(error) = env.add_template_owned(name, source.to_owned())
             {
-                errors.push(FieldError::new(field, describe(&error)));
+                errors.push(FieldError::new(field, template::describe(&error)));
             }
         }
         if errors.is_empty() { Ok(Self { env, html: html.is_some() }) } else { Err(errors) }
     }
 
+    /// Renders the three parts, each within the sandbox's fuel and output limits, all
+    /// within one deadline.
     pub fn render(&self, context: &minijinja::Value) -> std::result::Result<Rendered, String> {
+        let deadline = std::time::Instant::now() + template::DEADLINE;
         let render = |name: &str| {
-            self.env.get_template(name).and_then(|t| t.render(context)).map_err(|e| format!("{name}: {}", describe(&e)))
+            self.env
+                .get_template(name)
+                .map_err(|e| template::describe(&e))
+                .and_then(|t| template::render(&t, context, deadline))
+                .map_err(|e| format!("{name}: {e}"))
         };
         Ok(Rendered {
             subject: render("subject.txt")?,
             text: render("text.txt")?,
             html: if self.html { Some(render("body.html")?) } else { None },
         })
-    }
-}
-
-fn describe(error: &minijinja::Error) -> String {
-    let detail = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
-    match error.line() {
-        Some(line) => format!("line {line}: {detail}"),
-        None => detail,
     }
 }
 
@@ -839,10 +839,15 @@ pub async fn preview(
     contact: Option<String>,
 ) -> Result<(Rendered, MailContact)> {
     let (prepared, contact) = prepared_for(ctx, id, contact).await?;
-    let list = prepared.campaign.lists.first().map(ToString::to_string);
-    let (rendered, _) =
-        prepared.render_for(ctx, &contact, list.as_deref(), None).map_err(|e| Error::field("template", e))?;
-    Ok((rendered, contact))
+    let ctx = ctx.clone();
+    // Off the request threads: a template is an admin's program.
+    template::off_the_request("template", move || {
+        let list = prepared.campaign.lists.first().map(ToString::to_string);
+        let (rendered, _) =
+            prepared.render_for(&ctx, &contact, list.as_deref(), None).map_err(|e| Error::field("template", e))?;
+        Ok((rendered, contact))
+    })
+    .await
 }
 
 /// Sends the campaign, as rendered for a contact (or a sample), to test addresses; the
@@ -866,17 +871,26 @@ pub async fn test_send(
         return Err(Error::Validation(errors));
     }
     let (prepared, contact) = prepared_for(ctx, id, contact).await?;
-    let list = prepared.campaign.lists.first().map(ToString::to_string);
-    for address in &to {
-        let mail = prepared
-            .compose(ctx, &contact, address, list.as_deref(), None, "[Test] ")
-            .map_err(|e| Error::field("template", e))?;
+    let composing = ctx.clone();
+    let mails = template::off_the_request("template", move || {
+        let list = prepared.campaign.lists.first().map(ToString::to_string);
+        to.iter()
+            .map(|address| {
+                prepared
+                    .compose(&composing, &contact, address, list.as_deref(), None, "[Test] ")
+                    .map_err(|e| Error::field("template", e))
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await?;
+    let count = mails.len();
+    for mail in mails {
         ctx.transport
             .send_raw(&mail.from, &mail.to, mail.raw.as_bytes())
             .await
             .map_err(|e| Error::Unavailable(format!("the SMTP server refused the test message: {e}").into()))?;
     }
-    Ok(to.len())
+    Ok(count)
 }
 
 // ---------------------------------------------------------------------------------------

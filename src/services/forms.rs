@@ -33,9 +33,9 @@ pub fn check_slug(slug: &str) -> Result<(), &'static str> {
 
 pub async fn create_form(db: &Db, slug: String, definition: FormDefinition, author: String) -> Result<Form> {
     let id = FormId::new();
-    let template_errors = check_templates(&definition).await?;
+    let faults = check_templates(&definition).await?;
     db.write(move |conn| {
-        check_definition(conn, &definition, template_errors)?;
+        check_definition(conn, &definition, faults)?;
         let now = storage::now();
         let form =
             FormRow { id: id.to_string(), slug: slug.clone(), current_version: 1, created_at: now, updated_at: now };
@@ -54,10 +54,10 @@ pub async fn update_form(
     definition: FormDefinition,
     author: String,
 ) -> Result<Form> {
-    let template_errors = check_templates(&definition).await?;
+    let faults = check_templates(&definition).await?;
     db.write(move |conn| {
         let (form, _) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        check_definition(conn, &definition, template_errors)?;
+        check_definition(conn, &definition, faults)?;
         let slug = slug.unwrap_or(form.slug);
         let now = storage::now();
         let version = version_row(&form.id, form.current_version + 1, &definition, author, now)?;
@@ -133,24 +133,27 @@ pub async fn delete_form(db: &Db, id: FormId) -> Result<()> {
     .await
 }
 
-/// Renders the admin's confirmation mail template to check it, off the async workers and
-/// before any transaction: a template may be slow, and must never hold the writer.
+/// The faults of a definition's templates, rendered off the request threads and before
+/// any transaction: a template is an admin's program, and a write must not wait for it.
 async fn check_templates(definition: &FormDefinition) -> Result<Vec<FieldError>> {
     let Some(text) = definition.confirmation_text.clone() else {
         return Ok(Vec::new());
     };
-    tokio::task::spawn_blocking(move || match super::signup::check_mail_template(&text) {
-        Ok(()) => Vec::new(),
-        Err(error) => vec![FieldError::new("confirmation_text", error)],
+    crate::mail::template::off_the_request("confirmation_text", move || {
+        Ok(crate::mail::template::check_confirmation_text(&text)
+            .err()
+            .map(|error| FieldError::new("confirmation_text", error))
+            .into_iter()
+            .collect())
     })
     .await
-    .map_err(Error::internal)
 }
 
+/// Checks what a definition refers to, adding the faults its templates were found with.
 fn check_definition(
     conn: &mut DbConnection,
     definition: &FormDefinition,
-    template_errors: Vec<FieldError>,
+    template_faults: Vec<FieldError>,
 ) -> Result<()> {
     let mut errors = definition.check();
     let ids: Vec<String> = definition.consents.iter().map(|c| c.list_id.to_string()).collect();
@@ -172,7 +175,7 @@ fn check_definition(
     {
         errors.push(FieldError::new("survey_id", format!("there is no survey {}", survey.survey_id)));
     }
-    errors.extend(template_errors);
+    errors.extend(template_faults);
     if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
 }
 

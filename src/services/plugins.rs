@@ -240,7 +240,7 @@ impl Loaded {
         &self,
         host: &PluginHost,
         hook: &str,
-        args: impl rhai::FuncArgs,
+        args: impl rhai::FuncArgs + Clone,
         arity: usize,
     ) -> std::result::Result<Option<Dynamic>, ScriptError> {
         let constants = [("settings", self.settings.clone())];

@@ -2,6 +2,7 @@
 //! batches, on every core.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -185,10 +186,14 @@ pub struct Scan {
 
 /// Scans contacts after `after`, testing each; keeps the first `keep` matching ids and
 /// stops once it has them when `stop_when_kept` (a page of members).
-pub fn scan(
-    conn: &mut DbConnection,
-    host: &PluginHost,
-    predicate: &Predicate,
+///
+/// Each batch is read, its connection given back to the pool, and only then tested: a
+/// script's run never holds a database connection, so that slow scripts (each up to its
+/// deadline) cannot take the pool from every other request.
+pub async fn scan(
+    db: &Db,
+    host: &Arc<PluginHost>,
+    predicate: &Arc<Predicate>,
     after: Option<String>,
     keep: usize,
     stop_when_kept: bool,
@@ -198,13 +203,24 @@ pub fn scan(
     let mut scan = Scan::default();
     let mut cursor = after;
     loop {
-        let batch = contacts::scan_batch(conn, cursor.as_deref(), BATCH, predicate.needs, &predicate.conditions)?;
+        let batch = {
+            let (predicate, cursor) = (predicate.clone(), cursor.clone());
+            db.read(move |conn| predicate.batch(conn, cursor.as_deref(), BATCH)).await?
+        };
         let Some(last) = batch.last().map(|f| f.id.clone()) else {
             break;
         };
         let full = batch.len() as i64 == BATCH;
         let ids: Vec<String> = batch.iter().map(|f| f.id.clone()).collect();
-        let verdicts = evaluate(host, predicate, batch, threads).map_err(script_rejected)?;
+        let verdicts = if predicate.ast.is_none() {
+            vec![true; batch.len()]
+        } else {
+            let (host, predicate) = (host.clone(), predicate.clone());
+            tokio::task::spawn_blocking(move || evaluate(&host, &predicate, batch, threads))
+                .await
+                .map_err(Error::internal)?
+                .map_err(script_rejected)?
+        };
         for (id, matched) in ids.into_iter().zip(verdicts) {
             scan.scanned += 1;
             if matched {
@@ -231,23 +247,37 @@ pub fn scan(
     Ok(scan)
 }
 
-/// Tests a batch on every core; the verdicts come back in the batch's order.
+/// Tests a batch on every core; the verdicts come back in the batch's order. The first
+/// failure stops the batch: contacts not yet tested are skipped, so that a script that
+/// fails (at its deadline, say) fails once, not once per contact.
 fn evaluate(
     host: &PluginHost,
     predicate: &Predicate,
     batch: Vec<ContactFacts>,
     threads: usize,
 ) -> std::result::Result<Vec<bool>, ScriptError> {
-    super::map_on_cores(batch, threads, |facts| predicate.test(host, facts))
-        .ok_or_else(|| ScriptError {
-            thrown: None,
-            script: predicate.name.clone(),
-            line: None,
-            column: None,
-            message: "the evaluation failed".to_owned(),
-        })?
-        .into_iter()
-        .collect()
+    let failed = AtomicBool::new(false);
+    let verdicts = super::map_on_cores(batch, threads, |facts| {
+        if failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let verdict = predicate.test(host, facts);
+        if verdict.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        Some(verdict)
+    })
+    .ok_or_else(|| ScriptError {
+        thrown: None,
+        script: predicate.name.clone(),
+        line: None,
+        column: None,
+        message: "the evaluation failed".to_owned(),
+    })?;
+    if let Some(error) = verdicts.iter().flatten().find_map(|verdict| verdict.as_ref().err()) {
+        return Err(error.clone());
+    }
+    Ok(verdicts.into_iter().flatten().flatten().collect())
 }
 
 pub async fn create_segment(
@@ -347,26 +377,24 @@ pub async fn count(
     rule: &Rule,
     sample: usize,
 ) -> Result<(Scan, Vec<Contact>)> {
-    let predicate = Predicate::compile(db, host, folder, rule).await?;
-    let host = host.clone();
-    db.read(move |conn| {
-        if predicate.ast.is_none() {
-            // Everything was pushed down: the database counts.
-            let started = Instant::now();
-            let matched = contacts::count_matching(conn, &predicate.conditions)?.max(0) as u64;
-            let mut scan =
-                if sample > 0 { scan(conn, &host, &predicate, None, sample, true)? } else { Scan::default() };
-            scan.matched = matched;
-            scan.scanned = matched;
-            scan.elapsed = started.elapsed();
-            let contacts = contacts::find_contacts(conn, &scan.first)?;
-            return Ok((scan, contacts));
-        }
-        let scan = scan(conn, &host, &predicate, None, sample, false)?;
-        let contacts = contacts::find_contacts(conn, &scan.first)?;
-        Ok((scan, contacts))
-    })
-    .await
+    let predicate = Arc::new(Predicate::compile(db, host, folder, rule).await?);
+    let found = if predicate.ast.is_none() {
+        // Everything was pushed down: the database counts.
+        let started = Instant::now();
+        let counted = predicate.clone();
+        let matched = db.read(move |conn| contacts::count_matching(conn, &counted.conditions)).await?.max(0) as u64;
+        let mut found =
+            if sample > 0 { scan(db, host, &predicate, None, sample, true).await? } else { Scan::default() };
+        found.matched = matched;
+        found.scanned = matched;
+        found.elapsed = started.elapsed();
+        found
+    } else {
+        scan(db, host, &predicate, None, sample, false).await?
+    };
+    let first = found.first.clone();
+    let contacts = db.read(move |conn| contacts::find_contacts(conn, &first)).await?;
+    Ok((found, contacts))
 }
 
 /// One page of a segment's members.
@@ -377,15 +405,11 @@ pub async fn members(
     rule: &Rule,
     page: PageRequest,
 ) -> Result<Page<Contact>> {
-    let predicate = Predicate::compile(db, host, folder, rule).await?;
-    let host = host.clone();
-    db.read(move |conn| {
-        let limit = page.limit as usize;
-        let scan = scan(conn, &host, &predicate, page.after.clone(), limit + 1, true)?;
-        let contacts = contacts::find_contacts(conn, &scan.first)?;
-        Ok(page.page(contacts, |contact| contact.id.to_string()))
-    })
-    .await
+    let predicate = Arc::new(Predicate::compile(db, host, folder, rule).await?);
+    let limit = page.limit as usize;
+    let found = scan(db, host, &predicate, page.after.clone(), limit + 1, true).await?;
+    let contacts = db.read(move |conn| contacts::find_contacts(conn, &found.first)).await?;
+    Ok(page.page(contacts, |contact| contact.id.to_string()))
 }
 
 fn split_rule(rule: Rule) -> (Option<String>, Option<String>, String) {

@@ -28,5 +28,6 @@ mod signup;
 mod storage;
 mod suppressions;
 mod surveys;
+mod templates;
 mod users;
 mod webhooks;

@@ -193,3 +193,105 @@ async fn a_dry_run_answers_the_result_the_operations_and_the_time_and_changes_no
     let message = script_error(response).await;
     assert!(message.starts_with("script script, line 1"), "{message}");
 }
+
+/// Stores `source` as a plugin and a segment bound to it; answers what counting it answers.
+async fn count_with_plugin(app: &TestApp, name: &str, source: &str) -> reqwest::Response {
+    let (status, plugin) = app.send(app.post("/api/v1/plugins", &json!({"name": name, "source": source}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let (status, segment) = app.send(app.post("/api/v1/segments", &json!({"name": name, "plugin": name}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{segment}");
+    app.get(&format!("/api/v1/segments/{}/count", segment["id"].as_str().unwrap())).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_script_that_calls_sleep_fails_at_once_naming_the_script_and_line() {
+    let app = spawn_app().await;
+    app.create_contact(json!({"email": "target@example.org"})).await;
+    let started = Instant::now();
+
+    // In a segment's hook, as the abuse was found: `loop { sleep(1); }` would never end.
+    let response = count_with_plugin(&app, "sleepy", "fn matches(contact) {\n  loop { sleep(1); }\n}").await;
+    let message = script_error(response).await;
+    assert!(message.starts_with("script sleepy, line 2, column 10"), "{message}");
+    assert!(message.contains("sleep() is not available"), "{message}");
+
+    // Inline, with a float, and by name through a function pointer.
+    for script in ["let n = 1;\nsleep(0.5);\ntrue", "let f = Fn(\"sleep\");\nf.call(1);\ntrue"] {
+        let message = script_error(evaluate(&app, script).await).await;
+        assert!(message.starts_with("script segment, line 2"), "{script}: {message}");
+        assert!(message.contains("sleep() is not available"), "{script}: {message}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "the scripts slept: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_hook_that_loops_stops_at_its_deadline_naming_the_script_line_and_column() {
+    let app = spawn_app_with(|settings| {
+        settings.script_deadline_ms = 1000;
+        settings.script_max_operations = 1 << 40;
+    })
+    .await;
+    app.create_contact(json!({"email": "target@example.org"})).await;
+    let started = Instant::now();
+    let response =
+        count_with_plugin(&app, "looping", "fn matches(contact) {\n  let n = 0;\n  loop {\n    n += 1;\n  }\n}").await;
+    let elapsed = started.elapsed();
+    let message = script_error(response).await;
+    // The last statement reached: the loop, or the assignment inside it.
+    assert!(
+        message.starts_with("script looping, line 3, column 3:")
+            || message.starts_with("script looping, line 4, column 7:"),
+        "{message}"
+    );
+    assert!(message.contains("stopped: took longer than 1000 ms"), "{message}");
+    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(6), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn limits_met_inside_a_hook_name_the_line_and_column() {
+    let app = spawn_app_with(|settings| settings.script_max_operations = 100_000).await;
+    app.create_contact(json!({"email": "target@example.org"})).await;
+    let cases = [
+        (
+            "counting",
+            "fn matches(contact) {\n  let n = 0;\n  while true {\n    n += 1;\n  }\n}",
+            "more than 100000 operations",
+        ),
+        ("growing", "fn matches(contact) {\n  let s = \"x\";\n  loop { s += s; }\n}", "too large"),
+        ("deep", "fn down(n) { down(n + 1) }\nfn matches(contact) {\n  down(0)\n}", "Stack overflow"),
+    ];
+    for (name, source, what) in cases {
+        let message = script_error(count_with_plugin(&app, name, source).await).await;
+        let prefix = format!("script {name}, line ");
+        assert!(message.starts_with(&prefix), "{name}: {message}");
+        assert!(message.contains(", column ") && message.contains(what), "{name}: {message}");
+        assert!(!message.starts_with(&format!("{prefix}1, column 1:")), "{name} names no real place: {message}");
+    }
+}
+
+#[tokio::test]
+async fn scripts_that_run_to_their_deadline_hold_no_database_connection() {
+    // Two connections, four scripts running at once: were each to hold a connection while
+    // it runs, nothing else could read until they end.
+    let app = spawn_app_with(|settings| {
+        settings.database_pool_size = 2;
+        settings.script_deadline_ms = 3000;
+        settings.script_max_operations = 1 << 40;
+    })
+    .await;
+    app.create_contact(json!({"email": "target@example.org"})).await;
+    let started = Instant::now();
+    let scripts = futures_util::future::join_all((0..4).map(|_| evaluate(&app, "loop { }\ntrue")));
+    let read = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, contacts) = app.send(app.get("/api/v1/contacts")).await;
+        (status, contacts, started.elapsed())
+    };
+    let (answers, (status, contacts, read_done)) = tokio::join!(scripts, read);
+    assert_eq!(status, StatusCode::OK, "{contacts}");
+    assert_eq!(contacts["items"][0]["email"], "target@example.org");
+    assert!(read_done < Duration::from_millis(2500), "the read waited for the scripts: {read_done:?}");
+    for answer in answers {
+        assert!(script_error(answer).await.contains("took longer than 3000 ms"));
+    }
+}

@@ -169,3 +169,44 @@ async fn a_segment_sets_its_plugins_settings() {
     fields.sort();
     assert_eq!(fields, ["settings.colour", "settings.max_days"]);
 }
+
+#[tokio::test]
+async fn a_viewer_counts_stored_segments_but_may_not_run_a_script_of_their_own() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let (status, segment) =
+        app.send(app.post("/api/v1/segments", &json!({"name": "French", "script": "contact.country == \"FR\""}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{segment}");
+    let id = segment["id"].as_str().unwrap();
+    let viewer = app.user_token("viewer").await;
+
+    let response =
+        app.client.get(app.url(&format!("/api/v1/segments/{id}/count"))).bearer_auth(&viewer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let count: Value = response.json().await.unwrap();
+    assert_eq!(count["count"], 4, "{count}");
+
+    // A script of their own would run over the whole address book: refused, and not run.
+    let response = app
+        .client
+        .post(app.url("/api/v1/segments/evaluate"))
+        .bearer_auth(&viewer)
+        .json(&json!({"script": "contact.email.contains(\"person0\")"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let editor = app.user_token("editor").await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/segments/evaluate"))
+        .bearer_auth(&editor)
+        .json(&json!({"script": "contact.email.contains(\"person0\")"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let evaluated: Value = response.json().await.unwrap();
+    assert_eq!(evaluated["count"], 10, "{evaluated}");
+}
