@@ -1,5 +1,5 @@
-//! Consent: legal bases, purposes, ledger events, the hash chain that makes tampering
-//! visible, and the current state derived from the events.
+//! Consent: legal bases, purposes, ledger events, the personal digests the verifiable log
+//! commits to, and the current state derived from the events.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ApiKeyId, Invalid, ListId, UserId};
@@ -176,11 +175,8 @@ pub fn hex(bytes: &[u8]) -> String {
     text
 }
 
-/// The hash that stands before the first event.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// A keyed digest of a personal value. The event hash covers the digest, not the value,
-/// so that erasing the value (and its salt) later keeps the chain verifiable, while the
+/// A keyed digest of a personal value. The event's leaf holds the digest, not the value,
+/// so that erasing the value (and its salt) later keeps the leaf verifiable, while the
 /// salt keeps small value spaces (IPv4 addresses) from being guessed from the digest.
 pub fn personal_digest(salt: &str, value: Option<&str>) -> String {
     match value {
@@ -193,46 +189,6 @@ pub fn personal_digest(salt: &str, value: Option<&str>) -> String {
             Err(_) => String::new(),
         },
     }
-}
-
-/// Everything an event's hash covers, in a fixed order.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChainedFields<'a> {
-    pub seq: i64,
-    pub id: &'a str,
-    pub contact_id: &'a str,
-    pub purpose: &'a str,
-    pub action: &'a str,
-    pub basis: &'a str,
-    pub requires_confirmation: bool,
-    pub method: &'a str,
-    pub form_id: Option<&'a str>,
-    pub form_version: Option<i32>,
-    pub consent_text_sha256: Option<&'a str>,
-    pub ip_digest: &'a str,
-    pub user_agent_digest: &'a str,
-    pub source_url_digest: &'a str,
-    pub actor: &'a str,
-    /// RFC 3339 with microseconds.
-    pub occurred_at: String,
-    pub prev_hash: &'a str,
-    /// Only events of an import with a provenance manifest have one; left out of the
-    /// hashed form otherwise, so that events from before it hash as they always did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest_id: Option<&'a str>,
-    /// As `manifest_id`: only events that carry one hash it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proof: Option<&'a str>,
-}
-
-impl ChainedFields<'_> {
-    pub fn hash(&self) -> String {
-        sha256_hex(&serde_json::to_vec(self).unwrap_or_default())
-    }
-}
-
-pub fn chain_time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// One event as the services see it.
@@ -260,7 +216,7 @@ pub struct ConsentEvent {
 pub struct PurposeConsent {
     pub purpose: Purpose,
     pub status: ConsentStatus,
-    /// The basis of the grant in force (for a confirmed grant: `double_opt_in`).
+    /// The basis of the grant in force (a confirmed consumer grant: `double_opt_in`; a B2B basis stays B2B).
     pub basis: ConsentBasis,
     pub granted_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,

@@ -207,12 +207,12 @@ pub fn list_leaves_from(conn: &mut DbConnection, from_index: i64, limit: i64) ->
         .load(conn)?)
 }
 
+/// An event with its consent text, or why its stored fields cannot be read.
+pub type StoredEvent = std::result::Result<(ConsentEventRow, Option<String>), String>;
+
 /// These events with their consent texts, by id. An event whose stored fields cannot be
 /// read is answered as the error naming it.
-pub fn find_events_with_texts(
-    conn: &mut DbConnection,
-    ids: &[String],
-) -> Result<HashMap<String, std::result::Result<(ConsentEventRow, Option<String>), String>>> {
+pub fn find_events_with_texts(conn: &mut DbConnection, ids: &[String]) -> Result<HashMap<String, StoredEvent>> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
         let query = |conn: &mut DbConnection, ids: &[String]| {

@@ -107,7 +107,7 @@ pub trait Subtrees {
 /// MTH(D[start:end]) built from perfect subtrees.
 fn subtree_hash<S: Subtrees>(tree: &mut S, start: u64, end: u64) -> Result<Hash, S::Error> {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         return tree.perfect(n.trailing_zeros(), start / n);
     }
     let k = split(n);
