@@ -12,29 +12,10 @@ use super::extract::{ApiJson, Editor, RequestBody, Viewer, parse_id};
 use crate::domain::ContactId;
 use crate::domain::consent::{ConsentBasis, ConsentEvent, Evidence, Purpose, PurposeConsent};
 use crate::domain::contact::{parse_required_text, parse_short_text};
+use crate::domain::evidence as evidence_rules;
 use crate::error::{FieldErrors, Result};
 use crate::services::consent::{self as service, ContactConsents, ContactExport, RecordedConsent};
 use crate::services::{confirmations, preferences, signup};
-
-fn parse_ip(text: &str) -> std::result::Result<String, &'static str> {
-    text.trim().parse::<std::net::IpAddr>().map(|ip| ip.to_string()).map_err(|_| "must be an IPv4 or IPv6 address")
-}
-
-fn parse_http_url(text: &str) -> std::result::Result<String, &'static str> {
-    let url = text.trim();
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty()
-                && !rest.starts_with('/')
-                && url.len() <= 2000
-                && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-        {
-            Ok(url.to_owned())
-        }
-        _ => Err("must be an http:// or https:// address of at most 2000 characters"),
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentEventResponse {
@@ -391,9 +372,15 @@ pub async fn record_consent(
     if evidence.consent_text.trim().is_empty() {
         errors.push("evidence.consent_text", "must be the exact words the person agreed to");
     }
-    let ip = evidence.ip.map(|ip| errors.check("evidence.ip", parse_ip(&ip)));
+    // The same rules as every other place evidence comes in (partner leads, forms).
+    let ip = evidence.ip.map(|ip| errors.check("evidence.ip", evidence_rules::parse_ip(&ip).map(|ip| ip.to_string())));
     let user_agent = evidence.user_agent.map(|ua| errors.check("evidence.user_agent", parse_short_text(&ua, 1000)));
-    let source_url = evidence.source_url.map(|url| errors.check("evidence.source_url", parse_http_url(&url)));
+    let source_url = evidence.source_url.map(|url| {
+        errors.check(
+            "evidence.source_url",
+            evidence_rules::parse_source_url(&url).map(evidence_rules::SourceUrl::into_string),
+        )
+    });
     let consent = errors.finish(|| {
         Some(RecordedConsent {
             purpose: purpose?,

@@ -79,6 +79,32 @@ pub async fn create_contact(db: &Db, keys: &Keys, new: NewContact) -> Result<Con
     .await
 }
 
+/// Inserts a new active contact with no lists or tags (a signup's or a partner's lead)
+/// and tells subscribers; answers its id. Call inside a write transaction.
+pub fn insert_new_in(
+    conn: &mut DbConnection,
+    email: &Email,
+    attributes: &Map<String, Value>,
+    company: Option<String>,
+    country: Option<&Country>,
+    now: chrono::NaiveDateTime,
+) -> Result<String> {
+    let row = ContactRow {
+        id: ContactId::new().to_string(),
+        email: email.as_str().to_owned(),
+        email_key: email.key(),
+        attributes: Value::Object(attributes.clone()).to_string(),
+        company,
+        country: country.map(|c| c.as_str().to_owned()),
+        status: ContactStatus::Active.as_str().to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    repo::insert_contact(conn, &row, &[], &[])?;
+    webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
+    Ok(row.id)
+}
+
 pub async fn find_contact(db: &Db, id: ContactId) -> Result<Contact> {
     db.read(move |conn| repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))).await
 }

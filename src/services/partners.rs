@@ -21,11 +21,11 @@ use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, 
 use crate::domain::contact::{parse_required_text, parse_short_text};
 use crate::domain::evidence;
 use crate::domain::partner::{EventType, InboundPolicy, LeadDirection, LeadStatus, PartnerStatus};
-use crate::domain::{ContactId, ContactStatus, Country, Email, LeadId, ListId, PartnerId};
+use crate::domain::{Country, Email, LeadId, ListId, PartnerId};
 use crate::error::{Error, FieldError, FieldErrors, Result};
 use crate::plugins::ScriptError;
 use crate::storage::consent::{self as ledger, NewConsentEvent};
-use crate::storage::models::{ContactRow, utc};
+use crate::storage::models::utc;
 use crate::storage::partners::{self as repo, LeadRow, PartnerKeyRow, PartnerRow};
 use crate::storage::{self, Db, DbConnection, contacts, lists};
 
@@ -1086,22 +1086,14 @@ fn upsert_lead_contact(
             webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
             Ok(row.id)
         }
-        None => {
-            let row = ContactRow {
-                id: ContactId::new().to_string(),
-                email: checked.email.as_str().to_owned(),
-                email_key: checked.email.key(),
-                attributes: Value::Object(lead.attributes.clone()).to_string(),
-                company: checked.company.clone(),
-                country: checked.country.as_ref().map(|c| c.as_str().to_owned()),
-                status: ContactStatus::Active.as_str().to_owned(),
-                created_at: now,
-                updated_at: now,
-            };
-            contacts::insert_contact(conn, &row, &[], &[])?;
-            webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
-            Ok(row.id)
-        }
+        None => super::contacts::insert_new_in(
+            conn,
+            &checked.email,
+            &lead.attributes,
+            checked.company.clone(),
+            checked.country.as_ref(),
+            now,
+        ),
     }
 }
 

@@ -421,20 +421,14 @@ fn apply_waiting_values(conn: &mut DbConnection, contact_id: &str, values: Conta
 }
 
 fn insert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: chrono::NaiveDateTime) -> Result<String> {
-    let row = ContactRow {
-        id: ContactId::new().to_string(),
-        email: submission.email.as_str().to_owned(),
-        email_key: submission.email.key(),
-        attributes: Value::Object(submission.attributes.clone()).to_string(),
-        company: submission.company.clone(),
-        country: submission.country.as_ref().map(|c| c.as_str().to_owned()),
-        status: ContactStatus::Active.as_str().to_owned(),
-        created_at: now,
-        updated_at: now,
-    };
-    contacts::insert_contact(conn, &row, &[], &[])?;
-    webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
-    Ok(row.id)
+    super::contacts::insert_new_in(
+        conn,
+        &submission.email,
+        &submission.attributes,
+        submission.company.clone(),
+        submission.country.as_ref(),
+        now,
+    )
 }
 
 /// A confirmation request's id, link and mail, made before the write that records it.
