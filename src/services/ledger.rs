@@ -24,9 +24,8 @@ use crate::domain::ledger::note::{Checkpoint, NoteSigner, NoteVerifier, split_no
 use crate::domain::partner::EventType;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
-use crate::storage::consent::{ConsentEventRow, leaf_time};
-use crate::storage::ledger::{self as tree, StoredTree};
-use crate::storage::models::utc;
+use crate::storage::consent::ConsentEventRow;
+use crate::storage::ledger::{self as tree, LeafWithEvent, StoredTree};
 use crate::storage::{Db, DbConnection, contacts, secrets};
 
 /// Events given their leaves in one sequencer transaction at most.
@@ -430,7 +429,7 @@ struct Target {
 /// it against the latest signed checkpoint and against each checkpoint in `kept` (signed
 /// notes kept outside the database): the first thing that does not match is named.
 pub async fn verify(db: &Db, kept: Vec<String>) -> Result<LedgerReport> {
-    db.read(move |conn| verify_in(conn, &kept)).await
+    db.read(move |conn| tree::in_snapshot(conn, |conn| verify_in(conn, &kept))).await
 }
 
 fn verify_in(conn: &mut DbConnection, kept: &[String]) -> Result<LedgerReport> {
@@ -494,81 +493,29 @@ fn verify_in(conn: &mut DbConnection, kept: &[String]) -> Result<LedgerReport> {
         }
     }
     let signed = report.checkpoint_size.unwrap_or(0);
-    let mut range = CompactRange::default();
-    let check_targets = |range: &CompactRange, targets: &[Target]| -> Option<LedgerMismatch> {
-        targets.iter().filter(|t| t.checkpoint.size == range.size()).find(|t| t.checkpoint.root != range.root()).map(|t| {
-            LedgerMismatch::of(
-                None,
-                None,
-                format!(
-                    "the first {} leaves do not have the root of {}: events before it were changed, removed or reordered",
-                    range.size(),
-                    t.what
-                ),
-            )
-        })
-    };
-    if let Some(mismatch) = check_targets(&range, &targets) {
+    // The walk recomputes leaves on a second thread while this one reads the next batch.
+    let walked = std::thread::scope(|scope| -> Result<Walk> {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<LeafWithEvent>>(2);
+        let walker = scope.spawn(|| walk(received, signed, &targets));
+        let mut from = 0;
+        loop {
+            let batch = tree::list_leaves_with_events(conn, from, VERIFY_BATCH)?;
+            let Some(last) = batch.last().map(|(index, ..)| *index) else {
+                break;
+            };
+            from = last + 1;
+            if batches.send(batch).is_err() {
+                break; // the walk stopped at a mismatch
+            }
+        }
+        drop(batches);
+        walker.join().map_err(|_| Error::internal("the ledger's walk panicked"))
+    })?;
+    report.events_checked = walked.range.size();
+    if let Some(mismatch) = walked.mismatch {
         return fail(report, mismatch);
     }
-    let mut next: u64 = 0;
-    loop {
-        let batch = tree::list_leaves_from(conn, i64::try_from(next).map_err(Error::internal)?, VERIFY_BATCH)?;
-        if batch.is_empty() {
-            break;
-        }
-        let ids: Vec<String> = batch.iter().map(|(_, id, _)| id.clone()).collect();
-        let events = tree::find_events_with_texts(conn, &ids)?;
-        for (index, event_id, stored_hash) in batch {
-            let index = u64::try_from(index).map_err(Error::internal)?;
-            if index != next {
-                return fail(report, LedgerMismatch::of(Some(next), None, format!("leaf {next} is missing")));
-            }
-            if index >= signed {
-                return fail(
-                    report,
-                    LedgerMismatch::of(
-                        Some(index),
-                        Some(&event_id),
-                        "this leaf is beyond the latest signed checkpoint",
-                    ),
-                );
-            }
-            let at = Some(index);
-            let (row, text) = match events.get(&event_id) {
-                None => {
-                    return fail(report, LedgerMismatch::of(at, Some(&event_id), "the event of this leaf was deleted"));
-                }
-                Some(Err(error)) => {
-                    return fail(
-                        report,
-                        LedgerMismatch::of(at, Some(&event_id), format!("the stored event cannot be read: {error}")),
-                    );
-                }
-                Some(Ok(found)) => found,
-            };
-            if let Some(reason) = personal_mismatch(row) {
-                return fail(report, LedgerMismatch::of(at, Some(&event_id), reason));
-            }
-            let hash = crate::storage::consent::leaf_of(row, leaf_time(utc(row.occurred_at)), text.as_deref()).hash();
-            if stored_hash.as_slice() != hash.as_slice() {
-                return fail(
-                    report,
-                    LedgerMismatch::of(
-                        at,
-                        Some(&event_id),
-                        "the stored event no longer matches its leaf: its fields or its consent text were changed",
-                    ),
-                );
-            }
-            range.push(hash);
-            report.events_checked += 1;
-            next += 1;
-            if let Some(mismatch) = check_targets(&range, &targets) {
-                return fail(report, mismatch);
-            }
-        }
-    }
+    let range = walked.range;
     if let Some(short) = targets.iter().find(|t| t.checkpoint.size > range.size()) {
         return fail(
             report,
@@ -592,6 +539,82 @@ fn verify_in(conn: &mut DbConnection, kept: &[String]) -> Result<LedgerReport> {
         );
     }
     Ok(report)
+}
+
+/// How far the walk over the leaves came: the tree of every leaf that matched, and what
+/// stopped it.
+struct Walk {
+    range: CompactRange,
+    mismatch: Option<LedgerMismatch>,
+}
+
+/// Recomputes each leaf from its stored event and text, in the tree's order, and checks
+/// each target checkpoint's root as the tree reaches its size.
+fn walk(batches: std::sync::mpsc::Receiver<Vec<LeafWithEvent>>, signed: u64, targets: &[Target]) -> Walk {
+    let mut range = CompactRange::default();
+    let stop = |range: CompactRange, mismatch: LedgerMismatch| Walk { range, mismatch: Some(mismatch) };
+    let check_targets = |range: &CompactRange| -> Option<LedgerMismatch> {
+        targets.iter().filter(|t| t.checkpoint.size == range.size()).find(|t| t.checkpoint.root != range.root()).map(|t| {
+            LedgerMismatch::of(
+                None,
+                None,
+                format!(
+                    "the first {} leaves do not have the root of {}: events before it were changed, removed or reordered",
+                    range.size(),
+                    t.what
+                ),
+            )
+        })
+    };
+    if let Some(mismatch) = check_targets(&range) {
+        return stop(range, mismatch);
+    }
+    for batch in batches {
+        for (index, event_id, stored_hash, event) in batch {
+            let next = range.size();
+            if u64::try_from(index).ok() != Some(next) {
+                return stop(range, LedgerMismatch::of(Some(next), None, format!("leaf {next} is missing")));
+            }
+            let at = Some(next);
+            if next >= signed {
+                return stop(
+                    range,
+                    LedgerMismatch::of(at, Some(&event_id), "this leaf is beyond the latest signed checkpoint"),
+                );
+            }
+            let (row, text) = match event {
+                None => {
+                    return stop(range, LedgerMismatch::of(at, Some(&event_id), "the event of this leaf was deleted"));
+                }
+                Some(Err(error)) => {
+                    return stop(
+                        range,
+                        LedgerMismatch::of(at, Some(&event_id), format!("the stored event cannot be read: {error}")),
+                    );
+                }
+                Some(Ok(found)) => found,
+            };
+            if let Some(reason) = personal_mismatch(&row) {
+                return stop(range, LedgerMismatch::of(at, Some(&event_id), reason));
+            }
+            let hash = row.into_leaf(text).hash();
+            if stored_hash.as_slice() != hash.as_slice() {
+                return stop(
+                    range,
+                    LedgerMismatch::of(
+                        at,
+                        Some(&event_id),
+                        "the stored event no longer matches its leaf: its fields or its consent text were changed",
+                    ),
+                );
+            }
+            range.push(hash);
+            if let Some(mismatch) = check_targets(&range) {
+                return stop(range, mismatch);
+            }
+        }
+    }
+    Walk { range, mismatch: None }
 }
 
 /// Personal values still held must match the digests the leaf commits to.

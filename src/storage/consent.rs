@@ -45,31 +45,6 @@ pub struct ConsentEventRow {
     pub email_digest: String,
 }
 
-/// The leaf of an event whose time is given as written in the leaf.
-pub fn leaf_of(row: &ConsentEventRow, occurred_at: String, consent_text: Option<&str>) -> Leaf {
-    Leaf {
-        v: LEAF_VERSION,
-        event_id: row.id.clone(),
-        contact_id: row.contact_id.clone(),
-        email_digest: row.email_digest.clone(),
-        purpose: row.purpose.clone(),
-        action: row.action.clone(),
-        basis: row.basis.clone(),
-        requires_confirmation: row.requires_confirmation != 0,
-        method: row.method.clone(),
-        form_id: row.form_id.clone(),
-        form_version: row.form_version,
-        consent_text: consent_text.map(str::to_owned),
-        proof: row.proof.clone(),
-        manifest_id: row.manifest_id.clone(),
-        ip_digest: row.ip_digest.clone(),
-        user_agent_digest: row.user_agent_digest.clone(),
-        source_url_digest: row.source_url_digest.clone(),
-        actor: row.actor.clone(),
-        occurred_at,
-    }
-}
-
 /// A time as a leaf writes it: RFC 3339, UTC, microseconds.
 pub fn leaf_time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -78,7 +53,32 @@ pub fn leaf_time(at: chrono::DateTime<chrono::Utc>) -> String {
 impl ConsentEventRow {
     /// The leaf this event is in the tree (the exact consent text passed in, as stored).
     pub fn leaf(&self, consent_text: Option<&str>) -> Leaf {
-        leaf_of(self, leaf_time(utc(self.occurred_at)), consent_text)
+        self.clone().into_leaf(consent_text.map(str::to_owned))
+    }
+
+    /// The same leaf, taking the row's values instead of copying them.
+    pub fn into_leaf(self, consent_text: Option<String>) -> Leaf {
+        Leaf {
+            v: LEAF_VERSION,
+            occurred_at: leaf_time(utc(self.occurred_at)),
+            requires_confirmation: self.requires_confirmation != 0,
+            event_id: self.id,
+            contact_id: self.contact_id,
+            email_digest: self.email_digest,
+            purpose: self.purpose,
+            action: self.action,
+            basis: self.basis,
+            method: self.method,
+            form_id: self.form_id,
+            form_version: self.form_version,
+            consent_text,
+            proof: self.proof,
+            manifest_id: self.manifest_id,
+            ip_digest: self.ip_digest,
+            user_agent_digest: self.user_agent_digest,
+            source_url_digest: self.source_url_digest,
+            actor: self.actor,
+        }
     }
 
     pub fn into_event(self, consent_text: Option<String>, leaf_index: Option<i64>) -> Result<ConsentEvent> {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use super::consent::ConsentEventRow;
@@ -31,6 +32,21 @@ pub fn insert_unsequenced(conn: &mut DbConnection, events: &[(String, i64)]) -> 
         };
     }
     Ok(())
+}
+
+/// Runs `work` on one snapshot of the database, so that a walk over the whole log is not
+/// confused by leaves the sequencer appends meanwhile: a read-only repeatable-read
+/// transaction on PostgreSQL (without parallel workers: the walk's batches are small, and
+/// the cores are better spent checking them), a read transaction on SQLite.
+pub fn in_snapshot<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+    conn.transaction(|conn| {
+        if let DbConnection::Postgres(pg) = conn {
+            pg.batch_execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL max_parallel_workers_per_gather = 0",
+            )?;
+        }
+        work(conn)
+    })
 }
 
 /// Taken by the sequencer for the rest of its transaction, on PostgreSQL: one sequencer at
@@ -207,6 +223,43 @@ pub fn list_leaves_from(conn: &mut DbConnection, from_index: i64, limit: i64) ->
         .load(conn)?)
 }
 
+/// A leaf in the order of the tree, with its event and consent text as stored (`None`:
+/// the event was deleted).
+pub type LeafWithEvent = (i64, String, Vec<u8>, Option<StoredEvent>);
+
+/// `limit` leaves from `from_index` on, each with its event and text: the leaves, then
+/// their events joined over the same range of leaf indexes (no list of ids to look up). A
+/// batch holding an event whose fields cannot be read is read again event by event, so
+/// that the answer names it.
+pub fn list_leaves_with_events(conn: &mut DbConnection, from_index: i64, limit: i64) -> Result<Vec<LeafWithEvent>> {
+    let leaves = list_leaves_from(conn, from_index, limit)?;
+    let Some(last) = leaves.last().map(|(index, _, _)| *index) else {
+        return Ok(Vec::new());
+    };
+    let joined = consent_leaves::table
+        .inner_join(consent_events::table.on(consent_events::id.eq(consent_leaves::event_id)))
+        .left_join(consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)))
+        .filter(consent_leaves::leaf_index.between(from_index, last))
+        .select((consent_leaves::leaf_index, ConsentEventRow::as_select(), consent_texts::text.nullable()))
+        .load::<(i64, ConsentEventRow, Option<String>)>(conn);
+    let mut events: HashMap<i64, StoredEvent> = match joined {
+        Ok(rows) => rows.into_iter().map(|(index, row, text)| (index, Ok((row, text)))).collect(),
+        Err(diesel::result::Error::DeserializationError(_)) => {
+            let ids: Vec<String> = leaves.iter().map(|(_, id, _)| id.clone()).collect();
+            let mut by_id = find_events_with_texts(conn, &ids)?;
+            leaves.iter().filter_map(|(index, id, _)| Some((*index, by_id.remove(id)?))).collect()
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok(leaves
+        .into_iter()
+        .map(|(index, id, hash)| {
+            let event = events.remove(&index);
+            (index, id, hash, event)
+        })
+        .collect())
+}
+
 /// An event with its consent text, or why its stored fields cannot be read.
 pub type StoredEvent = std::result::Result<(ConsentEventRow, Option<String>), String>;
 
@@ -250,11 +303,14 @@ pub fn count_events(conn: &mut DbConnection) -> Result<i64> {
 
 /// An event that is neither in the tree nor waiting for its leaf: written around the log.
 pub fn find_event_outside_log(conn: &mut DbConnection) -> Result<Option<String>> {
-    let in_tree = consent_leaves::table.select(consent_leaves::event_id);
-    let waiting = consent_unsequenced::table.select(consent_unsequenced::event_id);
+    use diesel::dsl::{exists, not};
+    // NOT EXISTS, which both databases run as an anti-join on the event_id indexes (a
+    // `NOT IN` over a million leaves is quadratic on PostgreSQL).
+    let in_tree = consent_leaves::table.filter(consent_leaves::event_id.eq(consent_events::id));
+    let waiting = consent_unsequenced::table.filter(consent_unsequenced::event_id.eq(consent_events::id));
     Ok(consent_events::table
-        .filter(consent_events::id.ne_all(in_tree))
-        .filter(consent_events::id.ne_all(waiting))
+        .filter(not(exists(in_tree)))
+        .filter(not(exists(waiting)))
         .select(consent_events::id)
         .first(conn)
         .optional()?)
