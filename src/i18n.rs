@@ -280,6 +280,62 @@ const STRINGS: &[(&str, [&str; 4])] = &[
     ),
     ("not_found_title", ["Page not found", "Page introuvable", "Seite nicht gefunden", "Pagina non trovata"]),
     (
+        "receipt_subject",
+        [
+            "Your consent receipt",
+            "Votre reçu de consentement",
+            "Ihre Einwilligungsquittung",
+            "La tua ricevuta di consenso",
+        ],
+    ),
+    (
+        "receipt_intro",
+        [
+            "Hello,\n\nthank you for confirming. This is the receipt of your consent, for your records.",
+            "Bonjour,\n\nmerci de votre confirmation. Voici le reçu de votre consentement, à conserver.",
+            "Guten Tag,\n\nvielen Dank für Ihre Bestätigung. Dies ist die Quittung Ihrer Einwilligung für Ihre Unterlagen.",
+            "Buongiorno,\n\ngrazie per la conferma. Questa è la ricevuta del tuo consenso, da conservare.",
+        ],
+    ),
+    (
+        "receipt_agreed",
+        [
+            "You agreed to the following, in these words:",
+            "Vous avez accepté ce qui suit, dans ces termes :",
+            "Sie haben Folgendem zugestimmt, mit diesem Wortlaut:",
+            "Hai accettato quanto segue, con queste parole:",
+        ],
+    ),
+    ("receipt_when", ["Confirmed on", "Confirmé le", "Bestätigt am", "Confermato il"]),
+    ("receipt_who", ["Recorded by", "Enregistré par", "Erfasst von", "Registrato da"]),
+    (
+        "receipt_withdraw",
+        [
+            "You can withdraw at any time, with one click:",
+            "Vous pouvez retirer votre consentement à tout moment, en un clic :",
+            "Sie können Ihre Einwilligung jederzeit mit einem Klick widerrufen:",
+            "Puoi revocare il consenso in qualsiasi momento, con un clic:",
+        ],
+    ),
+    (
+        "receipt_preferences",
+        [
+            "Or change your choices:",
+            "Ou modifier vos choix :",
+            "Oder Ihre Auswahl ändern:",
+            "Oppure modifica le tue scelte:",
+        ],
+    ),
+    (
+        "receipt_proof",
+        [
+            "The proof of your consent, a file anyone can check against our signed consent ledger:",
+            "La preuve de votre consentement, un fichier que chacun peut vérifier auprès de notre registre de consentements signé :",
+            "Der Nachweis Ihrer Einwilligung, eine Datei, die jeder anhand unseres signierten Einwilligungsprotokolls prüfen kann:",
+            "La prova del tuo consenso, un file che chiunque può verificare con il nostro registro dei consensi firmato:",
+        ],
+    ),
+    (
         "confirm_mail_subject",
         [
             "Please confirm your subscription",

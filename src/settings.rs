@@ -167,6 +167,9 @@ pub struct Settings {
     /// A file every new checkpoint is appended to, so that copies are kept outside the
     /// database.
     pub ledger_checkpoint_file: Option<PathBuf>,
+    /// Mail each person a consent receipt when they confirm: what they agreed to, in which
+    /// words, when, with whom, how to withdraw, and a link to the proof of it.
+    pub consent_receipt_mail: bool,
     /// How long a preference-centre link works, in days (each mail carries a fresh one).
     pub preference_link_days: u32,
 }
@@ -237,6 +240,7 @@ impl Default for Settings {
             ledger_signing_key_file: None,
             ledger_sequence_interval_ms: 500,
             ledger_checkpoint_file: None,
+            consent_receipt_mail: false,
             preference_link_days: crate::services::keys::DEFAULT_PREFERENCE_LINK_DAYS,
         }
     }
@@ -299,6 +303,7 @@ const KEYS: &[&str] = &[
     "ledger_signing_key_file",
     "ledger_sequence_interval_ms",
     "ledger_checkpoint_file",
+    "consent_receipt_mail",
     "preference_link_days",
 ];
 

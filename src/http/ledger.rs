@@ -248,3 +248,28 @@ pub async fn contact_kantara_receipt(
     let controller = consent_records::Controller::from_settings(&state.settings);
     Ok(web::Json(consent_records::kantara_receipt(&state.db, id, controller).await?))
 }
+
+#[utoipa::path(
+    tag = "consent",
+    params(("token" = String, Path, description = "The proof link's token, from a consent receipt")),
+    responses(
+        (status = 200, description = "The person's own proof bundle, as a file to keep: the signed checkpoint, the verifier key, and per event its leaf and inclusion proof", body = ProofBundleResponse),
+        (status = 404, description = "The link is not valid: forged, expired, or revoked with the preference links", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this address", body = super::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/consent/receipt/{token}")]
+pub async fn receipt_proof(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.limiter.check(&req).map_err(|retry_after| Error::TooManyRequests { retry_after })?;
+    let bundle = crate::services::preferences::consent_proof(&state.db, &state.keys, &token)
+        .await?
+        .ok_or_else(|| Error::NotFound("this proof link is not valid (it may have expired)".into()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Disposition", "attachment; filename=\"consent-proof.json\""))
+        .insert_header(("Cache-Control", "no-store"))
+        .json(ProofBundleResponse::from(bundle)))
+}

@@ -226,6 +226,7 @@ where
         .service(surveys::answer_survey)
         .service(ledger::checkpoint)
         .service(ledger::verifier_key)
+        .service(ledger::receipt_proof)
         .service(bounces::track)
         .service(bounces::generic_bounce)
         .service(bounces::ses_bounce)

@@ -420,7 +420,11 @@ pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::P
         return too_many_html(&state, &locale, wait);
     }
     let info = request_info(&req, locale.clone());
-    match signup::confirm(&state.db, &state.keys, &state.signup, &state.scripts, &token, info).await? {
+    let confirmed = signup::confirm(&state.db, &state.keys, &state.signup, &state.scripts, &token, info).await?;
+    if state.signup.consent_receipt_mail {
+        state.mail_wake.notify_one();
+    }
+    match confirmed {
         None => state.pages.invalid_link(&locale),
         Some(confirmed) => state.pages.message_with_link(
             StatusCode::OK,

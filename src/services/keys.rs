@@ -30,6 +30,8 @@ pub enum LinkKind {
     Survey,
     /// Carry out a person's request to download or erase their data (single use).
     DataRequest,
+    /// Download the proof of one's consent (mailed in a consent receipt).
+    Proof,
 }
 
 impl LinkKind {
@@ -41,6 +43,7 @@ impl LinkKind {
             LinkKind::Track => "t",
             LinkKind::Survey => "s",
             LinkKind::DataRequest => "d",
+            LinkKind::Proof => "r",
         }
     }
 }
@@ -100,15 +103,33 @@ impl Keys {
     /// so a person who reads their mail always holds a working link) and names the moment
     /// it was signed, in microseconds, which revocation compares against.
     pub fn sign_preferences(&self, contact: &str) -> String {
-        let now = Utc::now();
-        let issued = now.timestamp_micros().to_string();
-        self.sign_link(LinkKind::Preferences, contact, Some(&issued), Some(now + self.preference_link_ttl))
+        self.sign_personal(LinkKind::Preferences, contact)
     }
 
     /// The claims of a preference token that is genuine and not expired (revocation is
     /// the caller's check: it needs the database).
     pub fn verify_preferences(&self, token: &str) -> Option<PreferenceClaims> {
-        let claims = self.verify_link(LinkKind::Preferences, token)?;
+        self.verify_personal(LinkKind::Preferences, token)
+    }
+
+    /// A token that opens a contact's consent proof: it lives and is revoked as the
+    /// preference links are.
+    pub fn sign_proof(&self, contact: &str) -> String {
+        self.sign_personal(LinkKind::Proof, contact)
+    }
+
+    pub fn verify_proof(&self, token: &str) -> Option<PreferenceClaims> {
+        self.verify_personal(LinkKind::Proof, token)
+    }
+
+    fn sign_personal(&self, kind: LinkKind, contact: &str) -> String {
+        let now = Utc::now();
+        let issued = now.timestamp_micros().to_string();
+        self.sign_link(kind, contact, Some(&issued), Some(now + self.preference_link_ttl))
+    }
+
+    fn verify_personal(&self, kind: LinkKind, token: &str) -> Option<PreferenceClaims> {
+        let claims = self.verify_link(kind, token)?;
         let issued_at = DateTime::from_timestamp_micros(claims.scope?.parse().ok()?)?;
         Some(PreferenceClaims { contact: claims.subject, issued_at })
     }

@@ -12,7 +12,7 @@ use chrono::{TimeDelta, Utc};
 
 use super::confirmations::{self, Ask};
 use super::consent::{self, ContactExport, leave_all_in, load_contact_consents, withdraw_in};
-use super::keys::{Keys, LinkKind};
+use super::keys::{Keys, LinkKind, PreferenceClaims};
 use super::mailer;
 use super::signup::{RequestInfo, SignupConfig};
 use crate::domain::consent::{Actor, ConsentStatus, Purpose};
@@ -101,7 +101,11 @@ pub enum DataOutcome {
 /// The contact a preference token opens, if the token is genuine, not expired and signed
 /// after the contact's links were last revoked.
 fn contact_of_token(conn: &mut DbConnection, keys: &Keys, token: &str) -> Result<Option<ContactId>> {
-    let Some(claims) = keys.verify_preferences(token) else {
+    contact_of_claims(conn, keys.verify_preferences(token))
+}
+
+fn contact_of_claims(conn: &mut DbConnection, claims: Option<PreferenceClaims>) -> Result<Option<ContactId>> {
+    let Some(claims) = claims else {
         return Ok(None);
     };
     let Ok(id) = claims.contact.parse::<ContactId>() else {
@@ -124,6 +128,16 @@ pub async fn revoke_links(db: &Db, id: ContactId) -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// The proof bundle of the contact a proof link (from a consent receipt) opens; `None`
+/// when the link is not genuine, has expired or was revoked with the preference links.
+pub async fn consent_proof(db: &Db, keys: &Keys, token: &str) -> Result<Option<super::ledger::ProofBundle>> {
+    let claims = keys.verify_proof(token);
+    let Some(id) = db.read(move |conn| contact_of_claims(conn, claims)).await? else {
+        return Ok(None);
+    };
+    super::ledger::contact_proof(db, id).await.map(Some)
 }
 
 pub async fn preferences(db: &Db, keys: &Keys, token: &str, locale: &str) -> Result<Option<Preferences>> {

@@ -29,6 +29,7 @@ use crate::storage::partners::PartnerRow;
 use crate::storage::{self, Db, DbConnection, campaigns, contacts, lists, outbox};
 
 pub const CONFIRMATION_MAIL: &str = "confirmation";
+pub const CONSENT_RECEIPT_MAIL: &str = "consent_receipt";
 
 /// What the signup flow needs from the settings.
 #[derive(Debug, Clone)]
@@ -39,6 +40,7 @@ pub struct SignupConfig {
     pub confirmation_ttl: TimeDelta,
     pub confirmation_mails_per_day: u32,
     pub survey_link_ttl: TimeDelta,
+    pub consent_receipt_mail: bool,
 }
 
 impl SignupConfig {
@@ -50,6 +52,7 @@ impl SignupConfig {
             confirmation_ttl: TimeDelta::hours(settings.confirmation_ttl_hours as i64),
             confirmation_mails_per_day: settings.confirmation_mails_per_day,
             survey_link_ttl: TimeDelta::days(i64::from(settings.survey_link_days)),
+            consent_receipt_mail: settings.consent_receipt_mail,
         }
     }
 }
@@ -733,10 +736,68 @@ async fn confirm_queueing(
             }
         }
         partners::mark_inbound_confirmed(conn, &row.contact_id)?;
+        if config.consent_receipt_mail && !pending.is_empty() {
+            let agreed = pending
+                .iter()
+                .map(|purpose| {
+                    let text = confirmed_grant(&consents, purpose, &row).and_then(|e| e.evidence.consent_text.clone());
+                    Ok((purpose_names(conn, std::slice::from_ref(purpose), &info.locale)?, text))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let receipt = receipt_draft(&keys, &config, &contact, &agreed, now, &info.locale);
+            let mail = mail::compose(&receipt, &config.message_domain, None)?;
+            mailer::enqueue(conn, CONSENT_RECEIPT_MAIL, &contact.email.key(), &mail)?;
+        }
         let names = purpose_names(conn, if pending.is_empty() { &requested } else { &pending }, &info.locale)?;
         Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }))
     })
     .await
+}
+
+/// The consent receipt mailed at confirmation (when `consent_receipt_mail` is on): what the
+/// person agreed to, in the exact words shown, when, with whom, how to withdraw, and a link
+/// to the proof of it, which any verifier checks against the signed ledger. Built-in words
+/// only (no admin template), so composing it inside the confirmation's write is bounded.
+fn receipt_draft(
+    keys: &Keys,
+    config: &SignupConfig,
+    contact: &crate::domain::Contact,
+    agreed: &[(Vec<String>, Option<String>)],
+    at: chrono::NaiveDateTime,
+    locale: &str,
+) -> Draft {
+    let text = |key| crate::i18n::text(locale, key);
+    let id = &contact.id.to_string();
+    let mut body = format!("{}\n\n{}\n", text("receipt_intro"), text("receipt_agreed"));
+    for (names, words) in agreed {
+        body.push_str(&format!("\n- {}", names.join(", ")));
+        if let Some(words) = words {
+            body.push_str(&format!("\n  \u{201c}{words}\u{201d}"));
+        }
+        body.push('\n');
+    }
+    let proof = format!("{}/consent/receipt/{}", config.base_url, keys.sign_proof(id));
+    body.push_str(&format!(
+        "\n{}: {} UTC\n{}: {}\n\n{}\n{}\n\n{}\n{}\n\n{}\n{}\n",
+        text("receipt_when"),
+        at.format("%Y-%m-%d %H:%M:%S"),
+        text("receipt_who"),
+        config.mail_from,
+        text("receipt_withdraw"),
+        unsubscribe_link(keys, &config.base_url, id, None, None),
+        text("receipt_preferences"),
+        preferences_link(keys, &config.base_url, id),
+        text("receipt_proof"),
+        proof,
+    ));
+    Draft {
+        from: config.mail_from.clone(),
+        to: contact.email.to_string(),
+        subject: text("receipt_subject").to_owned(),
+        text: body,
+        headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+        ..Draft::default()
+    }
 }
 
 /// Those of `requested` still pending.
@@ -748,10 +809,13 @@ fn pending_of(current: &[crate::domain::consent::PurposeConsent], requested: &[P
         .collect()
 }
 
-/// The basis of the grant a request asked to confirm: the last pending grant of the
-/// purpose from the request's form and version (from anywhere, for a partner's lead);
-/// else the basis in force.
-fn granted_basis(consents: &ContactConsents, purpose: &Purpose, row: &ConfirmationRow) -> ConsentBasis {
+/// The grant a request asked to confirm: the last pending grant of the purpose from the
+/// request's form and version (from anywhere, for a partner's lead).
+fn confirmed_grant<'a>(
+    consents: &'a ContactConsents,
+    purpose: &Purpose,
+    row: &ConfirmationRow,
+) -> Option<&'a crate::domain::consent::ConsentEvent> {
     let grants = || {
         consents
             .events
@@ -762,8 +826,12 @@ fn granted_basis(consents: &ContactConsents, purpose: &Purpose, row: &Confirmati
     let from_request = grants().find(|e| {
         row.form_id.is_none() || (e.evidence.form_id == row.form_id && e.evidence.form_version == row.form_version)
     });
-    from_request
-        .or_else(|| grants().next())
+    from_request.or_else(|| grants().next())
+}
+
+/// The basis of that grant; else the basis in force.
+fn granted_basis(consents: &ContactConsents, purpose: &Purpose, row: &ConfirmationRow) -> ConsentBasis {
+    confirmed_grant(consents, purpose, row)
         .map(|e| e.basis)
         .or_else(|| consents.current.iter().find(|c| &c.purpose == purpose).map(|c| c.basis))
         .unwrap_or(ConsentBasis::SingleOptIn)

@@ -595,3 +595,65 @@ async fn a_regulator_reads_the_consents_as_dpv_records_and_a_kantara_receipt() {
     let types: Vec<&str> = purposes.iter().map(|p| p["consentType"].as_str().unwrap()).collect();
     assert!(types.contains(&"IMPLICIT") && types.contains(&"EXPLICIT"), "{receipt}");
 }
+
+#[tokio::test]
+async fn a_person_who_confirms_gets_a_receipt_whose_proof_link_an_independent_verifier_accepts() {
+    let app = spawn_app_with(|settings| settings.consent_receipt_mail = true).await;
+    let (_, list) = app.form_on_new_list("receipt", "double", json!({})).await;
+    let response = app.submit_form("receipt", &[("email", "kept@example.org"), ("consent", &list)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let link = app.mail.wait_for("kept@example.org", 1).await[0].link(&format!("{}/confirm/", app.address));
+    assert_eq!(app.client.post(&link).send().await.unwrap().status(), StatusCode::OK);
+
+    let receipt = app.mail.wait_for("kept@example.org", 2).await.pop().unwrap();
+    assert_eq!(receipt.header("Subject").unwrap(), "Your consent receipt");
+    let text = receipt.text();
+    assert!(text.contains("List for receipt"), "{text}");
+    assert!(text.contains("\u{201c}Send me the newsletter. I can unsubscribe at any time.\u{201d}"), "{text}");
+    assert!(text.contains("Recorded by: News <news@consento.test>"), "{text}");
+    assert!(text.contains(&format!("{}/unsubscribe/", app.address)), "{text}");
+    assert!(text.contains(&format!("{}/preferences/", app.address)), "{text}");
+
+    // The proof link answers the person's own bundle, which holds once the events have
+    // their leaves, checked without consento.
+    app.ledger_sequenced().await;
+    let proof = receipt.link(&format!("{}/consent/receipt/", app.address));
+    let response = app.client.get(&proof).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let bundle: Value = response.json().await.unwrap();
+    let actions: Vec<&str> =
+        bundle["events"].as_array().unwrap().iter().map(|e| e["fields"]["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["granted", "confirmed"]);
+    assert_eq!(bundle["events"][0]["personal"]["email"], "kept@example.org");
+    let key = public_text(&app, "/consent/key").await;
+    let file = temp_file("receipt.json", bundle.to_string().as_bytes());
+    let (accepted, said) = python_verifier(&["bundle", file.to_str().unwrap(), key.trim()]);
+    let _ = std::fs::remove_file(file);
+    assert!(accepted, "{said}");
+
+    // A forged token, or the person's links revoked, and the link opens nothing.
+    let forged = format!("{}x", proof.trim_end_matches(|c: char| c != '.'));
+    assert_eq!(app.client.get(&forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let id = app.contact_by_email("kept@example.org").await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, body) = app.send(app.post(&format!("/api/v1/contacts/{id}/links/revoke"), &json!({}))).await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(app.client.get(&proof).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn without_the_setting_a_confirmation_mails_no_receipt() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("noreceipt", "double", json!({})).await;
+    app.submit_form("noreceipt", &[("email", "quiet@example.org"), ("consent", &list)]).await;
+    let link = app.mail.wait_for("quiet@example.org", 1).await[0].link(&format!("{}/confirm/", app.address));
+    assert_eq!(app.client.post(&link).send().await.unwrap().status(), StatusCode::OK);
+    // A mail queued at the confirmation would be sent by now: a later signup's mail
+    // arrives after it.
+    let (_, other) = app.form_on_new_list("after", "double", json!({})).await;
+    app.submit_form("after", &[("email", "later@example.org"), ("consent", &other)]).await;
+    app.mail.wait_for("later@example.org", 1).await;
+    let to_quiet: Vec<_> =
+        app.mail.received().into_iter().filter(|m| m.to.iter().any(|t| t == "quiet@example.org")).collect();
+    assert_eq!(to_quiet.len(), 1, "only the confirmation request");
+}
