@@ -1,7 +1,7 @@
 //! Campaigns: templates, audience, the send policy, and the commands that start, pause,
 //! resume and cancel a send. The sending itself is the dispatcher's.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -569,52 +569,94 @@ pub struct AudienceCheck {
 }
 
 /// Walks the audience (the campaign's lists, narrowed by its segment) in batches, in
-/// contact id order, answering each contact's verdict to `each`.
-pub fn walk_audience(
-    conn: &mut DbConnection,
-    ctx_keys: &Keys,
+/// contact id order, with each contact's verdict. Each batch is read and its connection
+/// given back before the scripts judge it, off the async threads: a slow segment or send
+/// policy (each call up to its deadline) never holds a database connection.
+pub struct AudienceWalk {
+    db: Db,
+    keys: Keys,
+    host: Arc<PluginHost>,
+    predicate: Arc<Predicate>,
+    policy: Arc<Policy>,
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl AudienceWalk {
+    pub fn new(ctx: &CampaignContext, predicate: Predicate, policy: Policy) -> Self {
+        Self {
+            db: ctx.db.clone(),
+            keys: ctx.keys.clone(),
+            host: ctx.host.clone(),
+            predicate: Arc::new(predicate),
+            policy: Arc::new(policy),
+            cursor: None,
+            done: false,
+        }
+    }
+
+    /// The next batch's verdicts; `None` once the audience was walked.
+    pub async fn next(&mut self) -> Result<Option<Vec<(ContactFacts, Verdict)>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let (batch, suppressed) = {
+            let (predicate, keys, cursor) = (self.predicate.clone(), self.keys.clone(), self.cursor.clone());
+            self.db
+                .read(move |conn| {
+                    let batch = predicate.batch(conn, cursor.as_deref(), BATCH)?;
+                    let hashes: Vec<String> = batch
+                        .iter()
+                        .map(|f| keys.email_hash(&crate::domain::Email::from_trusted(f.email.clone()).key()))
+                        .collect();
+                    let suppressed = storage::consent::suppressed_among(conn, &hashes)?;
+                    let flags: Vec<bool> = hashes.iter().map(|h| suppressed.contains(h)).collect();
+                    Ok((batch, flags))
+                })
+                .await?
+        };
+        self.done = batch.len() as i64 != BATCH;
+        self.cursor = batch.last().map(|f| f.id.clone());
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let (host, predicate, policy) = (self.host.clone(), self.predicate.clone(), self.policy.clone());
+        let verdicts = tokio::task::spawn_blocking(move || judge(&host, &predicate, &policy, batch, suppressed))
+            .await
+            .map_err(Error::internal)??;
+        Ok(Some(verdicts))
+    }
+}
+
+/// The verdict on each contact of a batch the segment keeps: suppressed addresses are
+/// excluded before any script is asked; the send policy decides for the others.
+fn judge(
     host: &PluginHost,
     predicate: &Predicate,
     policy: &Policy,
-    mut each: impl FnMut(&mut DbConnection, Vec<(ContactFacts, Verdict)>) -> Result<()>,
-) -> Result<()> {
-    let mut cursor: Option<String> = None;
-    loop {
-        let batch = predicate.batch(conn, cursor.as_deref(), BATCH)?;
-        let Some(last) = batch.last().map(|f| f.id.clone()) else {
-            return Ok(());
+    batch: Vec<ContactFacts>,
+    suppressed: Vec<bool>,
+) -> Result<Vec<(ContactFacts, Verdict)>> {
+    let mut verdicts = Vec::with_capacity(batch.len());
+    for (facts, suppressed) in batch.into_iter().zip(suppressed) {
+        let contact = ScriptContact::new(facts);
+        if !predicate.matches(host, &contact).map_err(script_rejected)? {
+            continue;
+        }
+        let verdict = if suppressed {
+            Verdict { send: false, reason: SUPPRESSED.to_owned(), list: None }
+        } else {
+            policy.decide(host, contact.clone()).map_err(script_rejected)?
         };
-        let full = batch.len() as i64 == BATCH;
-        let hashes: Vec<String> = batch
-            .iter()
-            .map(|f| ctx_keys.email_hash(&crate::domain::Email::from_trusted(f.email.clone()).key()))
-            .collect();
-        let suppressed: HashSet<String> = storage::consent::suppressed_among(conn, &hashes)?;
-        let mut verdicts = Vec::with_capacity(batch.len());
-        for (facts, hash) in batch.into_iter().zip(hashes) {
-            let contact = ScriptContact::new(facts);
-            if !predicate.matches(host, &contact).map_err(script_rejected)? {
-                continue;
-            }
-            let verdict = if suppressed.contains(&hash) {
-                Verdict { send: false, reason: SUPPRESSED.to_owned(), list: None }
-            } else {
-                policy.decide(host, contact.clone()).map_err(script_rejected)?
-            };
-            let facts = Arc::try_unwrap(contact.0).unwrap_or_else(|shared| ContactFacts {
-                id: shared.id.clone(),
-                email: shared.email.clone(),
-                lists: shared.lists.clone(),
-                ..ContactFacts::default()
-            });
-            verdicts.push((facts, verdict));
-        }
-        each(conn, verdicts)?;
-        if !full {
-            return Ok(());
-        }
-        cursor = Some(last);
+        let facts = Arc::try_unwrap(contact.0).unwrap_or_else(|shared| ContactFacts {
+            id: shared.id.clone(),
+            email: shared.email.clone(),
+            lists: shared.lists.clone(),
+            ..ContactFacts::default()
+        });
+        verdicts.push((facts, verdict));
     }
+    Ok(verdicts)
 }
 
 async fn audience_predicate(ctx: &CampaignContext, campaign: &Campaign) -> Result<Predicate> {
@@ -634,27 +676,22 @@ pub async fn check_audience(ctx: &CampaignContext, id: CampaignId) -> Result<Aud
     let campaign = find_campaign(&ctx.db, id).await?;
     let predicate = audience_predicate(ctx, &campaign).await?;
     let policy = Policy::load(ctx, &campaign).await?;
-    let (keys, host) = (ctx.keys.clone(), ctx.host.clone());
-    ctx.db
-        .read(move |conn| {
-            let mut check = AudienceCheck::default();
-            walk_audience(conn, &keys, &host, &predicate, &policy, |_, verdicts| {
-                for (_, verdict) in verdicts {
-                    check.audience += 1;
-                    let counts = if verdict.send {
-                        check.eligible += 1;
-                        &mut check.eligible_by_reason
-                    } else {
-                        check.excluded += 1;
-                        &mut check.excluded_by_reason
-                    };
-                    *counts.entry(verdict.reason).or_default() += 1;
-                }
-                Ok(())
-            })?;
-            Ok(check)
-        })
-        .await
+    let mut check = AudienceCheck::default();
+    let mut walk = AudienceWalk::new(ctx, predicate, policy);
+    while let Some(verdicts) = walk.next().await? {
+        for (_, verdict) in verdicts {
+            check.audience += 1;
+            let counts = if verdict.send {
+                check.eligible += 1;
+                &mut check.eligible_by_reason
+            } else {
+                check.excluded += 1;
+                &mut check.excluded_by_reason
+            };
+            *counts.entry(verdict.reason).or_default() += 1;
+        }
+    }
+    Ok(check)
 }
 
 /// The recipients of a campaign, with each one's verdict: stored when the send starts,
@@ -663,60 +700,48 @@ pub async fn check_audience(ctx: &CampaignContext, id: CampaignId) -> Result<Aud
 pub async fn prepare_recipients(ctx: &CampaignContext, campaign: &Campaign) -> Result<u64> {
     let predicate = audience_predicate(ctx, campaign).await?;
     let policy = Policy::load(ctx, campaign).await?;
-    let (keys, host) = (ctx.keys.clone(), ctx.host.clone());
     let campaign_id = campaign.id.to_string();
     let lists: Vec<String> = campaign.lists.iter().map(ToString::to_string).collect();
-    // Reads in batches; each batch of rows is written in its own short transaction so that
-    // a long preparation does not hold SQLite's write lock.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<RecipientRow>>(2);
-    let reader = ctx.db.read(move |conn| {
-        walk_audience(conn, &keys, &host, &predicate, &policy, |_, verdicts| {
-            let now = storage::now();
-            let rows = verdicts
-                .into_iter()
-                .map(|(facts, verdict)| {
-                    let list = verdict.list.clone().filter(|l| lists.contains(l)).or_else(|| {
-                        verdict
-                            .send
-                            .then(|| lists.iter().find(|l| facts.lists.contains(l)).or(lists.first()).cloned())
-                            .flatten()
-                    });
-                    RecipientRow {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        campaign_id: campaign_id.clone(),
-                        contact_id: Some(facts.id),
-                        email: facts.email,
-                        list_id: list,
-                        status: if verdict.send { recipient::PENDING } else { recipient::EXCLUDED }.to_owned(),
-                        reason: verdict.reason,
-                        attempts: 0,
-                        next_attempt_at: now,
-                        lease_until: None,
-                        sent_at: None,
-                        last_error: None,
-                        bounced_at: None,
-                        complained_at: None,
-                        unsubscribed_at: None,
-                        opened_at: None,
-                        clicked_at: None,
-                    }
-                })
-                .collect();
-            tx.blocking_send(rows).map_err(|_| Error::internal("the preparation stopped"))
-        })
-    });
-    let db = ctx.db.clone();
-    let writer = async move {
-        let mut total = 0u64;
-        while let Some(rows) = rx.recv().await {
-            total += rows.len() as u64;
-            db.write(move |conn| Ok(repo::insert_recipients(conn, &rows)?)).await?;
-        }
-        Ok::<u64, Error>(total)
-    };
-    let (read, written) = tokio::join!(reader, writer);
-    read?;
-    written
+    // Each batch of rows is written in its own short transaction, so that a long
+    // preparation does not hold SQLite's write lock.
+    let mut total = 0u64;
+    let mut walk = AudienceWalk::new(ctx, predicate, policy);
+    while let Some(verdicts) = walk.next().await? {
+        let now = storage::now();
+        let rows: Vec<RecipientRow> = verdicts
+            .into_iter()
+            .map(|(facts, verdict)| {
+                let list = verdict.list.clone().filter(|l| lists.contains(l)).or_else(|| {
+                    verdict
+                        .send
+                        .then(|| lists.iter().find(|l| facts.lists.contains(l)).or(lists.first()).cloned())
+                        .flatten()
+                });
+                RecipientRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    campaign_id: campaign_id.clone(),
+                    contact_id: Some(facts.id),
+                    email: facts.email,
+                    list_id: list,
+                    status: if verdict.send { recipient::PENDING } else { recipient::EXCLUDED }.to_owned(),
+                    reason: verdict.reason,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    lease_until: None,
+                    sent_at: None,
+                    last_error: None,
+                    bounced_at: None,
+                    complained_at: None,
+                    unsubscribed_at: None,
+                    opened_at: None,
+                    clicked_at: None,
+                }
+            })
+            .collect();
+        total += rows.len() as u64;
+        ctx.db.write(move |conn| Ok(repo::insert_recipients(conn, &rows)?)).await?;
+    }
+    Ok(total)
 }
 
 // ---------------------------------------------------------------------------------------

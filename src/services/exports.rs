@@ -8,11 +8,11 @@ use std::sync::Arc;
 use futures_util::Stream;
 
 use super::keys::Keys;
-use super::plugins::{FolderPlugins, script_rejected};
+use super::plugins::FolderPlugins;
 use super::segments::{self, Predicate};
 use crate::domain::{Contact, SegmentId};
 use crate::error::{Error, Result};
-use crate::plugins::{PluginHost, ScriptContact};
+use crate::plugins::PluginHost;
 use crate::storage::{self, Db};
 
 const BATCH: i64 = 1000;
@@ -96,25 +96,28 @@ pub async fn export(
                 return None;
             }
             let cursor = state.cursor.clone();
-            let batch = db
-                .read(move |conn| {
-                    let facts = predicate.batch(conn, cursor.as_deref(), BATCH)?;
-                    let last = facts.last().map(|f| f.id.clone());
-                    let full = facts.len() as i64 == BATCH;
-                    let mut ids = Vec::with_capacity(facts.len());
-                    for facts in facts {
-                        let contact = ScriptContact::new(facts);
-                        if predicate.matches(&host, &contact).map_err(script_rejected)? {
-                            ids.push(contact.0.id.clone());
-                        }
-                    }
+            // The segment's script runs between two reads, holding no connection.
+            let batch = async {
+                let facts = {
+                    let predicate = predicate.clone();
+                    db.read(move |conn| predicate.batch(conn, cursor.as_deref(), BATCH)).await?
+                };
+                let last = facts.last().map(|f| f.id.clone());
+                let full = facts.len() as i64 == BATCH;
+                let ids: Vec<String> = facts.iter().map(|f| f.id.clone()).collect();
+                let matched = segments::test_batch(&host, &predicate, facts).await?;
+                let ids: Vec<String> =
+                    ids.into_iter().zip(matched).filter_map(|(id, kept)| kept.then_some(id)).collect();
+                db.read(move |conn| {
                     let contacts = storage::contacts::find_contacts(conn, &ids)?;
                     let hashes: Vec<String> = contacts.iter().map(|c| keys.email_hash(&c.email.key())).collect();
                     let suppressed = storage::consent::suppressed_among(conn, &hashes)?;
                     let flags: Vec<bool> = hashes.iter().map(|h| suppressed.contains(h)).collect();
                     Ok((contacts, flags, last, full))
                 })
-                .await;
+                .await
+            }
+            .await;
             let (contacts, suppressed, last, full) = match batch {
                 Ok(batch) => batch,
                 Err(error) => {

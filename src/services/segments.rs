@@ -199,7 +199,6 @@ pub async fn scan(
     stop_when_kept: bool,
 ) -> Result<Scan> {
     let started = Instant::now();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let mut scan = Scan::default();
     let mut cursor = after;
     loop {
@@ -212,15 +211,7 @@ pub async fn scan(
         };
         let full = batch.len() as i64 == BATCH;
         let ids: Vec<String> = batch.iter().map(|f| f.id.clone()).collect();
-        let verdicts = if predicate.ast.is_none() {
-            vec![true; batch.len()]
-        } else {
-            let (host, predicate) = (host.clone(), predicate.clone());
-            tokio::task::spawn_blocking(move || evaluate(&host, &predicate, batch, threads))
-                .await
-                .map_err(Error::internal)?
-                .map_err(script_rejected)?
-        };
+        let verdicts = test_batch(host, predicate, batch).await?;
         for (id, matched) in ids.into_iter().zip(verdicts) {
             scan.scanned += 1;
             if matched {
@@ -245,6 +236,24 @@ pub async fn scan(
     }
     scan.elapsed = started.elapsed();
     Ok(scan)
+}
+
+/// Tests a batch read earlier (its connection given back), off the async threads and on
+/// every core; the verdicts come back in the batch's order.
+pub(crate) async fn test_batch(
+    host: &Arc<PluginHost>,
+    predicate: &Arc<Predicate>,
+    batch: Vec<ContactFacts>,
+) -> Result<Vec<bool>> {
+    if predicate.ast.is_none() {
+        return Ok(vec![true; batch.len()]);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let (host, predicate) = (host.clone(), predicate.clone());
+    tokio::task::spawn_blocking(move || evaluate(&host, &predicate, batch, threads))
+        .await
+        .map_err(Error::internal)?
+        .map_err(script_rejected)
 }
 
 /// Tests a batch on every core; the verdicts come back in the batch's order. The first

@@ -295,3 +295,49 @@ async fn scripts_that_run_to_their_deadline_hold_no_database_connection() {
         assert!(script_error(answer).await.contains("took longer than 3000 ms"));
     }
 }
+
+#[tokio::test]
+async fn a_send_policy_that_runs_to_its_deadline_holds_no_database_connection() {
+    // As above, for a campaign's audience: two connections, four audience checks whose
+    // send policy loops until the deadline stops it.
+    let app = spawn_app_with(|settings| {
+        settings.database_pool_size = 2;
+        settings.script_deadline_ms = 3000;
+        settings.script_max_operations = 1 << 40;
+    })
+    .await;
+    let (_, list) = app.form_on_new_list("stall", "single", json!({})).await;
+    let response = app.submit_form("stall", &[("email", "target@example.org"), ("consent", &list)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, plugin) = app
+        .send(app.post(
+            "/api/v1/plugins",
+            &json!({"name": "stalling-policy", "source": "fn eligible(contact, campaign) { loop { } }"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let (status, campaign) = app
+        .send(app.post(
+            "/api/v1/campaigns",
+            &json!({"name": "Stalled", "subject": "News", "text_body": "Leave: {{ unsubscribe_url }}",
+                    "lists": [list], "kind": "b2c", "policy_plugin": "stalling-policy"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{campaign}");
+    let path = format!("/api/v1/campaigns/{}/audience", campaign["id"].as_str().unwrap());
+    let started = Instant::now();
+    let checks = futures_util::future::join_all((0..4).map(|_| app.post(&path, &json!({})).send()));
+    let read = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, contacts) = app.send(app.get("/api/v1/contacts")).await;
+        (status, contacts, started.elapsed())
+    };
+    let (answers, (status, contacts, read_done)) = tokio::join!(checks, read);
+    assert_eq!(status, StatusCode::OK, "{contacts}");
+    assert_eq!(contacts["items"][0]["email"], "target@example.org");
+    assert!(read_done < Duration::from_millis(2500), "the read waited for the send policy: {read_done:?}");
+    for answer in answers {
+        let problem = assert_problem(answer.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert!(problem.to_string().contains("took longer than 3000 ms"), "{problem}");
+    }
+}
