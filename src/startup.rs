@@ -26,6 +26,7 @@ use crate::services::partners::ShareWorker;
 use crate::services::plugins::{FolderPlugins, Scripts};
 use crate::services::signup::{self, SignupConfig};
 use crate::services::webhooks::{DeliveryOptions, WebhookWorker};
+use crate::services::workers::Supervisor;
 use crate::services::{auth::Tokens, users};
 use crate::settings::Settings;
 use crate::storage::{Backend, Db};
@@ -59,7 +60,11 @@ impl Application {
         let folder_plugins = Arc::new(FolderPlugins::load(&settings.plugins_dir, &plugins)?);
         let transport = mail_transport(&settings)?;
         let mail_wake = Arc::new(Notify::new());
-        tokio::spawn(OutboxWorker::new(db.clone(), transport.clone(), mail_wake.clone()).run());
+        let workers = Supervisor::new();
+        {
+            let (db, transport, wake) = (db.clone(), transport.clone(), mail_wake.clone());
+            workers.spawn("outbox", move || OutboxWorker::new(db.clone(), transport.clone(), wake.clone()).run());
+        }
         let campaigns = CampaignContext {
             db: db.clone(),
             keys: keys.clone(),
@@ -77,18 +82,46 @@ impl Application {
             complaint_threshold: settings.complaint_rate_threshold,
         };
         let send_wake = Arc::new(Notify::new());
-        let dispatcher = Dispatcher::new(campaigns.clone(), SendOptions::from_settings(&settings), send_wake.clone());
-        tokio::spawn(dispatcher.run());
+        {
+            let (campaigns, options, wake) =
+                (campaigns.clone(), SendOptions::from_settings(&settings), send_wake.clone());
+            workers
+                .spawn("dispatcher", move || Dispatcher::new(campaigns.clone(), options.clone(), wake.clone()).run());
+        }
         let import_wake = Arc::new(Notify::new());
-        tokio::spawn(ImportWorker::new(db.clone(), keys.clone(), import_wake.clone()).run());
-        tokio::spawn(maintenance(db.clone(), settings.unconfirmed_retention_days));
-        tokio::spawn(Sequencer::new(db.clone(), ledger_key.clone(), &settings).run());
+        {
+            let (db, keys, wake) = (db.clone(), keys.clone(), import_wake.clone());
+            workers.spawn("imports", move || ImportWorker::new(db.clone(), keys.clone(), wake.clone()).run());
+        }
+        {
+            let (db, days) = (db.clone(), settings.unconfirmed_retention_days);
+            workers.spawn("maintenance", move || maintenance(db.clone(), days));
+        }
+        {
+            let (db, key, settings) = (db.clone(), ledger_key.clone(), settings.clone());
+            workers.spawn("sequencer", move || Sequencer::new(db.clone(), key.clone(), &settings).run());
+        }
         let outbound = OutboundPolicy::from_settings(&settings);
-        tokio::spawn(
-            WebhookWorker::new(db.clone(), DeliveryOptions::from_settings(&settings), outbound.clone())?.run(),
-        );
+        {
+            let (options, outbound) = (DeliveryOptions::from_settings(&settings), outbound.clone());
+            // Built once here so that a bad setting stops the start, then once per restart.
+            WebhookWorker::new(db.clone(), options, outbound.clone())?;
+            let db = db.clone();
+            workers.spawn("webhooks", move || {
+                let worker = WebhookWorker::new(db.clone(), options, outbound.clone());
+                async move {
+                    match worker {
+                        Ok(worker) => worker.run().await,
+                        Err(error) => tracing::error!(%error, "the webhook worker cannot start"),
+                    }
+                }
+            });
+        }
         let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
-        tokio::spawn(ShareWorker::new(db.clone(), scripts.clone()).run());
+        {
+            let (db, scripts) = (db.clone(), scripts.clone());
+            workers.spawn("shares", move || ShareWorker::new(db.clone(), scripts.clone()).run());
+        }
 
         let port = address.port();
         let shutdown_timeout = settings.shutdown_timeout_seconds;
@@ -118,6 +151,7 @@ impl Application {
             import_wake,
             scripts,
             ledger_key,
+            workers,
         });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();

@@ -79,6 +79,8 @@ pub struct AppState {
     pub scripts: crate::services::plugins::Scripts,
     /// The key that signs the consent ledger's checkpoints.
     pub ledger_key: crate::services::ledger::LedgerKey,
+    /// The background workers, for readiness.
+    pub workers: crate::services::workers::Supervisor,
 }
 
 /// `limit` and `cursor` of a collection.

@@ -143,13 +143,13 @@ pub async fn healthz() -> web::Json<HealthResponse> {
 #[utoipa::path(
     tag = "operations",
     responses(
-        (status = 200, description = "The database answers", body = HealthResponse),
-        (status = 503, description = "The database does not answer", body = super::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The database answers and every background worker runs", body = HealthResponse),
+        (status = 503, description = "The database does not answer, or a background worker stopped and waits to be started again (the log says which and why)", body = super::Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthResponse>> {
-    crate::services::check_ready(&state.db).await?;
+    crate::services::check_ready(&state.db, &state.workers).await?;
     Ok(web::Json(HealthResponse { status: "ok".to_owned() }))
 }
 

@@ -30,14 +30,21 @@ pub mod throttle;
 pub mod tracking;
 pub mod users;
 pub mod webhooks;
+pub mod workers;
 
 /// Whether the database answers, for readiness probes: 503 when it does not.
-pub async fn check_ready(db: &crate::storage::Db) -> crate::error::Result<()> {
+pub async fn check_ready(db: &crate::storage::Db, workers: &workers::Supervisor) -> crate::error::Result<()> {
     use crate::error::Error;
     db.read(crate::storage::ping).await.map_err(|error| match error {
         Error::Unavailable(cause) | Error::Internal(cause) => Error::Unavailable(cause),
         other => other,
-    })
+    })?;
+    let down = workers.down();
+    if down.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unavailable(format!("workers stopped and about to be started again: {}", down.join(", ")).into()))
+    }
 }
 
 /// Maps `items` on up to `threads` threads, in order (script evaluation, message signing:

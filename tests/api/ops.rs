@@ -44,3 +44,31 @@ async fn every_response_carries_a_request_id() {
     let generated = response.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
 }
+
+#[tokio::test]
+async fn a_worker_that_panics_makes_readiness_fail_naming_it_until_it_runs_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let app = spawn_app().await;
+    let workers = app.state.workers.statuses();
+    for name in ["outbox", "dispatcher", "imports", "maintenance", "sequencer", "webhooks", "shares"] {
+        assert!(workers[name].running, "{name} runs: {workers:?}");
+    }
+    let failed = Arc::new(AtomicBool::new(false));
+    app.state.workers.spawn("probe", move || {
+        let first = !failed.swap(true, Ordering::SeqCst);
+        async move {
+            assert!(!first, "the probe's first run fails");
+            std::future::pending::<()>().await;
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // What stopped it is for the log and the operator, not for whoever asks the port.
+    assert_eq!(app.state.workers.down(), ["probe (it panicked: the probe's first run fails)"]);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (status, body) = app.send(app.client.get(app.url("/readyz"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.state.workers.statuses()["probe"].restarts, 1);
+}
