@@ -123,10 +123,11 @@ pub enum FormatArg {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
-    /// Compile every plugin of a folder (plugins/<name>/plugin.toml and main.rhai) and report
-    /// each; exits non-zero if any does not compile
+    /// Compile every plugin (plugins/<name>/plugin.toml and main.rhai), check that each hook
+    /// its plugin.toml declares is defined with the hook's parameters, and report each;
+    /// exits non-zero if any fails
     Check {
-        /// The folder [default: the plugins_dir setting]
+        /// Check only this folder [default: the built-in plugins and the plugins_dir folder]
         dir: Option<PathBuf>,
     },
 }
@@ -216,22 +217,37 @@ pub async fn run(command: Command, settings: Settings) -> Result<u8> {
             Ok(0)
         }
         Command::Plugins { command: PluginsCommand::Check { dir } } => {
-            let dir = dir.unwrap_or_else(|| settings.plugins_dir.clone());
-            let host = crate::plugins::PluginHost::new(&dir, settings.script_limits());
-            let outcomes = crate::services::plugins::FolderPlugins::check(&dir, &host);
-            if outcomes.is_empty() {
-                eprintln!("no plugin in {} (a plugin is a folder with plugin.toml and main.rhai)", dir.display());
+            use crate::services::plugins::{FolderPlugins, Origin};
+            // A folder named on the command line is checked alone (its author's check);
+            // otherwise what the server would run: the built-in plugins and the folder's.
+            let (folder, with_built_in) = match dir {
+                Some(dir) => (dir, false),
+                None => (settings.plugins_dir.clone(), true),
+            };
+            let host = crate::plugins::PluginHost::new(&folder, settings.script_limits());
+            let mut outcomes = if with_built_in { FolderPlugins::built_in(&host) } else { Vec::new() };
+            let from_folder = FolderPlugins::check(&folder, &host);
+            if from_folder.is_empty() && !with_built_in {
+                eprintln!("no plugin in {} (a plugin is a folder with plugin.toml and main.rhai)", folder.display());
                 return Ok(1);
             }
+            let replaced: Vec<String> =
+                from_folder.iter().filter_map(|(_, p)| p.as_ref().ok().map(|p| p.name.clone())).collect();
+            outcomes.extend(from_folder);
             let mut failed = 0;
             for (folder, outcome) in outcomes {
                 match outcome {
-                    Ok(plugin) => println!(
-                        "ok     {} {} (hooks: {})",
-                        plugin.name,
-                        plugin.version,
-                        if plugin.hooks.is_empty() { "none".to_owned() } else { plugin.hooks.join(", ") }
-                    ),
+                    Ok(plugin) => {
+                        let hooks = if plugin.hooks.is_empty() { "none".to_owned() } else { plugin.hooks.join(", ") };
+                        let origin = match plugin.origin {
+                            Origin::BuiltIn if replaced.contains(&plugin.name) => {
+                                "built in, replaced by the folder's; "
+                            }
+                            Origin::BuiltIn => "built in; ",
+                            Origin::Folder | Origin::Api => "",
+                        };
+                        println!("ok     {} {} ({origin}hooks: {hooks})", plugin.name, plugin.version)
+                    }
                     Err(error) => {
                         failed += 1;
                         let detail = match &error {

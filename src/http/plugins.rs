@@ -46,7 +46,8 @@ pub struct PluginResponse {
     /// The manifest's version for folder plugins; a counter for API plugins.
     pub version: String,
     pub description: String,
-    /// `folder` (in `plugins/`, read-only here) or `api`.
+    /// `built_in` (shipped in the binary), `folder` (in `plugins/`; both read-only here)
+    /// or `api`.
     pub origin: String,
     /// The hooks the script defines.
     pub hooks: Vec<String>,
@@ -64,6 +65,7 @@ impl From<Plugin> for PluginResponse {
             version: plugin.version,
             description: plugin.description,
             origin: match plugin.origin {
+                Origin::BuiltIn => "built_in",
                 Origin::Folder => "folder",
                 Origin::Api => "api",
             }
