@@ -207,7 +207,8 @@ fn register<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    app.service(ops::healthz)
+    app.service(ops::home)
+        .service(ops::healthz)
         .service(ops::readyz)
         .service(ops::metrics)
         .service(public::show_form)
