@@ -24,9 +24,10 @@ pub struct ContactRequest {
     /// Trimmed and stored with its domain lower-cased; unique, ignoring case.
     #[schema(example = "marie.curie@example.org")]
     pub email: String,
-    /// Free-form JSON object.
+    /// Free-form JSON object; absent: none.
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Object, example = json!({"first_name": "Marie"}))]
-    pub attributes: Option<Value>,
+    pub attributes: Option<Option<Value>>,
     /// Tags: letters, digits, `-`, `_`, `:`, `.`; stored lower-cased.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -49,9 +50,10 @@ impl RequestBody for ContactRequest {
 pub struct ContactPatch {
     pub email: Option<String>,
     /// A JSON merge patch (RFC 7396) on the attributes: keys set to `null` are removed,
-    /// nested objects are merged.
+    /// nested objects are merged. Not `null` itself: `{}` changes nothing.
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Object)]
-    pub attributes: Option<Value>,
+    pub attributes: Option<Option<Value>>,
     /// Replaces all tags.
     pub tags: Option<Vec<String>>,
     /// Replaces all list memberships.
@@ -269,10 +271,15 @@ fn parse_changes(patch: ContactPatch) -> Result<ContactChanges> {
     errors.finish(|| Some(changes))
 }
 
-fn parse_attributes(errors: &mut FieldErrors, attributes: Option<Value>) -> Option<Map<String, Value>> {
+/// Attributes absent (`None`), or sent: an object, never `null` (`Some(None)`).
+fn parse_attributes(errors: &mut FieldErrors, attributes: Option<Option<Value>>) -> Option<Map<String, Value>> {
     match attributes {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map),
+        None => None,
+        Some(None) => {
+            errors.push("attributes", "must be a JSON object, not null (to remove an attribute, set its key to null)");
+            None
+        }
+        Some(Some(Value::Object(map))) => Some(map),
         Some(_) => {
             errors.push("attributes", "must be a JSON object");
             None

@@ -254,10 +254,22 @@ pub async fn create_import(
         .json(ImportResponse::from(job)))
 }
 
+/// A file's bytes as they are (the body of an upload, not JSON).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBody(pub Vec<u8>);
+
 #[utoipa::path(
     tag = "imports",
     params(("id" = String, Path, description = "The import's id")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file, as it is (CSV or NDJSON)"),
+    request_body(
+        description = "The file, as it is (CSV or NDJSON), in any of these content types",
+        content(
+            (FileBody = "application/octet-stream"),
+            (FileBody = "text/csv"),
+            (FileBody = "application/x-ndjson"),
+        )
+    ),
     responses(
         (status = 202, description = "Stored; the import is queued", body = ImportResponse),
         (status = 409, description = "The import has its file already", body = super::Problem, content_type = "application/problem+json"),

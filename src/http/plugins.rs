@@ -138,7 +138,7 @@ impl RequestBody for DryRunRequest {}
 pub struct DryRunResult {
     /// The contact the hook ran with, for runs on real contacts.
     pub contact_id: Option<String>,
-    #[schema(value_type = Object)]
+    /// What the hook answered, as JSON: a boolean, a string, a map…
     pub result: Value,
     pub operations: u64,
     pub elapsed_ms: f64,

@@ -324,7 +324,6 @@ pub struct AnswerRequest {
     pub question_id: String,
     /// A string, number, boolean, or an array of strings for a multiple choice; `null` to
     /// skip a question that is not required.
-    #[schema(value_type = Object)]
     pub answer: Value,
 }
 

@@ -331,3 +331,23 @@ async fn fifty_concurrent_creations_all_succeed() {
     let (items, _) = all_pages(&app, &format!("list={list}&limit=200")).await;
     assert_eq!(items.len(), 50);
 }
+
+#[tokio::test]
+async fn attributes_may_be_left_out_but_never_be_null() {
+    let app = spawn_app().await;
+    let contact = app.create_contact(json!({"email": "bare@example.org"})).await;
+    assert_eq!(contact["attributes"], json!({}));
+    let id = contact["id"].as_str().unwrap();
+    let (status, changed) = app.send(app.patch(&format!("/api/v1/contacts/{id}"), &json!({"tags": ["x"]}))).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["attributes"], json!({}));
+
+    // The document types attributes as an object: null is refused, in a patch and at creation.
+    let response = app.patch(&format!("/api/v1/contacts/{id}"), &json!({"attributes": null})).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["attributes"]);
+    let response =
+        app.post("/api/v1/contacts", &json!({"email": "null@example.org", "attributes": null})).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["attributes"]);
+}

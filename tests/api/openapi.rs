@@ -51,3 +51,56 @@ async fn swagger_ui_is_served_from_the_server_itself() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.text().await.unwrap().len() > 100_000, "the Swagger UI bundle is vendored");
 }
+
+#[tokio::test]
+async fn the_spec_types_what_generated_clients_send_and_receive() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let token = &spec["paths"]["/api/v1/auth/token"]["post"]["responses"]["401"];
+    assert_eq!(token["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem");
+    for name in ["ContactRequest", "ContactPatch"] {
+        let required = schemas[name]["required"].as_array().cloned().unwrap_or_default();
+        assert!(!required.contains(&Value::from("attributes")), "{name} requires attributes");
+        assert_eq!(schemas[name]["properties"]["attributes"]["type"], "object", "{name}");
+    }
+    let upload = &spec["paths"]["/api/v1/imports/{id}/file"]["put"]["requestBody"]["content"];
+    for content_type in ["application/octet-stream", "text/csv", "application/x-ndjson"] {
+        let schema = &upload[content_type]["schema"];
+        assert_eq!(schema["$ref"], "#/components/schemas/FileBody", "{content_type}");
+    }
+    assert_eq!((&schemas["FileBody"]["type"], &schemas["FileBody"]["format"]), (&"string".into(), &"binary".into()));
+    // Any JSON value: no type at all.
+    assert!(schemas["DryRunResult"]["properties"]["result"].get("type").is_none());
+    assert!(schemas["AnswerRequest"]["properties"]["answer"].get("type").is_none());
+}
+
+#[tokio::test]
+async fn a_real_form_response_holds_to_its_schema() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let schema = &spec["components"]["schemas"]["FormResponse"];
+    assert!(schema.get("allOf").is_none() && schema.get("additionalProperties").is_none(), "{schema}");
+    let app = spawn_app().await;
+    let (form, _) = app.form_on_new_list("schema", "double", serde_json::json!({})).await;
+    let properties = schema["properties"].as_object().unwrap();
+    for (key, value) in form.as_object().unwrap() {
+        let property = properties.get(key).unwrap_or_else(|| panic!("{key} is not in FormResponse"));
+        let types: Vec<&str> = match &property["type"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        assert!(types.contains(&actual), "{key} is {actual}, the schema says {types:?}");
+    }
+    for key in schema["required"].as_array().unwrap() {
+        assert!(form.get(key.as_str().unwrap()).is_some(), "the response lacks {key}");
+    }
+}
