@@ -125,8 +125,7 @@ pub struct DryRunRequest {
     pub plugin: Option<String>,
     /// The hook to call, e.g. `matches`.
     pub hook: String,
-    /// Sample arguments as JSON…
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// Sample arguments, each any JSON value…
     pub args: Option<Vec<Value>>,
     /// …or the number of real contacts to call it with, one by one (at most 100).
     pub contacts: Option<u32>,
