@@ -18,7 +18,7 @@ use crate::services::pagination::PageRequest;
 const COMPANY_MAX: usize = 200;
 
 /// A contact to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRequest {
     /// Trimmed and stored with its domain lower-cased; unique, ignoring case.
@@ -42,10 +42,22 @@ pub struct ContactRequest {
 
 impl RequestBody for ContactRequest {
     const SERVER_OWNED: &'static [&'static str] = &["id", "status", "is_role_address", "created_at", "updated_at"];
+
+    fn rule_errors(&self) -> Vec<crate::error::FieldError> {
+        validation_errors(parse_new_contact(self.clone()))
+    }
+}
+
+/// The field errors of a parse, for [`RequestBody::rule_errors`].
+fn validation_errors<T>(parsed: Result<T>) -> Vec<crate::error::FieldError> {
+    match parsed {
+        Err(crate::error::Error::Validation(errors)) => errors,
+        _ => Vec::new(),
+    }
 }
 
 /// Changes to a contact. Absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     pub email: Option<String>,
@@ -70,6 +82,10 @@ pub struct ContactPatch {
 
 impl RequestBody for ContactPatch {
     const SERVER_OWNED: &'static [&'static str] = ContactRequest::SERVER_OWNED;
+
+    fn rule_errors(&self) -> Vec<crate::error::FieldError> {
+        validation_errors(parse_changes(self.clone()))
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
