@@ -217,7 +217,7 @@ async fn submit(
     let info = request_info(req, locale.clone());
     // Only the partners the page offers (the active ones) may be ticked: one ticked that is
     // no longer offered is refused by name, never dropped in silence.
-    let offered = offered_partners(state, &form).await?;
+    let offered = offered_partners(state, form).await?;
     let outcome = if raw.is_honeypot_filled() {
         // Answered as a success, so a bot learns nothing; nothing is stored or sent.
         tracing::info!(form = %form.slug, "honeypot filled: submission dropped");
@@ -238,7 +238,7 @@ async fn submit(
             }
             Err(errors) if is_json => return Err(Error::Validation(errors)),
             Err(errors) => {
-                let html = render_form(state, &form, &locale, "form.html", &raw, &errors).await?;
+                let html = render_form(state, form, &locale, "form.html", &raw, &errors).await?;
                 return Ok(super::pages::html_response(StatusCode::UNPROCESSABLE_ENTITY, html));
             }
         }
