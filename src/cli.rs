@@ -366,17 +366,18 @@ async fn import(
     let job = imports::create_job(&db, format, options, Some(file.clone()), &actor).await?;
     let started = std::time::Instant::now();
     let worker = imports::ImportWorker::new(db, keys, std::sync::Arc::new(tokio::sync::Notify::new()));
+    let mut progress = Progress::new();
     let job = worker
         .run_one_with(Some(job.id.clone()), |report| {
             let rate = report.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprint!(
-                "\r{} records ({:.0}/s): {} new, {} merged, {} refused   ",
+            progress.update(format!(
+                "{} records ({:.0}/s): {} new, {} merged, {} refused",
                 report.records, rate, report.imported, report.updated, report.invalid
-            );
+            ));
         })
         .await?
         .ok_or_else(|| Error::internal("the import was taken by another process"))?;
-    eprintln!();
+    progress.finish();
     let report = &job.report;
     println!(
         "import {}: {} in {:.1} s\n  records     {}\n  imported    {}\n  updated     {}\n  duplicates  {}\n  suppressed  {}\n  invalid     {}",
@@ -434,6 +435,61 @@ async fn export(
     }
     out.flush().map_err(Error::internal)?;
     Ok(())
+}
+
+/// A long command's progress, on standard error (the report goes to standard output): a
+/// line redrawn in place on a terminal, otherwise (a file, CI) a plain line at most once a
+/// second and the last one at the end, so that a log keeps readable lines.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines { last_shown: Option<std::time::Instant>, pending: Option<String> },
+}
+
+impl Progress {
+    fn new() -> Self {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines { last_shown: None, pending: None }
+        }
+    }
+
+    fn update(&mut self, text: String) {
+        match self {
+            Progress::Bar(bar) => bar.set_message(text),
+            Progress::Lines { last_shown, pending } => {
+                if last_shown.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+                    eprintln!("{text}");
+                    *last_shown = Some(std::time::Instant::now());
+                    *pending = None;
+                } else {
+                    *pending = Some(text);
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Progress::Bar(bar) => {
+                let last = bar.message();
+                bar.finish_and_clear();
+                if !last.is_empty() {
+                    eprintln!("{last}");
+                }
+            }
+            Progress::Lines { pending, .. } => {
+                if let Some(text) = pending {
+                    eprintln!("{text}");
+                }
+            }
+        }
+    }
 }
 
 fn read_password() -> Result<String> {

@@ -376,3 +376,20 @@ async fn a_server_started_in_an_empty_folder_takes_a_signup_to_a_first_campaign_
     assert_eq!(recipients["items"][0]["reason"], "double_opt_in", "the built-in send-policy decided: {recipients}");
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+#[tokio::test]
+async fn an_import_off_a_terminal_prints_plain_progress_lines_and_no_info_logs() {
+    let database = TestDatabase::new();
+    let file = std::env::temp_dir().join(format!("consento-progress-{}.csv", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "email\nada@example.org\ngrace@example.org\n").unwrap();
+    // No CONSENTO_LOG: the default a person gets.
+    let output = run(consento(&database).env_remove("CONSENTO_LOG").arg("import").arg(&file));
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains('\r'), "a redrawn line off a terminal: {stderr:?}");
+    assert!(!stderr.contains("INFO"), "log lines among the progress: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("2 records (") && last.ends_with("2 new, 0 merged, 0 refused"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("imported    2"));
+}
