@@ -109,6 +109,7 @@ where
                        `application/problem+json` documents.",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
     ),
+    servers((url = "/", description = "The server that serves this document")),
     components(schemas(Problem, crate::error::FieldError)),
     modifiers(&SecurityAndProblems),
     tags(
@@ -165,7 +166,15 @@ impl Modify for SecurityAndProblems {
                             .into()
                     });
                 };
-                let secured = operation.security.is_some();
+                let secured = operation.security.as_ref().is_some_and(|security| !security.is_empty());
+                // A public operation says so (`security: []`) rather than leaving it unsaid.
+                if operation.security.is_none() {
+                    operation.security = Some(Vec::new());
+                }
+                // A handler without a doc comment is summed up by its name in words.
+                if operation.summary.is_none() {
+                    operation.summary = operation.operation_id.as_deref().map(summary_of);
+                }
                 let has_body = operation.request_body.is_some();
                 let has_query = operation
                     .parameters
@@ -195,8 +204,15 @@ impl Modify for SecurityAndProblems {
     }
 }
 
+/// `create_contact` as `Create contact`.
+fn summary_of(operation_id: &str) -> String {
+    let words = operation_id.replace('_', " ");
+    let mut chars = words.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.options]
         .into_iter()
         .filter_map(Option::as_mut)
 }

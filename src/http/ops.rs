@@ -125,8 +125,10 @@ pub async fn telemetry(
     Ok(response)
 }
 
-/// The landing page: what this server is, where its API is documented, how to create the
-/// first admin and sign in (until the admin console exists).
+/// The landing page
+///
+/// What this server is, where its API is documented, how to create the first admin and
+/// sign in (until the admin console exists).
 #[utoipa::path(
     tag = "operations",
     responses((status = 200, description = "What this server is and where to start", content_type = "text/html", body = String))
