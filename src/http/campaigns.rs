@@ -638,6 +638,8 @@ pub struct RecipientQuery {
     pub status: Option<String>,
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

@@ -88,7 +88,8 @@ pub struct PageQuery {
     /// Page size, 1 to 200.
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

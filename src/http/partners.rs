@@ -338,6 +338,8 @@ pub struct LeadQuery {
     pub direction: Option<String>,
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

@@ -196,7 +196,10 @@ pub async fn create_plugin(
     tag = "plugins",
     params(("name" = String, Path, description = "The plugin's name")),
     request_body = PluginReplaceRequest,
-    responses((status = 200, description = "The new version, in force at once on every instance", body = PluginResponse)),
+    responses(
+        (status = 200, description = "The new version, in force at once on every instance", body = PluginResponse),
+        (status = 409, description = "A built-in or folder plugin: change it in the plugins folder", body = super::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 #[put("/plugins/{name}")]

@@ -250,6 +250,10 @@ async fn bad_filters_and_cursors_are_named() {
         let field = query.split('=').next().unwrap();
         assert_eq!(fields_at_fault(&problem), [field], "{query}: {problem}");
     }
+    // A cursor is an id, as the document says: any UUID is a place to start after.
+    let (status, page) = app.send(app.get(&format!("/api/v1/contacts?cursor={}", uuid::Uuid::now_v7()))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"], json!([]));
 }
 
 #[tokio::test]
