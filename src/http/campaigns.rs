@@ -635,6 +635,7 @@ pub async fn campaign_stats(
 #[into_params(parameter_in = Query)]
 pub struct RecipientQuery {
     /// `pending`, `sent`, `failed`, `excluded` or `cancelled`.
+    #[param(value_type = Option<super::values::RecipientStatusName>, inline)]
     pub status: Option<String>,
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,

@@ -147,6 +147,7 @@ pub struct ContactListQuery {
     /// Only contacts with this tag.
     pub tag: Option<String>,
     /// Only contacts with this status.
+    #[param(value_type = Option<super::values::ContactStatusName>, inline)]
     pub status: Option<String>,
     /// Only contacts whose address contains this text, ignoring case.
     pub email: Option<String>,

@@ -62,9 +62,8 @@ pub struct FormBody {
     #[serde(default)]
     pub fields: Vec<FieldBody>,
     pub consents: Vec<ConsentCheckboxBody>,
-    /// `double` (the default), `single`, or `passive` (pre-ticked boxes, recorded as
-    /// `passive_opt_in`, which is not valid consent for EU consumers).
     #[serde(default = "default_opt_in")]
+    #[schema(value_type = super::values::FormOptInName, inline)]
     pub opt_in: String,
     /// Business-to-business: a required company field; addresses are recorded as
     /// `b2b_professional`, or `b2b_role_address` for info@, sales@…

@@ -116,8 +116,7 @@ pub async fn get_manifest(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
-    /// `csv` or `ndjson`.
-    #[schema(example = "csv")]
+    #[schema(value_type = super::values::FileFormatName, inline, example = "csv")]
     pub format: String,
     /// CSV delimiter; detected from the header line when absent.
     pub delimiter: Option<char>,
@@ -348,6 +347,7 @@ pub async fn list_imports(
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `csv` (default) or `ndjson`.
+    #[param(value_type = Option<super::values::FileFormatName>, inline)]
     pub format: Option<String>,
     /// Only the contacts on this list (id).
     pub list: Option<String>,

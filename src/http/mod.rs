@@ -23,6 +23,7 @@ pub mod segments;
 pub mod suppressions;
 pub mod surveys;
 pub mod users;
+pub mod values;
 pub mod webhooks;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};

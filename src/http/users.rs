@@ -20,7 +20,7 @@ pub struct UserRequest {
     /// At least 12 characters.
     #[schema(format = Password)]
     pub password: String,
-    /// `admin`, `editor` or `viewer`.
+    #[schema(value_type = super::values::RoleName, inline)]
     pub role: String,
 }
 
@@ -29,6 +29,7 @@ impl RequestBody for UserRequest {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    #[schema(value_type = Option<super::values::RoleName>, inline)]
     pub role: Option<String>,
     #[schema(format = Password)]
     pub password: Option<String>,

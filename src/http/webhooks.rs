@@ -255,6 +255,7 @@ pub struct DeliveryPage {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// `pending`, `delivered`, `dead` or `pull`.
+    #[param(value_type = Option<super::values::DeliveryStatusName>, inline)]
     pub status: Option<String>,
     /// `partner:<id>` or `subscription:<id>`.
     pub target: Option<String>,

@@ -38,7 +38,8 @@ impl PageRequest {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(Error::field("limit", format!("must be between 1 and {MAX_LIMIT}")));
         }
-        let after = match cursor.filter(|c| !c.is_empty()) {
+        // An empty cursor is not one: the first page is asked for without it.
+        let after = match cursor {
             Some(cursor) => Some(decode(cursor)?),
             None => None,
         };

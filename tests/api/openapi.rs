@@ -104,3 +104,28 @@ async fn a_real_form_response_holds_to_its_schema() {
         assert!(form.get(key.as_str().unwrap()).is_some(), "the response lacks {key}");
     }
 }
+
+#[tokio::test]
+async fn the_spec_lists_the_values_the_server_accepts() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let enum_of = |schema: &Value| -> Vec<String> {
+        let schema =
+            schema.get("oneOf").and_then(|one| one.as_array()?.iter().find(|s| s["type"] != "null")).unwrap_or(schema);
+        schema["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no enum in {schema}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(enum_of(&schemas["UserRequest"]["properties"]["role"]), ["admin", "editor", "viewer"]);
+    assert_eq!(enum_of(&schemas["FormBody"]["properties"]["opt_in"]), ["double", "single", "passive"]);
+    assert_eq!(enum_of(&schemas["ListPatch"]["properties"]["opt_in"]), ["double", "single"]);
+    assert_eq!(enum_of(&schemas["ImportRequest"]["properties"]["format"]), ["csv", "ndjson"]);
+    let parameter = |path: &str, name: &str| -> Value {
+        spec["paths"][path]["get"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["schema"].clone()
+    };
+    assert_eq!(enum_of(&parameter("/api/v1/contacts", "status")), ["active", "unsubscribed", "bounced", "complained"]);
+    assert_eq!(parameter("/api/v1/contacts", "cursor")["format"], "uuid");
+}
