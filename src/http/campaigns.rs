@@ -51,6 +51,7 @@ pub struct CampaignRequest {
     #[schema(value_type = Vec<String>)]
     pub lists: Vec<String>,
     /// A segment that narrows the audience.
+    #[schema(format = Uuid)]
     pub segment_id: Option<String>,
     #[schema(value_type = String, example = "b2c")]
     #[serde(default = "default_kind")]
@@ -91,7 +92,7 @@ pub struct CampaignPatch {
     pub text_body: Option<String>,
     pub lists: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub segment_id: Option<Option<String>>,
     pub kind: Option<String>,
     pub purpose: Option<String>,

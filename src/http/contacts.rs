@@ -143,6 +143,7 @@ pub struct ContactListQuery {
     #[param(format = Uuid)]
     pub cursor: Option<String>,
     /// Only contacts on this list (id).
+    #[param(format = Uuid)]
     pub list: Option<String>,
     /// Only contacts with this tag.
     pub tag: Option<String>,

@@ -40,6 +40,7 @@ pub struct FieldBody {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentCheckboxBody {
+    #[schema(format = Uuid)]
     pub list_id: String,
     #[schema(example = "Send me the monthly newsletter. I can unsubscribe at any time.")]
     pub text: String,

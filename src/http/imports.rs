@@ -350,10 +350,12 @@ pub struct ExportQuery {
     #[param(value_type = Option<super::values::FileFormatName>, inline)]
     pub format: Option<String>,
     /// Only the contacts on this list (id).
+    #[param(format = Uuid)]
     pub list: Option<String>,
     /// Only the contacts with this tag.
     pub tag: Option<String>,
     /// Only the contacts this segment matches (id).
+    #[param(format = Uuid)]
     pub segment: Option<String>,
 }
 

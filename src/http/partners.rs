@@ -43,8 +43,8 @@ pub struct PartnerRequest {
     /// The plugin whose `share` and `accept_lead` hooks run for this partner; unset: the
     /// shipped `co-registration` plugin.
     pub plugin: Option<String>,
-    /// `active` (default) or `inactive`.
     #[serde(default = "default_status")]
+    #[schema(value_type = super::values::PartnerStatusName, inline)]
     pub status: String,
 }
 

@@ -18,7 +18,7 @@ use crate::services::users::{self as service, NewUser, UserChanges};
 pub struct UserRequest {
     pub email: String,
     /// At least 12 characters.
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 12, max_length = 1024)]
     pub password: String,
     #[schema(value_type = super::values::RoleName, inline)]
     pub role: String,
@@ -31,7 +31,7 @@ impl RequestBody for UserRequest {}
 pub struct UserPatch {
     #[schema(value_type = Option<super::values::RoleName>, inline)]
     pub role: Option<String>,
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 12, max_length = 1024)]
     pub password: Option<String>,
 }
 

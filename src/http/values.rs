@@ -53,6 +53,21 @@ pub enum InboundPolicyName {
     Reconfirm,
 }
 
+/// A purpose: `list:<list id>` or `partner:<partner id>`.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^(list:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|partner:.{1,64})$")]
+#[allow(dead_code)]
+pub struct PurposeText(String);
+
+/// A partner's status: `active` (the default) or `inactive` (not shown on forms).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PartnerStatusName {
+    Active,
+    Inactive,
+}
+
 /// Which way a lead went.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]

@@ -26,6 +26,7 @@ pub struct WebhookRequest {
     #[schema(example = "https://crm.example.org/hooks/consento")]
     pub url: String,
     /// The signing secret (16 to 200 characters); unset: generated (on change: kept).
+    #[schema(min_length = 16, max_length = 200)]
     pub secret: Option<String>,
     /// Any of `contact.created`, `contact.updated`, `contact.deleted`, `consent.granted`,
     /// `consent.confirmed`, `consent.withdrawn`, `form.submitted`, `campaign.sent`,
