@@ -53,10 +53,10 @@ pub struct CampaignRequest {
     /// A segment that narrows the audience.
     #[schema(format = Uuid)]
     pub segment_id: Option<String>,
-    #[schema(value_type = String, example = "b2c")]
+    #[schema(value_type = super::values::CampaignKindName, inline, example = "b2c")]
     #[serde(default = "default_kind")]
     pub kind: String,
-    #[schema(value_type = String, example = "marketing")]
+    #[schema(value_type = super::values::CampaignPurposeName, inline, example = "marketing")]
     #[serde(default = "default_purpose")]
     pub purpose: String,
     /// The plugin whose `eligible(contact, campaign)` decides; default `send-policy`.
@@ -94,7 +94,9 @@ pub struct CampaignPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = Uuid)]
     pub segment_id: Option<Option<String>>,
+    #[schema(value_type = Option<super::values::CampaignKindName>, inline)]
     pub kind: Option<String>,
+    #[schema(value_type = Option<super::values::CampaignPurposeName>, inline)]
     pub purpose: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]

@@ -152,10 +152,7 @@ pub struct RecordConsentRequest {
         pattern = "^(list:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|partner:.{1,64})$"
     )]
     pub purpose: String,
-    /// A basis the integrator collected itself: `single_opt_in`, `soft_opt_in`,
-    /// `b2b_professional`, `b2b_role_address` or `passive_opt_in` (kept for the record; not
-    /// consent for EU consumers). Not `double_opt_in` (start a confirmation instead),
-    /// `partner` or `imported`.
+    #[schema(value_type = super::values::RecordableBasisName, inline)]
     pub basis: String,
     pub evidence: EvidenceRequest,
 }

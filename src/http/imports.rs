@@ -362,7 +362,10 @@ pub struct ExportQuery {
 #[utoipa::path(
     tag = "contacts",
     params(ExportQuery),
-    responses((status = 200, description = "The contacts, streamed: CSV (`id,email,company,country,status,tags,lists,attributes,created_at,updated_at`, lists by name, tags and lists joined by `;`, attributes as JSON) or one JSON object a line; an import reads either back", content_type = "text/csv", body = String)),
+    responses(
+        (status = 200, description = "The contacts, streamed: CSV (`id,email,company,country,status,tags,lists,attributes,created_at,updated_at`, lists by name, tags and lists joined by `;`, attributes as JSON) or one JSON object a line; an import reads either back", content_type = "text/csv", body = String),
+        (status = 404, description = "No list or segment has the id given", body = super::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 #[get("/contacts/export")]

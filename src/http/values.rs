@@ -110,3 +110,64 @@ pub enum DeliveryStatusName {
     Dead,
     Pull,
 }
+
+/// Whom a campaign addresses: consumers (`b2c`, the default) or businesses (`b2b`).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CampaignKindName {
+    B2c,
+    B2b,
+}
+
+/// Why a campaign is sent: `marketing` (the default), `similar_products` (what a soft
+/// opt-in allows) or `re_permission` (asking imported contacts to opt in).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CampaignPurposeName {
+    Marketing,
+    SimilarProducts,
+    RePermission,
+}
+
+/// A basis an integrator collected on its own channel: `single_opt_in`, `soft_opt_in`,
+/// `b2b_professional`, `b2b_role_address` or `passive_opt_in` (kept for the record; not
+/// consent for EU consumers). Never `double_opt_in` (start a confirmation instead),
+/// `partner` or `imported`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RecordableBasisName {
+    SingleOptIn,
+    SoftOptIn,
+    B2bProfessional,
+    B2bRoleAddress,
+    PassiveOptIn,
+}
+
+/// An event a webhook subscribes to.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum SubscribableEventName {
+    #[schema(rename = "contact.created")]
+    ContactCreated,
+    #[schema(rename = "contact.updated")]
+    ContactUpdated,
+    #[schema(rename = "contact.deleted")]
+    ContactDeleted,
+    #[schema(rename = "consent.granted")]
+    ConsentGranted,
+    #[schema(rename = "consent.confirmed")]
+    ConsentConfirmed,
+    #[schema(rename = "consent.withdrawn")]
+    ConsentWithdrawn,
+    #[schema(rename = "form.submitted")]
+    FormSubmitted,
+    #[schema(rename = "campaign.sent")]
+    CampaignSent,
+    #[schema(rename = "survey.completed")]
+    SurveyCompleted,
+    #[schema(rename = "consent.checkpoint")]
+    ConsentCheckpoint,
+}

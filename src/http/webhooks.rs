@@ -28,10 +28,8 @@ pub struct WebhookRequest {
     /// The signing secret (16 to 200 characters); unset: generated (on change: kept).
     #[schema(min_length = 16, max_length = 200)]
     pub secret: Option<String>,
-    /// Any of `contact.created`, `contact.updated`, `contact.deleted`, `consent.granted`,
-    /// `consent.confirmed`, `consent.withdrawn`, `form.submitted`, `campaign.sent`,
-    /// `survey.completed`.
-    #[schema(example = json!(["contact.created", "consent.withdrawn"]))]
+    /// The events to receive.
+    #[schema(value_type = Vec<super::values::SubscribableEventName>, inline, example = json!(["contact.created", "consent.withdrawn"]))]
     pub event_types: Vec<String>,
     #[serde(default)]
     pub description: String,
