@@ -203,6 +203,7 @@ impl Modify for SecurityAndProblems {
                 add("500", "Internal error; the detail is in the server log only");
             }
         }
+        link_created_to_item_operations(openapi);
     }
 }
 
@@ -211,6 +212,38 @@ fn summary_of(operation_id: &str) -> String {
     let words = operation_id.replace('_', " ");
     let mut chars = words.chars();
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// Links from what a `POST` creates (its 201 answer's `id`) to the operations on
+/// `…/{id}`, so that a client or a fuzzer's stateful phase can chain create, read, change
+/// and delete.
+fn link_created_to_item_operations(openapi: &mut OpenApiDoc) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+    let mut links: Vec<(String, Vec<String>)> = Vec::new();
+    for (path, item) in &openapi.paths.paths {
+        let Some(collection) = path.strip_suffix("/{id}") else { continue };
+        let targets: Vec<String> = [&item.get, &item.put, &item.patch, &item.delete]
+            .into_iter()
+            .flatten()
+            .filter_map(|operation| operation.operation_id.clone())
+            .collect();
+        links.push((collection.to_owned(), targets));
+    }
+    for (collection, targets) in links {
+        let Some(create) = openapi.paths.paths.get_mut(&collection).and_then(|item| item.post.as_mut()) else {
+            continue;
+        };
+        let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else { continue };
+        for target in targets {
+            let link = LinkBuilder::new()
+                .operation_id(target.clone())
+                .parameter("id", "$response.body#/id")
+                .description(format!("{} what was created", summary_of(&target)))
+                .build();
+            created.links.insert(target, RefOr::T(link));
+        }
+    }
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
@@ -375,7 +408,10 @@ pub fn openapi() -> OpenApiDoc {
 
 /// The spec as pretty JSON with a final newline, the form committed to the repository.
 pub fn openapi_json() -> String {
-    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    let json = openapi().to_pretty_json().unwrap_or_default();
+    // utoipa's `Link` writes its fields in snake case (`operation_id`), which OpenAPI spells
+    // `operationId`; no other object of the document has that key.
+    let mut json = json.replace("\"operation_id\": ", "\"operationId\": ");
     json.push('\n');
     json
 }
@@ -393,7 +429,7 @@ pub fn app(
         Response = ServiceResponse<impl MessageBody>,
     >,
 > {
-    let spec = openapi();
+    let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
     let app = App::new()
         .wrap(actix_web::middleware::from_fn(ops::telemetry))
         .app_data(state)
@@ -403,7 +439,7 @@ pub fn app(
         .openapi(ApiDoc::openapi());
     register(app)
         .into_app()
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
+        .service(SwaggerUi::new("/docs/{_:.*}").external_url_unchecked("/openapi.json", spec))
         .service(web::redirect("/docs", "/docs/"))
         .default_service(web::to(fallback))
 }

@@ -129,3 +129,32 @@ async fn the_spec_lists_the_values_the_server_accepts() {
     assert_eq!(enum_of(&parameter("/api/v1/contacts", "status")), ["active", "unsubscribed", "bounced", "complained"]);
     assert_eq!(parameter("/api/v1/contacts", "cursor")["format"], "uuid");
 }
+
+#[tokio::test]
+async fn what_a_post_creates_links_to_the_operations_on_it() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let links = &spec["paths"]["/api/v1/contacts"]["post"]["responses"]["201"]["links"];
+    for operation in ["get_contact", "update_contact", "delete_contact"] {
+        assert_eq!(links[operation]["operationId"], operation, "{links}");
+        assert_eq!(links[operation]["parameters"]["id"], "$response.body#/id");
+    }
+    // Every link names an operation of the document.
+    let ids: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    let named: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .flat_map(|operation| operation["responses"].as_object().into_iter().flat_map(|r| r.values()))
+        .flat_map(|response| response["links"].as_object().into_iter().flat_map(|l| l.values()))
+        .map(|link| link["operationId"].as_str().unwrap())
+        .collect();
+    assert!(named.len() > 30, "{named:?}");
+    assert!(named.iter().all(|id| ids.contains(id)), "{named:?}");
+}
