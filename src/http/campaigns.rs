@@ -47,8 +47,8 @@ pub struct CampaignRequest {
     pub html_body: Option<String>,
     /// Plain-text template (every message has a text part).
     pub text_body: String,
-    /// Lists whose consenting members are the audience.
-    #[schema(value_type = Vec<String>)]
+    /// Lists whose consenting members are the audience (ids; at least one).
+    #[schema(value_type = Vec<uuid::Uuid>, min_items = 1)]
     pub lists: Vec<String>,
     /// A segment that narrows the audience.
     #[schema(format = Uuid)]

@@ -59,6 +59,12 @@ pub enum InboundPolicyName {
 #[allow(dead_code)]
 pub struct PurposeText(String);
 
+/// Text that is not only blank (a file's contents).
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "\\S")]
+#[allow(dead_code)]
+pub struct NonBlankText(String);
+
 /// A partner's status: `active` (the default) or `inactive` (not shown on forms).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
