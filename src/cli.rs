@@ -123,10 +123,11 @@ pub enum FormatArg {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
-    /// Compile every plugin of a folder (plugins/<name>/plugin.toml and main.rhai) and report
-    /// each; exits non-zero if any does not compile
+    /// Compile every plugin (plugins/<name>/plugin.toml and main.rhai), check that each hook
+    /// its plugin.toml declares is defined with the hook's parameters, and report each;
+    /// exits non-zero if any fails
     Check {
-        /// The folder [default: the plugins_dir setting]
+        /// Check only this folder [default: the built-in plugins and the plugins_dir folder]
         dir: Option<PathBuf>,
     },
 }
@@ -216,22 +217,37 @@ pub async fn run(command: Command, settings: Settings) -> Result<u8> {
             Ok(0)
         }
         Command::Plugins { command: PluginsCommand::Check { dir } } => {
-            let dir = dir.unwrap_or_else(|| settings.plugins_dir.clone());
-            let host = crate::plugins::PluginHost::new(&dir, settings.script_limits());
-            let outcomes = crate::services::plugins::FolderPlugins::check(&dir, &host);
-            if outcomes.is_empty() {
-                eprintln!("no plugin in {} (a plugin is a folder with plugin.toml and main.rhai)", dir.display());
+            use crate::services::plugins::{FolderPlugins, Origin};
+            // A folder named on the command line is checked alone (its author's check);
+            // otherwise what the server would run: the built-in plugins and the folder's.
+            let (folder, with_built_in) = match dir {
+                Some(dir) => (dir, false),
+                None => (settings.plugins_dir.clone(), true),
+            };
+            let host = crate::plugins::PluginHost::new(&folder, settings.script_limits());
+            let mut outcomes = if with_built_in { FolderPlugins::built_in(&host) } else { Vec::new() };
+            let from_folder = FolderPlugins::check(&folder, &host);
+            if from_folder.is_empty() && !with_built_in {
+                eprintln!("no plugin in {} (a plugin is a folder with plugin.toml and main.rhai)", folder.display());
                 return Ok(1);
             }
+            let replaced: Vec<String> =
+                from_folder.iter().filter_map(|(_, p)| p.as_ref().ok().map(|p| p.name.clone())).collect();
+            outcomes.extend(from_folder);
             let mut failed = 0;
             for (folder, outcome) in outcomes {
                 match outcome {
-                    Ok(plugin) => println!(
-                        "ok     {} {} (hooks: {})",
-                        plugin.name,
-                        plugin.version,
-                        if plugin.hooks.is_empty() { "none".to_owned() } else { plugin.hooks.join(", ") }
-                    ),
+                    Ok(plugin) => {
+                        let hooks = if plugin.hooks.is_empty() { "none".to_owned() } else { plugin.hooks.join(", ") };
+                        let origin = match plugin.origin {
+                            Origin::BuiltIn if replaced.contains(&plugin.name) => {
+                                "built in, replaced by the folder's; "
+                            }
+                            Origin::BuiltIn => "built in; ",
+                            Origin::Folder | Origin::Api => "",
+                        };
+                        println!("ok     {} {} ({origin}hooks: {hooks})", plugin.name, plugin.version)
+                    }
                     Err(error) => {
                         failed += 1;
                         let detail = match &error {
@@ -350,17 +366,18 @@ async fn import(
     let job = imports::create_job(&db, format, options, Some(file.clone()), &actor).await?;
     let started = std::time::Instant::now();
     let worker = imports::ImportWorker::new(db, keys, std::sync::Arc::new(tokio::sync::Notify::new()));
+    let mut progress = Progress::new();
     let job = worker
         .run_one_with(Some(job.id.clone()), |report| {
             let rate = report.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprint!(
-                "\r{} records ({:.0}/s): {} new, {} merged, {} refused   ",
+            progress.update(format!(
+                "{} records ({:.0}/s): {} new, {} merged, {} refused",
                 report.records, rate, report.imported, report.updated, report.invalid
-            );
+            ));
         })
         .await?
         .ok_or_else(|| Error::internal("the import was taken by another process"))?;
-    eprintln!();
+    progress.finish();
     let report = &job.report;
     println!(
         "import {}: {} in {:.1} s\n  records     {}\n  imported    {}\n  updated     {}\n  duplicates  {}\n  suppressed  {}\n  invalid     {}",
@@ -418,6 +435,61 @@ async fn export(
     }
     out.flush().map_err(Error::internal)?;
     Ok(())
+}
+
+/// A long command's progress, on standard error (the report goes to standard output): a
+/// line redrawn in place on a terminal, otherwise (a file, CI) a plain line at most once a
+/// second and the last one at the end, so that a log keeps readable lines.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines { last_shown: Option<std::time::Instant>, pending: Option<String> },
+}
+
+impl Progress {
+    fn new() -> Self {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines { last_shown: None, pending: None }
+        }
+    }
+
+    fn update(&mut self, text: String) {
+        match self {
+            Progress::Bar(bar) => bar.set_message(text),
+            Progress::Lines { last_shown, pending } => {
+                if last_shown.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+                    eprintln!("{text}");
+                    *last_shown = Some(std::time::Instant::now());
+                    *pending = None;
+                } else {
+                    *pending = Some(text);
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Progress::Bar(bar) => {
+                let last = bar.message();
+                bar.finish_and_clear();
+                if !last.is_empty() {
+                    eprintln!("{last}");
+                }
+            }
+            Progress::Lines { pending, .. } => {
+                if let Some(text) = pending {
+                    eprintln!("{text}");
+                }
+            }
+        }
+    }
 }
 
 fn read_password() -> Result<String> {

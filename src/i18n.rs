@@ -336,6 +336,25 @@ const STRINGS: &[(&str, [&str; 4])] = &[
         ],
     ),
     (
+        "form_not_found_text",
+        [
+            "There is no signup form at this address. Check the link you followed.",
+            "Il n'y a pas de formulaire d'inscription à cette adresse. Vérifiez le lien suivi.",
+            "Unter dieser Adresse gibt es kein Anmeldeformular. Bitte prüfen Sie den Link.",
+            "Non c'è alcun modulo di iscrizione a questo indirizzo. Controlla il link che hai seguito.",
+        ],
+    ),
+    ("too_large_title", ["Too much to send", "Envoi trop volumineux", "Zu viele Daten", "Invio troppo grande"]),
+    (
+        "too_large_text",
+        [
+            "What you sent is larger than this form accepts. Please shorten your answers and try again.",
+            "Ce que vous avez envoyé dépasse ce que ce formulaire accepte. Raccourcissez vos réponses et réessayez.",
+            "Ihre Angaben sind größer, als dieses Formular annimmt. Bitte kürzen Sie sie und versuchen Sie es erneut.",
+            "Ciò che hai inviato supera quanto accetta questo modulo. Accorcia le risposte e riprova.",
+        ],
+    ),
+    (
         "confirm_mail_subject",
         [
             "Please confirm your subscription",

@@ -19,7 +19,14 @@ async fn main() -> ExitCode {
         eprintln!("consento: invalid settings: {message}");
         return ExitCode::from(2);
     }
-    consento::telemetry::init(&settings.log, settings.log_format);
+    // A command's progress and report are its output: its log shows warnings and errors
+    // unless a log level was chosen (CONSENTO_LOG or `log` in the settings file).
+    let log = match cli.command {
+        cli::Command::Serve => settings.log.clone(),
+        _ if std::env::var_os("CONSENTO_LOG").is_none() && settings.log == Settings::default().log => "warn".to_owned(),
+        _ => settings.log.clone(),
+    };
+    consento::telemetry::init(&log, settings.log_format);
     match cli::run(cli.command, settings).await {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

@@ -17,7 +17,7 @@ use crate::services::pagination::PageRequest;
 pub struct ApiKeyRequest {
     /// What the key is for, e.g. "shop sync".
     pub name: String,
-    /// `admin`, `editor` or `viewer`.
+    #[schema(value_type = super::values::RoleName, inline)]
     pub role: String,
 }
 

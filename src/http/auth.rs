@@ -38,6 +38,8 @@ pub struct TokenResponse {
     request_body = TokenRequest,
     responses(
         (status = 200, description = "An access token for `Authorization: Bearer …`", body = TokenResponse),
+        (status = 401, description = "The e-mail and password do not match a user (the same answer for an unknown address)",
+         body = super::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed sign-ins from this address or to this account; `Retry-After` says when to try again",
          body = super::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Every password check slot stayed busy; try again",

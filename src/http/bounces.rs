@@ -212,7 +212,7 @@ fn ses_notices(body: &[u8]) -> Result<Option<Vec<Notice>>> {
 #[utoipa::path(
     tag = "deliverability",
     params(SecretQuery),
-    request_body(content = String, content_type = "text/plain", description = "An Amazon SNS message (as SNS sends it) carrying an SES bounce or complaint notification; its signature (SignatureVersion 1 or 2) is checked against the certificate of its SigningCertURL, which must be an https `.pem` of `sns.<region>.amazonaws.com`"),
+    request_body(content((String = "text/plain"), (serde_json::Value = "application/json")), description = "An Amazon SNS message (SNS sends it as text/plain; its text is JSON) carrying an SES bounce or complaint notification; its signature (SignatureVersion 1 or 2) is checked against the certificate of its SigningCertURL, which must be an https `.pem` of `sns.<region>.amazonaws.com`"),
     responses(
         (status = 200, description = "Recorded (a subscription confirmation is logged with its URL, for an admin to open)", body = BounceResponse),
         (status = 401, description = "The secret is missing or wrong, or the SNS signature does not verify", body = super::Problem, content_type = "application/problem+json"),

@@ -47,15 +47,16 @@ pub struct CampaignRequest {
     pub html_body: Option<String>,
     /// Plain-text template (every message has a text part).
     pub text_body: String,
-    /// Lists whose consenting members are the audience.
-    #[schema(value_type = Vec<String>)]
+    /// Lists whose consenting members are the audience (ids; at least one).
+    #[schema(value_type = Vec<uuid::Uuid>, min_items = 1)]
     pub lists: Vec<String>,
     /// A segment that narrows the audience.
+    #[schema(format = Uuid)]
     pub segment_id: Option<String>,
-    #[schema(value_type = String, example = "b2c")]
+    #[schema(value_type = super::values::CampaignKindName, inline, example = "b2c")]
     #[serde(default = "default_kind")]
     pub kind: String,
-    #[schema(value_type = String, example = "marketing")]
+    #[schema(value_type = super::values::CampaignPurposeName, inline, example = "marketing")]
     #[serde(default = "default_purpose")]
     pub purpose: String,
     /// The plugin whose `eligible(contact, campaign)` decides; default `send-policy`.
@@ -91,9 +92,11 @@ pub struct CampaignPatch {
     pub text_body: Option<String>,
     pub lists: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub segment_id: Option<Option<String>>,
+    #[schema(value_type = Option<super::values::CampaignKindName>, inline)]
     pub kind: Option<String>,
+    #[schema(value_type = Option<super::values::CampaignPurposeName>, inline)]
     pub purpose: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -635,9 +638,12 @@ pub async fn campaign_stats(
 #[into_params(parameter_in = Query)]
 pub struct RecipientQuery {
     /// `pending`, `sent`, `failed`, `excluded` or `cancelled`.
+    #[param(value_type = Option<super::values::RecipientStatusName>, inline)]
     pub status: Option<String>,
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

@@ -148,11 +148,11 @@ pub struct EvidenceRequest {
 #[serde(deny_unknown_fields)]
 pub struct RecordConsentRequest {
     /// `list:<list id>`.
+    #[schema(
+        pattern = "^(list:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|partner:.{1,64})$"
+    )]
     pub purpose: String,
-    /// A basis the integrator collected itself: `single_opt_in`, `soft_opt_in`,
-    /// `b2b_professional`, `b2b_role_address` or `passive_opt_in` (kept for the record; not
-    /// consent for EU consumers). Not `double_opt_in` (start a confirmation instead),
-    /// `partner` or `imported`.
+    #[schema(value_type = super::values::RecordableBasisName, inline)]
     pub basis: String,
     pub evidence: EvidenceRequest,
 }
@@ -162,6 +162,9 @@ impl RequestBody for RecordConsentRequest {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawConsentRequest {
+    #[schema(
+        pattern = "^(list:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|partner:.{1,64})$"
+    )]
     pub purpose: String,
     /// Where the person asked, e.g. `phone call`; kept as the evidence's method.
     pub method: Option<String>,
@@ -312,6 +315,7 @@ pub struct ContactLinksResponse {
 #[serde(deny_unknown_fields)]
 pub struct StartConfirmationRequest {
     /// `list:<list id>`, one per list the person is asked to confirm.
+    #[schema(value_type = Vec<super::values::PurposeText>)]
     pub purposes: Vec<String>,
     /// The mail's language: `en`, `fr`, `de` or `it` (default `en`).
     pub locale: Option<String>,

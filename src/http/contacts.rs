@@ -18,15 +18,16 @@ use crate::services::pagination::PageRequest;
 const COMPANY_MAX: usize = 200;
 
 /// A contact to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRequest {
     /// Trimmed and stored with its domain lower-cased; unique, ignoring case.
     #[schema(example = "marie.curie@example.org")]
     pub email: String,
-    /// Free-form JSON object.
+    /// Free-form JSON object; absent: none.
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Object, example = json!({"first_name": "Marie"}))]
-    pub attributes: Option<Value>,
+    pub attributes: Option<Option<Value>>,
     /// Tags: letters, digits, `-`, `_`, `:`, `.`; stored lower-cased.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -41,17 +42,30 @@ pub struct ContactRequest {
 
 impl RequestBody for ContactRequest {
     const SERVER_OWNED: &'static [&'static str] = &["id", "status", "is_role_address", "created_at", "updated_at"];
+
+    fn rule_errors(&self) -> Vec<crate::error::FieldError> {
+        validation_errors(parse_new_contact(self.clone()))
+    }
+}
+
+/// The field errors of a parse, for [`RequestBody::rule_errors`].
+fn validation_errors<T>(parsed: Result<T>) -> Vec<crate::error::FieldError> {
+    match parsed {
+        Err(crate::error::Error::Validation(errors)) => errors,
+        _ => Vec::new(),
+    }
 }
 
 /// Changes to a contact. Absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     pub email: Option<String>,
     /// A JSON merge patch (RFC 7396) on the attributes: keys set to `null` are removed,
-    /// nested objects are merged.
+    /// nested objects are merged. Not `null` itself: `{}` changes nothing.
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Object)]
-    pub attributes: Option<Value>,
+    pub attributes: Option<Option<Value>>,
     /// Replaces all tags.
     pub tags: Option<Vec<String>>,
     /// Replaces all list memberships.
@@ -68,6 +82,10 @@ pub struct ContactPatch {
 
 impl RequestBody for ContactPatch {
     const SERVER_OWNED: &'static [&'static str] = ContactRequest::SERVER_OWNED;
+
+    fn rule_errors(&self) -> Vec<crate::error::FieldError> {
+        validation_errors(parse_changes(self.clone()))
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -121,13 +139,16 @@ pub struct ContactListQuery {
     /// Page size, 1 to 200.
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
     /// Only contacts on this list (id).
+    #[param(format = Uuid)]
     pub list: Option<String>,
     /// Only contacts with this tag.
     pub tag: Option<String>,
     /// Only contacts with this status.
+    #[param(value_type = Option<super::values::ContactStatusName>, inline)]
     pub status: Option<String>,
     /// Only contacts whose address contains this text, ignoring case.
     pub email: Option<String>,
@@ -269,10 +290,15 @@ fn parse_changes(patch: ContactPatch) -> Result<ContactChanges> {
     errors.finish(|| Some(changes))
 }
 
-fn parse_attributes(errors: &mut FieldErrors, attributes: Option<Value>) -> Option<Map<String, Value>> {
+/// Attributes absent (`None`), or sent: an object, never `null` (`Some(None)`).
+fn parse_attributes(errors: &mut FieldErrors, attributes: Option<Option<Value>>) -> Option<Map<String, Value>> {
     match attributes {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map),
+        None => None,
+        Some(None) => {
+            errors.push("attributes", "must be a JSON object, not null (to remove an attribute, set its key to null)");
+            None
+        }
+        Some(Some(Value::Object(map))) => Some(map),
         Some(_) => {
             errors.push("attributes", "must be a JSON object");
             None

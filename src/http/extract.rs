@@ -22,6 +22,12 @@ pub trait RequestBody: DeserializeOwned {
     /// Fields a client reads but may not write (`id`, timestamps…); sending one is a
     /// validation error rather than being silently ignored.
     const SERVER_OWNED: &'static [&'static str] = &["id", "created_at", "updated_at"];
+
+    /// What the handler's own checks would find wrong with the fields that did read,
+    /// reported with the type errors of the others so that one answer names every fault.
+    fn rule_errors(&self) -> Vec<FieldError> {
+        Vec::new()
+    }
 }
 
 /// A JSON request body. Unlike `web::Json` every failure is a problem document: a wrong
@@ -96,7 +102,8 @@ fn check_json_content_type(content_type: Option<&str>) -> Result<(), Error> {
     }
 }
 
-fn parse_body<T: RequestBody>(body: &[u8]) -> Result<T, Error> {
+/// A JSON body already read: 400 when it does not parse, 422 naming every field at fault.
+pub fn parse_body<T: RequestBody>(body: &[u8]) -> Result<T, Error> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         Error::BadRequest(format!(
             "the body is not valid JSON: {} (line {}, column {})",
@@ -105,22 +112,79 @@ fn parse_body<T: RequestBody>(body: &[u8]) -> Result<T, Error> {
             e.column()
         ))
     })?;
-    let Value::Object(fields) = &value else {
+    let Value::Object(mut fields) = value else {
         return Err(Error::field("body", "must be a JSON object"));
     };
-    let owned: Vec<FieldError> = T::SERVER_OWNED
+    let order = serde_json::from_slice::<KeyOrder>(body).map(|k| k.0).unwrap_or_default();
+    let mut faults: Vec<FieldError> = T::SERVER_OWNED
         .iter()
-        .filter(|name| fields.contains_key(**name))
+        .filter(|name| fields.remove(**name).is_some())
         .map(|name| FieldError::new(*name, "is set by the server and cannot be written"))
         .collect();
-    if !owned.is_empty() {
-        return Err(Error::Validation(owned));
+    // serde stops at the first fault: take the field at fault out and read again, until the
+    // rest reads, so that every field of the wrong type (or unknown) is named at once.
+    let parsed = loop {
+        match serde_path_to_error::deserialize::<_, T>(Value::Object(fields.clone())) {
+            Ok(parsed) => break Some(parsed),
+            Err(error) => {
+                let path = error.path().to_string();
+                let message = strip_position(&error.inner().to_string());
+                let fault = describe_serde_error(&path, &message);
+                let top = top_field(&fault.field).to_owned();
+                let removed = fields.remove(&top).is_some();
+                // A required field taken out for its type is not also missing.
+                let taken_out = fault.message == "is required" && faults.iter().any(|f| top_field(&f.field) == top);
+                if !taken_out {
+                    faults.push(fault);
+                }
+                if !removed {
+                    break None;
+                }
+            }
+        }
+    };
+    match parsed {
+        Some(parsed) if faults.is_empty() => Ok(parsed),
+        parsed => {
+            // With the type errors, the rule errors of the fields that did read.
+            if let Some(parsed) = parsed {
+                let at_fault: Vec<String> = faults.iter().map(|f| f.field.clone()).collect();
+                faults.extend(parsed.rule_errors().into_iter().filter(|f| !at_fault.contains(&f.field)));
+            }
+            let position = |field: &str| order.iter().position(|key| key == top_field(field)).unwrap_or(usize::MAX);
+            faults.sort_by_key(|fault| position(&fault.field));
+            Err(Error::Validation(faults))
+        }
     }
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let message = strip_position(&error.inner().to_string());
-        Error::Validation(vec![describe_serde_error(&path, &message)])
-    })
+}
+
+/// The keys of a JSON object in the order they were sent (`serde_json::Map` sorts them),
+/// so that faults are named in the order of the body.
+struct KeyOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeyOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    keys.push(key);
+                }
+                Ok(KeyOrder(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
+
+/// The top-level field of a path (`consents` of `consents[0].list_id`).
+fn top_field(path: &str) -> &str {
+    path.split(['.', '[']).next().unwrap_or_default()
 }
 
 /// Turns serde's messages into a field and a message a person can act on.

@@ -40,6 +40,7 @@ pub struct FieldBody {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentCheckboxBody {
+    #[schema(format = Uuid)]
     pub list_id: String,
     #[schema(example = "Send me the monthly newsletter. I can unsubscribe at any time.")]
     pub text: String,
@@ -62,9 +63,8 @@ pub struct FormBody {
     #[serde(default)]
     pub fields: Vec<FieldBody>,
     pub consents: Vec<ConsentCheckboxBody>,
-    /// `double` (the default), `single`, or `passive` (pre-ticked boxes, recorded as
-    /// `passive_opt_in`, which is not valid consent for EU consumers).
     #[serde(default = "default_opt_in")]
+    #[schema(value_type = super::values::FormOptInName, inline)]
     pub opt_in: String,
     /// Business-to-business: a required company field; addresses are recorded as
     /// `b2b_professional`, or `b2b_role_address` for info@, sales@…
@@ -109,9 +109,12 @@ impl RequestBody for FormPatch {
     const SERVER_OWNED: &'static [&'static str] = FormBody::SERVER_OWNED;
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// A form as the server answers it: its definition's fields beside its own. The schema is
+/// written out rather than derived: a derived one is `allOf` over the definition, whose
+/// `additionalProperties: false` (a request refuses unknown fields) would then refuse the
+/// response's own fields under JSON Schema 2020-12.
+#[derive(Debug, Serialize)]
 pub struct FormResponse {
-    #[schema(value_type = String, format = Uuid)]
     pub id: String,
     /// Increases with every change; consent events name the version the person saw.
     pub version: i32,
@@ -122,6 +125,67 @@ pub struct FormResponse {
     pub created_at: DateTime<Utc>,
     /// When this version was made.
     pub updated_at: DateTime<Utc>,
+}
+
+impl utoipa::PartialSchema for FormResponse {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
+        let mut object = match FormBody::schema() {
+            RefOr::T(Schema::Object(object)) => object,
+            _ => Object::new(),
+        };
+        object.additional_properties = None;
+        object.description = Some("A form: its definition, its version and its addresses.".to_owned());
+        let own: [(&str, RefOr<Schema>); 6] = [
+            (
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                    .into(),
+            ),
+            (
+                "version",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                    .description(Some("Increases with every change; consent events name the version the person saw."))
+                    .into(),
+            ),
+            ("hosted_url", ObjectBuilder::new().schema_type(Type::String).description(Some("The hosted page")).into()),
+            ("embed_url", ObjectBuilder::new().schema_type(Type::String).description(Some("The embed snippet")).into()),
+            (
+                "created_at",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .into(),
+            ),
+            (
+                "updated_at",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .description(Some("When this version was made."))
+                    .into(),
+            ),
+        ];
+        for (name, schema) in own {
+            object.properties.insert(name.to_owned(), schema);
+            object.required.push(name.to_owned());
+        }
+        // Every field of the definition is in a response, defaults filled in.
+        let all: Vec<String> = object.properties.keys().cloned().collect();
+        object.required = all;
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for FormResponse {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <FormBody as ToSchema>::schemas(schemas);
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -116,8 +116,7 @@ pub async fn get_manifest(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
-    /// `csv` or `ndjson`.
-    #[schema(example = "csv")]
+    #[schema(value_type = super::values::FileFormatName, inline, example = "csv")]
     pub format: String,
     /// CSV delimiter; detected from the header line when absent.
     pub delimiter: Option<char>,
@@ -254,10 +253,22 @@ pub async fn create_import(
         .json(ImportResponse::from(job)))
 }
 
+/// A file's bytes as they are (the body of an upload, not JSON).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBody(pub Vec<u8>);
+
 #[utoipa::path(
     tag = "imports",
     params(("id" = String, Path, description = "The import's id")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file, as it is (CSV or NDJSON)"),
+    request_body(
+        description = "The file, as it is (CSV or NDJSON), in any of these content types",
+        content(
+            (FileBody = "application/octet-stream"),
+            (FileBody = "text/csv"),
+            (FileBody = "application/x-ndjson"),
+        )
+    ),
     responses(
         (status = 202, description = "Stored; the import is queued", body = ImportResponse),
         (status = 409, description = "The import has its file already", body = super::Problem, content_type = "application/problem+json"),
@@ -336,19 +347,25 @@ pub async fn list_imports(
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `csv` (default) or `ndjson`.
+    #[param(value_type = Option<super::values::FileFormatName>, inline)]
     pub format: Option<String>,
     /// Only the contacts on this list (id).
+    #[param(format = Uuid)]
     pub list: Option<String>,
     /// Only the contacts with this tag.
     pub tag: Option<String>,
     /// Only the contacts this segment matches (id).
+    #[param(format = Uuid)]
     pub segment: Option<String>,
 }
 
 #[utoipa::path(
     tag = "contacts",
     params(ExportQuery),
-    responses((status = 200, description = "The contacts, streamed: CSV (`id,email,company,country,status,tags,lists,attributes,created_at,updated_at`, lists by name, tags and lists joined by `;`, attributes as JSON) or one JSON object a line; an import reads either back", content_type = "text/csv", body = String)),
+    responses(
+        (status = 200, description = "The contacts, streamed: CSV (`id,email,company,country,status,tags,lists,attributes,created_at,updated_at`, lists by name, tags and lists joined by `;`, attributes as JSON) or one JSON object a line; an import reads either back", content_type = "text/csv", body = String),
+        (status = 404, description = "No list or segment has the id given", body = super::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 #[get("/contacts/export")]

@@ -22,7 +22,7 @@ pub struct ListRequest {
     #[serde(default)]
     pub description: String,
     /// `double` (the default) or `single`.
-    #[schema(example = "double")]
+    #[schema(value_type = Option<super::values::ListOptInName>, inline, example = "double")]
     pub opt_in: Option<String>,
 }
 
@@ -33,6 +33,7 @@ impl RequestBody for ListRequest {}
 pub struct ListPatch {
     pub name: Option<String>,
     pub description: Option<String>,
+    #[schema(value_type = Option<super::values::ListOptInName>, inline)]
     pub opt_in: Option<String>,
 }
 

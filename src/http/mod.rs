@@ -23,6 +23,7 @@ pub mod segments;
 pub mod suppressions;
 pub mod surveys;
 pub mod users;
+pub mod values;
 pub mod webhooks;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -90,7 +91,8 @@ pub struct PageQuery {
     /// Page size, 1 to 200.
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 
@@ -111,6 +113,7 @@ where
                        `application/problem+json` documents.",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
     ),
+    servers((url = "/", description = "The server that serves this document")),
     components(schemas(Problem, crate::error::FieldError)),
     modifiers(&SecurityAndProblems),
     tags(
@@ -167,7 +170,15 @@ impl Modify for SecurityAndProblems {
                             .into()
                     });
                 };
-                let secured = operation.security.is_some();
+                let secured = operation.security.as_ref().is_some_and(|security| !security.is_empty());
+                // A public operation says so (`security: []`) rather than leaving it unsaid.
+                if operation.security.is_none() {
+                    operation.security = Some(Vec::new());
+                }
+                // A handler without a doc comment is summed up by its name in words.
+                if operation.summary.is_none() {
+                    operation.summary = operation.operation_id.as_deref().map(summary_of);
+                }
                 let has_body = operation.request_body.is_some();
                 let has_query = operation
                     .parameters
@@ -194,11 +205,51 @@ impl Modify for SecurityAndProblems {
                 add("500", "Internal error; the detail is in the server log only");
             }
         }
+        link_created_to_item_operations(openapi);
+    }
+}
+
+/// `create_contact` as `Create contact`.
+fn summary_of(operation_id: &str) -> String {
+    let words = operation_id.replace('_', " ");
+    let mut chars = words.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// Links from what a `POST` creates (its 201 answer's `id`) to the operations on
+/// `…/{id}`, so that a client or a fuzzer's stateful phase can chain create, read, change
+/// and delete.
+fn link_created_to_item_operations(openapi: &mut OpenApiDoc) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+    let mut links: Vec<(String, Vec<String>)> = Vec::new();
+    for (path, item) in &openapi.paths.paths {
+        let Some(collection) = path.strip_suffix("/{id}") else { continue };
+        let targets: Vec<String> = [&item.get, &item.put, &item.patch, &item.delete]
+            .into_iter()
+            .flatten()
+            .filter_map(|operation| operation.operation_id.clone())
+            .collect();
+        links.push((collection.to_owned(), targets));
+    }
+    for (collection, targets) in links {
+        let Some(create) = openapi.paths.paths.get_mut(&collection).and_then(|item| item.post.as_mut()) else {
+            continue;
+        };
+        let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else { continue };
+        for target in targets {
+            let link = LinkBuilder::new()
+                .operation_id(target.clone())
+                .parameter("id", "$response.body#/id")
+                .description(format!("{} what was created", summary_of(&target)))
+                .build();
+            created.links.insert(target, RefOr::T(link));
+        }
     }
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
-    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.options]
         .into_iter()
         .filter_map(Option::as_mut)
 }
@@ -209,7 +260,8 @@ fn register<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    app.service(ops::healthz)
+    app.service(ops::home)
+        .service(ops::healthz)
         .service(ops::readyz)
         .service(ops::metrics)
         .service(public::show_form)
@@ -359,7 +411,10 @@ pub fn openapi() -> OpenApiDoc {
 
 /// The spec as pretty JSON with a final newline, the form committed to the repository.
 pub fn openapi_json() -> String {
-    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    let json = openapi().to_pretty_json().unwrap_or_default();
+    // utoipa's `Link` writes its fields in snake case (`operation_id`), which OpenAPI spells
+    // `operationId`; no other object of the document has that key.
+    let mut json = json.replace("\"operation_id\": ", "\"operationId\": ");
     json.push('\n');
     json
 }
@@ -377,7 +432,7 @@ pub fn app(
         Response = ServiceResponse<impl MessageBody>,
     >,
 > {
-    let spec = openapi();
+    let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
     let app = App::new()
         .wrap(actix_web::middleware::from_fn(ops::telemetry))
         .app_data(state)
@@ -387,7 +442,7 @@ pub fn app(
         .openapi(ApiDoc::openapi());
     register(app)
         .into_app()
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
+        .service(SwaggerUi::new("/docs/{_:.*}").external_url_unchecked("/openapi.json", spec))
         .service(web::redirect("/docs", "/docs/"))
         .default_service(web::to(fallback))
 }

@@ -125,6 +125,24 @@ pub async fn telemetry(
     Ok(response)
 }
 
+/// The landing page
+///
+/// What this server is, where its API is documented, how to create the first admin and
+/// sign in (until the admin console exists).
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "What this server is and where to start", content_type = "text/html", body = String))
+)]
+#[get("/")]
+pub async fn home(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let context = minijinja::context! {
+        t => crate::i18n::strings("en"),
+        version => env!("CARGO_PKG_VERSION"),
+        base_url => state.settings.base_url(),
+    };
+    state.pages.page(actix_web::http::StatusCode::OK, "home.html", context)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
     /// `ok`

@@ -31,6 +31,7 @@ impl Pages {
             ("action.html", include_str!("templates/action.html")),
             ("preferences.html", include_str!("templates/preferences.html")),
             ("survey.html", include_str!("templates/survey.html")),
+            ("home.html", include_str!("templates/home.html")),
         ] {
             env.add_template(name, source).map_err(|e| Error::internal(format!("template {name}: {e}")))?;
         }

@@ -34,9 +34,8 @@ pub struct PartnerRequest {
     /// The HMAC secret of the webhook (16 to 200 characters); unset with a URL: one is
     /// generated (or the current one kept).
     pub webhook_secret: Option<String>,
-    /// `accept` (recorded at once on the `partner` basis with the proof) or `reconfirm`
-    /// (counted once the person confirms a double opt-in mail). Default `reconfirm`.
     #[serde(default = "default_policy")]
+    #[schema(value_type = super::values::InboundPolicyName, inline)]
     pub inbound_policy: String,
     /// The lists a lead from this partner joins.
     #[serde(default)]
@@ -44,8 +43,8 @@ pub struct PartnerRequest {
     /// The plugin whose `share` and `accept_lead` hooks run for this partner; unset: the
     /// shipped `co-registration` plugin.
     pub plugin: Option<String>,
-    /// `active` (default) or `inactive`.
     #[serde(default = "default_status")]
+    #[schema(value_type = super::values::PartnerStatusName, inline)]
     pub status: String,
 }
 
@@ -335,9 +334,12 @@ pub struct LeadPage {
 #[into_params(parameter_in = Query)]
 pub struct LeadQuery {
     /// `outbound` (shared with the partner, the default) or `inbound` (received from it).
+    #[param(value_type = Option<super::values::DirectionName>, inline)]
     pub direction: Option<String>,
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

@@ -46,7 +46,8 @@ pub struct PluginResponse {
     /// The manifest's version for folder plugins; a counter for API plugins.
     pub version: String,
     pub description: String,
-    /// `folder` (in `plugins/`, read-only here) or `api`.
+    /// `built_in` (shipped in the binary), `folder` (in `plugins/`; both read-only here)
+    /// or `api`.
     pub origin: String,
     /// The hooks the script defines.
     pub hooks: Vec<String>,
@@ -64,6 +65,7 @@ impl From<Plugin> for PluginResponse {
             version: plugin.version,
             description: plugin.description,
             origin: match plugin.origin {
+                Origin::BuiltIn => "built_in",
                 Origin::Folder => "folder",
                 Origin::Api => "api",
             }
@@ -123,8 +125,7 @@ pub struct DryRunRequest {
     pub plugin: Option<String>,
     /// The hook to call, e.g. `matches`.
     pub hook: String,
-    /// Sample arguments as JSON…
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// Sample arguments, each any JSON value…
     pub args: Option<Vec<Value>>,
     /// …or the number of real contacts to call it with, one by one (at most 100).
     pub contacts: Option<u32>,
@@ -136,7 +137,7 @@ impl RequestBody for DryRunRequest {}
 pub struct DryRunResult {
     /// The contact the hook ran with, for runs on real contacts.
     pub contact_id: Option<String>,
-    #[schema(value_type = Object)]
+    /// What the hook answered, as JSON: a boolean, a string, a map…
     pub result: Value,
     pub operations: u64,
     pub elapsed_ms: f64,
@@ -195,7 +196,10 @@ pub async fn create_plugin(
     tag = "plugins",
     params(("name" = String, Path, description = "The plugin's name")),
     request_body = PluginReplaceRequest,
-    responses((status = 200, description = "The new version, in force at once on every instance", body = PluginResponse)),
+    responses(
+        (status = 200, description = "The new version, in force at once on every instance", body = PluginResponse),
+        (status = 409, description = "A built-in or folder plugin: change it in the plugins folder", body = super::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 #[put("/plugins/{name}")]

@@ -40,6 +40,10 @@ pub struct SignupRequest {
     pub website: Option<String>,
 }
 
+impl super::extract::RequestBody for SignupRequest {
+    const SERVER_OWNED: &'static [&'static str] = &[];
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignupResponse {
     /// `pending_confirmation` (a confirmation mail is on its way) or `subscribed`.
@@ -108,7 +112,14 @@ pub async fn embed_form(req: HttpRequest, state: web::Data<AppState>, slug: web:
         (status = 200, description = "Recorded (JSON), or the thank-you page (HTML)", body = SignupResponse),
         (status = 303, description = "Recorded; the form redirects to its thank-you URL"),
         (status = 403, description = "A JSON submit from an origin the form does not allow", body = super::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No form at this address", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No form at this address: a page for a browser's post, a problem for JSON", content(
+            (super::Problem = "application/problem+json"),
+            (String = "text/html"),
+        )),
+        (status = 413, description = "The body is larger than `max_body_bytes`: a page for a browser's post, a problem for JSON", content(
+            (super::Problem = "application/problem+json"),
+            (String = "text/html"),
+        )),
         (status = 415, description = "Neither form-encoded nor JSON", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Fields at fault: each named (JSON), or the form with each marked (HTML)", body = super::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many requests from this address", body = super::Problem, content_type = "application/problem+json"),
@@ -119,14 +130,24 @@ pub async fn submit_form(
     req: HttpRequest,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    body: LimitedBody,
+    body: std::result::Result<LimitedBody, actix_web::Error>,
 ) -> Result<HttpResponse> {
-    let body = body.0;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let is_json = content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     let form = forms::find_form_by_slug(&state.db, slug.into_inner()).await?;
     let origin = allowed_origin(&req, form.as_ref());
-    let outcome = submit(&req, &state, form, is_json, content_type, &body, origin.is_some()).await;
+    let outcome = match body {
+        Ok(body) => submit(&req, &state, form.as_ref(), is_json, content_type, &body.0, origin.is_some()).await,
+        Err(error) => Err(match error.as_error::<Error>() {
+            Some(Error::PayloadTooLarge { limit }) => Error::PayloadTooLarge { limit: *limit },
+            _ => Error::BadRequest(error.to_string()),
+        }),
+    };
+    // A person's browser gets a page in their language; a site's script (JSON) the problem.
+    let outcome = match outcome {
+        Err(error) if !is_json => browser_error_page(&req, &state, form.as_ref(), error),
+        outcome => outcome,
+    };
     let mut response = match outcome {
         Ok(response) => response,
         Err(error) => error.error_response(),
@@ -137,10 +158,34 @@ pub async fn submit_form(
     Ok(response)
 }
 
+/// The page a browser's post gets for a fault of the request itself: an unknown form
+/// (404) or a body over the limit (413), in the form's language or the browser's. Other
+/// errors keep their problem document.
+fn browser_error_page(req: &HttpRequest, state: &AppState, form: Option<&Form>, error: Error) -> Result<HttpResponse> {
+    let locale = locale(req, form.and_then(|f| f.definition.locale.as_deref()));
+    match error {
+        Error::NotFound(_) => state.pages.message(
+            StatusCode::NOT_FOUND,
+            &locale,
+            "not_found_title",
+            &[i18n::text(&locale, "form_not_found_text")],
+            &[],
+        ),
+        Error::PayloadTooLarge { .. } => state.pages.message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &locale,
+            "too_large_title",
+            &[i18n::text(&locale, "too_large_text")],
+            &[],
+        ),
+        other => Err(other),
+    }
+}
+
 async fn submit(
     req: &HttpRequest,
     state: &web::Data<AppState>,
-    form: Option<Form>,
+    form: Option<&Form>,
     is_json: bool,
     content_type: &str,
     body: &[u8],
@@ -172,7 +217,7 @@ async fn submit(
     let info = request_info(req, locale.clone());
     // Only the partners the page offers (the active ones) may be ticked: one ticked that is
     // no longer offered is refused by name, never dropped in silence.
-    let offered = offered_partners(state, &form).await?;
+    let offered = offered_partners(state, form).await?;
     let outcome = if raw.is_honeypot_filled() {
         // Answered as a success, so a bot learns nothing; nothing is stored or sent.
         tracing::info!(form = %form.slug, "honeypot filled: submission dropped");
@@ -193,7 +238,7 @@ async fn submit(
             }
             Err(errors) if is_json => return Err(Error::Validation(errors)),
             Err(errors) => {
-                let html = render_form(state, &form, &locale, "form.html", &raw, &errors).await?;
+                let html = render_form(state, form, &locale, "form.html", &raw, &errors).await?;
                 return Ok(super::pages::html_response(StatusCode::UNPROCESSABLE_ENTITY, html));
             }
         }
@@ -271,9 +316,9 @@ fn parse_form_submission(body: &[u8]) -> RawSubmission {
 }
 
 fn parse_json_submission(body: &[u8]) -> Result<RawSubmission> {
-    let request: SignupRequest = serde_json::from_slice(body).map_err(|e| {
-        Error::BadRequest(format!("the body is not a signup: {e} (line {}, column {})", e.line(), e.column()))
-    })?;
+    // Valid JSON that is not a signup (no email, consents not a list) is a 422 naming
+    // each field, as for the API; only JSON that does not parse is a 400.
+    let request: SignupRequest = super::extract::parse_body(body)?;
     let mut raw = RawSubmission::default();
     raw.values.insert("email".into(), vec![request.email]);
     if let Some(company) = request.company {

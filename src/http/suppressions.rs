@@ -43,7 +43,8 @@ pub struct SuppressionQuery {
     /// Page size, 1 to 200.
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 
@@ -137,7 +138,7 @@ pub async fn add_suppression(
 #[utoipa::path(
     tag = "consent",
     params(ImportSuppressionsQuery),
-    request_body(content = String, content_type = "text/csv", description = "A previous provider's export: CSV whose header names the address column (`Email Address`, `email`, `e-mail`…, as Mailchimp's unsubscribed and cleaned exports), or text with one address per line"),
+    request_body(content = super::values::NonBlankText, content_type = "text/csv", description = "A previous provider's export: CSV whose header names the address column (`Email Address`, `email`, `e-mail`…, as Mailchimp's unsubscribed and cleaned exports), or text with one address per line"),
     responses((status = 200, description = "What the file came to", body = ImportSuppressionsResponse)),
     security(("bearer" = []))
 )]
@@ -150,6 +151,10 @@ pub async fn import_suppressions(
 ) -> Result<web::Json<ImportSuppressionsResponse>> {
     let reason = query.0.reason.unwrap_or_else(|| "unsubscribed".to_owned());
     let reason = service::parse_reason(&reason).map_err(|e| Error::field("reason", e))?;
+    // The body is required, as the document says: an empty one is a mistake, not a list.
+    if body.0.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::field("body", "is empty: send the export (CSV, or one address a line)"));
+    }
     let report = service::import(&state.db, &state.keys, &body.0, reason, editor.caller.actor()).await?;
     Ok(web::Json(report.into()))
 }

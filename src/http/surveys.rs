@@ -324,7 +324,6 @@ pub struct AnswerRequest {
     pub question_id: String,
     /// A string, number, boolean, or an array of strings for a multiple choice; `null` to
     /// skip a question that is not required.
-    #[schema(value_type = Object)]
     pub answer: Value,
 }
 
@@ -341,8 +340,14 @@ fn invalid_link() -> Error {
     tag = "public",
     params(("token" = String, Path, description = "The token of the survey link")),
     responses(
-        (status = 200, description = "The question to answer now (a page, or JSON with `Accept: application/json`)", body = SurveyStateResponse),
-        (status = 404, description = "The link is not valid or has expired", body = super::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The question to answer now (a page, or JSON with `Accept: application/json`)", content(
+            (SurveyStateResponse = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 404, description = "The link is not valid or has expired (a page, or a problem for JSON)", content(
+            (super::Problem = "application/problem+json"),
+            (String = "text/html"),
+        )),
     )
 )]
 #[get("/s/{token}")]
@@ -405,11 +410,20 @@ fn survey_page(
         (String = "application/x-www-form-urlencoded")
     ), description = "The page posts `question_id` and `answer` (once per ticked choice); a site's script posts JSON."),
     responses(
-        (status = 200, description = "Recorded: the next question, or completed (JSON)", body = SurveyStateResponse),
+        (status = 200, description = "Recorded: the next question, or completed (JSON; a page for a form post)", content(
+            (SurveyStateResponse = "application/json"),
+            (String = "text/html"),
+        )),
         (status = 303, description = "Recorded: on to the next question (page)"),
-        (status = 404, description = "The link is not valid or has expired", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The link is not valid or has expired (a page, or a problem for JSON)", content(
+            (super::Problem = "application/problem+json"),
+            (String = "text/html"),
+        )),
         (status = 415, description = "Neither form-encoded nor JSON", body = super::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The answer does not fit the question (JSON: `answer` or `question_id` named; page: shown beside it)", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The answer does not fit the question (JSON: `answer` or `question_id` named; page: shown beside it)", content(
+            (super::Problem = "application/problem+json"),
+            (String = "text/html"),
+        )),
     )
 )]
 #[post("/s/{token}")]

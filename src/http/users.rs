@@ -18,9 +18,9 @@ use crate::services::users::{self as service, NewUser, UserChanges};
 pub struct UserRequest {
     pub email: String,
     /// At least 12 characters.
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 12, max_length = 1024)]
     pub password: String,
-    /// `admin`, `editor` or `viewer`.
+    #[schema(value_type = super::values::RoleName, inline)]
     pub role: String,
 }
 
@@ -29,8 +29,9 @@ impl RequestBody for UserRequest {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    #[schema(value_type = Option<super::values::RoleName>, inline)]
     pub role: Option<String>,
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 12, max_length = 1024)]
     pub password: Option<String>,
 }
 

@@ -26,11 +26,10 @@ pub struct WebhookRequest {
     #[schema(example = "https://crm.example.org/hooks/consento")]
     pub url: String,
     /// The signing secret (16 to 200 characters); unset: generated (on change: kept).
+    #[schema(min_length = 16, max_length = 200)]
     pub secret: Option<String>,
-    /// Any of `contact.created`, `contact.updated`, `contact.deleted`, `consent.granted`,
-    /// `consent.confirmed`, `consent.withdrawn`, `form.submitted`, `campaign.sent`,
-    /// `survey.completed`.
-    #[schema(example = json!(["contact.created", "consent.withdrawn"]))]
+    /// The events to receive.
+    #[schema(value_type = Vec<super::values::SubscribableEventName>, inline, example = json!(["contact.created", "consent.withdrawn"]))]
     pub event_types: Vec<String>,
     #[serde(default)]
     pub description: String,
@@ -255,6 +254,7 @@ pub struct DeliveryPage {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// `pending`, `delivered`, `dead` or `pull`.
+    #[param(value_type = Option<super::values::DeliveryStatusName>, inline)]
     pub status: Option<String>,
     /// `partner:<id>` or `subscription:<id>`.
     pub target: Option<String>,
@@ -262,6 +262,8 @@ pub struct DeliveryQuery {
     pub lead_id: Option<String>,
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page: the id of the last item it held.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

@@ -22,7 +22,10 @@ use crate::storage::{self, Db};
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// `plugins/<name>/` on the server: read-only through the API.
+    /// Shipped in the binary: the defaults a new install runs with.
+    BuiltIn,
+    /// `plugins/<name>/` on the server: read-only through the API; replaces a built-in
+    /// plugin of the same name.
     Folder,
     /// Stored through the API.
     Api,
@@ -52,9 +55,37 @@ pub struct PluginVersion {
     pub created_at: DateTime<Utc>,
 }
 
-/// The known hook names; a script may define any of them, and other helper functions.
-pub const HOOKS: &[&str] =
-    &["matches", "eligible", "on_signup", "share", "accept_lead", "next_question", "on_complete"];
+/// The known hooks with their parameters; a script may define any of them, and other
+/// helper functions. A hook defined with another number of parameters is never called.
+pub const HOOKS: &[(&str, &[&str])] = &[
+    ("matches", &["contact"]),
+    ("eligible", &["contact", "campaign"]),
+    ("on_signup", &["submission", "form"]),
+    ("share", &["lead", "partner"]),
+    ("accept_lead", &["lead", "partner"]),
+    ("next_question", &["answers", "survey"]),
+    ("on_complete", &["contact", "answers"]),
+];
+
+/// The plugins shipped in the binary (the `plugins/` folder of the source tree), so that a
+/// server started anywhere has its send policy and co-registration defaults.
+const BUILT_IN: &[(&str, &str, &str)] = &[
+    (
+        "co-registration",
+        include_str!("../../plugins/co-registration/plugin.toml"),
+        include_str!("../../plugins/co-registration/main.rhai"),
+    ),
+    (
+        "recent-professionals",
+        include_str!("../../plugins/recent-professionals/plugin.toml"),
+        include_str!("../../plugins/recent-professionals/main.rhai"),
+    ),
+    (
+        "send-policy",
+        include_str!("../../plugins/send-policy/plugin.toml"),
+        include_str!("../../plugins/send-policy/main.rhai"),
+    ),
+];
 
 #[derive(Debug, Deserialize)]
 struct Manifest {
@@ -62,27 +93,43 @@ struct Manifest {
     version: String,
     #[serde(default)]
     description: String,
+    /// The hooks the script promises to define, each checked against the script.
+    #[serde(default)]
+    hooks: Vec<String>,
     #[serde(default)]
     settings: BTreeMap<String, Value>,
 }
 
-/// The plugins of the `plugins/` folder, read once at start.
+/// The plugins the server runs from files: the built-in ones, replaced or added to by
+/// those of the `plugins/` folder, read once at start.
 #[derive(Debug, Default)]
 pub struct FolderPlugins(BTreeMap<String, Plugin>);
 
 impl FolderPlugins {
-    /// Reads every `plugins/<name>/plugin.toml` with its `main.rhai`, compiling each; a
-    /// plugin that does not compile stops the start with its script, line and column.
+    /// The built-in plugins, then every `plugins/<name>/plugin.toml` with its `main.rhai`
+    /// (a missing folder is no folder plugin), compiling each; a plugin that does not
+    /// compile, or lacks a hook it declares, stops the start with its script, line and column.
     pub fn load(dir: &Path, host: &PluginHost) -> Result<Self> {
         let mut plugins = BTreeMap::new();
-        for (_, plugin) in Self::check(dir, host) {
+        for (_, plugin) in Self::built_in(host).into_iter().chain(Self::check(dir, host)) {
             let plugin = plugin?;
             plugins.insert(plugin.name.clone(), plugin);
         }
         Ok(Self(plugins))
     }
 
-    /// Reads and compiles every plugin of a folder, answering each one's outcome by folder
+    /// Reads and checks every built-in plugin, answering each one's outcome by name.
+    pub fn built_in(host: &PluginHost) -> Vec<(String, Result<Plugin>)> {
+        BUILT_IN
+            .iter()
+            .map(|(folder, manifest, source)| {
+                let label = format!("built-in plugin {folder}");
+                (folder.to_string(), parse(&label, manifest, source.to_string(), Origin::BuiltIn, host))
+            })
+            .collect()
+    }
+
+    /// Reads and checks every plugin of a folder, answering each one's outcome by folder
     /// name (`consento plugins check`).
     pub fn check(dir: &Path, host: &PluginHost) -> Vec<(String, Result<Plugin>)> {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -102,23 +149,11 @@ impl FolderPlugins {
 
     fn load_one(folder: &Path, host: &PluginHost) -> Result<Plugin> {
         let manifest_path = folder.join("plugin.toml");
-        let manifest: Manifest = figment::Figment::from(figment::providers::Toml::file_exact(&manifest_path))
-            .extract()
+        let manifest = std::fs::read_to_string(&manifest_path)
             .map_err(|e| Error::internal(format!("{}: {e}", manifest_path.display())))?;
         let source = std::fs::read_to_string(folder.join("main.rhai"))
             .map_err(|e| Error::internal(format!("{}/main.rhai: {e}", folder.display())))?;
-        let ast = host.compile(&manifest.name, &source).map_err(|e| Error::internal(e.describe()))?;
-        Ok(Plugin {
-            hooks: hooks_of(&ast),
-            name: manifest.name,
-            version: manifest.version,
-            description: manifest.description,
-            source,
-            origin: Origin::Folder,
-            settings: manifest.settings,
-            updated_by: None,
-            updated_at: None,
-        })
+        parse(&manifest_path.display().to_string(), &manifest, source, Origin::Folder, host)
     }
 
     pub fn get(&self, name: &str) -> Option<&Plugin> {
@@ -126,12 +161,85 @@ impl FolderPlugins {
     }
 }
 
+/// A plugin from its manifest (`label` names it in errors) and script, compiled, with
+/// every hook the manifest declares defined by the script with the hook's parameters.
+fn parse(label: &str, manifest: &str, source: String, origin: Origin, host: &PluginHost) -> Result<Plugin> {
+    let manifest: Manifest = figment::Figment::from(figment::providers::Toml::string(manifest))
+        .extract()
+        .map_err(|e| Error::internal(format!("{label}: {e}")))?;
+    let ast = host.compile(&manifest.name, &source).map_err(|e| Error::internal(e.describe()))?;
+    let faults = undefined_hooks(&ast, &manifest.hooks);
+    if !faults.is_empty() {
+        return Err(Error::internal(format!("plugin {}: {}", manifest.name, faults.join("; "))));
+    }
+    Ok(Plugin {
+        hooks: hooks_of(&ast),
+        name: manifest.name,
+        version: manifest.version,
+        description: manifest.description,
+        source,
+        origin,
+        settings: manifest.settings,
+        updated_by: None,
+        updated_at: None,
+    })
+}
+
+/// What is wrong with the hooks a manifest declares: unknown names, and hooks the script
+/// does not define with the hook's parameters (which would never be called).
+fn undefined_hooks(ast: &rhai::AST, declared: &[String]) -> Vec<String> {
+    declared
+        .iter()
+        .filter_map(|hook| {
+            let Some((_, params)) = HOOKS.iter().find(|(name, _)| name == hook) else {
+                let known: Vec<&str> = HOOKS.iter().map(|(name, _)| *name).collect();
+                return Some(format!("declares hook {hook}, which is not a hook (hooks: {})", known.join(", ")));
+            };
+            if PluginHost::has_hook(ast, hook, params.len()) {
+                return None;
+            }
+            let wanted = format!("{hook}({})", params.join(", "));
+            let defined: Vec<String> = ast
+                .iter_functions()
+                .filter(|f| f.name == hook)
+                .map(|f| format!("{hook}({})", f.params.join(", ")))
+                .collect();
+            Some(if defined.is_empty() {
+                format!("declares hook {hook} but main.rhai does not define {wanted}")
+            } else {
+                format!(
+                    "declares hook {hook} but main.rhai defines {} instead of {wanted}: a hook takes {} parameter(s)",
+                    defined.join(" and "),
+                    params.len()
+                )
+            })
+        })
+        .collect()
+}
+
+/// The hooks a script defines with the hook's parameters.
 fn hooks_of(ast: &rhai::AST) -> Vec<String> {
-    let mut hooks: Vec<String> =
-        ast.iter_functions().map(|f| f.name.to_owned()).filter(|name| HOOKS.contains(&name.as_str())).collect();
+    let mut hooks: Vec<String> = ast
+        .iter_functions()
+        .filter(|f| HOOKS.iter().any(|(name, params)| f.name == *name && f.params.len() == params.len()))
+        .map(|f| f.name.to_owned())
+        .collect();
     hooks.sort();
     hooks.dedup();
     hooks
+}
+
+/// Why the API cannot `change` or `remove` a plugin of the binary or of the folder.
+fn read_only(plugin: &Plugin, change: &str) -> String {
+    match plugin.origin {
+        Origin::BuiltIn if change == "remove" => {
+            format!("{} is a built-in plugin; it cannot be removed, only replaced by a folder plugin", plugin.name)
+        }
+        Origin::BuiltIn => {
+            format!("{} is a built-in plugin; to {change} it, put one of that name in the plugins folder", plugin.name)
+        }
+        Origin::Folder | Origin::Api => format!("{} is a plugin of the plugins folder; {change} it there", plugin.name),
+    }
 }
 
 /// A compile error as a 422 naming the script, line and column.
@@ -180,8 +288,8 @@ pub async fn save_plugin(
     create: bool,
 ) -> Result<Plugin> {
     let PluginDraft { name, description, source } = draft;
-    if folder.get(&name).is_some() {
-        return Err(Error::Conflict(format!("{name} is a plugin of the plugins folder; change it there")));
+    if let Some(plugin) = folder.get(&name) {
+        return Err(Error::Conflict(read_only(plugin, "change")));
     }
     host.compile(&name, &source).map_err(script_rejected)?;
     let row = db
@@ -299,8 +407,8 @@ pub async fn list_versions(db: &Db, name: String) -> Result<Vec<PluginVersion>> 
 }
 
 pub async fn delete_plugin(db: &Db, folder: &FolderPlugins, name: String) -> Result<()> {
-    if folder.get(&name).is_some() {
-        return Err(Error::Conflict(format!("{name} is a plugin of the plugins folder; remove it there")));
+    if let Some(plugin) = folder.get(&name) {
+        return Err(Error::Conflict(read_only(plugin, "remove")));
     }
     db.write(move |conn| {
         if repo::count_segments_using(conn, &name)? > 0 {
@@ -405,3 +513,64 @@ pub async fn dry_run_on_contacts(
 
 /// How long a scan of all contacts may take, whatever the per-call deadline.
 pub const SCAN_DEADLINE: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::Limits;
+
+    fn host() -> PluginHost {
+        PluginHost::new(Path::new("/nonexistent"), Limits::default())
+    }
+
+    fn fault(error: Error) -> String {
+        match error {
+            Error::Internal(cause) => cause.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_plugin_of_the_source_tree_is_built_in_and_holds_its_declared_hooks() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let mut shipped: Vec<String> = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("plugin.toml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        shipped.sort();
+        let built_in: Vec<String> = BUILT_IN.iter().map(|(name, _, _)| name.to_string()).collect();
+        assert_eq!(built_in, shipped, "BUILT_IN must list every folder of plugins/");
+        for (name, outcome) in FolderPlugins::built_in(&host()) {
+            let plugin = outcome.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(plugin.origin, Origin::BuiltIn);
+        }
+    }
+
+    #[test]
+    fn a_declared_hook_must_be_defined_with_its_parameters() {
+        let host = host();
+        let manifest = "name = \"p\"\nversion = \"1\"\nhooks = [\"eligible\", \"matches\", \"sharing\"]\n";
+        let error =
+            parse("p", manifest, "fn matches(contact) { true }\nfn eligible(c) { true }".into(), Origin::Folder, &host)
+                .err()
+                .map(fault)
+                .unwrap_or_default();
+        assert!(error.contains("defines eligible(c) instead of eligible(contact, campaign)"), "{error}");
+        assert!(error.contains("declares hook sharing, which is not a hook"), "{error}");
+        assert!(!error.contains("hook matches"), "{error}");
+        let missing = parse(
+            "p",
+            "name = \"p\"\nversion = \"1\"\nhooks = [\"eligible\"]\n",
+            "fn matches(contact) { true }".into(),
+            Origin::Folder,
+            &host,
+        )
+        .err()
+        .map(fault)
+        .unwrap_or_default();
+        assert!(missing.contains("does not define eligible(contact, campaign)"), "{missing}");
+    }
+}

@@ -226,7 +226,8 @@ pub fn generate_secret() -> String {
 }
 
 fn check_secret(secret: &str) -> std::result::Result<(), &'static str> {
-    if secret.len() < 16 || secret.len() > 200 { Err("must be 16 to 200 characters") } else { Ok(()) }
+    let length = secret.chars().count();
+    if !(16..=200).contains(&length) { Err("must be 16 to 200 characters") } else { Ok(()) }
 }
 
 fn subscription(row: SubscriptionRow) -> Result<Subscription> {

@@ -32,7 +32,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver runs (Debian: apt-get install chromium chromium-driver; .ci/run installs it)");
+            .expect("chromedriver runs (scripts/test installs it: Debian packages chromium, chromium-driver)");
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);

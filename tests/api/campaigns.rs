@@ -21,8 +21,8 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap().trim().to_owned()
 }
 
-/// A Python with dkimpy (and PyNaCl for ed25519), in a virtualenv under `target/`,
-/// created on first use.
+/// A Python with dkimpy (and PyNaCl for ed25519), in a virtualenv under `target/`:
+/// `scripts/test` makes it, or the first test that needs it.
 pub(crate) fn dkim_python() -> PathBuf {
     static READY: Mutex<bool> = Mutex::new(false);
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
@@ -39,8 +39,9 @@ pub(crate) fn dkim_python() -> PathBuf {
         if !has(&python) {
             let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap();
             assert!(made.success(), "python3 -m venv failed");
-            let pip = Command::new(venv.join("bin/pip")).args(["install", "-q", "dkimpy", "pynacl"]).status().unwrap();
-            assert!(pip.success(), "pip install dkimpy pynacl failed");
+            let requirements = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/requirements.txt");
+            let pip = Command::new(venv.join("bin/pip")).args(["install", "-q", "-r", requirements]).status().unwrap();
+            assert!(pip.success(), "pip install -r tests/requirements.txt failed");
         }
         *ready = true;
     }

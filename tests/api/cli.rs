@@ -238,14 +238,18 @@ async fn the_command_line_imports_exports_checks_plugins_and_counts() {
     assert!(output.status.success());
     assert!(stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["contacts", "2"]), "{stdout}");
 
-    // A folder with one good plugin and one that does not compile.
+    // A folder with one good plugin, one that does not compile, and two whose manifest
+    // declares a hook the script does not define (at all, or with its parameters).
     let plugins = folder.join("plugins");
-    for (name, script) in
-        [("good", "fn matches(contact) { true }"), ("broken", "fn matches(contact) {\n  contact.country ==\n}")]
-    {
+    for (name, hooks, script) in [
+        ("good", "[\"matches\"]", "fn matches(contact) { true }"),
+        ("broken", "[]", "fn matches(contact) {\n  contact.country ==\n}"),
+        ("missing", "[\"eligible\"]", "fn matches(contact) { true }"),
+        ("arity", "[\"eligible\"]", "fn eligible(contact) { #{send: true, reason: \"x\"} }"),
+    ] {
         std::fs::create_dir_all(plugins.join(name)).unwrap();
-        std::fs::write(plugins.join(name).join("plugin.toml"), format!("name = \"{name}\"\nversion = \"1.0.0\"\n"))
-            .unwrap();
+        let manifest = format!("name = \"{name}\"\nversion = \"1.0.0\"\nhooks = {hooks}\n");
+        std::fs::write(plugins.join(name).join("plugin.toml"), manifest).unwrap();
         std::fs::write(plugins.join(name).join("main.rhai"), script).unwrap();
     }
     let output = run(consento(&database).args(["plugins", "check"]).arg(&plugins));
@@ -253,7 +257,139 @@ async fn the_command_line_imports_exports_checks_plugins_and_counts() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("ok     good 1.0.0 (hooks: matches)"), "{stdout}");
     assert!(stdout.contains("error  broken: script broken, line 3"), "{stdout}");
+    assert!(
+        stdout.contains("error  missing: plugin missing: declares hook eligible but main.rhai does not define eligible(contact, campaign)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error  arity: plugin arity: declares hook eligible but main.rhai defines eligible(contact) instead of eligible(contact, campaign)"),
+        "{stdout}"
+    );
+    // Without a folder: what the server runs, the built-in plugins first.
+    let output = run(consento(&database).args(["plugins", "check"]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("ok     send-policy 1.0.0 (built in; hooks: eligible)"), "{stdout}");
     let shipped = run(consento(&database).args(["plugins", "check", concat!(env!("CARGO_MANIFEST_DIR"), "/plugins")]));
     assert!(shipped.status.success(), "{}", String::from_utf8_lossy(&shipped.stdout));
     let _ = std::fs::remove_dir_all(&folder);
+}
+
+/// The `.eml` files of an outbox folder, oldest name first.
+fn outbox_mails(outbox: &std::path::Path) -> Vec<crate::helpers::ReceivedMail> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(outbox)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|raw| crate::helpers::ReceivedMail { from: String::new(), to: Vec::new(), raw })
+        .collect()
+}
+
+async fn wait_for_outbox(outbox: &std::path::Path, subject: &str) -> crate::helpers::ReceivedMail {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(mail) = outbox_mails(outbox).into_iter().find(|m| m.header("Subject").as_deref() == Some(subject)) {
+            return mail;
+        }
+        assert!(Instant::now() < deadline, "no mail {subject:?} in {}", outbox.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_started_in_an_empty_folder_takes_a_signup_to_a_first_campaign_with_the_built_in_send_policy() {
+    // The README's first steps, in a folder with no plugins/, no settings and no SMTP:
+    // the built-in send policy decides, and mail lands in ./data/outbox.
+    let database = TestDatabase::new();
+    let folder = std::env::temp_dir().join(format!("consento-empty-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = consento(&database);
+    command
+        .arg("serve")
+        .env_remove("CONSENTO_DATA_DIR")
+        .current_dir(&folder)
+        .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONSENTO_ADMIN_EMAIL", crate::helpers::ADMIN_EMAIL)
+        .env("CONSENTO_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = Server(command.spawn().unwrap());
+    let client = crate::helpers::client();
+    wait_until_healthy(&client, &base).await;
+    let token = admin_token(&client, &base).await;
+    let post = |path: &str, body: Value| client.post(format!("{base}{path}")).bearer_auth(&token).json(&body).send();
+
+    let list: Value = post("/api/v1/lists", json!({"name": "Newsletter"})).await.unwrap().json().await.unwrap();
+    let list = list["id"].as_str().unwrap().to_owned();
+    let response = post(
+        "/api/v1/forms",
+        json!({"slug": "news", "name": "Newsletter signup", "title": "Our newsletter",
+               "consents": [{"list_id": list, "text": "Send me the newsletter. I can unsubscribe at any time."}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let signup =
+        client.post(format!("{base}/f/news")).form(&[("email", "marie@example.org"), ("consent", &list)]).send().await;
+    assert_eq!(signup.unwrap().status(), StatusCode::OK);
+    let outbox = folder.join("data/outbox");
+    let confirmation = wait_for_outbox(&outbox, "Please confirm your subscription").await;
+    let link = confirmation.link(&format!("{base}/confirm/"));
+    assert_eq!(client.post(&link).send().await.unwrap().status(), StatusCode::OK);
+
+    let campaign: Value = post(
+        "/api/v1/campaigns",
+        json!({"name": "First news", "subject": "Our first news", "text_body": "Hello!\nLeave: {{ unsubscribe_url }}",
+               "lists": [list]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = campaign["id"].as_str().expect("the campaign is created").to_owned();
+    let response = post(&format!("/api/v1/campaigns/{id}/send"), json!({})).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap());
+    let mail = wait_for_outbox(&outbox, "Our first news").await;
+    assert!(mail.header("To").unwrap().contains("marie@example.org"), "{}", mail.raw);
+
+    let recipients: Value = client
+        .get(format!("{base}/api/v1/campaigns/{id}/recipients?status=sent"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recipients["items"][0]["reason"], "double_opt_in", "the built-in send-policy decided: {recipients}");
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+#[tokio::test]
+async fn an_import_off_a_terminal_prints_plain_progress_lines_and_no_info_logs() {
+    let database = TestDatabase::new();
+    let file = std::env::temp_dir().join(format!("consento-progress-{}.csv", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "email\nada@example.org\ngrace@example.org\n").unwrap();
+    // No CONSENTO_LOG: the default a person gets.
+    let output = run(consento(&database).env_remove("CONSENTO_LOG").arg("import").arg(&file));
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains('\r'), "a redrawn line off a terminal: {stderr:?}");
+    assert!(!stderr.contains("INFO"), "log lines among the progress: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("2 records (") && last.ends_with("2 new, 0 merged, 0 refused"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("imported    2"));
 }

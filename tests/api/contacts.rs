@@ -244,12 +244,16 @@ async fn bad_filters_and_cursors_are_named() {
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
     assert_eq!(fields_at_fault(&problem), ["list", "tag", "status"]);
 
-    for query in ["limit=0", "limit=201", "limit=many", "cursor=bm90IGEgY3Vyc29y"] {
+    for query in ["limit=0", "limit=201", "limit=many", "cursor=bm90IGEgY3Vyc29y", "cursor="] {
         let response = app.get(&format!("/api/v1/contacts?{query}")).send().await.unwrap();
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
         let field = query.split('=').next().unwrap();
         assert_eq!(fields_at_fault(&problem), [field], "{query}: {problem}");
     }
+    // A cursor is an id, as the document says: any UUID is a place to start after.
+    let (status, page) = app.send(app.get(&format!("/api/v1/contacts?cursor={}", uuid::Uuid::now_v7()))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"], json!([]));
 }
 
 #[tokio::test]
@@ -292,11 +296,11 @@ async fn an_unknown_list_is_refused_and_nothing_is_written() {
 #[tokio::test]
 async fn fields_the_server_owns_are_refused() {
     let app = spawn_app().await;
+    // Sent as text: the faults are named in the body's order.
     let response = app
-        .post(
-            "/api/v1/contacts",
-            &json!({"email": "x@example.org", "id": "mine", "status": "active", "created_at": "2020-01-01T00:00:00Z"}),
-        )
+        .admin(app.client.post(app.url("/api/v1/contacts")))
+        .header("content-type", "application/json")
+        .body(r#"{"email": "x@example.org", "id": "mine", "status": "active", "created_at": "2020-01-01T00:00:00Z"}"#)
         .send()
         .await
         .unwrap();
@@ -330,4 +334,24 @@ async fn fifty_concurrent_creations_all_succeed() {
     }
     let (items, _) = all_pages(&app, &format!("list={list}&limit=200")).await;
     assert_eq!(items.len(), 50);
+}
+
+#[tokio::test]
+async fn attributes_may_be_left_out_but_never_be_null() {
+    let app = spawn_app().await;
+    let contact = app.create_contact(json!({"email": "bare@example.org"})).await;
+    assert_eq!(contact["attributes"], json!({}));
+    let id = contact["id"].as_str().unwrap();
+    let (status, changed) = app.send(app.patch(&format!("/api/v1/contacts/{id}"), &json!({"tags": ["x"]}))).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["attributes"], json!({}));
+
+    // The document types attributes as an object: null is refused, in a patch and at creation.
+    let response = app.patch(&format!("/api/v1/contacts/{id}"), &json!({"attributes": null})).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["attributes"]);
+    let response =
+        app.post("/api/v1/contacts", &json!({"email": "null@example.org", "attributes": null})).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["attributes"]);
 }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, fields_at_fault, spawn_app};
 
 #[tokio::test]
 async fn an_unknown_route_is_a_404_problem() {
@@ -99,4 +99,39 @@ async fn wrong_types_missing_and_unknown_fields_are_422_problems_naming_the_fiel
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
         assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
     }
+}
+
+/// A JSON body sent as written (`json!` would sort its keys), as the admin.
+fn raw_json(app: &crate::helpers::TestApp, method: reqwest::Method, path: &str, body: &str) -> reqwest::RequestBuilder {
+    app.admin(app.client.request(method, app.url(path)))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+}
+
+#[tokio::test]
+async fn one_answer_names_every_field_at_fault_type_errors_and_rule_errors_together() {
+    let app = spawn_app().await;
+    // The issue's example: two type errors and a rule error, each named, in the body's order.
+    let body = r#"{"email": "ada@example.org", "tags": 5, "country": "France", "company": 7, "id": "mine"}"#;
+    let response = raw_json(&app, reqwest::Method::POST, "/api/v1/contacts", body).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["tags", "country", "company", "id"], "{problem}");
+    assert_eq!(problem["errors"][1]["message"], "must be an ISO 3166-1 alpha-2 country code, such as FR or DE");
+
+    // A required field of the wrong type is named once, beside the others.
+    let body = r#"{"email": 42, "lists": ["not-a-list"], "nickname": "x", "attributes": []}"#;
+    let response = raw_json(&app, reqwest::Method::POST, "/api/v1/contacts", body).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["email", "nickname"], "{problem}");
+
+    // A patch alike.
+    let contact = app.create_contact(json!({"email": "grace@example.org"})).await;
+    let id = contact["id"].as_str().unwrap();
+    let body = r#"{"email": "not an address", "tags": [1], "country": "Neverland"}"#;
+    let response =
+        raw_json(&app, reqwest::Method::PATCH, &format!("/api/v1/contacts/{id}"), body).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["email", "tags[0]", "country"], "{problem}");
+    let (_, listed) = app.send(app.get("/api/v1/contacts")).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "nothing is stored from a refused request");
 }

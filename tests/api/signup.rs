@@ -276,13 +276,14 @@ async fn the_embed_snippet_posts_to_this_server() {
 }
 
 #[tokio::test]
-async fn an_oversized_public_submit_is_a_413_problem_and_stores_nothing() {
+async fn an_oversized_public_submit_is_a_413_and_stores_nothing() {
     let app = spawn_app_with(|settings| settings.max_body_bytes = 4096).await;
     let (_, list) = app.form_on_new_list("big", "single", json!({})).await;
     let padding = "x".repeat(5000);
     let response =
         app.submit_form("big", &[("email", "big@example.org"), ("consent", &list), ("note", &padding)]).await;
-    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(response.text().await.unwrap().contains("Too much to send"), "a page for the browser's post");
     assert!(app.contact_by_email("big@example.org").await.is_none());
 }
 
@@ -644,4 +645,65 @@ async fn a_slow_confirmation_template_never_holds_the_writer() {
     assert!(waited < render / 2, "another signup waited {waited:?} while a {render:?} template rendered");
     assert_eq!(slow_submit.await.unwrap().unwrap().status(), StatusCode::OK);
     assert!(app.mail.wait_for("slow@example.org", 1).await[0].text().contains("/confirm/"));
+}
+
+#[tokio::test]
+async fn json_that_is_not_a_signup_is_a_422_naming_each_field() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("news", "single", json!({})).await;
+    let post =
+        |body: String| app.client.post(app.url("/f/news")).header("content-type", "application/json").body(body).send();
+    let cases = [
+        (format!(r#"{{"fields": {{}}, "consents": ["{list}"]}}"#), vec!["email"]),
+        (r#"{"email": "ada@example.org", "consents": "all"}"#.to_owned(), vec!["consents"]),
+        (r#"{"fields": {}, "consents": "all", "partners": 3}"#.to_owned(), vec!["consents", "partners", "email"]),
+    ];
+    for (body, fields) in cases {
+        let problem =
+            assert_problem(post(body.clone()).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert_eq!(fields_at_fault(&problem), fields, "{body}: {problem}");
+    }
+    // Only JSON that does not parse is a 400.
+    assert_problem(post("{\"email\": ".to_owned()).await.unwrap(), StatusCode::BAD_REQUEST, "bad-request").await;
+    assert!(app.contact_by_email("ada@example.org").await.is_none());
+}
+
+#[tokio::test]
+async fn a_browser_post_to_an_unknown_form_or_too_large_gets_a_page_in_its_language() {
+    let app = spawn_app_with(|settings| settings.max_body_bytes = 4096).await;
+    let (_, list) = app.form_on_new_list("nouvelles", "single", json!({"locale": "fr"})).await;
+
+    let response = app
+        .client
+        .post(app.url("/f/nowhere"))
+        .header("accept-language", "de-CH, de;q=0.9")
+        .form(&[("email", "ada@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Seite nicht gefunden") && page.contains("kein Anmeldeformular"), "{page}");
+
+    let long = "x".repeat(8000);
+    let response = app
+        .client
+        .post(app.url("/f/nouvelles"))
+        .form(&[("email", "ada@example.org"), ("consent", &list), ("website", ""), ("first_name", &long)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Envoi trop volumineux") && page.contains("Raccourcissez"), "{page}");
+    assert!(app.contact_by_email("ada@example.org").await.is_none());
+
+    // A site's script posting JSON keeps its problem documents.
+    let response = app.client.post(app.url("/f/nowhere")).json(&json!({"email": "ada@example.org"})).send().await;
+    assert_problem(response.unwrap(), StatusCode::NOT_FOUND, "not-found").await;
+    let body = json!({"email": "ada@example.org", "consents": [list], "fields": {"first_name": long}});
+    let response = app.client.post(app.url("/f/nouvelles")).json(&body).send().await.unwrap();
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
 }

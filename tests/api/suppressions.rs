@@ -89,6 +89,10 @@ async fn a_previous_providers_export_of_unsubscribed_addresses_suppresses_each_o
         )
         .await;
     assert_eq!(report, json!({"added": 1, "already_suppressed": 1, "contacts_unsubscribed": 0, "invalid": 0}));
+    // The body is required: an empty one is named, not counted as an empty list.
+    let response = app.post("/api/v1/suppressions/import", &json!(null)).body("\n").send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["body"]);
 
     // Paged, every entry once.
     let (_, first) = app.send(app.get("/api/v1/suppressions?limit=2")).await;
