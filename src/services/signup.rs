@@ -136,6 +136,9 @@ pub async fn submit(
             .read(move |conn| {
                 let plan = plan_signup(conn, &input)?;
                 let capped = daily_cap_reached(conn, &read_config, &input.submission.email.key())?;
+                if capped && plan.requests_confirmation() {
+                    tracing::info!("confirmation mail withheld: the address reached its daily cap");
+                }
                 Ok((plan, capped))
             })
             .await?;

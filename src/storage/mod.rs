@@ -252,7 +252,10 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // The work logs inside the span of the request (or job) that asked for it.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut conn: Pooled = pool.get()?;
             work(&mut conn)
         })

@@ -66,9 +66,11 @@ impl Writer {
         F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T>>();
+        // The write logs inside the span of the request (or job) that asked for it.
+        let span = tracing::Span::current();
         let job: Job = Box::new(move |conn| {
             // Inside the group's transaction, `transaction` is a savepoint.
-            let outcome = conn.map(|conn| conn.transaction(work));
+            let outcome = conn.map(|conn| span.in_scope(|| conn.transaction(work)));
             Box::new(move |group| {
                 let _ = answer.send(match (group, outcome) {
                     (Ok(()), Some(outcome)) => outcome,

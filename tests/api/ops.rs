@@ -92,3 +92,69 @@ async fn a_worker_that_panics_makes_readiness_fail_naming_it_until_it_runs_again
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.state.workers.statuses()["probe"].restarts, 1);
 }
+
+#[tokio::test]
+async fn what_a_request_logs_inside_its_database_work_carries_its_request_id() {
+    let database = crate::helpers::TestDatabase::new();
+    let port = crate::cli::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("consento-{}.log", uuid::Uuid::new_v4().simple()));
+    let mut command = crate::cli::consento(&database);
+    command
+        .arg("serve")
+        .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONSENTO_ADMIN_EMAIL", crate::helpers::ADMIN_EMAIL)
+        .env("CONSENTO_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
+        .env("CONSENTO_LOG", "info")
+        .env("CONSENTO_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let server = crate::cli::Server(command.spawn().unwrap());
+    let client = crate::helpers::client();
+    crate::cli::wait_until_healthy(&client, &base).await;
+    let token = crate::cli::admin_token(&client, &base).await;
+    let mut lists = Vec::new();
+    for name in ["First", "Second"] {
+        let list: serde_json::Value = client
+            .post(format!("{base}/api/v1/lists"))
+            .bearer_auth(&token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let list = list["id"].as_str().unwrap().to_owned();
+        let form = json!({"slug": name.to_lowercase(), "name": name, "title": name,
+            "consents": [{"list_id": list, "text": "Send me the news."}]});
+        let created = client.post(format!("{base}/api/v1/forms")).bearer_auth(&token).json(&form).send().await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        lists.push(list);
+    }
+    // The second list's confirmation is past the address's daily cap: the write that
+    // decides so logs it, inside the request's span.
+    for (slug, list, id) in [("first", &lists[0], "signup-one"), ("second", &lists[1], "signup-two")] {
+        let response = client
+            .post(format!("{base}/f/{slug}"))
+            .header("x-request-id", id)
+            .json(&json!({"email": "capped@example.org", "consents": [list]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let withheld: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|line| line.contains("confirmation mail withheld"))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(!withheld.is_empty(), "{text}");
+    for line in withheld {
+        assert_eq!(line["span"]["request_id"], "signup-two", "{line}");
+    }
+}
