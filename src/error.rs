@@ -145,3 +145,15 @@ impl FieldErrors {
         }
     }
 }
+
+/// An error and its causes on one line, `outer: inner: innermost`, for logs and messages.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -41,12 +41,5 @@ fn describe(error: &Error) -> String {
     if let Error::Validation(fields) = error {
         return fields.iter().map(|f| format!("{} {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
     }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    consento::error::chain(error)
 }

@@ -92,7 +92,7 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         if let Error::Internal(cause) | Error::Unavailable(cause) = self {
-            tracing::error!(error = %error_chain(cause.as_ref()), "request failed");
+            tracing::error!(error = %crate::error::chain(cause.as_ref()), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)));
@@ -113,16 +113,4 @@ impl ResponseError for Error {
         }
         response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }
-}
-
-/// `outer: inner: innermost`, for one log line per failure.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }

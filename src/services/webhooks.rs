@@ -646,14 +646,7 @@ fn describe_http_error(error: &reqwest::Error) -> String {
     } else if error.is_connect() {
         "could not connect to the receiver".to_owned()
     } else {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        crate::error::chain(error)
     }
 }
 
