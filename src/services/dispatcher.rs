@@ -298,7 +298,7 @@ impl Dispatcher {
         let ids: Vec<String> = claimed.iter().filter_map(|r| r.contact_id.clone()).collect();
         let contacts = self.ctx.db.read(move |conn| campaigns::load_mail_contacts(conn, &ids)).await?;
         let ctx = self.ctx.clone();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let threads = super::cores();
         tokio::task::spawn_blocking(move || {
             let compose = |recipient: Claimed| {
                 let contact = recipient.contact_id.as_ref().and_then(|id| contacts.get(id));

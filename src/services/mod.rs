@@ -47,6 +47,13 @@ pub async fn check_ready(db: &crate::storage::Db, workers: &workers::Supervisor)
     }
 }
 
+/// The threads CPU work over a batch is spread on: the cores this process may use, at
+/// most 8. Read once: on Linux the answer comes from the cgroup files.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8))
+}
+
 /// Maps `items` on up to `threads` threads, in order (script evaluation, message signing:
 /// CPU work over a batch), each at the lowest scheduling priority (see
 /// [`lower_thread_priority`]). `None` when a worker panicked.

@@ -248,7 +248,7 @@ pub(crate) async fn test_batch(
     if predicate.ast.is_none() {
         return Ok(vec![true; batch.len()]);
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let threads = super::cores();
     let (host, predicate) = (host.clone(), predicate.clone());
     tokio::task::spawn_blocking(move || evaluate(&host, &predicate, batch, threads))
         .await

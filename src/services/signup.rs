@@ -549,21 +549,20 @@ fn record_confirmation(
 fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose], locale: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for purpose in purposes {
-        match purpose {
-            Purpose::List(id) => {
-                if let Some(list) = lists::find_list(conn, &id.to_string())? {
-                    names.push(list.name);
-                }
-            }
-            Purpose::Partner(id) => {
-                if let Some(partner) = crate::storage::partners::find_partner(conn, id)? {
-                    let sharing = crate::i18n::text(locale, "sharing_with");
-                    names.push(format!("{sharing} {} ({})", partner.name, partner.legal_name));
-                }
-            }
-        }
+        names.extend(purpose_name(conn, purpose, locale)?);
     }
     Ok(names)
+}
+
+/// A list's name, or "sharing with <partner>"; `None` when it no longer exists.
+fn purpose_name(conn: &mut DbConnection, purpose: &Purpose, locale: &str) -> Result<Option<String>> {
+    Ok(match purpose {
+        Purpose::List(id) => lists::find_list(conn, &id.to_string())?.map(|list| list.name),
+        Purpose::Partner(id) => crate::storage::partners::find_partner(conn, id)?.map(|partner| {
+            let sharing = crate::i18n::text(locale, "sharing_with");
+            format!("{sharing} {} ({})", partner.name, partner.legal_name)
+        }),
+    })
 }
 
 fn confirmation_draft(
@@ -739,19 +738,27 @@ async fn confirm_queueing(
             }
         }
         partners::mark_inbound_confirmed(conn, &row.contact_id)?;
-        if config.consent_receipt_mail && !pending.is_empty() {
-            let agreed = pending
+        if pending.is_empty() {
+            let names = purpose_names(conn, &requested, &info.locale)?;
+            return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
+        }
+        let named = pending
+            .iter()
+            .map(|purpose| Ok((purpose, purpose_name(conn, purpose, &info.locale)?)))
+            .collect::<Result<Vec<_>>>()?;
+        if config.consent_receipt_mail {
+            let agreed: Vec<(String, Option<String>)> = named
                 .iter()
-                .map(|purpose| {
+                .map(|(purpose, name)| {
                     let text = confirmed_grant(&consents, purpose, &row).and_then(|e| e.evidence.consent_text.clone());
-                    Ok((purpose_names(conn, std::slice::from_ref(purpose), &info.locale)?, text))
+                    (name.clone().unwrap_or_default(), text)
                 })
-                .collect::<Result<Vec<_>>>()?;
+                .collect();
             let receipt = receipt_draft(&keys, &config, &contact, &agreed, now, &info.locale);
             let mail = mail::compose(&receipt, &config.message_domain, None)?;
             mailer::enqueue(conn, CONSENT_RECEIPT_MAIL, &contact.email.key(), &mail)?;
         }
-        let names = purpose_names(conn, if pending.is_empty() { &requested } else { &pending }, &info.locale)?;
+        let names = named.into_iter().filter_map(|(_, name)| name).collect();
         Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }))
     })
     .await
@@ -765,15 +772,15 @@ fn receipt_draft(
     keys: &Keys,
     config: &SignupConfig,
     contact: &crate::domain::Contact,
-    agreed: &[(Vec<String>, Option<String>)],
+    agreed: &[(String, Option<String>)],
     at: chrono::NaiveDateTime,
     locale: &str,
 ) -> Draft {
     let text = |key| crate::i18n::text(locale, key);
     let id = &contact.id.to_string();
     let mut body = format!("{}\n\n{}\n", text("receipt_intro"), text("receipt_agreed"));
-    for (names, words) in agreed {
-        body.push_str(&format!("\n- {}", names.join(", ")));
+    for (name, words) in agreed {
+        body.push_str(&format!("\n- {name}"));
         if let Some(words) = words {
             body.push_str(&format!("\n  \u{201c}{words}\u{201d}"));
         }

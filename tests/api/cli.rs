@@ -43,6 +43,11 @@ impl Drop for Server {
 /// A `consento serve` process on `port` whose first admin is the suite's admin, with
 /// more settings from `env`; killed when dropped.
 pub(crate) fn serve(database: &TestDatabase, port: u16, env: &[(&str, String)]) -> Server {
+    serve_logging_to(database, port, env, Stdio::null())
+}
+
+/// As [`serve`], its log written to `log`.
+pub(crate) fn serve_logging_to(database: &TestDatabase, port: u16, env: &[(&str, String)], log: Stdio) -> Server {
     let mut command = consento(database);
     command
         .arg("serve")
@@ -51,11 +56,38 @@ pub(crate) fn serve(database: &TestDatabase, port: u16, env: &[(&str, String)]) 
         .env("CONSENTO_ADMIN_EMAIL", crate::helpers::ADMIN_EMAIL)
         .env("CONSENTO_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log);
     for (key, value) in env {
         command.env(key, value);
     }
     Server(command.spawn().unwrap())
+}
+
+/// A new list and a public form `slug` on it, with that opt-in mode, on the server at
+/// `base`; answers the list's id.
+pub(crate) async fn form_on_new_list(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    slug: &str,
+    opt_in: &str,
+) -> String {
+    let list: Value = client
+        .post(format!("{base}/api/v1/lists"))
+        .bearer_auth(token)
+        .json(&json!({"name": slug, "opt_in": opt_in}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = list["id"].as_str().unwrap().to_owned();
+    let form = json!({"slug": slug, "name": slug, "title": slug, "opt_in": opt_in,
+        "consents": [{"list_id": list, "text": format!("Send me the {slug} news.")}]});
+    let response = client.post(format!("{base}/api/v1/forms")).bearer_auth(token).json(&form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    list
 }
 
 /// Signs the suite's admin in at `base`; answers the access token.

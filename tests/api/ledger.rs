@@ -434,21 +434,7 @@ async fn kill_9_during_a_signup_burst_loses_no_acknowledged_event_and_gives_no_l
     let client = crate::helpers::client();
     crate::cli::wait_until_healthy(&client, &base).await;
     let token = crate::cli::admin_token(&client, &base).await;
-    let list: Value = client
-        .post(format!("{base}/api/v1/lists"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Burst", "opt_in": "single"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let list = list["id"].as_str().unwrap().to_owned();
-    let form = json!({"slug": "burst", "name": "Burst", "title": "Burst", "opt_in": "single",
-        "consents": [{"list_id": list, "text": "Send me the burst."}]});
-    let response = client.post(format!("{base}/api/v1/forms")).bearer_auth(&token).json(&form).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let list = crate::cli::form_on_new_list(&client, &base, &token, "burst", "single").await;
 
     let signups = tokio::spawn({
         let base = base.clone();

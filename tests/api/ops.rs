@@ -99,38 +99,14 @@ async fn what_a_request_logs_inside_its_database_work_carries_its_request_id() {
     let port = crate::cli::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log = std::env::temp_dir().join(format!("consento-{}.log", uuid::Uuid::new_v4().simple()));
-    let mut command = crate::cli::consento(&database);
-    command
-        .arg("serve")
-        .env("CONSENTO_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONSENTO_ADMIN_EMAIL", crate::helpers::ADMIN_EMAIL)
-        .env("CONSENTO_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
-        .env("CONSENTO_LOG", "info")
-        .env("CONSENTO_LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let server = crate::cli::Server(command.spawn().unwrap());
+    let env = [("CONSENTO_LOG", "info".to_owned()), ("CONSENTO_LOG_FORMAT", "json".to_owned())];
+    let server = crate::cli::serve_logging_to(&database, port, &env, std::fs::File::create(&log).unwrap().into());
     let client = crate::helpers::client();
     crate::cli::wait_until_healthy(&client, &base).await;
     let token = crate::cli::admin_token(&client, &base).await;
     let mut lists = Vec::new();
-    for name in ["First", "Second"] {
-        let list: serde_json::Value = client
-            .post(format!("{base}/api/v1/lists"))
-            .bearer_auth(&token)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let list = list["id"].as_str().unwrap().to_owned();
-        let form = json!({"slug": name.to_lowercase(), "name": name, "title": name,
-            "consents": [{"list_id": list, "text": "Send me the news."}]});
-        let created = client.post(format!("{base}/api/v1/forms")).bearer_auth(&token).json(&form).send().await.unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED);
-        lists.push(list);
+    for slug in ["first", "second"] {
+        lists.push(crate::cli::form_on_new_list(&client, &base, &token, slug, "double").await);
     }
     // The second list's confirmation is past the address's daily cap: the write that
     // decides so logs it, inside the request's span.
