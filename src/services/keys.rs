@@ -221,6 +221,16 @@ mod tests {
     }
 
     #[test]
+    fn a_proof_link_and_a_preference_link_open_only_their_own_page() {
+        let keys = keys();
+        let proof = keys.sign_proof("c-1");
+        let preferences = keys.sign_preferences("c-1");
+        assert_eq!(keys.verify_proof(&proof).unwrap().contact, "c-1");
+        assert!(keys.verify_preferences(&proof).is_none(), "a receipt's proof link cannot change preferences");
+        assert!(keys.verify_proof(&preferences).is_none(), "a newsletter's preference link cannot download proofs");
+    }
+
+    #[test]
     fn a_signed_link_verifies_for_its_kind_only() {
         let keys = keys();
         let token = keys.sign_link(LinkKind::Unsubscribe, "contact-1", Some("list-9"), None);
