@@ -81,56 +81,47 @@ impl OutboxWorker {
             if due.is_empty() {
                 return Ok(sent);
             }
-            let claimed = self
-                .db
-                .write(move |conn| {
-                    let mut claimed = Vec::with_capacity(due.len());
-                    for id in &due {
-                        claimed.extend(outbox::claim(conn, id, now, now + LEASE)?);
-                    }
-                    Ok(claimed)
-                })
-                .await?;
+            let claimed = self.db.write(move |conn| Ok(outbox::claim(conn, &due, now, now + LEASE)?)).await?;
             let attempts = claimed.into_iter().map(|mail| async move {
                 let outcome = self.transport.send_raw(&mail.sender, &mail.recipient, mail.message.as_bytes()).await;
                 (mail, outcome)
             });
             let outcomes = futures_util::future::join_all(attempts).await;
             sent += outcomes.iter().filter(|(_, outcome)| outcome.is_ok()).count();
-            self.db
-                .write(move |conn| {
-                    for (mail, outcome) in outcomes {
-                        record(conn, &mail, outcome)?;
-                    }
-                    Ok(())
-                })
-                .await?;
+            self.db.write(move |conn| record(conn, outcomes)).await?;
         }
     }
 }
 
-/// Records what became of one attempt: sent, given up, or retried later with backoff.
+/// Records what became of each attempt: sent (all of those in one statement), given up,
+/// or retried later with backoff.
 fn record(
     conn: &mut DbConnection,
-    mail: &OutboxRow,
-    outcome: std::result::Result<(), crate::mail::SendError>,
+    outcomes: Vec<(OutboxRow, std::result::Result<(), crate::mail::SendError>)>,
 ) -> Result<()> {
-    let attempts = mail.attempts + 1;
     let now = storage::now();
-    match outcome {
-        Ok(()) => {
-            outbox::mark_sent(conn, &mail.id, now)?;
-            tracing::info!(mail = %mail.id, kind = %mail.kind, "mail sent");
+    let mut sent = Vec::with_capacity(outcomes.len());
+    for (mail, outcome) in outcomes {
+        let attempts = mail.attempts + 1;
+        match outcome {
+            Ok(()) => {
+                tracing::info!(mail = %mail.id, kind = %mail.kind, "mail sent");
+                sent.push(mail.id);
+            }
+            Err(error) if error.permanent || attempts >= MAX_ATTEMPTS => {
+                tracing::error!(mail = %mail.id, error = %error, attempts, "mail given up");
+                outbox::mark_failed(conn, &mail.id, attempts, now, &error.to_string())?;
+            }
+            Err(error) => {
+                let delay =
+                    TimeDelta::seconds(5 * 2_i64.pow(attempts.clamp(1, 10) as u32 - 1)).min(TimeDelta::hours(1));
+                tracing::warn!(mail = %mail.id, error = %error, attempts, retry_in_s = delay.num_seconds(), "mail not sent");
+                outbox::mark_retry(conn, &mail.id, attempts, now + delay, &error.to_string())?;
+            }
         }
-        Err(error) if error.permanent || attempts >= MAX_ATTEMPTS => {
-            tracing::error!(mail = %mail.id, error = %error, attempts, "mail given up");
-            outbox::mark_failed(conn, &mail.id, attempts, now, &error.to_string())?;
-        }
-        Err(error) => {
-            let delay = TimeDelta::seconds(5 * 2_i64.pow(attempts.clamp(1, 10) as u32 - 1)).min(TimeDelta::hours(1));
-            tracing::warn!(mail = %mail.id, error = %error, attempts, retry_in_s = delay.num_seconds(), "mail not sent");
-            outbox::mark_retry(conn, &mail.id, attempts, now + delay, &error.to_string())?;
-        }
+    }
+    if !sent.is_empty() {
+        outbox::mark_sent(conn, &sent, now)?;
     }
     Ok(())
 }

@@ -116,9 +116,12 @@ pub struct Confirmed {
 /// ledger. On a single opt-in form every address gets the same answer, so the page tells
 /// nobody which addresses were erased or unsubscribed (their submit asks for a confirmation).
 ///
-/// The mail is rendered before the write, from what the state is read to be; the write
-/// checks the state is still that (else it reads and renders again), so a slow template
-/// never holds the writer.
+/// Where the confirmation mail is rendered depends on the database. On SQLite, whose one
+/// writer runs every write in turn, it is rendered before the write, from what the state
+/// is read to be, and the write checks the state is still that (else it reads and renders
+/// again), so that a slow template never holds the writer. On PostgreSQL, where writes do
+/// not wait for each other, the state is read, the mail rendered and the signup recorded
+/// in one transaction: half the round trips, and nothing read twice.
 pub async fn submit(
     db: &Db,
     keys: &Keys,
@@ -130,34 +133,82 @@ pub async fn submit(
 ) -> Result<Submitted> {
     let suppression_hash = keys.email_hash(&submission.email.key());
     let signup = Arc::new(SignupInput { form, submission, info, suppression_hash });
+    let shares = partners::SharesAfterCommit::default();
+    let submitted = match db.has_one_writer() {
+        true => submit_read_then_write(db, keys, config, &signup, &shares).await?,
+        false => {
+            let (keys, config, queue) = (keys.clone(), config.clone(), shares.clone());
+            db.write(move |conn| {
+                let plan = plan_signup(conn, &signup)?;
+                let mail = match confirmation_mail_wanted(conn, &config, &signup, &plan)? {
+                    true => Some(render_confirmation(&keys, &config, &signup, &plan.names)?),
+                    false => None,
+                };
+                record_plan(conn, &keys, &config, &queue, &signup, &plan, mail)
+            })
+            .await?
+        }
+    };
+    // After the commit: the partners' `share` hooks run outside the transaction.
+    shares.run(db, scripts).await;
+    Ok(submitted)
+}
+
+/// [`submit`] for a database with one writer: the read and the rendering outside it.
+async fn submit_read_then_write(
+    db: &Db,
+    keys: &Keys,
+    config: &SignupConfig,
+    signup: &Arc<SignupInput>,
+    shares: &partners::SharesAfterCommit,
+) -> Result<Submitted> {
     for _ in 0..3 {
         let (input, read_config) = (signup.clone(), config.clone());
-        let (plan, capped) = db
+        let (plan, wanted) = db
             .read(move |conn| {
                 let plan = plan_signup(conn, &input)?;
-                let capped = daily_cap_reached(conn, &read_config, &input.submission.email.key())?;
-                if capped && plan.requests_confirmation() {
-                    tracing::info!("confirmation mail withheld: the address reached its daily cap");
-                }
-                Ok((plan, capped))
+                let wanted = confirmation_mail_wanted(conn, &read_config, &input, &plan)?;
+                Ok((plan, wanted))
             })
             .await?;
         // A mail the daily cap withholds is not rendered (the write checks the cap again).
-        let mail = match plan.requests_confirmation() && !capped {
-            true => Some(prepare_confirmation(keys, config, &signup, &plan.names).await?),
+        let mail = match wanted {
+            true => Some(prepare_confirmation(keys, config, signup, &plan.names).await?),
             false => None,
         };
-        let (input, keys, config) = (signup.clone(), keys.clone(), config.clone());
-        let shares = partners::SharesAfterCommit::default();
-        let queue = shares.clone();
-        let recorded = db.write(move |conn| record_signup(conn, &keys, &config, &queue, &input, &plan, mail)).await?;
+        let (input, keys, config, queue) = (signup.clone(), keys.clone(), config.clone(), shares.clone());
+        let recorded = db
+            .write(move |conn| {
+                let fresh = plan_signup(conn, &input)?;
+                if !fresh.same_as(&plan) {
+                    return Ok(None);
+                }
+                record_plan(conn, &keys, &config, &queue, &input, &plan, mail).map(Some)
+            })
+            .await?;
         if let Some(submitted) = recorded {
-            // After the commit: the partners' `share` hooks run outside the transaction.
-            shares.run(db, scripts).await;
             return Ok(submitted);
         }
     }
     Err(Error::Unavailable("the signup's consent state kept changing while it was recorded".into()))
+}
+
+/// Whether a signup planned so is to be mailed a confirmation request now: it asks for
+/// one, and the address has not reached its daily cap (which is logged).
+fn confirmation_mail_wanted(
+    conn: &mut DbConnection,
+    config: &SignupConfig,
+    input: &SignupInput,
+    plan: &SignupPlan,
+) -> Result<bool> {
+    if !plan.requests_confirmation() {
+        return Ok(false);
+    }
+    let capped = daily_cap_reached(conn, config, &input.submission.email.key())?;
+    if capped {
+        tracing::info!("confirmation mail withheld: the address reached its daily cap");
+    }
+    Ok(!capped)
 }
 
 /// A submit, as the read and the write of [`submit`] both see it.
@@ -278,8 +329,9 @@ pub fn partner_consent_text(locale: &str, partner: &PartnerRow) -> crate::i18n::
     )
 }
 
+/// Records what a signup was planned to record, with its confirmation mail if any.
 #[allow(clippy::too_many_arguments)]
-fn record_signup(
+fn record_plan(
     conn: &mut DbConnection,
     keys: &Keys,
     config: &SignupConfig,
@@ -287,12 +339,8 @@ fn record_signup(
     input: &SignupInput,
     plan: &SignupPlan,
     mail: Option<PreparedConfirmation>,
-) -> Result<Option<Submitted>> {
+) -> Result<Submitted> {
     let SignupInput { form, submission, info, .. } = input;
-    let fresh = plan_signup(conn, input)?;
-    if !fresh.same_as(plan) {
-        return Ok(None);
-    }
     let now = storage::now();
     let values = ContactValues::of(submission);
     let (contact_id, waiting_values) = match &plan.contact {
@@ -356,7 +404,7 @@ fn record_signup(
         FormOptIn::Double => SubmitOutcome::PendingConfirmation,
         FormOptIn::Single | FormOptIn::Passive => SubmitOutcome::Subscribed,
     };
-    Ok(Some(Submitted { outcome, survey_url }))
+    Ok(Submitted { outcome, survey_url })
 }
 
 /// The contact's own fields a submit carries. For a person already known they wait with
@@ -460,16 +508,24 @@ async fn prepare_confirmation(
     input: &Arc<SignupInput>,
     names: &[String],
 ) -> Result<PreparedConfirmation> {
+    let (keys, input, config, names) = (keys.clone(), input.clone(), config.clone(), names.to_vec());
+    tokio::task::spawn_blocking(move || render_confirmation(&keys, &config, &input, &names))
+        .await
+        .map_err(Error::internal)?
+}
+
+/// A new confirmation request's link, and its mail rendered from the form's template
+/// (within the sandbox's limits). Blocking.
+fn render_confirmation(
+    keys: &Keys,
+    config: &SignupConfig,
+    input: &SignupInput,
+    names: &[String],
+) -> Result<PreparedConfirmation> {
     let (id, expires_at, confirm_url) = confirmation_link(keys, config);
-    let (input, config, names) = (input.clone(), config.clone(), names.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let draft =
-            confirmation_draft(&config, &input.form, &input.submission, &names, &confirm_url, &input.info.locale)?;
-        let mail = mail::compose(&draft, &config.message_domain, None)?;
-        Ok(PreparedConfirmation { id, expires_at, mail })
-    })
-    .await
-    .map_err(Error::internal)?
+    let draft = confirmation_draft(config, &input.form, &input.submission, names, &confirm_url, &input.info.locale)?;
+    let mail = mail::compose(&draft, &config.message_domain, None)?;
+    Ok(PreparedConfirmation { id, expires_at, mail })
 }
 
 /// What a confirmation request records besides its mail.

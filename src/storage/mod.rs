@@ -28,11 +28,11 @@ pub mod surveys;
 pub mod users;
 pub mod webhooks;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, ManageConnection, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::{Error, Result};
@@ -44,8 +44,55 @@ pub enum DbConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
-pub type DbPool = Pool<ConnectionManager<DbConnection>>;
-type Pooled = PooledConnection<ConnectionManager<DbConnection>>;
+pub type DbPool = Pool<Manager>;
+type Pooled = PooledConnection<Manager>;
+
+/// A connection the pool lends, and when it last did work without an error.
+pub struct PoolConnection {
+    conn: DbConnection,
+    answered_at: Option<Instant>,
+}
+
+impl PoolConnection {
+    /// Runs work on the connection, noting whether it went without an error: a
+    /// connection that failed is checked before it is lent again.
+    fn run<T>(&mut self, work: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        let outcome = work(&mut self.conn);
+        self.answered_at = outcome.is_ok().then(Instant::now);
+        outcome
+    }
+}
+
+/// How long after its last answer a connection is lent without being checked first.
+const TRUSTED_FOR: Duration = Duration::from_secs(2);
+
+/// diesel's connection manager, except that a connection that has just answered is lent
+/// without a `SELECT 1` round trip first (under load that is every checkout); one idle
+/// longer, or whose last work failed, is checked, and replaced when it does not answer
+/// (the database restarted, the network dropped it).
+pub struct Manager(ConnectionManager<DbConnection>);
+
+impl ManageConnection for Manager {
+    type Connection = PoolConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<PoolConnection, Self::Error> {
+        Ok(PoolConnection { conn: self.0.connect()?, answered_at: None })
+    }
+
+    fn is_valid(&self, conn: &mut PoolConnection) -> std::result::Result<(), Self::Error> {
+        if conn.answered_at.is_some_and(|at| at.elapsed() < TRUSTED_FOR) {
+            return Ok(());
+        }
+        self.0.is_valid(&mut conn.conn)?;
+        conn.answered_at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut PoolConnection) -> bool {
+        self.0.has_broken(&mut conn.conn)
+    }
+}
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -110,9 +157,9 @@ struct SqlitePragmas {
     busy_timeout: Duration,
 }
 
-impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        if let DbConnection::Sqlite(conn) = conn {
+impl CustomizeConnection<PoolConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut PoolConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(conn) = &mut conn.conn {
             // journal_mode is not here: it is set once per database file (see `Db::connect`),
             // and switching it from several new connections at once fails with "locked".
             // secure_delete: what a delete frees is overwritten with zeros, so that an erased
@@ -172,7 +219,7 @@ impl Db {
                 options.busy_timeout.as_millis()
             ))?;
         }
-        let manager = ConnectionManager::<DbConnection>::new(sqlite_path(&options.url));
+        let manager = Manager(ConnectionManager::<DbConnection>::new(sqlite_path(&options.url)));
         let pool = Pool::builder()
             .max_size(options.pool_size)
             // While the database is down a request waits this long for a connection, then
@@ -190,6 +237,12 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether every write waits for one writer (SQLite). Work that may be slow, such as
+    /// rendering an admin's template, is then done before the write rather than inside it.
+    pub fn has_one_writer(&self) -> bool {
+        self.writer.is_some()
     }
 
     /// Connections open and idle, for the metrics.
@@ -257,7 +310,7 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut conn: Pooled = pool.get()?;
-            work(&mut conn)
+            conn.run(work)
         })
         .await
         .map_err(Error::internal)?

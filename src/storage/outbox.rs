@@ -58,31 +58,30 @@ pub fn find_due(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> Quer
         .load(conn)
 }
 
-/// Takes the lease on a mail if nobody holds it; answers the mail when this caller got it.
-/// The conditional update is atomic on both backends, so two workers never both win.
+/// Takes the lease on each of these mails that nobody holds; answers the mails this caller
+/// got, in one statement. The conditional update is atomic on both backends, so two
+/// workers never both win a mail.
 pub fn claim(
     conn: &mut DbConnection,
-    id: &str,
+    ids: &[String],
     now: NaiveDateTime,
     until: NaiveDateTime,
-) -> QueryResult<Option<OutboxRow>> {
-    let claimed = diesel::update(
+) -> QueryResult<Vec<OutboxRow>> {
+    diesel::update(
         outbox::table
-            .find(id)
+            .filter(outbox::id.eq_any(ids))
             .filter(outbox::sent_at.is_null())
             .filter(outbox::failed_at.is_null())
             .filter(outbox::locked_until.is_null().or(outbox::locked_until.lt(now))),
     )
     .set(outbox::locked_until.eq(until))
-    .execute(conn)?;
-    if claimed == 0 {
-        return Ok(None);
-    }
-    outbox::table.find(id).select(OutboxRow::as_select()).first(conn).optional()
+    .returning(outbox::all_columns)
+    .get_results(conn)
 }
 
-pub fn mark_sent(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
-    diesel::update(outbox::table.find(id))
+/// Marks these mails sent, in one statement.
+pub fn mark_sent(conn: &mut DbConnection, ids: &[String], at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
         .set((
             outbox::sent_at.eq(at),
             outbox::locked_until.eq(None::<NaiveDateTime>),

@@ -108,7 +108,7 @@ fn commit_group(pool: &DbPool, group: Vec<Job>) {
         Ok(conn) => conn,
         Err(error) => return fail_all(group, GroupFailure::of(&error.into())),
     };
-    let begun = match &mut *conn {
+    let begun = match &mut conn.conn {
         DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
         DbConnection::Postgres(_) => return fail_all(group, GroupFailure::of(&Error::internal("not SQLite"))),
     };
@@ -118,13 +118,13 @@ fn commit_group(pool: &DbPool, group: Vec<Job>) {
     let mut completions = Vec::with_capacity(group.len());
     let mut panicked = false;
     for job in group {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(&mut conn)))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(&mut conn.conn)))) {
             Ok(completion) => completions.push(completion),
             // The job's answer channel went with it: its caller hears the write was dropped.
             Err(_) => panicked = true,
         }
     }
-    let DbConnection::Sqlite(sqlite) = &mut *conn else {
+    let DbConnection::Sqlite(sqlite) = &mut conn.conn else {
         return;
     };
     let committed = if panicked {
@@ -141,6 +141,7 @@ fn commit_group(pool: &DbPool, group: Vec<Job>) {
     {
         tracing::error!(error = %error, "rolling back a group of writes failed");
     }
+    conn.answered_at = committed.is_ok().then(std::time::Instant::now);
     for completion in completions {
         completion(committed.as_ref().map(|_| ()));
     }
