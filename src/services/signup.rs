@@ -183,6 +183,11 @@ async fn submit_read_then_write(
                 if !fresh.same_as(&plan) {
                     return Ok(None);
                 }
+                // The cap again: another request for the address may have been mailed since.
+                let mail = match mail {
+                    Some(mail) if confirmation_mail_wanted(conn, &config, &input, &plan)? => Some(mail),
+                    _ => None,
+                };
                 record_plan(conn, &keys, &config, &queue, &input, &plan, mail).map(Some)
             })
             .await?;
@@ -397,7 +402,7 @@ fn record_plan(
             email_key: &submission.email.key(),
             values: waiting_values,
         };
-        record_confirmation(conn, config, request, prepared)?;
+        record_confirmation(conn, request, prepared)?;
     }
     // The same answer whether the address was new, known, unsubscribed or erased.
     let outcome = match form.definition.opt_in {
@@ -561,7 +566,7 @@ pub(crate) fn request_confirmation(
     let (id, expires_at, confirm_url) = confirmation_link(keys, config);
     let mail = mail::compose(&draft(conn, &confirm_url)?, &config.message_domain, None)?;
     let request = ConfirmationRequest { contact_id, form, purposes, email_key, values: None };
-    record_confirmation(conn, config, request, PreparedConfirmation { id, expires_at, mail })
+    record_confirmation(conn, request, PreparedConfirmation { id, expires_at, mail })
 }
 
 fn daily_cap_reached(conn: &mut DbConnection, config: &SignupConfig, email_key: &str) -> Result<bool> {
@@ -570,16 +575,13 @@ fn daily_cap_reached(conn: &mut DbConnection, config: &SignupConfig, email_key: 
     Ok(sent >= i64::from(config.confirmation_mails_per_day))
 }
 
+/// Records a confirmation request and queues its mail; the caller has checked the daily
+/// cap in the same transaction.
 fn record_confirmation(
     conn: &mut DbConnection,
-    config: &SignupConfig,
     request: ConfirmationRequest<'_>,
     prepared: PreparedConfirmation,
 ) -> Result<()> {
-    if daily_cap_reached(conn, config, request.email_key)? {
-        tracing::info!("confirmation mail withheld: the address reached its daily cap");
-        return Ok(());
-    }
     let (form_id, form_version) = request.form.unzip();
     let purposes = request.purposes.iter().map(ToString::to_string).collect::<Vec<_>>();
     let values = request.values.map(|v| serde_json::to_string(&v)).transpose().map_err(Error::internal)?;

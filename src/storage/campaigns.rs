@@ -14,7 +14,7 @@ use super::DbConnection;
 use super::schema::{campaign_recipients, campaigns, delivery_events};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = campaigns, treat_none_as_null = true)]
+#[diesel(table_name = campaigns, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct CampaignRow {
     pub id: String,
     pub name: String,
@@ -45,7 +45,7 @@ pub struct CampaignRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = campaign_recipients)]
+#[diesel(table_name = campaign_recipients, treat_none_as_default_value = false)]
 pub struct RecipientRow {
     pub id: String,
     pub campaign_id: String,
@@ -67,7 +67,7 @@ pub struct RecipientRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = delivery_events)]
+#[diesel(table_name = delivery_events, treat_none_as_default_value = false)]
 pub struct DeliveryEventRow {
     pub id: String,
     pub kind: String,

@@ -7,7 +7,7 @@ use super::DbConnection;
 use super::schema::confirmations;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = confirmations)]
+#[diesel(table_name = confirmations, treat_none_as_default_value = false)]
 pub struct ConfirmationRow {
     pub id: String,
     pub contact_id: String,

@@ -12,7 +12,7 @@ use crate::domain::ledger::{LEAF_VERSION, Leaf};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = consent_events)]
+#[diesel(table_name = consent_events, treat_none_as_default_value = false)]
 pub struct ConsentEventRow {
     pub id: String,
     pub seq: i64,
@@ -190,9 +190,14 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
     }
     let waiting: Vec<(String, i64)> = rows.iter().map(|row| (row.id.clone(), row.seq)).collect();
     for chunk in rows.chunks(500) {
-        match conn {
-            DbConnection::Postgres(pg) => diesel::insert_into(consent_events::table).values(chunk).execute(pg)?,
-            DbConnection::Sqlite(sqlite) => diesel::insert_into(consent_events::table).values(chunk).execute(sqlite)?,
+        match (&mut *conn, chunk) {
+            // One row (a signup's usual case) is a statement PostgreSQL keeps prepared; a
+            // batch's text depends on its length, so it is parsed each time.
+            (conn, [row]) => diesel::insert_into(consent_events::table).values(row).execute(conn)?,
+            (DbConnection::Postgres(pg), _) => diesel::insert_into(consent_events::table).values(chunk).execute(pg)?,
+            (DbConnection::Sqlite(sqlite), _) => {
+                diesel::insert_into(consent_events::table).values(chunk).execute(sqlite)?
+            }
         };
     }
     super::ledger::insert_unsequenced(conn, &waiting)?;

@@ -7,7 +7,7 @@ use super::DbConnection;
 use super::schema::{form_versions, forms};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = forms)]
+#[diesel(table_name = forms, treat_none_as_default_value = false)]
 pub struct FormRow {
     pub id: String,
     pub slug: String,
@@ -17,7 +17,7 @@ pub struct FormRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = form_versions)]
+#[diesel(table_name = form_versions, treat_none_as_default_value = false)]
 pub struct FormVersionRow {
     pub form_id: String,
     pub version: i32,

@@ -7,7 +7,7 @@ use super::DbConnection;
 use super::schema::{import_jobs, provenance_manifests};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = provenance_manifests)]
+#[diesel(table_name = provenance_manifests, treat_none_as_default_value = false)]
 pub struct ManifestRow {
     pub id: String,
     pub supplier: String,
@@ -22,7 +22,7 @@ pub struct ManifestRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = import_jobs, treat_none_as_null = true)]
+#[diesel(table_name = import_jobs, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct ImportJobRow {
     pub id: String,
     pub status: String,

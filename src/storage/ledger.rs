@@ -19,6 +19,12 @@ use crate::error::{Error, Result};
 const CHUNK: usize = 500;
 
 pub fn insert_unsequenced(conn: &mut DbConnection, events: &[(String, i64)]) -> Result<()> {
+    if let [(id, seq)] = events {
+        // One row is a statement PostgreSQL keeps prepared (see `consent::append_events`).
+        let row = (consent_unsequenced::event_id.eq(id), consent_unsequenced::seq.eq(seq));
+        diesel::insert_into(consent_unsequenced::table).values(row).execute(conn)?;
+        return Ok(());
+    }
     for chunk in events.chunks(CHUNK) {
         let values: Vec<_> = chunk
             .iter()

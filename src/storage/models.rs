@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 // A row is written whole: `None` clears a column rather than leaving it unchanged.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = contacts, treat_none_as_null = true)]
+#[diesel(table_name = contacts, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct ContactRow {
     pub id: String,
     pub email: String,
@@ -26,14 +26,14 @@ pub struct ContactRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = contact_tags)]
+#[diesel(table_name = contact_tags, treat_none_as_default_value = false)]
 pub struct ContactTagRow {
     pub contact_id: String,
     pub tag: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = contact_lists)]
+#[diesel(table_name = contact_lists, treat_none_as_default_value = false)]
 pub struct ContactListRow {
     pub contact_id: String,
     pub list_id: String,
@@ -41,7 +41,7 @@ pub struct ContactListRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = lists)]
+#[diesel(table_name = lists, treat_none_as_default_value = false)]
 pub struct ListRow {
     pub id: String,
     pub name: String,
@@ -52,7 +52,7 @@ pub struct ListRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = users)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
 pub struct UserRow {
     pub id: String,
     pub email: String,
@@ -66,7 +66,7 @@ pub struct UserRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = api_keys)]
+#[diesel(table_name = api_keys, treat_none_as_default_value = false)]
 pub struct ApiKeyRow {
     pub id: String,
     pub name: String,
@@ -80,7 +80,7 @@ pub struct ApiKeyRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = server_secrets)]
+#[diesel(table_name = server_secrets, treat_none_as_default_value = false)]
 pub struct ServerSecretRow {
     pub name: String,
     pub value: String,

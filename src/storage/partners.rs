@@ -7,7 +7,7 @@ use super::DbConnection;
 use super::schema::{partner_keys, partner_leads, partners};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = partners, treat_none_as_null = true)]
+#[diesel(table_name = partners, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct PartnerRow {
     pub id: String,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct PartnerRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = partner_keys)]
+#[diesel(table_name = partner_keys, treat_none_as_default_value = false)]
 pub struct PartnerKeyRow {
     pub id: String,
     pub partner_id: String,
@@ -38,7 +38,7 @@ pub struct PartnerKeyRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = partner_leads, treat_none_as_null = true)]
+#[diesel(table_name = partner_leads, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct LeadRow {
     pub id: String,
     pub partner_id: String,

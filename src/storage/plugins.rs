@@ -7,7 +7,7 @@ use super::DbConnection;
 use super::schema::{plugin_versions, plugins, segments};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = plugins)]
+#[diesel(table_name = plugins, treat_none_as_default_value = false)]
 pub struct PluginRow {
     pub name: String,
     pub version: i32,
@@ -19,7 +19,7 @@ pub struct PluginRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = plugin_versions)]
+#[diesel(table_name = plugin_versions, treat_none_as_default_value = false)]
 pub struct PluginVersionRow {
     pub name: String,
     pub version: i32,
@@ -30,7 +30,7 @@ pub struct PluginVersionRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = segments, treat_none_as_null = true)]
+#[diesel(table_name = segments, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SegmentRow {
     pub id: String,
     pub name: String,

@@ -8,7 +8,7 @@ use super::DbConnection;
 use super::schema::{contact_link_revocations, data_requests};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = data_requests)]
+#[diesel(table_name = data_requests, treat_none_as_default_value = false)]
 pub struct DataRequestRow {
     pub id: String,
     pub contact_id: String,

@@ -7,7 +7,7 @@ use super::DbConnection;
 use super::schema::{survey_responses, surveys};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = surveys, treat_none_as_null = true)]
+#[diesel(table_name = surveys, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SurveyRow {
     pub id: String,
     pub name: String,
@@ -21,7 +21,7 @@ pub struct SurveyRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = survey_responses, treat_none_as_null = true)]
+#[diesel(table_name = survey_responses, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct ResponseRow {
     pub id: String,
     pub survey_id: String,

@@ -7,7 +7,7 @@ use super::DbConnection;
 use super::schema::{delivery_attempts, webhook_deliveries, webhook_subscriptions};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = webhook_subscriptions)]
+#[diesel(table_name = webhook_subscriptions, treat_none_as_default_value = false)]
 pub struct SubscriptionRow {
     pub id: String,
     pub url: String,
@@ -21,7 +21,7 @@ pub struct SubscriptionRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = webhook_deliveries, treat_none_as_null = true)]
+#[diesel(table_name = webhook_deliveries, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct DeliveryRow {
     pub id: String,
     /// `partner:<id>` or `subscription:<id>`.
@@ -41,7 +41,7 @@ pub struct DeliveryRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = delivery_attempts)]
+#[diesel(table_name = delivery_attempts, treat_none_as_default_value = false)]
 pub struct AttemptRow {
     pub id: String,
     pub delivery_id: String,
