@@ -532,7 +532,7 @@ fn verify_in(conn: &mut DbConnection, kept: &[String]) -> Result<LedgerReport> {
         );
     }
     report.kept_checkpoints_checked = kept.len();
-    if let Some(outside) = tree::find_event_outside_log(conn)? {
+    if let Some(outside) = tree::find_event_outside_log(conn, range.size())? {
         return fail(
             report,
             LedgerMismatch::of(None, Some(&outside), "this event is neither in the tree nor waiting for its leaf"),

@@ -255,6 +255,37 @@ async fn rewriting_the_words_a_person_agreed_to_is_caught_and_named() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("leaf 0"), "{output:?}");
 }
 
+#[tokio::test]
+async fn an_event_written_around_the_log_is_caught_and_named() {
+    let app = spawn_app().await;
+    signed_up(&app, "first@example.org").await;
+    let id = signed_up(&app, "never.agreed@example.org").await;
+    app.ledger_sequenced().await;
+    let (_, report) = app.send(app.get("/api/v1/consent/verify")).await;
+    assert_eq!(report["valid"], true, "{report}");
+    let event = app.consents_of(&id).await["events"][0]["id"].as_str().unwrap().to_owned();
+
+    // Someone with database access adds a consent beside the log: a copy of a real event,
+    // with no leaf and not waiting for one.
+    execute(
+        &app,
+        "INSERT INTO consent_events (id, seq, contact_id, purpose, action, basis, requires_confirmation, method, \
+         form_id, form_version, consent_text_sha256, actor, ip, user_agent, source_url, evidence_salt, ip_digest, \
+         user_agent_digest, source_url_digest, occurred_at, prev_hash, hash, manifest_id, proof, email_digest) \
+         SELECT 'forged-' || id, seq + 1000000, contact_id, purpose, action, basis, requires_confirmation, method, \
+         form_id, form_version, consent_text_sha256, actor, ip, user_agent, source_url, evidence_salt, ip_digest, \
+         user_agent_digest, source_url_digest, occurred_at, prev_hash, hash, manifest_id, proof, email_digest \
+         FROM consent_events WHERE id = $1",
+        event.clone(),
+    )
+    .await;
+    let (_, report) = app.send(app.get("/api/v1/consent/verify")).await;
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["first_mismatch"]["event_id"], format!("forged-{event}"));
+    assert!(report["first_mismatch"]["reason"].as_str().unwrap().contains("neither in the tree"), "{report}");
+    assert_eq!(report["events_checked"], 2);
+}
+
 /// What someone with the database (and `key`) can do: throw the tree away and rebuild it
 /// from the events as they are now, signed with `key`, recording `verifier` as the log's.
 async fn rebuild(app: &TestApp, key: consento::services::ledger::LedgerKey, verifier: Option<String>) {
