@@ -95,6 +95,7 @@ async fn run(db: &Db, events: usize) -> BenchResult<()> {
         let batch: Vec<NewConsentEvent> = (start..events.min(start + WRITE_BATCH))
             .map(|i| NewConsentEvent {
                 contact_id: format!("01a00000-0000-7000-8000-{i:012}"),
+                email_key: None,
                 purpose: list.clone(),
                 action: ConsentAction::Granted,
                 basis: ConsentBasis::SingleOptIn,

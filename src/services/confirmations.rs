@@ -71,6 +71,7 @@ pub fn start_in(
             conn,
             NewConsentEvent {
                 contact_id: contact_id.clone(),
+                email_key: None,
                 purpose: ask.purpose.clone(),
                 action: ConsentAction::Granted,
                 basis,

@@ -139,6 +139,7 @@ pub async fn record_consent(
             conn,
             NewConsentEvent {
                 contact_id: id.to_string(),
+                email_key: None,
                 purpose: consent.purpose,
                 action: ConsentAction::Granted,
                 basis,
@@ -189,6 +190,7 @@ pub fn withdraw_in(
             conn,
             NewConsentEvent {
                 contact_id: contact_id.to_owned(),
+                email_key: None,
                 purpose: purpose.clone(),
                 action: ConsentAction::Withdrawn,
                 basis,

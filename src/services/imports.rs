@@ -1155,6 +1155,7 @@ fn store_chunk(
             })
             .map(|(contact_id, list, _)| NewConsentEvent {
                 contact_id,
+                email_key: None,
                 purpose: Purpose::List(list),
                 action: ConsentAction::Granted,
                 basis,

@@ -992,6 +992,7 @@ pub async fn receive_lead(
                 conn,
                 NewConsentEvent {
                     contact_id: contact_id.clone(),
+                    email_key: None,
                     purpose: purpose.clone(),
                     action: ConsentAction::Granted,
                     basis: ConsentBasis::Partner,

@@ -375,6 +375,8 @@ fn record_plan(
             conn,
             NewConsentEvent {
                 contact_id: contact_id.clone(),
+                // The contact was found by this key, or made with it.
+                email_key: Some(submission.email.key()),
                 purpose: grant.purpose.clone(),
                 action: ConsentAction::Granted,
                 basis,
@@ -768,6 +770,7 @@ async fn confirm_queueing(
                 conn,
                 NewConsentEvent {
                     contact_id: row.contact_id.clone(),
+                    email_key: None,
                     purpose: purpose.clone(),
                     action: ConsentAction::Confirmed,
                     basis,

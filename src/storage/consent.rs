@@ -114,6 +114,8 @@ impl ConsentEventRow {
 #[derive(Debug, Clone)]
 pub struct NewConsentEvent {
     pub contact_id: String,
+    /// The contact's address key when the caller holds it; read from the contact if not.
+    pub email_key: Option<String>,
     pub purpose: Purpose,
     pub action: ConsentAction,
     pub basis: ConsentBasis,
@@ -137,8 +139,11 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
         return Ok(Vec::new());
     }
     let seqs = next_seqs(conn, events.len())?;
-    let contact_ids: Vec<&str> = events.iter().map(|e| e.contact_id.as_str()).collect();
-    let addresses = contact_addresses(conn, &contact_ids)?;
+    let unknown: Vec<&str> = events.iter().filter(|e| e.email_key.is_none()).map(|e| e.contact_id.as_str()).collect();
+    let addresses = match unknown.is_empty() {
+        true => std::collections::HashMap::new(),
+        false => contact_addresses(conn, &unknown)?,
+    };
     let mut texts: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let occurred_at = now();
     let mut rows = Vec::with_capacity(events.len());
@@ -160,7 +165,10 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
         let mut row = ConsentEventRow {
             id: uuid::Uuid::now_v7().to_string(),
             seq,
-            email_digest: personal_digest(&salt, addresses.get(&new.contact_id).map(String::as_str)),
+            email_digest: personal_digest(
+                &salt,
+                new.email_key.as_deref().or_else(|| addresses.get(&new.contact_id).map(String::as_str)),
+            ),
             contact_id: new.contact_id,
             purpose: new.purpose.to_string(),
             action: new.action.as_str().to_owned(),
@@ -204,6 +212,11 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
     Ok(rows)
 }
 
+diesel::define_sql_function! {
+    /// PostgreSQL's next value of a sequence.
+    fn nextval(sequence: diesel::sql_types::Text) -> diesel::sql_types::BigInt;
+}
+
 /// Numbers for `count` new events. On PostgreSQL a sequence, which no transaction waits
 /// on; on SQLite, whose one writer runs every write in turn, the next after the highest.
 fn next_seqs(conn: &mut DbConnection, count: usize) -> Result<Vec<i64>> {
@@ -213,6 +226,10 @@ fn next_seqs(conn: &mut DbConnection, count: usize) -> Result<Vec<i64>> {
         seq: i64,
     }
     match conn {
+        // One number (a signup's usual case) through a statement PostgreSQL keeps prepared.
+        DbConnection::Postgres(pg) if count == 1 => {
+            Ok(vec![diesel::select(nextval("consent_event_seq")).get_result(pg)?])
+        }
         DbConnection::Postgres(pg) => {
             let query = format!("SELECT nextval('consent_event_seq') AS seq FROM generate_series(1, {count})");
             let mut seqs: Vec<i64> = diesel::sql_query(query).load::<Next>(pg)?.into_iter().map(|n| n.seq).collect();

@@ -432,6 +432,7 @@ impl TestApp {
                     conn,
                     consento::storage::consent::NewConsentEvent {
                         contact_id,
+                        email_key: None,
                         purpose,
                         action: ConsentAction::Confirmed,
                         basis: ConsentBasis::DoubleOptIn,
