@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// One field at fault in a request, named by its JSON path (`attributes.age`, `tags[2]`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
     /// Where the fault is: a body field path, or a query or path parameter name.
     pub field: String,

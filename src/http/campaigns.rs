@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, delete, get, http::header, patch, post, web};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -17,7 +17,6 @@ use crate::services::campaigns::{
     self as service, AudienceCheck, Campaign, CampaignDraft, CampaignStats, Command, Tracking,
 };
 use crate::services::pagination::PageRequest;
-use crate::storage::campaigns::RecipientRow;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
@@ -677,11 +676,7 @@ pub struct RecipientPage {
     pub next_cursor: Option<String>,
 }
 
-fn at(time: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
-    time.map(|t| t.and_utc())
-}
-
-fn recipient(row: RecipientRow, domain: &str) -> RecipientResponse {
+fn recipient(row: service::Recipient, domain: &str) -> RecipientResponse {
     RecipientResponse {
         message_id: format!("<{}@{domain}>", row.id),
         id: row.id,
@@ -691,13 +686,13 @@ fn recipient(row: RecipientRow, domain: &str) -> RecipientResponse {
         status: row.status,
         reason: row.reason,
         attempts: row.attempts,
-        sent_at: at(row.sent_at),
+        sent_at: row.sent_at,
         last_error: row.last_error,
-        bounced_at: at(row.bounced_at),
-        complained_at: at(row.complained_at),
-        unsubscribed_at: at(row.unsubscribed_at),
-        opened_at: at(row.opened_at),
-        clicked_at: at(row.clicked_at),
+        bounced_at: row.bounced_at,
+        complained_at: row.complained_at,
+        unsubscribed_at: row.unsubscribed_at,
+        opened_at: row.opened_at,
+        clicked_at: row.clicked_at,
     }
 }
 

@@ -285,7 +285,7 @@ pub async fn upload_import(
 ) -> Result<HttpResponse> {
     let id = parse_id::<uuid::Uuid>(&id, "import")?.to_string();
     let job = service::find_job(&state.db, id.clone()).await?;
-    if job.status != crate::storage::imports::status::AWAITING_FILE {
+    if !job.awaits_file() {
         return Err(Error::Conflict(format!("the import is {}; its file was given already", job.status)));
     }
     let folder = state.settings.imports_dir();

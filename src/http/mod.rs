@@ -114,7 +114,7 @@ where
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
     ),
     servers((url = "/", description = "The server that serves this document")),
-    components(schemas(Problem, crate::error::FieldError)),
+    components(schemas(Problem, problem::FieldFault)),
     modifiers(&SecurityAndProblems),
     tags(
         (name = "auth", description = "Access tokens"),

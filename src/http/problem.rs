@@ -25,7 +25,23 @@ pub struct Problem {
     pub detail: Option<String>,
     /// For validation problems: every field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<FieldError>>,
+    pub errors: Option<Vec<FieldFault>>,
+}
+
+/// One field at fault in a request, named by its JSON path (`attributes.age`, `tags[2]`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = FieldError)]
+pub struct FieldFault {
+    /// Where the fault is: a body field path, or a query or path parameter name.
+    pub field: String,
+    /// What is wrong with it, written for the person who sent it.
+    pub message: String,
+}
+
+impl From<&FieldError> for FieldFault {
+    fn from(error: &FieldError) -> Self {
+        Self { field: error.field.clone(), message: error.message.clone() }
+    }
 }
 
 impl Error {
@@ -65,7 +81,7 @@ impl Error {
             status: self.status_code().as_u16(),
             detail,
             errors: match self {
-                Error::Validation(errors) => Some(errors.clone()),
+                Error::Validation(errors) => Some(errors.iter().map(FieldFault::from).collect()),
                 _ => None,
             },
         }

@@ -156,6 +156,13 @@ const SIGNED_HEADERS: &[&str] = &[
     "List-Unsubscribe-Post",
 ];
 
+/// A mailbox as a header names it (`Name <address>` or a bare address), read: its display
+/// name if any and its address; or why it is not one.
+pub fn parse_mailbox(text: &str) -> std::result::Result<(Option<String>, String), String> {
+    let mailbox = text.parse::<lettre::message::Mailbox>().map_err(|e| e.to_string())?;
+    Ok((mailbox.name, mailbox.email.to_string()))
+}
+
 /// Builds the message. Names and subjects with line breaks or other control characters are
 /// folded to spaces first: contact data must never break a message or inject a header.
 pub fn compose(draft: &Draft, message_domain: &str, signer: Option<&Signer>) -> Result<Composed> {

@@ -97,7 +97,7 @@ pub async fn off_the_request<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let task = tokio::task::spawn_blocking(move || {
-        crate::services::in_background(work).unwrap_or_else(|| Err(Error::internal("rendering panicked")))
+        crate::threads::in_background(work).unwrap_or_else(|| Err(Error::internal("rendering panicked")))
     });
     // A little over the deadline: the render's own check usually answers first, with its line.
     match tokio::time::timeout(DEADLINE + Duration::from_millis(500), task).await {

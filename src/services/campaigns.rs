@@ -246,11 +246,11 @@ fn check_draft(draft: &CampaignDraft, mail_from: &str) -> Result<String> {
         errors.push(FieldError::new("lists", "must name at least one list"));
     }
     let from = draft.from.clone().unwrap_or_else(|| mail_from.to_owned());
-    if let Err(e) = from.parse::<lettre::message::Mailbox>() {
+    if let Err(e) = crate::mail::parse_mailbox(&from) {
         errors.push(FieldError::new("from", format!("is not a mailbox: {e}")));
     }
     if let Some(reply_to) = &draft.reply_to
-        && let Err(e) = reply_to.parse::<lettre::message::Mailbox>()
+        && let Err(e) = crate::mail::parse_mailbox(reply_to)
     {
         errors.push(FieldError::new("reply_to", format!("is not a mailbox: {e}")));
     }
@@ -983,14 +983,55 @@ pub async fn list_recipients(
     id: CampaignId,
     status: Option<String>,
     page: PageRequest,
-) -> Result<Page<RecipientRow>> {
+) -> Result<Page<Recipient>> {
     db.read(move |conn| {
         let key = id.to_string();
         repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
         let rows = repo::list_recipients(conn, &key, status.as_deref(), page.after.as_deref(), page.fetch_limit())?;
-        Ok(page.page(rows, |r| r.id.clone()))
+        Ok(page.page(rows, |r| r.id.clone()).map(Recipient::from))
     })
     .await
+}
+
+/// A campaign's recipient: its verdict and what became of its message.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub id: String,
+    pub contact_id: Option<String>,
+    pub email: String,
+    pub list_id: Option<String>,
+    pub status: String,
+    pub reason: String,
+    pub attempts: i32,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub bounced_at: Option<DateTime<Utc>>,
+    pub complained_at: Option<DateTime<Utc>>,
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub clicked_at: Option<DateTime<Utc>>,
+}
+
+impl From<RecipientRow> for Recipient {
+    fn from(row: RecipientRow) -> Self {
+        let at = |time: Option<chrono::NaiveDateTime>| time.map(|t| t.and_utc());
+        Self {
+            id: row.id,
+            contact_id: row.contact_id,
+            email: row.email,
+            list_id: row.list_id,
+            status: row.status,
+            reason: row.reason,
+            attempts: row.attempts,
+            sent_at: at(row.sent_at),
+            last_error: row.last_error,
+            bounced_at: at(row.bounced_at),
+            complained_at: at(row.complained_at),
+            unsubscribed_at: at(row.unsubscribed_at),
+            opened_at: at(row.opened_at),
+            clicked_at: at(row.clicked_at),
+        }
+    }
 }
 
 fn not_found(id: CampaignId) -> Error {

@@ -23,8 +23,8 @@ pub struct Controller {
 impl Controller {
     /// From the sender of system mail (`Name <address>`) and the public URL.
     pub fn from_settings(settings: &crate::settings::Settings) -> Self {
-        let (name, email) = match settings.mail_from.parse::<lettre::message::Mailbox>() {
-            Ok(mailbox) => (mailbox.name.unwrap_or_else(|| mailbox.email.to_string()), mailbox.email.to_string()),
+        let (name, email) = match crate::mail::parse_mailbox(&settings.mail_from) {
+            Ok((name, email)) => (name.unwrap_or_else(|| email.clone()), email),
             Err(_) => (settings.mail_from.clone(), settings.mail_from.clone()),
         };
         Self { name, email, url: settings.base_url() }

@@ -12,7 +12,7 @@ use crate::domain::{Contact, ContactId, ContactStatus, Country, Email, ListId, T
 use crate::error::{Error, FieldError, Result};
 use crate::storage::contacts::{self as repo, ContactFilter};
 use crate::storage::models::{ContactListRow, ContactRow, ContactTagRow};
-use crate::storage::{self, Db, DbConnection, is_unique_violation, lists};
+use crate::storage::{self, Db, DbConnection, lists};
 
 /// A contact to create, parsed.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ pub async fn create_contact(db: &Db, keys: &Keys, new: NewContact) -> Result<Con
         };
         let tags = tag_rows(&row.id, &new.tags);
         let lists = list_rows(&row.id, &new.lists, now);
-        repo::insert_contact(conn, &row, &tags, &lists).map_err(duplicate_email)?;
+        storage::or_conflict(repo::insert_contact(conn, &row, &tags, &lists), duplicate_email)?;
         let contact =
             repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("a created contact vanished"))?;
         webhooks::emit(conn, EventType::ContactCreated, json!({"contact": webhooks::contact_json(&contact)}))?;
@@ -154,7 +154,7 @@ pub async fn update_contact(db: &Db, keys: &Keys, id: ContactId, changes: Contac
             created_at: current.created_at.naive_utc(),
             updated_at: now,
         };
-        repo::update_contact(conn, &row).map_err(duplicate_email)?;
+        storage::or_conflict(repo::update_contact(conn, &row), duplicate_email)?;
         let tags = changes.tags.map(|tags| tag_rows(&row.id, &tags));
         let lists = changes.lists.map(|lists| list_rows(&row.id, &lists, now));
         repo::replace_memberships(conn, &row.id, tags.as_deref(), lists.as_deref())?;
@@ -225,12 +225,8 @@ fn ensure_email_free(conn: &mut DbConnection, email: &Email, except: Option<Cont
 }
 
 /// A unique violation that slipped past [`ensure_email_free`] (two requests at once).
-fn duplicate_email(error: diesel::result::Error) -> Error {
-    if is_unique_violation(&error) {
-        Error::Conflict("a contact with this e-mail already exists".to_owned())
-    } else {
-        error.into()
-    }
+fn duplicate_email() -> String {
+    "a contact with this e-mail already exists".to_owned()
 }
 
 fn tag_rows(contact_id: &str, tags: &BTreeSet<Tag>) -> Vec<ContactTagRow> {

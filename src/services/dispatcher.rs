@@ -298,7 +298,7 @@ impl Dispatcher {
         let ids: Vec<String> = claimed.iter().filter_map(|r| r.contact_id.clone()).collect();
         let contacts = self.ctx.db.read(move |conn| campaigns::load_mail_contacts(conn, &ids)).await?;
         let ctx = self.ctx.clone();
-        let threads = super::cores();
+        let threads = crate::threads::cores();
         tokio::task::spawn_blocking(move || {
             let compose = |recipient: Claimed| {
                 let contact = recipient.contact_id.as_ref().and_then(|id| contacts.get(id));
@@ -316,7 +316,8 @@ impl Dispatcher {
                 (recipient, message)
             };
             // Signing (RSA above all) is the costly part: one slice of the batch per core.
-            super::map_on_cores(claimed, threads, compose).ok_or_else(|| Error::internal("rendering a batch failed"))
+            crate::threads::map_on_cores(claimed, threads, compose)
+                .ok_or_else(|| Error::internal("rendering a batch failed"))
         })
         .await
         .map_err(Error::internal)?

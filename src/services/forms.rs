@@ -9,7 +9,7 @@ use crate::domain::form::FormDefinition;
 use crate::error::{Error, FieldError, Result};
 use crate::storage::forms::{self as repo, FormRow, FormVersionRow};
 use crate::storage::models::{parse_id, utc};
-use crate::storage::{self, Db, DbConnection, is_unique_violation, lists};
+use crate::storage::{self, Db, DbConnection, lists};
 
 /// A form at one version.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub async fn create_form(db: &Db, slug: String, definition: FormDefinition, auth
         let form =
             FormRow { id: id.to_string(), slug: slug.clone(), current_version: 1, created_at: now, updated_at: now };
         let version = version_row(&form.id, 1, &definition, author, now)?;
-        repo::insert_form(conn, &form, &version).map_err(|e| duplicate_slug(e, &slug))?;
+        storage::or_conflict(repo::insert_form(conn, &form, &version), || duplicate_slug(&slug))?;
         to_form(form, version)
     })
     .await
@@ -61,7 +61,7 @@ pub async fn update_form(
         let slug = slug.unwrap_or(form.slug);
         let now = storage::now();
         let version = version_row(&form.id, form.current_version + 1, &definition, author, now)?;
-        repo::insert_version(conn, &version, &slug).map_err(|e| duplicate_slug(e, &slug))?;
+        storage::or_conflict(repo::insert_version(conn, &version, &slug), || duplicate_slug(&slug))?;
         let (form, version) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
         to_form(form, version)
     })
@@ -206,12 +206,8 @@ pub fn to_form(form: FormRow, version: FormVersionRow) -> Result<Form> {
     })
 }
 
-fn duplicate_slug(error: diesel::result::Error, slug: &str) -> Error {
-    if is_unique_violation(&error) {
-        Error::Conflict(format!("another form is published at /f/{slug}"))
-    } else {
-        error.into()
-    }
+fn duplicate_slug(slug: &str) -> String {
+    format!("another form is published at /f/{slug}")
 }
 
 fn not_found(id: FormId) -> Error {

@@ -351,6 +351,13 @@ pub struct ImportJob {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl ImportJob {
+    /// Whether the job waits for its file (which may be given once).
+    pub fn awaits_file(&self) -> bool {
+        self.status == status::AWAITING_FILE
+    }
+}
+
 /// What an import did so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {

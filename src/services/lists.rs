@@ -4,7 +4,7 @@ use super::pagination::{Page, PageRequest};
 use crate::domain::{List, ListId, ListName, OptInMode};
 use crate::error::{Error, Result};
 use crate::storage::models::ListRow;
-use crate::storage::{self, Db, is_unique_violation, lists as repo};
+use crate::storage::{self, Db, lists as repo};
 
 #[derive(Debug, Clone)]
 pub struct NewList {
@@ -31,7 +31,7 @@ pub async fn create_list(db: &Db, new: NewList) -> Result<List> {
         updated_at: now,
     };
     db.write(move |conn| {
-        repo::insert_list(conn, &row).map_err(|e| duplicate_name(e, &row.name))?;
+        storage::or_conflict(repo::insert_list(conn, &row), || duplicate_name(&row.name))?;
         List::try_from(row)
     })
     .await
@@ -74,7 +74,7 @@ pub async fn update_list(db: &Db, id: ListId, changes: ListChanges) -> Result<Li
             row.opt_in = opt_in.as_str().to_owned();
         }
         row.updated_at = storage::now();
-        repo::update_list(conn, &row).map_err(|e| duplicate_name(e, &row.name))?;
+        storage::or_conflict(repo::update_list(conn, &row), || duplicate_name(&row.name))?;
         List::try_from(row)
     })
     .await
@@ -86,12 +86,8 @@ pub async fn delete_list(db: &Db, id: ListId) -> Result<()> {
     if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
 }
 
-fn duplicate_name(error: diesel::result::Error, name: &str) -> Error {
-    if is_unique_violation(&error) {
-        Error::Conflict(format!("a list named {name:?} already exists"))
-    } else {
-        error.into()
-    }
+fn duplicate_name(name: &str) -> String {
+    format!("a list named {name:?} already exists")
 }
 
 fn not_found(id: ListId) -> Error {

@@ -453,7 +453,7 @@ pub async fn dry_run(
     args: Vec<Value>,
 ) -> Result<DryRun> {
     tokio::task::spawn_blocking(move || {
-        super::in_background(move || {
+        crate::threads::in_background(move || {
             let ast = host.compile(&name, &source).map_err(script_rejected)?;
             let args: Vec<Dynamic> = args
                 .into_iter()

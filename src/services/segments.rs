@@ -18,7 +18,7 @@ use crate::plugins::{PluginHost, ScriptContact, ScriptError};
 use crate::storage::contacts::{self, ScanNeeds};
 use crate::storage::models::{parse_id, utc};
 use crate::storage::plugins::{self as repo, SegmentRow};
-use crate::storage::{self, Db, DbConnection, is_unique_violation};
+use crate::storage::{self, Db, DbConnection};
 
 const BATCH: i64 = 5000;
 
@@ -248,7 +248,7 @@ pub(crate) async fn test_batch(
     if predicate.ast.is_none() {
         return Ok(vec![true; batch.len()]);
     }
-    let threads = super::cores();
+    let threads = crate::threads::cores();
     let (host, predicate) = (host.clone(), predicate.clone());
     tokio::task::spawn_blocking(move || evaluate(&host, &predicate, batch, threads))
         .await
@@ -266,7 +266,7 @@ fn evaluate(
     threads: usize,
 ) -> std::result::Result<Vec<bool>, ScriptError> {
     let failed = AtomicBool::new(false);
-    let verdicts = super::map_on_cores(batch, threads, |facts| {
+    let verdicts = crate::threads::map_on_cores(batch, threads, |facts| {
         if failed.load(Ordering::Relaxed) {
             return None;
         }
@@ -309,7 +309,7 @@ pub async fn create_segment(
         updated_at: now,
     };
     db.write(move |conn| {
-        repo::insert_segment(conn, &row).map_err(|e| duplicate_name(e, &row.name))?;
+        storage::or_conflict(repo::insert_segment(conn, &row), || duplicate_name(&row.name))?;
         to_segment(row)
     })
     .await
@@ -339,7 +339,7 @@ pub async fn update_segment(
             (row.script, row.plugin, row.settings) = split_rule(rule);
         }
         row.updated_at = storage::now();
-        repo::update_segment(conn, &row).map_err(|e| duplicate_name(e, &row.name))?;
+        storage::or_conflict(repo::update_segment(conn, &row), || duplicate_name(&row.name))?;
         to_segment(row)
     })
     .await
@@ -455,8 +455,8 @@ fn merge_settings(
     if errors.is_empty() { Ok(merged) } else { Err(Error::Validation(errors)) }
 }
 
-fn duplicate_name(error: diesel::result::Error, name: &str) -> Error {
-    if is_unique_violation(&error) { Error::Conflict(format!("a segment named {name:?} exists")) } else { error.into() }
+fn duplicate_name(name: &str) -> String {
+    format!("a segment named {name:?} exists")
 }
 
 fn not_found(id: &str) -> Error {

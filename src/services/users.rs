@@ -5,7 +5,7 @@ use super::pagination::{Page, PageRequest};
 use crate::domain::{Email, Role, User, UserId};
 use crate::error::{Error, Result};
 use crate::storage::models::UserRow;
-use crate::storage::{self, Db, is_unique_violation, users as repo};
+use crate::storage::{self, Db, users as repo};
 
 /// A user to create. The password has passed [`super::auth::check_password_rules`].
 #[derive(Debug, Clone)]
@@ -35,12 +35,8 @@ pub async fn create_user(db: &Db, new: NewUser) -> Result<User> {
         session_generation: 0,
     };
     db.write(move |conn| {
-        repo::insert_user(conn, &row).map_err(|error| {
-            if is_unique_violation(&error) {
-                Error::Conflict(format!("a user with the e-mail {} already exists", row.email))
-            } else {
-                error.into()
-            }
+        storage::or_conflict(repo::insert_user(conn, &row), || {
+            format!("a user with the e-mail {} already exists", row.email)
         })?;
         User::try_from(row)
     })

@@ -23,6 +23,7 @@ pub mod plugins;
 pub mod preferences;
 pub mod schema;
 pub mod secrets;
+pub mod stats;
 pub mod suppressions;
 pub mod surveys;
 pub mod users;
@@ -394,8 +395,14 @@ fn sqlite_path(url: &str) -> String {
 }
 
 /// Whether an error is a unique-constraint violation (a duplicate).
-pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+fn is_unique_violation(error: &diesel::result::Error) -> bool {
     matches!(error, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}
+
+/// A write's outcome, with a broken unique constraint answered as a conflict (409) saying
+/// what already exists (`duplicate`).
+pub fn or_conflict<T>(outcome: QueryResult<T>, duplicate: impl FnOnce() -> String) -> Result<T> {
+    outcome.map_err(|error| if is_unique_violation(&error) { Error::Conflict(duplicate()) } else { error.into() })
 }
 
 /// Checks the database answers, for readiness probes.
