@@ -416,3 +416,40 @@ pub fn now() -> chrono::NaiveDateTime {
     let now = chrono::Utc::now().naive_utc();
     chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The migrations of a folder: each one's name, and the files it holds.
+    fn migrations(backend: &str) -> Vec<(String, Vec<String>)> {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+        let mut found: Vec<(String, Vec<String>)> = std::fs::read_dir(&folder)
+            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+            .flatten()
+            .filter(|entry| entry.path().is_dir())
+            .map(|entry| {
+                let mut files: Vec<String> = std::fs::read_dir(entry.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|file| file.file_name().to_string_lossy().into_owned())
+                    .collect();
+                files.sort();
+                (entry.file_name().to_string_lossy().into_owned(), files)
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// One schema on two databases: every migration exists for both, under the same name,
+    /// each with its way up and down, so that neither database can be ahead of the other.
+    #[test]
+    fn the_sqlite_and_postgresql_migrations_are_the_same_steps() {
+        let sqlite = migrations("sqlite");
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, migrations("postgres"));
+        for (name, files) in &sqlite {
+            assert_eq!(files, &["down.sql", "up.sql"], "migration {name}");
+        }
+    }
+}

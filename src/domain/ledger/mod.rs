@@ -104,6 +104,34 @@ mod tests {
         }
     }
 
+    /// What must never change: every proof ever handed out holds leaves in this format and
+    /// hashes of it. A change here breaks them all; a new format takes a new `LEAF_VERSION`
+    /// and keeps this one readable.
+    #[test]
+    fn the_leaf_format_and_its_hash_are_pinned() {
+        let bytes = leaf().to_bytes();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            PINNED_LEAF,
+            "the leaf format changed: every proof issued would stop verifying"
+        );
+        assert_eq!(crate::domain::consent::hex(&leaf().hash()), PINNED_LEAF_HASH);
+        // The personal fields are HMAC-SHA256 under the event's salt, in lower-case hex.
+        assert_eq!(
+            crate::domain::consent::personal_digest("0123456789abcdef", Some("203.0.113.7")),
+            "e25e7aa15f18e79a3fd02a8fa35b11c2ad014cb9998c114e682d6e9c821ad6b7"
+        );
+    }
+
+    const PINNED_LEAF: &str = concat!(
+        r#"{"v":1,"event_id":"e","contact_id":"c","email_digest":"d","purpose":"list:x","action":"granted","#,
+        r#""basis":"single_opt_in","requires_confirmation":true,"method":"form","form_id":null,"form_version":2,"#,
+        r#""consent_text":"Send me \"news\"\nmonthly","proof":null,"manifest_id":null,"ip_digest":"","#,
+        r#""user_agent_digest":"","source_url_digest":"","actor":"public","occurred_at":"2026-12-01T09:00:00.000000Z"}"#,
+    );
+    /// SHA-256(0x00 || leaf), RFC 9162's leaf hash, computed outside consento.
+    const PINNED_LEAF_HASH: &str = "f5be4ea13e94495f77c0e2cd84e1546776d611f2dc0414dcf9f5e97295b172c6";
+
     #[test]
     fn a_leaf_is_json_in_a_fixed_order_and_reads_back() {
         let bytes = leaf().to_bytes();
