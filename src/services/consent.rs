@@ -34,6 +34,16 @@ pub struct RecordedConsent {
 /// Appends an event and keeps list membership in step: on a list while its consent is
 /// active, off it once withdrawn. A pending grant changes nothing until confirmed.
 pub fn apply_event(conn: &mut DbConnection, event: NewConsentEvent) -> Result<ConsentEventRow> {
+    let listeners = webhooks::Listeners::read(conn)?;
+    apply_event_for(conn, event, &listeners)
+}
+
+/// [`apply_event`], telling the listeners the caller has read already.
+pub fn apply_event_for(
+    conn: &mut DbConnection,
+    event: NewConsentEvent,
+    listeners: &webhooks::Listeners,
+) -> Result<ConsentEventRow> {
     let list_id = event.purpose.list_id().map(|id| id.to_string());
     let contact_id = event.contact_id.clone();
     let joins = match event.action {
@@ -55,7 +65,7 @@ pub fn apply_event(conn: &mut DbConnection, event: NewConsentEvent) -> Result<Co
         "method": event.evidence.method,
     });
     let row = ledger::append_event(conn, event)?;
-    webhooks::emit(conn, kind, data)?;
+    listeners.emit(conn, kind, data)?;
     if let Some(list_id) = list_id {
         if joins {
             contacts::add_membership(conn, &contact_id, &list_id, row.occurred_at)?;

@@ -88,6 +88,7 @@ pub fn insert_new_in(
     company: Option<String>,
     country: Option<&Country>,
     now: chrono::NaiveDateTime,
+    listeners: &webhooks::Listeners,
 ) -> Result<String> {
     let row = ContactRow {
         id: ContactId::new().to_string(),
@@ -101,7 +102,7 @@ pub fn insert_new_in(
         updated_at: now,
     };
     repo::insert_contact(conn, &row, &[], &[])?;
-    webhooks::emit_contact(conn, EventType::ContactCreated, &row.id)?;
+    listeners.emit_contact(conn, EventType::ContactCreated, &row.id)?;
     Ok(row.id)
 }
 

@@ -1087,14 +1087,18 @@ fn upsert_lead_contact(
             webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
             Ok(row.id)
         }
-        None => super::contacts::insert_new_in(
-            conn,
-            &checked.email,
-            &lead.attributes,
-            checked.company.clone(),
-            checked.country.as_ref(),
-            now,
-        ),
+        None => {
+            let listeners = webhooks::Listeners::read(conn)?;
+            super::contacts::insert_new_in(
+                conn,
+                &checked.email,
+                &lead.attributes,
+                checked.company.clone(),
+                checked.country.as_ref(),
+                now,
+                &listeners,
+            )
+        }
     }
 }
 

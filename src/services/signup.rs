@@ -7,7 +7,9 @@ use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::consent::{ContactConsents, apply_event, erase_in, leave_all_in, load_contact_consents, withdraw_in};
+use super::consent::{
+    ContactConsents, apply_event, apply_event_for, erase_in, leave_all_in, load_contact_consents, withdraw_in,
+};
 
 use super::forms::Form;
 use super::keys::{Keys, LinkKind};
@@ -348,15 +350,18 @@ fn record_plan(
     let SignupInput { form, submission, info, .. } = input;
     let now = storage::now();
     let values = ContactValues::of(submission);
+    // Read once for the events this signup emits: the form submitted, the contact created
+    // or updated, each consent granted.
+    let listeners = webhooks::Listeners::read(conn)?;
     let (contact_id, waiting_values) = match &plan.contact {
         Some(row) if plan.needs_confirmation => (row.id.clone(), Some(values)),
         Some(row) => {
-            fill_empty_fields(conn, row.clone(), &values, now)?;
+            fill_empty_fields(conn, row.clone(), &values, now, &listeners)?;
             (row.id.clone(), None)
         }
-        None => (insert_contact(conn, submission, now)?, None),
+        None => (insert_contact(conn, submission, now, &listeners)?, None),
     };
-    webhooks::emit(
+    listeners.emit(
         conn,
         EventType::FormSubmitted,
         json!({"form_id": form.id.to_string(), "form_slug": form.slug, "form_version": form.version, "contact_id": contact_id}),
@@ -371,7 +376,7 @@ fn record_plan(
     };
     let basis = form.definition.basis_for(&submission.email);
     for grant in &plan.grants {
-        apply_event(
+        apply_event_for(
             conn,
             NewConsentEvent {
                 contact_id: contact_id.clone(),
@@ -390,6 +395,7 @@ fn record_plan(
                 },
                 actor: Actor::Public.to_string(),
             },
+            &listeners,
         )?;
         if let (Purpose::Partner(partner_id), false) = (&grant.purpose, plan.needs_confirmation) {
             // The opt-in is complete: the partner gets the lead once this commits.
@@ -440,6 +446,7 @@ fn fill_empty_fields(
     mut row: ContactRow,
     values: &ContactValues,
     now: chrono::NaiveDateTime,
+    listeners: &webhooks::Listeners,
 ) -> Result<()> {
     let mut attributes: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
     let mut changed = false;
@@ -461,7 +468,7 @@ fn fill_empty_fields(
         row.attributes = Value::Object(attributes).to_string();
         row.updated_at = now;
         contacts::update_contact(conn, &row)?;
-        webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
+        listeners.emit_contact(conn, EventType::ContactUpdated, &row.id)?;
     }
     Ok(())
 }
@@ -481,7 +488,12 @@ fn apply_waiting_values(conn: &mut DbConnection, contact_id: &str, values: Conta
     webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)
 }
 
-fn insert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: chrono::NaiveDateTime) -> Result<String> {
+fn insert_contact(
+    conn: &mut DbConnection,
+    submission: &ValidSubmission,
+    now: chrono::NaiveDateTime,
+    listeners: &webhooks::Listeners,
+) -> Result<String> {
     super::contacts::insert_new_in(
         conn,
         &submission.email,
@@ -489,6 +501,7 @@ fn insert_contact(conn: &mut DbConnection, submission: &ValidSubmission, now: ch
         submission.company.clone(),
         submission.country.as_ref(),
         now,
+        listeners,
     )
 }
 

@@ -120,24 +120,59 @@ pub fn contact_json(contact: &crate::domain::Contact) -> Value {
     })
 }
 
-/// The active subscriptions that asked for events of this type.
-fn subscribers(conn: &mut DbConnection, kind: EventType) -> Result<Vec<SubscriptionRow>> {
-    let mut subscriptions = repo::list_active_subscriptions(conn)?;
-    subscriptions.retain(|s| {
-        serde_json::from_str::<Vec<String>>(&s.event_types).is_ok_and(|types| types.iter().any(|t| t == kind.as_str()))
-    });
-    Ok(subscriptions)
+/// Who listens: the active subscriptions, read once for a write that emits several events
+/// (a signup: the form submitted, the contact created, each consent granted), where each
+/// emit would read them again. Read inside the write's transaction, as [`emit`] does.
+pub struct Listeners {
+    subscriptions: Vec<SubscriptionRow>,
+}
+
+impl Listeners {
+    pub fn read(conn: &mut DbConnection) -> Result<Self> {
+        Ok(Self { subscriptions: repo::list_active_subscriptions(conn)? })
+    }
+
+    /// The subscriptions that asked for events of this type.
+    fn wanting(&self, kind: EventType) -> Vec<&SubscriptionRow> {
+        let asked = |s: &&SubscriptionRow| {
+            serde_json::from_str::<Vec<String>>(&s.event_types)
+                .is_ok_and(|types| types.iter().any(|t| t == kind.as_str()))
+        };
+        self.subscriptions.iter().filter(asked).collect()
+    }
+
+    /// Queues an event for every subscription that asked for its type, in the caller's
+    /// transaction: the event exists if and only if what caused it was committed.
+    pub fn emit(&self, conn: &mut DbConnection, kind: EventType, data: Value) -> Result<()> {
+        let wanted = self.wanting(kind);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let payload = envelope(&event_id, kind, Utc::now(), data);
+        let rows: Vec<DeliveryRow> = wanted
+            .iter()
+            .map(|s| delivery_row(format!("subscription:{}", s.id), &event_id, kind, None, &payload))
+            .collect();
+        repo::insert_deliveries(conn, &rows)?;
+        Ok(())
+    }
+
+    /// Queues a contact event with the contact as it now is (read only when someone listens).
+    pub fn emit_contact(&self, conn: &mut DbConnection, kind: EventType, contact_id: &str) -> Result<()> {
+        if self.wanting(kind).is_empty() {
+            return Ok(());
+        }
+        if let Some(contact) = crate::storage::contacts::find_contact(conn, contact_id)? {
+            self.emit(conn, kind, json!({"contact": contact_json(&contact)}))?;
+        }
+        Ok(())
+    }
 }
 
 /// Queues a contact event with the contact as it now is (read only when someone listens).
 pub fn emit_contact(conn: &mut DbConnection, kind: EventType, contact_id: &str) -> Result<()> {
-    if subscribers(conn, kind)?.is_empty() {
-        return Ok(());
-    }
-    if let Some(contact) = crate::storage::contacts::find_contact(conn, contact_id)? {
-        emit(conn, kind, json!({"contact": contact_json(&contact)}))?;
-    }
-    Ok(())
+    Listeners::read(conn)?.emit_contact(conn, kind, contact_id)
 }
 
 /// Erasure: events still held about the contact keep their type and time, not the person.
@@ -159,18 +194,7 @@ pub fn redact_contact(conn: &mut DbConnection, contact_id: &str, lead_ids: &[Str
 /// Queues an event for every active subscription that asked for its type, in the
 /// caller's transaction: the event exists if and only if what caused it was committed.
 pub fn emit(conn: &mut DbConnection, kind: EventType, data: Value) -> Result<()> {
-    let wanted = subscribers(conn, kind)?;
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let event_id = uuid::Uuid::now_v7().to_string();
-    let payload = envelope(&event_id, kind, Utc::now(), data);
-    let rows: Vec<DeliveryRow> = wanted
-        .iter()
-        .map(|s| delivery_row(format!("subscription:{}", s.id), &event_id, kind, None, &payload))
-        .collect();
-    repo::insert_deliveries(conn, &rows)?;
-    Ok(())
+    Listeners::read(conn)?.emit(conn, kind, data)
 }
 
 /// Queues a lead event for a partner: by webhook when it has one, otherwise kept for it
