@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod list;
 pub mod partner;
 pub mod role;
+pub mod segment;
 pub mod survey;
 pub mod user;
 

@@ -3,27 +3,7 @@
 //! a list); they become SQL filters, and only the rest is evaluated in Rhai, on the rows
 //! that pass them.
 
-/// Conditions SQL tests, all of which must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SqlConditions {
-    pub countries: Vec<String>,
-    pub statuses: Vec<String>,
-    pub tags: Vec<String>,
-    pub lists: Vec<String>,
-    /// A campaign's audience: on any of these lists, or with any consent event for one of
-    /// them (so that those who left are seen, and excluded with their reason).
-    pub audience_lists: Vec<String>,
-}
-
-impl SqlConditions {
-    pub fn is_empty(&self) -> bool {
-        self.countries.is_empty()
-            && self.statuses.is_empty()
-            && self.tags.is_empty()
-            && self.lists.is_empty()
-            && self.audience_lists.is_empty()
-    }
-}
+pub use crate::domain::segment::SqlConditions;
 
 /// Splits an inline expression into what SQL can test and the expression left for Rhai
 /// (`None` when nothing is left). A script it does not understand is left whole.

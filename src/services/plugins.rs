@@ -490,8 +490,9 @@ pub async fn dry_run_on_contacts(
     let count = i64::from(count.clamp(1, 100));
     let needs = crate::storage::contacts::ScanNeeds { tags: true, lists: true, consents: true };
     let conditions = crate::plugins::pushdown::SqlConditions::default();
-    let facts =
+    let scanned =
         db.read(move |conn| crate::storage::contacts::scan_batch(conn, None, count, needs, &conditions)).await?;
+    let facts: Vec<crate::plugins::contact::ContactFacts> = scanned.into_iter().map(Into::into).collect();
     tokio::task::spawn_blocking(move || {
         let ast = host.compile(&name, &source).map_err(script_rejected)?;
         facts
