@@ -101,7 +101,9 @@ pub fn insert_new_in(
         created_at: now,
         updated_at: now,
     };
-    repo::insert_contact(conn, &row, &[], &[])?;
+    // Two first signups of one address at once: the later answers a conflict, which the
+    // caller may try again (it then finds the contact).
+    storage::or_conflict(repo::insert_contact(conn, &row, &[], &[]), duplicate_email)?;
     listeners.emit_contact(conn, EventType::ContactCreated, &row.id)?;
     Ok(row.id)
 }

@@ -135,25 +135,44 @@ pub async fn submit(
 ) -> Result<Submitted> {
     let suppression_hash = keys.email_hash(&submission.email.key());
     let signup = Arc::new(SignupInput { form, submission, info, suppression_hash });
-    let shares = partners::SharesAfterCommit::default();
-    let submitted = match db.has_one_writer() {
-        true => submit_read_then_write(db, keys, config, &signup, &shares).await?,
-        false => {
-            let (keys, config, queue) = (keys.clone(), config.clone(), shares.clone());
-            db.write(move |conn| {
-                let plan = plan_signup(conn, &signup)?;
-                let mail = match confirmation_mail_wanted(conn, &config, &signup, &plan)? {
-                    true => Some(render_confirmation(&keys, &config, &signup, &plan.names)?),
-                    false => None,
-                };
-                record_plan(conn, &keys, &config, &queue, &signup, &plan, mail)
-            })
-            .await?
-        }
+    let (submitted, shares) = match db.has_one_writer() {
+        true => submit_read_then_write(db, keys, config, &signup).await?,
+        false => submit_in_one_transaction(db, keys, config, &signup).await?,
     };
     // After the commit: the partners' `share` hooks run outside the transaction.
     shares.run(db, scripts).await;
     Ok(submitted)
+}
+
+/// [`submit`] where writes do not wait for each other: read, render and record in one
+/// transaction. Two first submits of one address at once (a double click) race to create
+/// the contact; the one that loses is tried again, and finds it.
+async fn submit_in_one_transaction(
+    db: &Db,
+    keys: &Keys,
+    config: &SignupConfig,
+    signup: &Arc<SignupInput>,
+) -> Result<(Submitted, partners::SharesAfterCommit)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let shares = partners::SharesAfterCommit::default();
+        let (input, keys, config, queue) = (signup.clone(), keys.clone(), config.clone(), shares.clone());
+        let recorded = db
+            .write(move |conn| {
+                let plan = plan_signup(conn, &input)?;
+                let mail = match confirmation_mail_wanted(conn, &config, &input, &plan)? {
+                    true => Some(render_confirmation(&keys, &config, &input, &plan.names)?),
+                    false => None,
+                };
+                record_plan(conn, &keys, &config, &queue, &input, &plan, mail)
+            })
+            .await;
+        match recorded {
+            Err(Error::Conflict(_)) if attempt < 3 => continue,
+            other => return other.map(|submitted| (submitted, shares)),
+        }
+    }
 }
 
 /// [`submit`] for a database with one writer: the read and the rendering outside it.
@@ -162,8 +181,7 @@ async fn submit_read_then_write(
     keys: &Keys,
     config: &SignupConfig,
     signup: &Arc<SignupInput>,
-    shares: &partners::SharesAfterCommit,
-) -> Result<Submitted> {
+) -> Result<(Submitted, partners::SharesAfterCommit)> {
     for _ in 0..3 {
         let (input, read_config) = (signup.clone(), config.clone());
         let (plan, wanted) = db
@@ -178,6 +196,7 @@ async fn submit_read_then_write(
             true => Some(prepare_confirmation(keys, config, signup, &plan.names).await?),
             false => None,
         };
+        let shares = partners::SharesAfterCommit::default();
         let (input, keys, config, queue) = (signup.clone(), keys.clone(), config.clone(), shares.clone());
         let recorded = db
             .write(move |conn| {
@@ -194,7 +213,7 @@ async fn submit_read_then_write(
             })
             .await?;
         if let Some(submitted) = recorded {
-            return Ok(submitted);
+            return Ok((submitted, shares));
         }
     }
     Err(Error::Unavailable("the signup's consent state kept changing while it was recorded".into()))

@@ -707,3 +707,28 @@ async fn a_browser_post_to_an_unknown_form_or_too_large_gets_a_page_in_its_langu
     let response = app.client.post(app.url("/f/nouvelles")).json(&body).send().await.unwrap();
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
 }
+
+#[tokio::test]
+async fn a_double_click_on_a_new_address_records_one_person_and_answers_every_click() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("clicks", "double", json!({})).await;
+    // The same new address, submitted eight times at once (a double click, a retrying
+    // browser): on PostgreSQL the submits race to create the contact.
+    let clicks = (0..8).map(|_| {
+        app.client
+            .post(app.url("/f/clicks"))
+            .json(&json!({"email": "quick.fingers@example.org", "consents": [list]}))
+            .send()
+    });
+    for response in futures_util::future::join_all(clicks).await {
+        let response = response.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
+    }
+    let contact = app.contact_by_email("quick.fingers@example.org").await.unwrap();
+    let (_, page) = app.send(app.get("/api/v1/contacts?limit=100")).await;
+    let matching = page["items"].as_array().unwrap().iter().filter(|c| c["email"] == "quick.fingers@example.org");
+    assert_eq!(matching.count(), 1);
+    // However many clicks, one pending grant: repeated submits do not grow the ledger.
+    let events = app.consents_of(contact["id"].as_str().unwrap()).await["events"].clone();
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+}
