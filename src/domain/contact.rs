@@ -105,3 +105,25 @@ pub struct Contact {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// A contact as a scan reads it for scripts (segments, the send policy): only what the
+/// script uses is loaded, the rest is empty.
+#[derive(Debug, Default)]
+pub struct ContactRecord {
+    pub id: String,
+    pub email: String,
+    pub company: Option<String>,
+    pub country: Option<String>,
+    pub status: String,
+    pub is_role_address: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The attributes as stored (JSON text).
+    pub attributes_json: String,
+    pub tags: Vec<String>,
+    pub lists: Vec<String>,
+    /// Per purpose: (purpose, status, basis, unix seconds of the grant).
+    pub consents: Vec<(String, String, String, i64)>,
+    /// Purposes whose consent in force came with a provenance manifest that names us.
+    pub consents_naming_us: Vec<String>,
+}

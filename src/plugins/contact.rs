@@ -6,26 +6,35 @@ use std::sync::{Arc, OnceLock};
 
 use rhai::{Array, Dynamic, Engine, ImmutableString};
 
-/// What a script may know about a contact.
+use crate::domain::contact::ContactRecord;
+
+/// What a script may know about a contact: the record, and its attributes as a Rhai map
+/// once a script has read them.
 #[derive(Debug, Default)]
 pub struct ContactFacts {
-    pub id: String,
-    pub email: String,
-    pub company: Option<String>,
-    pub country: Option<String>,
-    pub status: String,
-    pub is_role_address: bool,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// The attributes as stored (JSON text), parsed on first use.
-    pub attributes_json: String,
-    pub tags: Vec<String>,
-    pub lists: Vec<String>,
-    /// Per purpose: (purpose, status, basis, unix seconds of the grant).
-    pub consents: Vec<(String, String, String, i64)>,
-    /// Purposes whose consent in force came with a provenance manifest that names us.
-    pub consents_naming_us: Vec<String>,
-    pub(crate) parsed: OnceLock<rhai::Map>,
+    record: ContactRecord,
+    parsed: OnceLock<rhai::Map>,
+}
+
+impl From<ContactRecord> for ContactFacts {
+    fn from(record: ContactRecord) -> Self {
+        Self { record, parsed: OnceLock::new() }
+    }
+}
+
+impl ContactFacts {
+    /// The record, given back once scripts are done with it.
+    pub fn into_record(self) -> ContactRecord {
+        self.record
+    }
+}
+
+impl std::ops::Deref for ContactFacts {
+    type Target = ContactRecord;
+
+    fn deref(&self) -> &ContactRecord {
+        &self.record
+    }
 }
 
 impl ContactFacts {

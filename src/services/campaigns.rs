@@ -11,6 +11,7 @@ use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
 use super::plugins::{FolderPlugins, script_rejected};
 use super::segments::{self, Predicate};
+use crate::domain::contact::ContactRecord;
 use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ListId, SegmentId};
 use crate::error::{Error, FieldError, Result};
 use crate::mail::{self, Draft, Signer, Transport, template};
@@ -648,11 +649,13 @@ fn judge(
         } else {
             policy.decide(host, contact.clone()).map_err(script_rejected)?
         };
-        let facts = Arc::try_unwrap(contact.0).unwrap_or_else(|shared| ContactFacts {
-            id: shared.id.clone(),
-            email: shared.email.clone(),
-            lists: shared.lists.clone(),
-            ..ContactFacts::default()
+        let facts = Arc::try_unwrap(contact.0).unwrap_or_else(|shared| {
+            ContactFacts::from(ContactRecord {
+                id: shared.id.clone(),
+                email: shared.email.clone(),
+                lists: shared.lists.clone(),
+                ..ContactRecord::default()
+            })
         });
         verdicts.push((facts, verdict));
     }
@@ -717,6 +720,7 @@ pub async fn prepare_recipients(ctx: &CampaignContext, campaign: &Campaign) -> R
                         .then(|| lists.iter().find(|l| facts.lists.contains(l)).or(lists.first()).cloned())
                         .flatten()
                 });
+                let facts = facts.into_record();
                 RecipientRow {
                     id: uuid::Uuid::now_v7().to_string(),
                     campaign_id: campaign_id.clone(),

@@ -463,24 +463,3 @@ fn duplicate_name(name: &str) -> String {
 fn not_found(id: &str) -> Error {
     Error::NotFound(format!("there is no segment {id}"))
 }
-
-/// What a script may know of a contact a scan read.
-impl From<contacts::ScannedContact> for ContactFacts {
-    fn from(scanned: contacts::ScannedContact) -> Self {
-        ContactFacts {
-            id: scanned.id,
-            email: scanned.email,
-            company: scanned.company,
-            country: scanned.country,
-            status: scanned.status,
-            is_role_address: scanned.is_role_address,
-            created_at: scanned.created_at,
-            attributes_json: scanned.attributes_json,
-            tags: scanned.tags,
-            lists: scanned.lists,
-            consents: scanned.consents,
-            consents_naming_us: scanned.consents_naming_us,
-            ..ContactFacts::default()
-        }
-    }
-}

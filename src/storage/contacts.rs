@@ -8,6 +8,7 @@ use super::DbConnection;
 use super::models::{ContactListRow, ContactRow, ContactTagRow};
 use super::schema::{consent_events, contact_lists, contact_tags, contacts};
 use crate::domain::Contact;
+use crate::domain::contact::ContactRecord;
 use crate::domain::segment::SqlConditions;
 use crate::error::Result;
 
@@ -315,28 +316,6 @@ pub struct ScanNeeds {
     pub consents: bool,
 }
 
-/// A contact as a scan reads it for scripts: only what the script uses is loaded (the
-/// rest is empty).
-#[derive(Debug, Default)]
-pub struct ScannedContact {
-    pub id: String,
-    pub email: String,
-    pub company: Option<String>,
-    pub country: Option<String>,
-    pub status: String,
-    pub is_role_address: bool,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// The attributes as stored (JSON text).
-    pub attributes_json: String,
-    pub tags: Vec<String>,
-    pub lists: Vec<String>,
-    /// Per purpose: (purpose, status, basis, unix seconds of the grant).
-    pub consents: Vec<(String, String, String, i64)>,
-    /// Purposes whose consent in force came with a provenance manifest that names us.
-    pub consents_naming_us: Vec<String>,
-}
-
 /// One batch of contacts in id order, for scripts, loading only what the script uses.
 pub fn scan_batch(
     conn: &mut DbConnection,
@@ -344,7 +323,7 @@ pub fn scan_batch(
     limit: i64,
     needs: ScanNeeds,
     conditions: &SqlConditions,
-) -> Result<Vec<ScannedContact>> {
+) -> Result<Vec<ContactRecord>> {
     type Row = (String, String, String, Option<String>, Option<String>, String, chrono::NaiveDateTime);
     let mut query = contacts::table
         .select((
@@ -419,7 +398,7 @@ pub fn scan_batch(
         .into_iter()
         .map(|(id, email, attributes, company, country, status, created_at)| {
             let is_role_address = crate::domain::Email::from_trusted(email.clone()).is_role_address();
-            ScannedContact {
+            ContactRecord {
                 tags: tags.remove(&id).unwrap_or_default(),
                 lists: lists.remove(&id).unwrap_or_default(),
                 consents: consents.remove(&id).unwrap_or_default(),
