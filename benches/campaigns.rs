@@ -24,7 +24,7 @@ use consento::plugins::{Limits, PluginHost};
 use consento::services::campaigns::{self, CampaignContext, CampaignDraft, Tracking};
 use consento::services::dispatcher::{Dispatcher, SendOptions, send_until_done};
 use consento::services::keys::Keys;
-use consento::services::plugins::FolderPlugins;
+use consento::services::plugins::{FolderPlugins, Scripts};
 use consento::settings::DkimAlgorithm;
 use consento::storage::{Backend, Db, DbConnection, DbOptions, SqliteSync};
 use diesel::connection::SimpleConnection;
@@ -148,8 +148,8 @@ async fn run(options: Options) -> BenchResult<()> {
         Ok(CampaignContext {
             db: db.clone(),
             keys: keys.clone(),
-            host: host.clone(),
-            folder: folder_plugins.clone(),
+            scripts: Scripts { host: host.clone(), folder: folder_plugins.clone() },
+            wake: Arc::new(tokio::sync::Notify::new()),
             transport: Transport::smtp(&format!("smtp://{smtp}"), connections as u32)?,
             signer: Some(Arc::new(signer(algorithm)?)),
             base_url: "https://news.consento.test".to_owned(),
@@ -190,8 +190,7 @@ async fn measure(ctx: &CampaignContext, connections: usize, count: usize, name: 
     // The audience is narrowed to `count` contacts by a segment on an attribute.
     let segment = consento::services::segments::create_segment(
         &ctx.db,
-        &ctx.host,
-        &ctx.folder,
+        &ctx.scripts,
         consento::services::segments::SegmentDraft {
             name: format!("first {count} ({name}, {connections})"),
             description: String::new(),
@@ -234,8 +233,8 @@ async fn measure(ctx: &CampaignContext, connections: usize, count: usize, name: 
         max_attempts: 3,
         lease: chrono::TimeDelta::minutes(2),
     };
-    let dispatcher = Dispatcher::new(ctx.clone(), options, Arc::new(tokio::sync::Notify::new()));
-    campaigns::schedule(&ctx.db, id, None).await?;
+    let dispatcher = Dispatcher::new(ctx.clone(), options);
+    campaigns::schedule(ctx, id, None).await?;
     let started = Instant::now();
     // The first round prepares the audience (the send policy over every contact).
     let prepared = dispatcher.round().await?;

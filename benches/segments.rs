@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use consento::plugins::{Limits, PluginHost};
-use consento::services::plugins::FolderPlugins;
+use consento::services::plugins::{FolderPlugins, Scripts};
 use consento::services::segments::{Rule, count};
 use consento::storage::{Backend, Db, DbConnection, DbOptions, SqliteSync};
 use diesel::connection::SimpleConnection;
@@ -71,7 +71,7 @@ async fn run(url: String, contacts: usize) -> BenchResult<()> {
     println!("backend: {}, contacts: {contacts}, cores: {cores}", db.backend().as_str());
 
     let host = Arc::new(PluginHost::new(std::path::Path::new("/nonexistent"), Limits::default()));
-    let folder = FolderPlugins::default();
+    let scripts = Scripts { host, folder: Arc::new(FolderPlugins::default()) };
     let list = LISTS[0];
     let cutoff = chrono::Utc::now().timestamp() - 730 * DAY;
     let cutoff_sql = match db.backend() {
@@ -125,7 +125,7 @@ async fn run(url: String, contacts: usize) -> BenchResult<()> {
     println!("{:<8} {:>10} {:>10} {:>10} {:>10} {:>7}", "predicate", "rhai n", "rhai s", "sql n", "sql s", "ratio");
     for (name, script, sql) in cases {
         let started = Instant::now();
-        let (scan, _) = count(&db, &host, &folder, &Rule::Script(script), 0).await?;
+        let (scan, _) = count(&db, &scripts, &Rule::Script(script), 0).await?;
         let rhai_time = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let sql_count: i64 = db.read(move |conn| Ok(scalar(conn, &sql)?)).await?;

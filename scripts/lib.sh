@@ -20,17 +20,32 @@ need() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package" > /dev/null
 }
 
+# cpu_budget CORES NAME: a CPU cgroup (cgroup v1 `cpu` controller) whose processes may use
+# at most CORES cores' worth of time however many cores they run on, as if on a machine of
+# their own that size; prints its folder. Remove it with `rmdir` once its processes ended.
+cpu_budget() {
+  local folder=/sys/fs/cgroup/cpu/$2
+  mkdir -p "$folder"
+  echo 100000 > "$folder/cpu.cfs_period_us"
+  python3 -c "import sys; print(round(float(sys.argv[1]) * 100000))" "$1" > "$folder/cpu.cfs_quota_us"
+  echo "$folder"
+}
+
 build_release() {
   [ "$BIN" != target/release/consento ] || cargo build --release --locked --quiet
 }
 
 # start_server DATA_DIR PORT [NAME=VALUE ...]: starts consento in the background (pinned to
-# the CPUs in $PIN when set), waits until it answers, and sets $server to its pid.
+# the CPUs in $PIN when set; held to $CPU_BUDGET cores when set, see cpu_budget), waits
+# until it answers, and sets $server to its pid.
 start_server() {
   local data=$1 port=$2
   shift 2
   local pin=()
   [ -z "${PIN:-}" ] || pin=(taskset -c "$PIN")
+  # The shell enters the cgroup, then becomes consento (env cannot run a shell function).
+  [ -z "${CPU_BUDGET:-}" ] ||
+    pin=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$(cpu_budget "$CPU_BUDGET" "consento-$port")" "${pin[@]}")
   env CONSENTO_DATA_DIR="$data" CONSENTO_LISTEN="127.0.0.1:$port" CONSENTO_PLUGINS_DIR="$PWD/plugins" \
     CONSENTO_ADMIN_EMAIL="$ADMIN_EMAIL" CONSENTO_ADMIN_PASSWORD="$ADMIN_PASSWORD" CONSENTO_LOG=warn \
     CONSENTO_PUBLIC_RATE_LIMIT_PER_MINUTE=1000000000 "$@" "${pin[@]}" "$BIN" serve >> "$data/server.log" 2>&1 &

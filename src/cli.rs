@@ -413,7 +413,8 @@ async fn export(
     use std::io::Write;
     let db = open_database(&settings).await?;
     let host = std::sync::Arc::new(crate::plugins::PluginHost::new(&settings.plugins_dir, settings.script_limits()));
-    let folder = crate::services::plugins::FolderPlugins::load(&settings.plugins_dir, &host)?;
+    let folder = std::sync::Arc::new(crate::services::plugins::FolderPlugins::load(&settings.plugins_dir, &host)?);
+    let scripts = crate::services::plugins::Scripts { host, folder };
     let segment =
         segment.map(|s| s.parse().map_err(|_| Error::field("--segment", "is not a segment id"))).transpose()?;
     let filter = crate::services::exports::ExportFilter { list, tag, segment };
@@ -428,7 +429,7 @@ async fn export(
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let keys = crate::services::keys::Keys::load(&db).await?;
-    let stream = crate::services::exports::export(&db, &keys, &host, &folder, filter, format).await?;
+    let stream = crate::services::exports::export(&db, &keys, &scripts, filter, format).await?;
     futures_util::pin_mut!(stream);
     while let Some(chunk) = stream.next().await {
         out.write_all(&chunk?).map_err(Error::internal)?;

@@ -27,7 +27,7 @@ use crate::services::plugins::{FolderPlugins, Scripts};
 use crate::services::signup::{self, SignupConfig};
 use crate::services::webhooks::{DeliveryOptions, WebhookWorker};
 use crate::services::workers::Supervisor;
-use crate::services::{auth::Tokens, users};
+use crate::services::{Services, Wakers, auth::Tokens, users};
 use crate::settings::Settings;
 use crate::storage::{Backend, Db};
 
@@ -58,6 +58,7 @@ impl Application {
         bootstrap_admin(&db, &settings).await?;
         let plugins = Arc::new(PluginHost::new(&settings.plugins_dir, settings.script_limits()));
         let folder_plugins = Arc::new(FolderPlugins::load(&settings.plugins_dir, &plugins)?);
+        let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
         let transport = mail_transport(&settings)?;
         let mail_wake = Arc::new(Notify::new());
         let workers = Supervisor::new();
@@ -68,8 +69,7 @@ impl Application {
         let campaigns = CampaignContext {
             db: db.clone(),
             keys: keys.clone(),
-            host: plugins.clone(),
-            folder: folder_plugins.clone(),
+            scripts: scripts.clone(),
             transport: match &settings.smtp_url {
                 // Campaigns get their own connections, as many as they send at once.
                 Some(url) => Transport::smtp(url.expose(), settings.send_concurrency)?,
@@ -80,13 +80,11 @@ impl Application {
             message_domain: settings.message_domain(),
             mail_from: settings.mail_from.clone(),
             complaint_threshold: settings.complaint_rate_threshold,
+            wake: Arc::new(Notify::new()),
         };
-        let send_wake = Arc::new(Notify::new());
         {
-            let (campaigns, options, wake) =
-                (campaigns.clone(), SendOptions::from_settings(&settings), send_wake.clone());
-            workers
-                .spawn("dispatcher", move || Dispatcher::new(campaigns.clone(), options.clone(), wake.clone()).run());
+            let (campaigns, options) = (campaigns.clone(), SendOptions::from_settings(&settings));
+            workers.spawn("dispatcher", move || Dispatcher::new(campaigns.clone(), options.clone()).run());
         }
         let import_wake = Arc::new(Notify::new());
         {
@@ -117,7 +115,6 @@ impl Application {
                 }
             });
         }
-        let scripts = Scripts { host: plugins.clone(), folder: folder_plugins.clone() };
         {
             let (db, scripts) = (db.clone(), scripts.clone());
             workers.spawn("shares", move || ShareWorker::new(db.clone(), scripts.clone()).run());
@@ -131,7 +128,7 @@ impl Application {
             database = db.backend().as_str(),
             "consento is listening"
         );
-        let state = web::Data::new(AppState {
+        let services = Services {
             db,
             tokens,
             login: crate::services::auth::LoginGuard::from_settings(&settings),
@@ -139,19 +136,21 @@ impl Application {
             sns: crate::services::bounces::sns::Verifier::new(settings.sns_trusted_certificate_urls.clone())?,
             keys,
             signup: SignupConfig::from_settings(&settings),
-            pages: Pages::new()?,
-            limiter: RateLimiter::new(settings.public_rate_limit_per_minute, settings.rate_limit_max_keys),
-            settings,
-            metrics: Metrics::new(),
-            mail_wake,
-            plugins,
-            folder_plugins,
-            campaigns,
-            send_wake,
-            import_wake,
             scripts,
+            campaigns,
             ledger_key,
+            wake: Wakers { mail: mail_wake, import: import_wake },
             workers,
+            settings,
+        };
+        let state = web::Data::new(AppState {
+            limiter: RateLimiter::new(
+                services.settings.public_rate_limit_per_minute,
+                services.settings.rate_limit_max_keys,
+            ),
+            services,
+            pages: Pages::new()?,
+            metrics: Metrics::new(),
         });
         let routes = web::Data::new(RouteTable::from_spec(&http::openapi()));
         let app_state = state.clone();

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::consent::string_enum;
-use super::contact::parse_short_text;
+use super::contact::{Tag, parse_short_text};
 use crate::error::FieldError;
 
 string_enum! {
@@ -182,8 +182,99 @@ pub fn answer_values(value: &Value) -> Vec<String> {
     }
 }
 
+/// The profile changes a survey's `on_complete` hook asked for, checked: attributes (named
+/// 1 to 64 characters of a-z, 0-9 and _, no nested maps) and tags.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ProfileUpdates {
+    pub attributes: serde_json::Map<String, Value>,
+    pub tags: Vec<Tag>,
+}
+
+impl ProfileUpdates {
+    /// Reads what `plugin`'s `on_complete` answered (`None`: a value with no JSON form;
+    /// null: nothing to change). `Err` says every fault, naming the script.
+    pub fn from_answer(plugin: &str, answer: Option<Value>) -> Result<Self, String> {
+        let map = match answer {
+            Some(Value::Null) => return Ok(Self::default()),
+            Some(Value::Object(map)) => map,
+            _ => return Err(format!("script {plugin}: on_complete must answer #{{attributes: #{{}}, tags: []}}")),
+        };
+        let mut updates = Self::default();
+        let mut faults = Vec::new();
+        match map.get("attributes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(attributes)) => {
+                for (name, value) in attributes {
+                    let valid = !name.is_empty()
+                        && name.len() <= 64
+                        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                    if !valid {
+                        faults.push(format!("attribute {name:?}: names are 1 to 64 characters of a-z, 0-9 and _"));
+                    } else if value.is_object() {
+                        faults.push(format!("attribute {name}: must be a string, number, boolean, array or null"));
+                    } else {
+                        updates.attributes.insert(name.clone(), value.clone());
+                    }
+                }
+            }
+            Some(_) => faults.push("attributes must be a map".to_owned()),
+        }
+        match map.get("tags") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(tags)) => {
+                for tag in tags {
+                    match tag.as_str().map(Tag::parse) {
+                        Some(Ok(tag)) => updates.tags.push(tag),
+                        Some(Err(e)) => faults.push(format!("tag {tag}: {e}")),
+                        None => faults.push(format!("tag {tag}: must be a string")),
+                    }
+                }
+            }
+            Some(_) => faults.push("tags must be an array".to_owned()),
+        }
+        if faults.is_empty() {
+            Ok(updates)
+        } else {
+            Err(format!("script {plugin}: on_complete: {}", faults.join("; ")))
+        }
+    }
+
+    pub fn as_json(&self) -> Value {
+        serde_json::json!({
+            "attributes": self.attributes,
+            "tags": self.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn profile_updates_keep_what_is_valid_and_name_every_fault() {
+        let ok = ProfileUpdates::from_answer(
+            "p",
+            Some(serde_json::json!({"attributes": {"size": "m", "score": 3}, "tags": ["survey-done"]})),
+        )
+        .expect("valid");
+        assert_eq!(ok.as_json(), serde_json::json!({"attributes": {"size": "m", "score": 3}, "tags": ["survey-done"]}));
+        assert_eq!(ProfileUpdates::from_answer("p", Some(Value::Null)), Ok(ProfileUpdates::default()));
+        let fault = ProfileUpdates::from_answer(
+            "p",
+            Some(serde_json::json!({"attributes": {"Bad Name": 1, "nested": {"a": 1}}, "tags": [3]})),
+        )
+        .expect_err("invalid");
+        assert!(fault.starts_with("script p: on_complete: "), "{fault}");
+        assert!(
+            fault.contains("attribute \"Bad Name\"") && fault.contains("attribute nested") && fault.contains("tag 3"),
+            "{fault}"
+        );
+        assert_eq!(
+            ProfileUpdates::from_answer("p", Some(serde_json::json!(7))),
+            Err("script p: on_complete must answer #{attributes: #{}, tags: []}".to_owned())
+        );
+        assert!(ProfileUpdates::from_answer("p", None).is_err());
+    }
+
     use super::*;
 
     fn question(kind: QuestionKind, options: &[&str]) -> Question {

@@ -463,14 +463,12 @@ pub async fn send_campaign(
     id: web::Path<String>,
     body: ApiJson<SendRequest>,
 ) -> Result<HttpResponse> {
-    let campaign = service::schedule(&state.db, campaign_id(&id)?, body.0.scheduled_at).await?;
-    state.send_wake.notify_one();
+    let campaign = service::schedule(&state.campaigns, campaign_id(&id)?, body.0.scheduled_at).await?;
     Ok(HttpResponse::Accepted().json(CampaignResponse::from(campaign)))
 }
 
 async fn run_command(state: &AppState, id: &str, command: Command) -> Result<web::Json<CampaignResponse>> {
-    let campaign = service::command(&state.db, campaign_id(id)?, command).await?;
-    state.send_wake.notify_one();
+    let campaign = service::command(&state.campaigns, campaign_id(id)?, command).await?;
     Ok(web::Json(campaign.into()))
 }
 

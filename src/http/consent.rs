@@ -507,17 +507,8 @@ pub async fn start_confirmation(
         errors.push("locale", format!("must be one of {}", crate::i18n::LOCALES.join(", ")));
     }
     let purposes = errors.finish(|| purposes.into_iter().collect::<Option<Vec<_>>>())?;
-    let started = confirmations::start_for_contact(
-        &state.db,
-        &state.keys,
-        &state.signup,
-        id,
-        purposes,
-        editor.caller.actor(),
-        locale,
-    )
-    .await?;
-    state.mail_wake.notify_one();
+    let started =
+        confirmations::start_for_contact(&state.services, id, purposes, editor.caller.actor(), locale).await?;
     Ok(HttpResponse::Accepted().json(StartConfirmationResponse {
         pending: started.pending.iter().map(ToString::to_string).collect(),
         already_active: started.already_active.iter().map(ToString::to_string).collect(),

@@ -305,8 +305,7 @@ pub async fn upload_import(
         file.write_all(&chunk).await.map_err(Error::internal)?;
     }
     file.sync_all().await.map_err(Error::internal)?;
-    let job = service::attach_file(&state.db, id, path, written as i64).await?;
-    state.import_wake.notify_one();
+    let job = service::attach_file(&state.services, id, path, written as i64).await?;
     Ok(HttpResponse::Accepted().json(ImportResponse::from(job)))
 }
 
@@ -388,7 +387,7 @@ pub async fn export_contacts(
         None => None,
     };
     let filter = ExportFilter { list, tag: query.tag, segment };
-    let stream = exports::export(&state.db, &state.keys, &state.plugins, &state.folder_plugins, filter, format).await?;
+    let stream = exports::export(&state.db, &state.keys, &state.scripts, filter, format).await?;
     let extension = if format == ExportFormat::Csv { "csv" } else { "ndjson" };
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())

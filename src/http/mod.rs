@@ -38,50 +38,23 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use problem::Problem;
 
 use crate::error::Error;
-use std::sync::Arc;
+use crate::services::Services;
 
-use tokio::sync::Notify;
-
-use crate::plugins::PluginHost;
-use crate::services::auth::Tokens;
-use crate::services::keys::Keys;
-use crate::services::plugins::FolderPlugins;
-use crate::services::signup::SignupConfig;
-use crate::settings::Settings;
-use crate::storage::Db;
-
-/// What handlers share.
+/// What handlers share: the services context, and what only HTTP needs.
 pub struct AppState {
-    pub db: Db,
-    pub tokens: Tokens,
-    /// Limits on sign-in attempts and on password checks at once.
-    pub login: crate::services::auth::LoginGuard,
-    /// Checks Amazon SNS signatures, with its certificate cache.
-    pub sns: crate::services::bounces::sns::Verifier,
-    /// Where webhooks and partner deliveries may connect.
-    pub outbound: crate::services::outbound::OutboundPolicy,
-    pub keys: Keys,
-    pub settings: Settings,
-    pub signup: SignupConfig,
+    pub services: Services,
     pub metrics: ops::Metrics,
     pub pages: pages::Pages,
     pub limiter: pages::RateLimiter,
-    /// Wakes the outbox worker when a mail was queued.
-    pub mail_wake: Arc<Notify>,
-    pub plugins: Arc<PluginHost>,
-    pub folder_plugins: Arc<FolderPlugins>,
-    /// What campaign commands need (the same handles as above, and the mail transport).
-    pub campaigns: crate::services::campaigns::CampaignContext,
-    /// Wakes the campaign dispatcher when a campaign is scheduled or resumed.
-    pub send_wake: Arc<Notify>,
-    /// Wakes the import worker when a file arrived.
-    pub import_wake: Arc<Notify>,
-    /// The script host and folder plugins, for services that run hooks.
-    pub scripts: crate::services::plugins::Scripts,
-    /// The key that signs the consent ledger's checkpoints.
-    pub ledger_key: crate::services::ledger::LedgerKey,
-    /// The background workers, for readiness.
-    pub workers: crate::services::workers::Supervisor,
+}
+
+/// Handlers read the services' handles (`state.db`, `state.keys`) as their own.
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 /// `limit` and `cursor` of a collection.

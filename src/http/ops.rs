@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::error::{Error, Result};
-use crate::storage::Db;
+use crate::services::Services;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -77,7 +77,8 @@ impl Metrics {
         self.latency.get_or_create(&RouteLabels { method, route }).observe(seconds);
     }
 
-    fn render(&self, db: &Db) -> Result<String> {
+    fn render(&self, services: &Services) -> Result<String> {
+        let db = &services.db;
         let (open, idle) = db.pool_state();
         self.pool_connections.set(i64::from(open));
         self.pool_idle.set(i64::from(idle));
@@ -177,6 +178,6 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthRespon
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse> {
-    let text = state.metrics.render(&state.db)?;
+    let text = state.metrics.render(&state.services)?;
     Ok(HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text))
 }

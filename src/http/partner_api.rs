@@ -119,8 +119,7 @@ pub async fn send_lead(
         method: request.consent.method,
         partners_shown: request.consent.partners_shown,
     };
-    let received = service::receive_lead(&state.db, &state.keys, &state.signup, &state.scripts, caller.0, lead).await?;
-    state.mail_wake.notify_one();
+    let received = service::receive_lead(&state.services, caller.0, lead).await?;
     let body = LeadResponse::from(received.lead);
     Ok(if received.created {
         HttpResponse::Created().insert_header((header::LOCATION, format!("/partner/v1/leads/{}", body.id))).json(body)

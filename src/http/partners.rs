@@ -138,7 +138,7 @@ pub async fn create_partner(
     body: ApiJson<PartnerRequest>,
 ) -> Result<HttpResponse> {
     let partner =
-        service::create_partner(&state.db, state.folder_plugins.clone(), state.outbound.clone(), body.0.into()).await?;
+        service::create_partner(&state.db, state.scripts.folder.clone(), state.outbound.clone(), body.0.into()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/partners/{}", partner.id)))
         .json(PartnerResponse::from(partner)))
@@ -195,7 +195,7 @@ pub async fn update_partner(
 ) -> Result<web::Json<PartnerResponse>> {
     let id = partner_id(&id)?;
     let partner =
-        service::update_partner(&state.db, state.folder_plugins.clone(), state.outbound.clone(), id, body.0.into())
+        service::update_partner(&state.db, state.scripts.folder.clone(), state.outbound.clone(), id, body.0.into())
             .await?;
     Ok(web::Json(partner.into()))
 }

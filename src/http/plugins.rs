@@ -180,8 +180,7 @@ pub async fn create_plugin(
     errors.finish(|| Some(()))?;
     let plugin = service::save_plugin(
         &state.db,
-        &state.plugins,
-        &state.folder_plugins,
+        &state.scripts,
         PluginDraft { name: request.name, description: request.description, source: request.source },
         admin.caller.actor().to_string(),
         true,
@@ -210,11 +209,10 @@ pub async fn replace_plugin(
     body: ApiJson<PluginReplaceRequest>,
 ) -> Result<web::Json<PluginResponse>> {
     let request = body.0;
-    let current = service::find_plugin(&state.db, &state.plugins, &state.folder_plugins, name.clone()).await?;
+    let current = service::find_plugin(&state.db, &state.scripts, name.clone()).await?;
     let plugin = service::save_plugin(
         &state.db,
-        &state.plugins,
-        &state.folder_plugins,
+        &state.scripts,
         PluginDraft {
             name: name.into_inner(),
             description: request.description.unwrap_or(current.description),
@@ -234,7 +232,7 @@ pub async fn replace_plugin(
 )]
 #[get("/plugins")]
 pub async fn list_plugins(_: Viewer, state: web::Data<AppState>) -> Result<web::Json<PluginList>> {
-    let plugins = service::list_plugins(&state.db, &state.plugins, &state.folder_plugins).await?;
+    let plugins = service::list_plugins(&state.db, &state.scripts).await?;
     Ok(web::Json(PluginList { items: plugins.into_iter().map(Into::into).collect() }))
 }
 
@@ -250,7 +248,7 @@ pub async fn get_plugin(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<web::Json<PluginResponse>> {
-    let plugin = service::find_plugin(&state.db, &state.plugins, &state.folder_plugins, name.into_inner()).await?;
+    let plugin = service::find_plugin(&state.db, &state.scripts, name.into_inner()).await?;
     Ok(web::Json(plugin.into()))
 }
 
@@ -292,7 +290,7 @@ pub async fn list_plugin_versions(
 )]
 #[delete("/plugins/{name}")]
 pub async fn delete_plugin(_: Admin, state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse> {
-    service::delete_plugin(&state.db, &state.folder_plugins, name.into_inner()).await?;
+    service::delete_plugin(&state.db, &state.scripts.folder, name.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -313,7 +311,7 @@ pub async fn validate_plugin(
 ) -> Result<web::Json<ValidateResponse>> {
     let request = body.0;
     let name = request.name.unwrap_or_else(|| "script".to_owned());
-    let validation = service::validate(&state.plugins, &name, &request.source).map_err(script_rejected)?;
+    let validation = service::validate(&state.scripts.host, &name, &request.source).map_err(script_rejected)?;
     Ok(web::Json(ValidateResponse { valid: true, hooks: validation.hooks, functions: validation.functions }))
 }
 
@@ -336,7 +334,7 @@ pub async fn dry_run(
     let (name, source) = match (request.source, request.plugin) {
         (Some(source), None) => ("script".to_owned(), source),
         (None, Some(plugin)) => {
-            let plugin = service::find_plugin(&state.db, &state.plugins, &state.folder_plugins, plugin).await?;
+            let plugin = service::find_plugin(&state.db, &state.scripts, plugin).await?;
             (plugin.name, plugin.source)
         }
         _ => return Err(Error::field("source", "give either source or plugin")),
@@ -344,12 +342,12 @@ pub async fn dry_run(
     let mut results = Vec::new();
     match (request.args, request.contacts) {
         (Some(args), None) => {
-            let run = service::dry_run(state.plugins.clone(), name, source, request.hook, args).await?;
+            let run = service::dry_run(state.scripts.host.clone(), name, source, request.hook, args).await?;
             results.push(DryRunResult::new(None, run));
         }
         (None, Some(count)) => {
             let runs =
-                service::dry_run_on_contacts(&state.db, state.plugins.clone(), name, source, request.hook, count)
+                service::dry_run_on_contacts(&state.db, state.scripts.host.clone(), name, source, request.hook, count)
                     .await?;
             results = runs.into_iter().map(|(contact_id, run)| DryRunResult::new(Some(contact_id), run)).collect();
         }

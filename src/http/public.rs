@@ -229,13 +229,7 @@ async fn submit(
         Submitted { outcome, survey_url: None }
     } else {
         match check_submission(&form.definition, &offered, &raw) {
-            Ok(valid) => {
-                let submitted =
-                    signup::submit(&state.db, &state.keys, &state.signup, &state.scripts, form.clone(), valid, info)
-                        .await?;
-                state.mail_wake.notify_one();
-                submitted
-            }
+            Ok(valid) => signup::submit(&state.services, form.clone(), valid, info).await?,
             Err(errors) if is_json => return Err(Error::Validation(errors)),
             Err(errors) => {
                 let html = render_form(state, form, &locale, "form.html", &raw, &errors).await?;
@@ -465,10 +459,7 @@ pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::P
         return too_many_html(&state, &locale, wait);
     }
     let info = request_info(&req, locale.clone());
-    let confirmed = signup::confirm(&state.db, &state.keys, &state.signup, &state.scripts, &token, info).await?;
-    if state.signup.consent_receipt_mail {
-        state.mail_wake.notify_one();
-    }
+    let confirmed = signup::confirm(&state.services, &token, info).await?;
     match confirmed {
         None => state.pages.invalid_link(&locale),
         Some(confirmed) => state.pages.message_with_link(
@@ -637,20 +628,16 @@ pub async fn update_preferences(
         "request_erase" | "erase" => DataAction::Erase,
         _ => {
             let chosen: Vec<ListId> = fields.all("list").iter().filter_map(|id| id.parse().ok()).collect();
-            return match preferences::save_preferences(&state.db, &state.keys, &state.signup, &token, chosen, info)
-                .await?
-            {
+            return match preferences::save_preferences(&state.services, &token, chosen, info).await? {
                 None => state.pages.invalid_link(&locale),
                 Some(saved) => {
-                    state.mail_wake.notify_one();
                     let notice = if saved.confirmation_requested { "preference_confirm_sent" } else { "saved" };
                     preferences_page(&state, &locale, &req, saved.preferences, Some(i18n::text(&locale, notice)))
                 }
             };
         }
     };
-    if preferences::request_data(&state.db, &state.keys, &state.signup, &token, data_action, &locale).await? {
-        state.mail_wake.notify_one();
+    if preferences::request_data(&state.services, &token, data_action, &locale).await? {
         state.pages.message(StatusCode::OK, &locale, "pending_title", &[i18n::text(&locale, "request_sent_text")], &[])
     } else {
         state.pages.invalid_link(&locale)

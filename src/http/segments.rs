@@ -173,7 +173,7 @@ pub async fn create_segment(
     let draft = errors.finish(|| {
         Some(SegmentDraft { name: request.name.trim().to_owned(), description: request.description, rule: rule? })
     })?;
-    let segment = service::create_segment(&state.db, &state.plugins, &state.folder_plugins, draft).await?;
+    let segment = service::create_segment(&state.db, &state.scripts, draft).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/segments/{}", segment.id)))
         .json(SegmentResponse::from(segment)))
@@ -240,16 +240,9 @@ pub async fn update_segment(
         }
         (script, plugin, settings) => Some(rule(script, plugin, settings)?),
     };
-    let segment = service::update_segment(
-        &state.db,
-        &state.plugins,
-        &state.folder_plugins,
-        segment_id(&id)?,
-        patch.name,
-        patch.description,
-        rule,
-    )
-    .await?;
+    let segment =
+        service::update_segment(&state.db, &state.scripts, segment_id(&id)?, patch.name, patch.description, rule)
+            .await?;
     Ok(web::Json(segment.into()))
 }
 
@@ -281,8 +274,7 @@ pub async fn count_segment(
     id: web::Path<String>,
 ) -> Result<web::Json<SegmentCount>> {
     let segment = service::find_segment(&state.db, segment_id(&id)?).await?;
-    let (scan, _) =
-        service::count(&state.db, &state.plugins, &state.folder_plugins, &service::rule_of(&segment)?, 0).await?;
+    let (scan, _) = service::count(&state.db, &state.scripts, &service::rule_of(&segment)?, 0).await?;
     Ok(web::Json(counted(scan, Vec::new())))
 }
 
@@ -304,8 +296,7 @@ pub async fn preview_segment(
 ) -> Result<web::Json<SegmentCount>> {
     let segment = service::find_segment(&state.db, segment_id(&id)?).await?;
     let limit = query.0.limit.unwrap_or(10).min(200) as usize;
-    let (scan, contacts) =
-        service::count(&state.db, &state.plugins, &state.folder_plugins, &service::rule_of(&segment)?, limit).await?;
+    let (scan, contacts) = service::count(&state.db, &state.scripts, &service::rule_of(&segment)?, limit).await?;
     Ok(web::Json(counted(scan, contacts)))
 }
 
@@ -327,8 +318,7 @@ pub async fn segment_members(
 ) -> Result<web::Json<ContactPage>> {
     let segment = service::find_segment(&state.db, segment_id(&id)?).await?;
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
-    let page =
-        service::members(&state.db, &state.plugins, &state.folder_plugins, &service::rule_of(&segment)?, page).await?;
+    let page = service::members(&state.db, &state.scripts, &service::rule_of(&segment)?, page).await?;
     Ok(web::Json(ContactPage {
         items: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -355,6 +345,6 @@ pub async fn evaluate_segment(
     let request = body.0;
     let limit = request.limit.unwrap_or(10).min(200) as usize;
     let rule = rule(request.script, request.plugin, request.settings)?;
-    let (scan, contacts) = service::count(&state.db, &state.plugins, &state.folder_plugins, &rule, limit).await?;
+    let (scan, contacts) = service::count(&state.db, &state.scripts, &rule, limit).await?;
     Ok(web::Json(counted(scan, contacts)))
 }

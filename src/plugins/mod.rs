@@ -3,6 +3,7 @@
 //! file system: services hand them data and read what comes back.
 
 pub mod contact;
+pub mod hooks;
 pub mod pushdown;
 
 use std::cell::Cell;
@@ -15,6 +16,7 @@ use rhai::module_resolvers::FileModuleResolver;
 use rhai::{AST, Dynamic, Engine, EvalAltResult, FuncArgs, ModuleResolver, Position, Scope};
 
 pub use contact::ScriptContact;
+pub use hooks::{Answer, Arguments, Function, Script};
 
 /// Safety limits for admin scripts.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +58,11 @@ pub struct ScriptError {
 }
 
 impl ScriptError {
+    /// A fault of a script at no particular place (what it answered, say).
+    pub fn new(script: &str, message: impl Into<String>) -> Self {
+        Self { script: script.to_owned(), line: None, column: None, message: message.into(), thrown: None }
+    }
+
     fn at(script: &str, position: Position, message: String) -> Self {
         Self { script: script.to_owned(), line: position.line(), column: position.position(), message, thrown: None }
     }
@@ -169,11 +176,12 @@ impl PluginHost {
         self.limits
     }
 
-    /// Compiles a script, or answers the one compiled before from the same source.
-    pub fn compile(&self, name: &str, source: &str) -> Result<Arc<AST>, ScriptError> {
+    /// Compiles a script (with no settings), or answers the one compiled before from the
+    /// same source.
+    pub fn compile(&self, name: &str, source: &str) -> Result<Script, ScriptError> {
         let key = crate::domain::consent::sha256_hex(source.as_bytes());
         if let Some(ast) = self.cache.read().ok().and_then(|cache| cache.get(&key).cloned()) {
-            return Ok(ast);
+            return Ok(Script::new(name, ast));
         }
         let mut ast = self
             .engine
@@ -187,16 +195,11 @@ impl PluginHost {
             }
             cache.insert(key, ast.clone());
         }
-        Ok(ast)
-    }
-
-    /// Whether the script defines `hook` with `arity` parameters.
-    pub fn has_hook(ast: &AST, hook: &str, arity: usize) -> bool {
-        ast.iter_functions().any(|f| f.name == hook && f.params.len() == arity)
+        Ok(Script::new(name, ast))
     }
 
     /// Calls a hook; `Ok(None)` when the script does not define it.
-    pub fn call_hook(
+    fn call_hook(
         &self,
         name: &str,
         ast: &AST,
@@ -205,7 +208,7 @@ impl PluginHost {
         arity: usize,
         constants: &[(&str, Dynamic)],
     ) -> Result<Option<(Dynamic, CallStats)>, ScriptError> {
-        if !Self::has_hook(ast, hook, arity) {
+        if !ast.iter_functions().any(|f| f.name == hook && f.params.len() == arity) {
             return Ok(None);
         }
         self.guarded(name, |engine| {
@@ -219,7 +222,7 @@ impl PluginHost {
     }
 
     /// Evaluates a script as an expression with `contact` in scope.
-    pub fn eval_with_contact(
+    fn eval_with_contact(
         &self,
         name: &str,
         ast: &AST,

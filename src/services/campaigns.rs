@@ -6,17 +6,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Notify;
 
 use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
-use super::plugins::{FolderPlugins, script_rejected};
+use super::plugins::{Scripts, script_rejected};
 use super::segments::{self, Predicate};
 use crate::domain::contact::ContactRecord;
 use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ListId, SegmentId};
 use crate::error::{Error, FieldError, Result};
 use crate::mail::{self, Draft, Signer, Transport, template};
 use crate::plugins::contact::ContactFacts;
-use crate::plugins::{PluginHost, ScriptContact, ScriptError};
+use crate::plugins::{Arguments, PluginHost, Script, ScriptContact, ScriptError};
 use crate::storage::campaigns::{self as repo, CampaignRow, RecipientRow, recipient, status};
 use crate::storage::models::{parse_id, utc};
 use crate::storage::{self, Db, DbConnection};
@@ -136,8 +138,9 @@ impl CampaignDraft {
 pub struct CampaignContext {
     pub db: Db,
     pub keys: Keys,
-    pub host: Arc<PluginHost>,
-    pub folder: Arc<FolderPlugins>,
+    pub scripts: Scripts,
+    /// Wakes the dispatcher when a campaign was scheduled or resumed.
+    pub wake: Arc<Notify>,
     pub transport: Transport,
     pub signer: Option<Arc<Signer>>,
     pub base_url: String,
@@ -291,7 +294,7 @@ async fn check_references(ctx: &CampaignContext, draft: &CampaignDraft) -> Resul
         return Err(Error::Validation(missing));
     }
     let policy = draft.policy_plugin.clone().unwrap_or_else(|| DEFAULT_POLICY.to_owned());
-    let plugin = super::plugins::find_plugin(&ctx.db, &ctx.host, &ctx.folder, policy.clone())
+    let plugin = super::plugins::find_plugin(&ctx.db, &ctx.scripts, policy.clone())
         .await
         .map_err(|_| Error::field("policy_plugin", format!("there is no plugin {policy}")))?;
     if !plugin.hooks.iter().any(|hook| hook == "eligible") {
@@ -420,22 +423,26 @@ pub async fn delete_campaign(db: &Db, id: CampaignId) -> Result<()> {
 
 /// Sends now (`at = None`) or at a time: the audience is checked against the policy when
 /// the time comes.
-pub async fn schedule(db: &Db, id: CampaignId, at: Option<DateTime<Utc>>) -> Result<Campaign> {
+pub async fn schedule(ctx: &CampaignContext, id: CampaignId, at: Option<DateTime<Utc>>) -> Result<Campaign> {
+    let db = &ctx.db;
     let now = storage::now();
     let at = at.map_or(now, |at| at.naive_utc());
-    db.write(move |conn| {
-        let mut row = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        if !matches!(row.status.as_str(), status::DRAFT | status::SCHEDULED) {
-            return Err(Error::Conflict(format!("the campaign is {}; it can be sent once", row.status)));
-        }
-        row.status = status::SCHEDULED.to_owned();
-        row.scheduled_at = Some(at);
-        row.status_reason = None;
-        row.updated_at = now;
-        repo::update_campaign(conn, &row)?;
-        Campaign::try_from(row)
-    })
-    .await
+    let campaign = db
+        .write(move |conn| {
+            let mut row = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+            if !matches!(row.status.as_str(), status::DRAFT | status::SCHEDULED) {
+                return Err(Error::Conflict(format!("the campaign is {}; it can be sent once", row.status)));
+            }
+            row.status = status::SCHEDULED.to_owned();
+            row.scheduled_at = Some(at);
+            row.status_reason = None;
+            row.updated_at = now;
+            repo::update_campaign(conn, &row)?;
+            Campaign::try_from(row)
+        })
+        .await?;
+    ctx.wake.notify_one();
+    Ok(campaign)
 }
 
 /// Pause, resume or cancel.
@@ -446,50 +453,54 @@ pub enum Command {
     Cancel,
 }
 
-pub async fn command(db: &Db, id: CampaignId, command: Command) -> Result<Campaign> {
+pub async fn command(ctx: &CampaignContext, id: CampaignId, command: Command) -> Result<Campaign> {
+    let db = &ctx.db;
     let now = storage::now();
-    db.write(move |conn| {
-        let key = id.to_string();
-        let row = repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
-        let moved = match command {
-            Command::Pause => repo::transition(
-                conn,
-                &key,
-                &[status::SENDING, status::PREPARING],
-                status::PAUSED,
-                Some("paused by a user"),
-                now,
-            )?,
-            Command::Resume => repo::transition(conn, &key, &[status::PAUSED], status::SENDING, None, now)?,
-            Command::Cancel => {
-                let moved = repo::transition(
+    let campaign = db
+        .write(move |conn| {
+            let key = id.to_string();
+            let row = repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
+            let moved = match command {
+                Command::Pause => repo::transition(
                     conn,
                     &key,
-                    &[status::DRAFT, status::SCHEDULED, status::PREPARING, status::SENDING, status::PAUSED],
-                    status::CANCELLED,
-                    Some("cancelled by a user"),
+                    &[status::SENDING, status::PREPARING],
+                    status::PAUSED,
+                    Some("paused by a user"),
                     now,
-                )?;
-                if moved {
-                    repo::cancel_pending(conn, &key)?;
+                )?,
+                Command::Resume => repo::transition(conn, &key, &[status::PAUSED], status::SENDING, None, now)?,
+                Command::Cancel => {
+                    let moved = repo::transition(
+                        conn,
+                        &key,
+                        &[status::DRAFT, status::SCHEDULED, status::PREPARING, status::SENDING, status::PAUSED],
+                        status::CANCELLED,
+                        Some("cancelled by a user"),
+                        now,
+                    )?;
+                    if moved {
+                        repo::cancel_pending(conn, &key)?;
+                    }
+                    moved
                 }
-                moved
+            };
+            if !moved {
+                return Err(Error::Conflict(format!(
+                    "the campaign is {}; it cannot be {}",
+                    row.status,
+                    match command {
+                        Command::Pause => "paused",
+                        Command::Resume => "resumed",
+                        Command::Cancel => "cancelled",
+                    }
+                )));
             }
-        };
-        if !moved {
-            return Err(Error::Conflict(format!(
-                "the campaign is {}; it cannot be {}",
-                row.status,
-                match command {
-                    Command::Pause => "paused",
-                    Command::Resume => "resumed",
-                    Command::Cancel => "cancelled",
-                }
-            )));
-        }
-        repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?.try_into()
-    })
-    .await
+            repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?.try_into()
+        })
+        .await?;
+    ctx.wake.notify_one();
+    Ok(campaign)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -506,50 +517,44 @@ pub struct Verdict {
 
 /// The send policy, compiled, with the campaign as scripts see it.
 pub struct Policy {
-    name: String,
-    ast: Arc<rhai::AST>,
-    settings: rhai::Dynamic,
-    campaign: rhai::Dynamic,
+    script: Script,
+    campaign: Arguments,
 }
 
 impl Policy {
     pub async fn load(ctx: &CampaignContext, campaign: &Campaign) -> Result<Self> {
         let name = campaign.policy_plugin.clone().unwrap_or_else(|| DEFAULT_POLICY.to_owned());
-        let plugin = super::plugins::find_plugin(&ctx.db, &ctx.host, &ctx.folder, name).await?;
-        let ast = ctx.host.compile(&plugin.name, &plugin.source).map_err(script_rejected)?;
-        let settings = rhai::serde::to_dynamic(&plugin.settings).map_err(Error::internal)?;
-        let mut map = rhai::Map::new();
-        map.insert("id".into(), campaign.id.to_string().into());
-        map.insert("name".into(), campaign.name.clone().into());
-        map.insert("kind".into(), campaign.kind.as_str().into());
-        map.insert("purpose".into(), campaign.purpose.as_str().into());
-        let lists: rhai::Array = campaign.lists.iter().map(|id| rhai::Dynamic::from(id.to_string())).collect();
-        map.insert("lists".into(), lists.into());
-        Ok(Self { name: plugin.name, ast, settings, campaign: map.into() })
+        let plugin = super::plugins::find_plugin(&ctx.db, &ctx.scripts, name).await?;
+        let script = super::plugins::compiled(&ctx.scripts.host, &plugin)?;
+        let lists: Vec<String> = campaign.lists.iter().map(ToString::to_string).collect();
+        let campaign = Arguments::new(&[json!({
+            "id": campaign.id.to_string(),
+            "name": campaign.name,
+            "kind": campaign.kind.as_str(),
+            "purpose": campaign.purpose.as_str(),
+            "lists": lists,
+        })])
+        .map_err(Error::internal)?;
+        Ok(Self { script, campaign })
     }
 
     pub fn decide(&self, host: &PluginHost, contact: ScriptContact) -> std::result::Result<Verdict, ScriptError> {
-        let id = contact.0.id.clone();
-        let constants = [("settings", self.settings.clone())];
-        let answer = host
-            .call_hook(&self.name, &self.ast, "eligible", (contact, self.campaign.clone()), 2, &constants)?
-            .map(|(value, _)| value)
-            .unwrap_or(rhai::Dynamic::UNIT);
-        let invalid = |what: &str| ScriptError {
-            thrown: None,
-            script: self.name.clone(),
-            line: None,
-            column: None,
-            message: format!("eligible must answer #{{send: bool, reason: string}}; {what} (for contact {id})"),
+        let answer =
+            self.script.call_with_contact(host, "eligible", &contact, &self.campaign)?.map(|(answer, _)| answer);
+        let invalid = |what: &str| {
+            self.script.wrong_answer(format!(
+                "eligible must answer #{{send: bool, reason: string}}; {what} (for contact {})",
+                contact.0.id
+            ))
         };
-        let map = answer.try_cast::<rhai::Map>().ok_or_else(|| invalid("it answered something else"))?;
-        let send = map.get("send").and_then(|v| v.as_bool().ok()).ok_or_else(|| invalid("send is not a bool"))?;
-        let reason = map
+        let answer = answer.filter(|a| a.kind() == "map").ok_or_else(|| invalid("it answered something else"))?;
+        let send = answer.get("send").and_then(|v| v.as_bool()).ok_or_else(|| invalid("send is not a bool"))?;
+        let reason = answer
             .get("reason")
-            .and_then(|v| v.clone().into_string().ok())
+            .and_then(|v| v.as_text())
             .filter(|r| !r.trim().is_empty())
             .ok_or_else(|| invalid("reason is missing"))?;
-        let list = map.get("list").and_then(|v| v.clone().into_string().ok());
+        let list = answer.get("list").and_then(|v| v.as_text());
         Ok(Verdict { send, reason, list })
     }
 }
@@ -588,7 +593,7 @@ impl AudienceWalk {
         Self {
             db: ctx.db.clone(),
             keys: ctx.keys.clone(),
-            host: ctx.host.clone(),
+            host: ctx.scripts.host.clone(),
             predicate: Arc::new(predicate),
             policy: Arc::new(policy),
             cursor: None,
@@ -667,7 +672,7 @@ async fn audience_predicate(ctx: &CampaignContext, campaign: &Campaign) -> Resul
     let predicate = match campaign.segment {
         Some(id) => {
             let segment = segments::find_segment(&ctx.db, id.to_string()).await?;
-            Predicate::compile(&ctx.db, &ctx.host, &ctx.folder, &segments::rule_of(&segment)?).await?
+            Predicate::compile(&ctx.db, &ctx.scripts, &segments::rule_of(&segment)?).await?
         }
         None => Predicate::everyone(),
     };

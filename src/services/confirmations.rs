@@ -3,6 +3,7 @@
 //! grant per purpose and mails the person the same confirmation link a form's signup
 //! gets (within the same daily cap); only the person's click makes it a double opt-in.
 
+use super::Services;
 use super::consent::{apply_event, load_contact_consents};
 use super::keys::Keys;
 use super::signup::{SignupConfig, request_confirmation};
@@ -137,38 +138,40 @@ fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose]) -> Result<Vec<St
 /// confirmation mail, and only their click confirms. A list that does not exist is named;
 /// a partner's consent comes only from a partner box or a partner's lead.
 pub async fn start_for_contact(
-    db: &crate::storage::Db,
-    keys: &Keys,
-    config: &SignupConfig,
+    services: &Services,
     id: crate::domain::ContactId,
     purposes: Vec<Purpose>,
     actor: Actor,
     locale: String,
 ) -> Result<Started> {
-    let (keys, config) = (keys.clone(), config.clone());
-    db.write(move |conn| {
-        let contact = crate::storage::contacts::find_contact(conn, &id.to_string())?
-            .ok_or_else(|| Error::NotFound(format!("there is no contact {id}")))?;
-        let mut errors = crate::error::FieldErrors::new();
-        if purposes.is_empty() {
-            errors.push("purposes", "must name at least one list (`list:<id>`)");
-        }
-        for (index, purpose) in purposes.iter().enumerate() {
-            match purpose {
-                Purpose::List(list) if lists::find_list(conn, &list.to_string())?.is_none() => {
-                    errors.push(format!("purposes[{index}]"), format!("there is no list {list}"));
-                }
-                Purpose::List(_) => {}
-                Purpose::Partner(_) => errors.push(
-                    format!("purposes[{index}]"),
-                    "a partner consent comes only from a form's partner box or a partner's lead",
-                ),
+    let (keys, config) = (services.keys.clone(), services.signup.clone());
+    let started = services
+        .db
+        .write(move |conn| {
+            let contact = crate::storage::contacts::find_contact(conn, &id.to_string())?
+                .ok_or_else(|| Error::NotFound(format!("there is no contact {id}")))?;
+            let mut errors = crate::error::FieldErrors::new();
+            if purposes.is_empty() {
+                errors.push("purposes", "must name at least one list (`list:<id>`)");
             }
-        }
-        errors.finish(|| Some(()))?;
-        let asks: Vec<Ask> = purposes.into_iter().map(|purpose| Ask { purpose, consent_text: None }).collect();
-        let evidence = Evidence { method: "api".to_owned(), ..Evidence::default() };
-        start_in(conn, &keys, &config, &contact, &asks, &evidence, &actor, &locale)
-    })
-    .await
+            for (index, purpose) in purposes.iter().enumerate() {
+                match purpose {
+                    Purpose::List(list) if lists::find_list(conn, &list.to_string())?.is_none() => {
+                        errors.push(format!("purposes[{index}]"), format!("there is no list {list}"));
+                    }
+                    Purpose::List(_) => {}
+                    Purpose::Partner(_) => errors.push(
+                        format!("purposes[{index}]"),
+                        "a partner consent comes only from a form's partner box or a partner's lead",
+                    ),
+                }
+            }
+            errors.finish(|| Some(()))?;
+            let asks: Vec<Ask> = purposes.into_iter().map(|purpose| Ask { purpose, consent_text: None }).collect();
+            let evidence = Evidence { method: "api".to_owned(), ..Evidence::default() };
+            start_in(conn, &keys, &config, &contact, &asks, &evidence, &actor, &locale)
+        })
+        .await?;
+    services.wake.mail.notify_one();
+    Ok(started)
 }

@@ -98,8 +98,10 @@ impl Round {
 }
 
 impl Dispatcher {
-    pub fn new(ctx: CampaignContext, options: SendOptions, wake: Arc<Notify>) -> Self {
+    /// A dispatcher woken by `ctx.wake`.
+    pub fn new(ctx: CampaignContext, options: SendOptions) -> Self {
         let pacer = Pacer::new(options.per_second);
+        let wake = ctx.wake.clone();
         Self { ctx, options, pacer, wake, prepared: Mutex::new(HashMap::new()) }
     }
 

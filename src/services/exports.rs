@@ -8,11 +8,10 @@ use std::sync::Arc;
 use futures_util::Stream;
 
 use super::keys::Keys;
-use super::plugins::FolderPlugins;
+use super::plugins::Scripts;
 use super::segments::{self, Predicate};
 use crate::domain::{Contact, SegmentId};
 use crate::error::{Error, Result};
-use crate::plugins::PluginHost;
 use crate::storage::{self, Db};
 
 const BATCH: i64 = 1000;
@@ -62,15 +61,15 @@ const COLUMNS: [&str; 11] = [
 pub async fn export(
     db: &Db,
     keys: &Keys,
-    host: &Arc<PluginHost>,
-    folder: &FolderPlugins,
+    scripts: &Scripts,
     filter: ExportFilter,
     format: ExportFormat,
 ) -> Result<impl Stream<Item = Result<Vec<u8>>> + use<>> {
+    let host = &scripts.host;
     let predicate = match filter.segment {
         Some(id) => {
             let segment = segments::find_segment(db, id.to_string()).await?;
-            Predicate::compile(db, host, folder, &segments::rule_of(&segment)?).await?
+            Predicate::compile(db, scripts, &segments::rule_of(&segment)?).await?
         }
         None => Predicate::everyone(),
     }

@@ -17,6 +17,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::Services;
 use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose, current_consents};
@@ -451,19 +452,23 @@ pub async fn create_job(
 }
 
 /// Records the uploaded file of a job waiting for it, and queues the job.
-pub async fn attach_file(db: &Db, id: String, path: PathBuf, bytes: i64) -> Result<ImportJob> {
-    db.write(move |conn| {
-        let mut row = repo::find_job(conn, &id)?.ok_or_else(|| not_found(&id))?;
-        if row.status != status::AWAITING_FILE {
-            return Err(Error::Conflict(format!("the import is {}; its file was given already", row.status)));
-        }
-        row.status = status::QUEUED.to_owned();
-        row.file_path = Some(path.to_string_lossy().into_owned());
-        row.file_bytes = bytes;
-        repo::update_job(conn, &row)?;
-        to_job(row)
-    })
-    .await
+pub async fn attach_file(services: &Services, id: String, path: PathBuf, bytes: i64) -> Result<ImportJob> {
+    let db = &services.db;
+    let job = db
+        .write(move |conn| {
+            let mut row = repo::find_job(conn, &id)?.ok_or_else(|| not_found(&id))?;
+            if row.status != status::AWAITING_FILE {
+                return Err(Error::Conflict(format!("the import is {}; its file was given already", row.status)));
+            }
+            row.status = status::QUEUED.to_owned();
+            row.file_path = Some(path.to_string_lossy().into_owned());
+            row.file_bytes = bytes;
+            repo::update_job(conn, &row)?;
+            to_job(row)
+        })
+        .await?;
+    services.wake.import.notify_one();
+    Ok(job)
 }
 
 pub async fn find_job(db: &Db, id: String) -> Result<ImportJob> {

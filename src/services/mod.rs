@@ -8,6 +8,7 @@ pub mod confirmations;
 pub mod consent;
 pub mod consent_records;
 pub mod contacts;
+pub mod context;
 pub mod dispatcher;
 pub mod exports;
 pub mod forms;
@@ -46,3 +47,5 @@ pub async fn check_ready(db: &crate::storage::Db, workers: &workers::Supervisor)
         Err(Error::Unavailable(format!("workers stopped and about to be started again: {}", down.join(", ")).into()))
     }
 }
+
+pub use context::{Services, Wakers};

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
+use super::Services;
 use super::auth::hash_api_key;
 use super::consent::{apply_event, load_contact_consents};
 use super::keys::Keys;
 use super::outbound::OutboundPolicy;
 use super::pagination::{Page, PageRequest};
-use super::plugins::{FolderPlugins, Loaded, Scripts, script_rejected};
+use super::plugins::{FolderPlugins, Scripts, script_rejected};
 use super::signup;
 use super::signup::SignupConfig;
 use super::webhooks::{self, emit_to_partner};
@@ -23,7 +24,7 @@ use crate::domain::evidence;
 use crate::domain::partner::{EventType, InboundPolicy, LeadDirection, LeadStatus, PartnerStatus};
 use crate::domain::{Country, Email, LeadId, ListId, PartnerId};
 use crate::error::{Error, FieldError, FieldErrors, Result};
-use crate::plugins::ScriptError;
+use crate::plugins::{Script, ScriptError};
 use crate::storage::consent::{self as ledger, NewConsentEvent};
 use crate::storage::models::utc;
 use crate::storage::partners::{self as repo, LeadRow, PartnerKeyRow, PartnerRow};
@@ -524,7 +525,7 @@ enum Prepared {
     /// Not to be shared, and why.
     Withhold(String),
     Run {
-        loaded: Loaded,
+        loaded: Script,
         lead: Value,
         partner: Value,
     },
@@ -653,24 +654,20 @@ fn record_share(conn: &mut DbConnection, claim: &ShareClaim, decision: Decision)
 /// `Err(reason)` when the script failed or answered something other than a map.
 fn run_share_hook(
     host: &crate::plugins::PluginHost,
-    loaded: &Loaded,
+    loaded: &Script,
     lead: &Value,
     partner: &Value,
 ) -> std::result::Result<Option<Value>, String> {
-    let plugin = &loaded.name;
-    let arguments = (
-        rhai::serde::to_dynamic(lead).map_err(|e| e.to_string())?,
-        rhai::serde::to_dynamic(partner).map_err(|e| e.to_string())?,
-    );
-    let answer = loaded.call(host, "share", arguments, 2).map_err(|e| e.describe())?;
-    let Some(answer) = answer else {
+    let plugin = loaded.name();
+    let answer = loaded.call(host, "share", &[lead.clone(), partner.clone()]).map_err(|e| e.describe())?;
+    let Some((answer, _)) = answer else {
         return Err(format!("script {plugin}: defines no share(lead, partner)"));
     };
-    if answer.is_unit() {
+    if answer.is_nothing() {
         return Ok(None);
     }
-    match rhai::serde::from_dynamic::<Value>(&answer) {
-        Ok(Value::Object(map)) => Ok(Some(Value::Object(map))),
+    match answer.to_json() {
+        Some(Value::Object(map)) => Ok(Some(Value::Object(map))),
         _ => Err(format!("script {plugin}: share must answer a map of the fields to send, or () to withhold")),
     }
 }
@@ -908,14 +905,8 @@ pub struct Received {
 /// never reactivated: the lead is `declined` and nothing about the person changes. With
 /// `accept` the lead's lists are granted on the `partner` basis with the proof; with
 /// `reconfirm` they wait for the person to confirm a mail that says where the address came from.
-pub async fn receive_lead(
-    db: &Db,
-    keys: &Keys,
-    config: &SignupConfig,
-    scripts: &Scripts,
-    partner: Partner,
-    lead: InboundLead,
-) -> Result<Received> {
+pub async fn receive_lead(services: &Services, partner: Partner, lead: InboundLead) -> Result<Received> {
+    let Services { db, keys, signup: config, scripts, .. } = services;
     // Checked before anything is read, and again after the hook mapped it.
     check_lead(&lead)?;
     let partner_id = partner.id.to_string();
@@ -943,96 +934,99 @@ pub async fn receive_lead(
     // Record.
     let keys = keys.clone();
     let config = config.clone();
-    db.write(move |conn| {
-        let partner_id = partner.id.to_string();
-        // Sent twice at once: the first one written is the lead.
-        if let Some(existing) = repo::find_inbound_lead(conn, &partner_id, &lead.partner_lead_id)? {
-            return Ok(Received { lead: self::lead(existing)?.for_partner(), created: false });
-        }
-        let row = repo::find_partner(conn, &partner_id)?.ok_or_else(|| not_found(partner.id))?;
-        // What the hook answered is checked like what the partner sent.
-        let checked = check_lead(&lead)?;
-        let now = storage::now();
-        let proof = json!({
-            "partner_id": partner_id,
-            "partner_lead_id": lead.partner_lead_id,
-            "collected_at": checked.collected_at.to_rfc3339(),
-            "method": lead.method,
-            "partners_shown": lead.partners_shown,
-        });
-        let suppressed = ledger::is_suppressed(conn, &keys.email_hash(&checked.email.key()))?;
-        let mut lead_row = LeadRow {
-            id: LeadId::new().to_string(),
-            partner_id: partner_id.clone(),
-            contact_id: None,
-            direction: LeadDirection::Inbound.as_str().to_owned(),
-            partner_lead_id: Some(lead.partner_lead_id.clone()),
-            status: LeadStatus::Declined.as_str().to_owned(),
-            payload: proof.to_string(),
-            created_at: now,
-            updated_at: now,
-            lease_until: None,
-        };
-        if suppressed {
-            repo::insert_lead(conn, &lead_row)?;
-            return Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true });
-        }
-        let contact_id = upsert_lead_contact(conn, &checked, &lead, now)?;
-        lead_row.contact_id = Some(contact_id.clone());
-        let reconfirm = partner.inbound_policy == InboundPolicy::Reconfirm;
-        let current = load_contact_consents(conn, &contact_id)?.current;
-        let mut pending = Vec::new();
-        for list in &partner.inbound_lists {
-            let purpose = Purpose::List(*list);
-            if current.iter().any(|c| c.purpose == purpose && c.status != ConsentStatus::Pending) {
-                // Never replace a consent already recorded, nor undo a withdrawal.
-                continue;
+    let received = db
+        .write(move |conn| {
+            let partner_id = partner.id.to_string();
+            // Sent twice at once: the first one written is the lead.
+            if let Some(existing) = repo::find_inbound_lead(conn, &partner_id, &lead.partner_lead_id)? {
+                return Ok(Received { lead: self::lead(existing)?.for_partner(), created: false });
             }
-            apply_event(
-                conn,
-                NewConsentEvent {
-                    contact_id: contact_id.clone(),
-                    email_key: None,
-                    purpose: purpose.clone(),
-                    action: ConsentAction::Granted,
-                    basis: ConsentBasis::Partner,
-                    requires_confirmation: reconfirm,
-                    evidence: Evidence {
-                        method: "partner".to_owned(),
-                        consent_text: Some(lead.consent_text.clone()),
-                        ip: checked.ip.clone(),
-                        user_agent: checked.user_agent.clone(),
-                        source_url: checked.source_url.clone(),
-                        proof: Some(proof.to_string()),
-                        ..Evidence::default()
+            let row = repo::find_partner(conn, &partner_id)?.ok_or_else(|| not_found(partner.id))?;
+            // What the hook answered is checked like what the partner sent.
+            let checked = check_lead(&lead)?;
+            let now = storage::now();
+            let proof = json!({
+                "partner_id": partner_id,
+                "partner_lead_id": lead.partner_lead_id,
+                "collected_at": checked.collected_at.to_rfc3339(),
+                "method": lead.method,
+                "partners_shown": lead.partners_shown,
+            });
+            let suppressed = ledger::is_suppressed(conn, &keys.email_hash(&checked.email.key()))?;
+            let mut lead_row = LeadRow {
+                id: LeadId::new().to_string(),
+                partner_id: partner_id.clone(),
+                contact_id: None,
+                direction: LeadDirection::Inbound.as_str().to_owned(),
+                partner_lead_id: Some(lead.partner_lead_id.clone()),
+                status: LeadStatus::Declined.as_str().to_owned(),
+                payload: proof.to_string(),
+                created_at: now,
+                updated_at: now,
+                lease_until: None,
+            };
+            if suppressed {
+                repo::insert_lead(conn, &lead_row)?;
+                return Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true });
+            }
+            let contact_id = upsert_lead_contact(conn, &checked, &lead, now)?;
+            lead_row.contact_id = Some(contact_id.clone());
+            let reconfirm = partner.inbound_policy == InboundPolicy::Reconfirm;
+            let current = load_contact_consents(conn, &contact_id)?.current;
+            let mut pending = Vec::new();
+            for list in &partner.inbound_lists {
+                let purpose = Purpose::List(*list);
+                if current.iter().any(|c| c.purpose == purpose && c.status != ConsentStatus::Pending) {
+                    // Never replace a consent already recorded, nor undo a withdrawal.
+                    continue;
+                }
+                apply_event(
+                    conn,
+                    NewConsentEvent {
+                        contact_id: contact_id.clone(),
+                        email_key: None,
+                        purpose: purpose.clone(),
+                        action: ConsentAction::Granted,
+                        basis: ConsentBasis::Partner,
+                        requires_confirmation: reconfirm,
+                        evidence: Evidence {
+                            method: "partner".to_owned(),
+                            consent_text: Some(lead.consent_text.clone()),
+                            ip: checked.ip.clone(),
+                            user_agent: checked.user_agent.clone(),
+                            source_url: checked.source_url.clone(),
+                            proof: Some(proof.to_string()),
+                            ..Evidence::default()
+                        },
+                        actor: Actor::Partner(partner.id).to_string(),
                     },
-                    actor: Actor::Partner(partner.id).to_string(),
-                },
-            )?;
-            pending.push(purpose);
-        }
-        lead_row.status = if reconfirm && !pending.is_empty() {
-            send_reconfirmation(conn, &keys, &config, &row, &checked, &contact_id, &pending)?;
-            LeadStatus::PendingConfirmation
-        } else {
-            LeadStatus::Accepted
-        }
-        .as_str()
-        .to_owned();
-        repo::insert_lead(conn, &lead_row)?;
-        Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true })
-    })
-    .await
+                )?;
+                pending.push(purpose);
+            }
+            lead_row.status = if reconfirm && !pending.is_empty() {
+                send_reconfirmation(conn, &keys, &config, &row, &checked, &contact_id, &pending)?;
+                LeadStatus::PendingConfirmation
+            } else {
+                LeadStatus::Accepted
+            }
+            .as_str()
+            .to_owned();
+            repo::insert_lead(conn, &lead_row)?;
+            Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true })
+        })
+        .await?;
+    services.wake.mail.notify_one();
+    Ok(received)
 }
 
 /// `accept_lead(lead, partner)`: answers the lead (possibly mapped), or throws a reason.
 fn run_accept_hook(
     host: &crate::plugins::PluginHost,
-    loaded: &Loaded,
+    loaded: &Script,
     partner: &PartnerRow,
     lead: InboundLead,
 ) -> Result<InboundLead> {
-    let plugin = &loaded.name;
+    let plugin = loaded.name();
     let as_json = json!({
         "lead_id": lead.partner_lead_id,
         "email": lead.email,
@@ -1040,20 +1034,16 @@ fn run_accept_hook(
         "country": lead.country,
         "attributes": lead.attributes,
     });
-    let arguments = (
-        rhai::serde::to_dynamic(&as_json).map_err(Error::internal)?,
-        rhai::serde::to_dynamic(json!({"id": partner.id, "name": partner.name})).map_err(Error::internal)?,
-    );
-    let answer = match loaded.call(host, "accept_lead", arguments, 2) {
-        Ok(Some(answer)) => answer,
+    let arguments = [as_json, json!({"id": partner.id, "name": partner.name})];
+    let answer = match loaded.call(host, "accept_lead", &arguments) {
+        Ok(Some((answer, _))) => answer,
         Ok(None) => return Ok(lead),
         Err(ScriptError { thrown: Some(reason), .. }) => {
             return Err(Error::Validation(vec![FieldError::new("lead", format!("refused: {reason}"))]));
         }
         Err(error) => return Err(script_rejected(error)),
     };
-    let mapped: Value = rhai::serde::from_dynamic(&answer).unwrap_or(Value::Null);
-    let Value::Object(mapped) = mapped else {
+    let Some(Value::Object(mapped)) = answer.to_json() else {
         return Err(Error::internal(format!("script {plugin}: accept_lead must answer the lead map")));
     };
     let text = |key: &str| mapped.get(key).and_then(Value::as_str).map(str::to_owned);

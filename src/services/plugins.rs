@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use figment::providers::Format;
-use rhai::Dynamic;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, FieldError, Result};
-use crate::plugins::{CallStats, PluginHost, ScriptError};
+use crate::plugins::{Arguments, CallStats, PluginHost, Script, ScriptContact, ScriptError};
 use crate::storage::models::utc;
 use crate::storage::plugins::{self as repo, PluginRow};
 use crate::storage::{self, Db};
@@ -167,13 +166,13 @@ fn parse(label: &str, manifest: &str, source: String, origin: Origin, host: &Plu
     let manifest: Manifest = figment::Figment::from(figment::providers::Toml::string(manifest))
         .extract()
         .map_err(|e| Error::internal(format!("{label}: {e}")))?;
-    let ast = host.compile(&manifest.name, &source).map_err(|e| Error::internal(e.describe()))?;
-    let faults = undefined_hooks(&ast, &manifest.hooks);
+    let script = host.compile(&manifest.name, &source).map_err(|e| Error::internal(e.describe()))?;
+    let faults = undefined_hooks(&script, &manifest.hooks);
     if !faults.is_empty() {
         return Err(Error::internal(format!("plugin {}: {}", manifest.name, faults.join("; "))));
     }
     Ok(Plugin {
-        hooks: hooks_of(&ast),
+        hooks: hooks_of(&script),
         name: manifest.name,
         version: manifest.version,
         description: manifest.description,
@@ -187,7 +186,7 @@ fn parse(label: &str, manifest: &str, source: String, origin: Origin, host: &Plu
 
 /// What is wrong with the hooks a manifest declares: unknown names, and hooks the script
 /// does not define with the hook's parameters (which would never be called).
-fn undefined_hooks(ast: &rhai::AST, declared: &[String]) -> Vec<String> {
+fn undefined_hooks(script: &Script, declared: &[String]) -> Vec<String> {
     declared
         .iter()
         .filter_map(|hook| {
@@ -195,15 +194,12 @@ fn undefined_hooks(ast: &rhai::AST, declared: &[String]) -> Vec<String> {
                 let known: Vec<&str> = HOOKS.iter().map(|(name, _)| *name).collect();
                 return Some(format!("declares hook {hook}, which is not a hook (hooks: {})", known.join(", ")));
             };
-            if PluginHost::has_hook(ast, hook, params.len()) {
+            if script.defines(hook, params.len()) {
                 return None;
             }
             let wanted = format!("{hook}({})", params.join(", "));
-            let defined: Vec<String> = ast
-                .iter_functions()
-                .filter(|f| f.name == hook)
-                .map(|f| format!("{hook}({})", f.params.join(", ")))
-                .collect();
+            let defined: Vec<String> =
+                script.functions().iter().filter(|f| f.name == *hook).map(ToString::to_string).collect();
             Some(if defined.is_empty() {
                 format!("declares hook {hook} but main.rhai does not define {wanted}")
             } else {
@@ -218,11 +214,12 @@ fn undefined_hooks(ast: &rhai::AST, declared: &[String]) -> Vec<String> {
 }
 
 /// The hooks a script defines with the hook's parameters.
-fn hooks_of(ast: &rhai::AST) -> Vec<String> {
-    let mut hooks: Vec<String> = ast
-        .iter_functions()
+fn hooks_of(script: &Script) -> Vec<String> {
+    let mut hooks: Vec<String> = script
+        .functions()
+        .into_iter()
         .filter(|f| HOOKS.iter().any(|(name, params)| f.name == *name && f.params.len() == params.len()))
-        .map(|f| f.name.to_owned())
+        .map(|f| f.name)
         .collect();
     hooks.sort();
     hooks.dedup();
@@ -255,7 +252,7 @@ pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {
 }
 
 fn from_row(row: PluginRow, host: &PluginHost) -> Plugin {
-    let hooks = host.compile(&row.name, &row.source).map(|ast| hooks_of(&ast)).unwrap_or_default();
+    let hooks = host.compile(&row.name, &row.source).map(|script| hooks_of(&script)).unwrap_or_default();
     Plugin {
         name: row.name,
         version: row.version.to_string(),
@@ -281,12 +278,12 @@ pub struct PluginDraft {
 /// source must compile.
 pub async fn save_plugin(
     db: &Db,
-    host: &Arc<PluginHost>,
-    folder: &FolderPlugins,
+    scripts: &Scripts,
     draft: PluginDraft,
     author: String,
     create: bool,
 ) -> Result<Plugin> {
+    let (host, folder) = (&scripts.host, &*scripts.folder);
     let PluginDraft { name, description, source } = draft;
     if let Some(plugin) = folder.get(&name) {
         return Err(Error::Conflict(read_only(plugin, "change")));
@@ -310,7 +307,8 @@ pub async fn save_plugin(
     Ok(from_row(row, host))
 }
 
-pub async fn find_plugin(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins, name: String) -> Result<Plugin> {
+pub async fn find_plugin(db: &Db, scripts: &Scripts, name: String) -> Result<Plugin> {
+    let (host, folder) = (&scripts.host, &*scripts.folder);
     if let Some(plugin) = folder.get(&name) {
         return Ok(plugin.clone());
     }
@@ -330,40 +328,19 @@ pub struct Scripts {
 
 impl Scripts {
     /// Loads a plugin inside a transaction; see [`load_in`].
-    pub fn load_in(&self, conn: &mut storage::DbConnection, name: &str) -> Result<Loaded> {
+    pub fn load_in(&self, conn: &mut storage::DbConnection, name: &str) -> Result<Script> {
         load_in(conn, &self.host, &self.folder, name)
     }
 }
 
-/// A plugin compiled and ready to call, with its settings as the script's `settings`.
-pub struct Loaded {
-    pub name: String,
-    pub ast: Arc<rhai::AST>,
-    pub settings: Dynamic,
-}
-
-impl Loaded {
-    /// Calls a hook with `settings` in scope; `None` when the script does not define it.
-    pub fn call(
-        &self,
-        host: &PluginHost,
-        hook: &str,
-        args: impl rhai::FuncArgs + Clone,
-        arity: usize,
-    ) -> std::result::Result<Option<Dynamic>, ScriptError> {
-        let constants = [("settings", self.settings.clone())];
-        Ok(host.call_hook(&self.name, &self.ast, hook, args, arity, &constants)?.map(|(value, _)| value))
-    }
-}
-
-/// Loads and compiles a plugin inside a transaction (for hooks that decide what the
-/// transaction writes).
+/// Loads and compiles a plugin, with its settings, inside a transaction (for hooks that
+/// decide what the transaction writes).
 pub fn load_in(
     conn: &mut storage::DbConnection,
     host: &PluginHost,
     folder: &FolderPlugins,
     name: &str,
-) -> Result<Loaded> {
+) -> Result<Script> {
     let plugin = match folder.get(name) {
         Some(plugin) => plugin.clone(),
         None => match repo::find_plugin(conn, name)? {
@@ -371,9 +348,13 @@ pub fn load_in(
             None => return Err(Error::NotFound(format!("there is no plugin {name}"))),
         },
     };
-    let ast = host.compile(&plugin.name, &plugin.source).map_err(script_rejected)?;
-    let settings = rhai::serde::to_dynamic(&plugin.settings).map_err(Error::internal)?;
-    Ok(Loaded { name: plugin.name, ast, settings })
+    compiled(host, &plugin)
+}
+
+/// A plugin compiled, with its settings.
+pub fn compiled(host: &PluginHost, plugin: &Plugin) -> Result<Script> {
+    let script = host.compile(&plugin.name, &plugin.source).map_err(script_rejected)?;
+    script.with_settings(&plugin.settings).map_err(|e| Error::internal(e.describe()))
 }
 
 /// Whether a plugin of this name exists (folder or API).
@@ -381,7 +362,8 @@ pub fn exists_in(conn: &mut storage::DbConnection, folder: &FolderPlugins, name:
     Ok(folder.get(name).is_some() || repo::find_plugin(conn, name)?.is_some())
 }
 
-pub async fn list_plugins(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins) -> Result<Vec<Plugin>> {
+pub async fn list_plugins(db: &Db, scripts: &Scripts) -> Result<Vec<Plugin>> {
+    let (host, folder) = (&scripts.host, &*scripts.folder);
     let rows = db.read(|conn| Ok(repo::list_plugins(conn)?)).await?;
     let mut plugins: Vec<Plugin> = folder.0.values().cloned().collect();
     plugins.extend(rows.into_iter().map(|row| from_row(row, host)));
@@ -430,11 +412,10 @@ pub struct Validation {
 }
 
 pub fn validate(host: &PluginHost, name: &str, source: &str) -> std::result::Result<Validation, ScriptError> {
-    let ast = host.compile(name, source)?;
-    let mut functions: Vec<String> =
-        ast.iter_functions().map(|f| format!("{}({})", f.name, f.params.join(", "))).collect();
+    let script = host.compile(name, source)?;
+    let mut functions: Vec<String> = script.functions().iter().map(ToString::to_string).collect();
     functions.sort();
-    Ok(Validation { hooks: hooks_of(&ast), functions })
+    Ok(Validation { hooks: hooks_of(&script), functions })
 }
 
 /// The outcome of running a hook on sample input.
@@ -454,22 +435,18 @@ pub async fn dry_run(
 ) -> Result<DryRun> {
     tokio::task::spawn_blocking(move || {
         crate::threads::in_background(move || {
-            let ast = host.compile(&name, &source).map_err(script_rejected)?;
-            let args: Vec<Dynamic> = args
-                .into_iter()
-                .map(|value| rhai::serde::to_dynamic(value).map_err(|e| Error::field("input", e.to_string())))
-                .collect::<Result<_>>()?;
+            let script = host.compile(&name, &source).map_err(script_rejected)?;
             let arity = args.len();
-            let outcome = host.call_hook(&name, &ast, &hook, args, arity, &[]).map_err(script_rejected)?;
-            let (value, stats) = outcome.ok_or_else(|| {
+            let outcome = script.call(&host, &hook, &args).map_err(script_rejected)?;
+            let (answer, stats) = outcome.ok_or_else(|| {
                 Error::field("hook", format!("the script defines no {hook} taking {arity} argument(s)"))
             })?;
             // What a completion would refuse, a dry run refuses too, with the same reason.
             if hook == "on_complete" {
-                super::surveys::check_on_complete(&name, &value).map_err(|fault| Error::field("result", fault))?;
+                crate::domain::survey::ProfileUpdates::from_answer(&name, answer.to_json())
+                    .map_err(|fault| Error::field("result", fault))?;
             }
-            let result = rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::String(value.to_string()));
-            Ok(DryRun { result, stats })
+            Ok(DryRun { result: answer.to_json_or_text(), stats })
         })
         .unwrap_or_else(|| Err(Error::internal("the dry run panicked")))
     })
@@ -494,17 +471,17 @@ pub async fn dry_run_on_contacts(
         db.read(move |conn| crate::storage::contacts::scan_batch(conn, None, count, needs, &conditions)).await?;
     let facts: Vec<crate::plugins::contact::ContactFacts> = scanned.into_iter().map(Into::into).collect();
     tokio::task::spawn_blocking(move || {
-        let ast = host.compile(&name, &source).map_err(script_rejected)?;
+        let script = host.compile(&name, &source).map_err(script_rejected)?;
+        let nothing_else = Arguments::default();
         facts
             .into_iter()
             .map(|facts| {
                 let id = facts.id.clone();
-                let (value, stats) = host
-                    .call_hook(&name, &ast, &hook, (crate::plugins::ScriptContact::new(facts),), 1, &[])
+                let (answer, stats) = script
+                    .call_with_contact(&host, &hook, &ScriptContact::new(facts), &nothing_else)
                     .map_err(script_rejected)?
                     .ok_or_else(|| Error::field("hook", format!("the script defines no {hook}(contact)")))?;
-                let result = rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::String(value.to_string()));
-                Ok((id, DryRun { result, stats }))
+                Ok((id, DryRun { result: answer.to_json_or_text(), stats }))
             })
             .collect::<Result<Vec<_>>>()
     })

@@ -10,11 +10,12 @@
 
 use chrono::{TimeDelta, Utc};
 
+use super::Services;
 use super::confirmations::{self, Ask};
 use super::consent::{self, ContactExport, leave_all_in, load_contact_consents, withdraw_in};
 use super::keys::{Keys, LinkKind, PreferenceClaims};
 use super::mailer;
-use super::signup::{RequestInfo, SignupConfig};
+use super::signup::RequestInfo;
 use crate::domain::consent::{Actor, ConsentStatus, Purpose};
 use crate::domain::{Contact, ContactId, ContactStatus, List, ListId};
 use crate::error::{Error, Result};
@@ -182,56 +183,63 @@ fn load_preferences(conn: &mut DbConnection, id: ContactId, locale: &str) -> Res
 /// its box, waiting for confirmation, and a confirmation mail goes to the address: whoever
 /// holds the link cannot subscribe the person (nor bring back someone who left).
 pub async fn save_preferences(
-    db: &Db,
-    keys: &Keys,
-    config: &SignupConfig,
+    services: &Services,
     token: &str,
     chosen: Vec<ListId>,
     info: RequestInfo,
 ) -> Result<Option<Saved>> {
-    let (keys, config, token) = (keys.clone(), config.clone(), token.to_owned());
-    db.write(move |conn| {
-        let Some(id) = contact_of_token(conn, &keys, &token)? else {
-            return Ok(None);
-        };
-        let Some(preferences) = load_preferences(conn, id, &info.locale)? else {
-            return Ok(None);
-        };
-        let contact_id = id.to_string();
-        let evidence = info.evidence(METHOD);
-        let mut asks = Vec::new();
-        for choice in &preferences.lists {
-            let wanted = choice.list.id;
-            let wanted = chosen.contains(&wanted);
-            match choice.state {
-                ListState::Receives if !wanted => {
-                    withdraw_in(conn, &contact_id, &[Purpose::List(choice.list.id)], &evidence, &Actor::Public)?;
+    let (keys, config, token) = (services.keys.clone(), services.signup.clone(), token.to_owned());
+    let saved = services
+        .db
+        .write(move |conn| {
+            let Some(id) = contact_of_token(conn, &keys, &token)? else {
+                return Ok(None);
+            };
+            let Some(preferences) = load_preferences(conn, id, &info.locale)? else {
+                return Ok(None);
+            };
+            let contact_id = id.to_string();
+            let evidence = info.evidence(METHOD);
+            let mut asks = Vec::new();
+            for choice in &preferences.lists {
+                let wanted = choice.list.id;
+                let wanted = chosen.contains(&wanted);
+                match choice.state {
+                    ListState::Receives if !wanted => {
+                        withdraw_in(conn, &contact_id, &[Purpose::List(choice.list.id)], &evidence, &Actor::Public)?;
+                    }
+                    ListState::NotReceived if wanted => {
+                        asks.push(Ask {
+                            purpose: Purpose::List(choice.list.id),
+                            consent_text: Some(choice.text.clone()),
+                        });
+                    }
+                    _ => {}
                 }
-                ListState::NotReceived if wanted => {
-                    asks.push(Ask { purpose: Purpose::List(choice.list.id), consent_text: Some(choice.text.clone()) });
-                }
-                _ => {}
             }
-        }
-        let confirmation_requested = !asks.is_empty();
-        if confirmation_requested {
-            confirmations::start_in(
-                conn,
-                &keys,
-                &config,
-                &preferences.contact,
-                &asks,
-                &evidence,
-                &Actor::Public,
-                &info.locale,
-            )?;
-        }
-        let Some(preferences) = load_preferences(conn, id, &info.locale)? else {
-            return Ok(None);
-        };
-        Ok(Some(Saved { preferences, confirmation_requested }))
-    })
-    .await
+            let confirmation_requested = !asks.is_empty();
+            if confirmation_requested {
+                confirmations::start_in(
+                    conn,
+                    &keys,
+                    &config,
+                    &preferences.contact,
+                    &asks,
+                    &evidence,
+                    &Actor::Public,
+                    &info.locale,
+                )?;
+            }
+            let Some(preferences) = load_preferences(conn, id, &info.locale)? else {
+                return Ok(None);
+            };
+            Ok(Some(Saved { preferences, confirmation_requested }))
+        })
+        .await?;
+    if saved.is_some() {
+        services.wake.mail.notify_one();
+    }
+    Ok(saved)
 }
 
 /// "Unsubscribe from everything": at once, and the address suppressed. A contact that no
@@ -255,59 +263,62 @@ pub async fn leave_all(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> 
 /// "Send me a link to download (or delete) my data": records a single-use request and
 /// mails its link to the address, within the daily cap of confirmation mails. `false` for
 /// a preference link that is not valid.
-pub async fn request_data(
-    db: &Db,
-    keys: &Keys,
-    config: &SignupConfig,
-    token: &str,
-    action: DataAction,
-    locale: &str,
-) -> Result<bool> {
-    let (keys, config, token, locale) = (keys.clone(), config.clone(), token.to_owned(), locale.to_owned());
-    db.write(move |conn| {
-        let Some(id) = contact_of_token(conn, &keys, &token)? else {
-            return Ok(false);
-        };
-        let Some(contact) = contacts::find_contact(conn, &id.to_string())? else {
-            return Ok(false);
-        };
-        let now = storage::now();
-        let expires_at = Utc::now() + config.confirmation_ttl;
-        let request = DataRequestRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            contact_id: id.to_string(),
-            action: action.as_str().to_owned(),
-            created_at: now,
-            expires_at: expires_at.naive_utc(),
-            used_at: None,
-        };
-        repo::insert_data_request(conn, &request)?;
-        let email_key = contact.email.key();
-        let since = now - TimeDelta::hours(24);
-        if outbox::count_recent(conn, &email_key, DATA_REQUEST_MAIL, since)?
-            >= i64::from(config.confirmation_mails_per_day.max(1))
-        {
-            tracing::info!("data request mail withheld: the address reached its daily cap");
-            return Ok(true);
-        }
-        let link_token = keys.sign_link(LinkKind::DataRequest, &request.id, None, Some(expires_at));
-        let link = format!("{}/data-requests/{link_token}", config.base_url);
-        let subject = match action {
-            DataAction::Download => "download_mail_subject",
-            DataAction::Erase => "erase_mail_subject",
-        };
-        let draft = Draft {
-            from: config.mail_from.clone(),
-            to: contact.email.to_string(),
-            subject: crate::i18n::text(&locale, subject).to_owned(),
-            text: crate::i18n::text(&locale, "data_mail_text").replace("{link}", &link),
-            headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
-            ..Draft::default()
-        };
-        mailer::enqueue(conn, DATA_REQUEST_MAIL, &email_key, &mail::compose(&draft, &config.message_domain, None)?)?;
-        Ok(true)
-    })
-    .await
+pub async fn request_data(services: &Services, token: &str, action: DataAction, locale: &str) -> Result<bool> {
+    let (keys, config) = (services.keys.clone(), services.signup.clone());
+    let (token, locale) = (token.to_owned(), locale.to_owned());
+    let valid = services
+        .db
+        .write(move |conn| {
+            let Some(id) = contact_of_token(conn, &keys, &token)? else {
+                return Ok(false);
+            };
+            let Some(contact) = contacts::find_contact(conn, &id.to_string())? else {
+                return Ok(false);
+            };
+            let now = storage::now();
+            let expires_at = Utc::now() + config.confirmation_ttl;
+            let request = DataRequestRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                contact_id: id.to_string(),
+                action: action.as_str().to_owned(),
+                created_at: now,
+                expires_at: expires_at.naive_utc(),
+                used_at: None,
+            };
+            repo::insert_data_request(conn, &request)?;
+            let email_key = contact.email.key();
+            let since = now - TimeDelta::hours(24);
+            if outbox::count_recent(conn, &email_key, DATA_REQUEST_MAIL, since)?
+                >= i64::from(config.confirmation_mails_per_day.max(1))
+            {
+                tracing::info!("data request mail withheld: the address reached its daily cap");
+                return Ok(true);
+            }
+            let link_token = keys.sign_link(LinkKind::DataRequest, &request.id, None, Some(expires_at));
+            let link = format!("{}/data-requests/{link_token}", config.base_url);
+            let subject = match action {
+                DataAction::Download => "download_mail_subject",
+                DataAction::Erase => "erase_mail_subject",
+            };
+            let draft = Draft {
+                from: config.mail_from.clone(),
+                to: contact.email.to_string(),
+                subject: crate::i18n::text(&locale, subject).to_owned(),
+                text: crate::i18n::text(&locale, "data_mail_text").replace("{link}", &link),
+                headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+                ..Draft::default()
+            };
+            mailer::enqueue(
+                conn,
+                DATA_REQUEST_MAIL,
+                &email_key,
+                &mail::compose(&draft, &config.message_domain, None)?,
+            )?;
+            Ok(true)
+        })
+        .await?;
+    services.wake.mail.notify_one();
+    Ok(valid)
 }
 
 /// The request a data-request token names, if it is genuine, unused and its contact still

@@ -6,15 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rhai::AST;
 
 use super::pagination::{Page, PageRequest};
-use super::plugins::{FolderPlugins, script_rejected};
+use super::plugins::{Scripts, script_rejected};
 use crate::domain::Contact;
 use crate::error::{Error, Result};
 use crate::plugins::contact::ContactFacts;
 use crate::plugins::pushdown::{self, SqlConditions};
-use crate::plugins::{PluginHost, ScriptContact, ScriptError};
+use crate::plugins::{Arguments, PluginHost, Script, ScriptContact, ScriptError};
 use crate::storage::contacts::{self, ScanNeeds};
 use crate::storage::models::{parse_id, utc};
 use crate::storage::plugins::{self as repo, SegmentRow};
@@ -68,37 +67,36 @@ fn to_segment(row: SegmentRow) -> Result<Segment> {
 /// A compiled predicate, ready for many contacts.
 pub struct Predicate {
     name: String,
-    /// What is left for Rhai once SQL tested what it can; `None`: nothing is left.
-    ast: Option<Arc<AST>>,
+    /// What is left for the script once SQL tested what it can (a plugin with its
+    /// settings); `None`: nothing is left.
+    script: Option<Script>,
     conditions: SqlConditions,
     needs: ScanNeeds,
     uses_hook: bool,
-    /// A folder plugin's settings, handed to the script as the constant `settings`.
-    settings: rhai::Dynamic,
 }
 
 impl Predicate {
     /// Compiles a rule. Only what the script mentions is loaded for each contact.
-    pub async fn compile(db: &Db, host: &Arc<PluginHost>, folder: &FolderPlugins, rule: &Rule) -> Result<Self> {
+    pub async fn compile(db: &Db, scripts: &Scripts, rule: &Rule) -> Result<Self> {
+        let host = &scripts.host;
         let (name, source, settings) = match rule {
-            Rule::Script(source) => ("segment".to_owned(), source.clone(), rhai::Map::new()),
+            Rule::Script(source) => ("segment".to_owned(), source.clone(), Settings::new()),
             Rule::Plugin(plugin, overrides) => {
-                let plugin = super::plugins::find_plugin(db, host, folder, plugin.clone()).await?;
+                let plugin = super::plugins::find_plugin(db, scripts, plugin.clone()).await?;
                 let settings = merge_settings(&plugin.settings, overrides)?;
-                let settings =
-                    rhai::serde::to_dynamic(&settings).ok().and_then(|s| s.try_cast::<rhai::Map>()).unwrap_or_default();
                 (plugin.name, plugin.source, settings)
             }
         };
-        let ast = host.compile(&name, &source).map_err(script_rejected)?;
-        let uses_hook = PluginHost::has_hook(&ast, "matches", 1);
+        let with_settings = |script: Script| script.with_settings(&settings).map_err(script_rejected);
+        let script = with_settings(host.compile(&name, &source).map_err(script_rejected)?)?;
+        let uses_hook = script.defines("matches", 1);
         let (conditions, rest) = match rule {
             Rule::Script(_) if !uses_hook => pushdown::split(&source),
             _ => (SqlConditions::default(), Some(source.clone())),
         };
-        let ast = match rest {
-            Some(rest) if rest == source => Some(ast),
-            Some(rest) => Some(host.compile(&name, &rest).map_err(script_rejected)?),
+        let script = match rest {
+            Some(rest) if rest == source => Some(script),
+            Some(rest) => Some(with_settings(host.compile(&name, &rest).map_err(script_rejected)?)?),
             None => None,
         };
         if matches!(rule, Rule::Plugin(..)) && !uses_hook {
@@ -109,18 +107,17 @@ impl Predicate {
             lists: source.contains("lists") || source.contains("in_list"),
             consents: source.contains("consent"),
         };
-        Ok(Self { name, ast, conditions, needs, uses_hook, settings: rhai::Dynamic::from_map(settings) })
+        Ok(Self { name, script, conditions, needs, uses_hook })
     }
 
     /// Everyone: no condition, no script (a campaign without a segment).
     pub fn everyone() -> Self {
         Self {
             name: "audience".to_owned(),
-            ast: None,
+            script: None,
             conditions: SqlConditions::default(),
             needs: ScanNeeds::default(),
             uses_hook: false,
-            settings: rhai::Dynamic::UNIT,
         }
     }
 
@@ -151,24 +148,23 @@ impl Predicate {
 
     /// Whether a contact matches what is left for the script.
     pub fn matches(&self, host: &PluginHost, contact: &ScriptContact) -> std::result::Result<bool, ScriptError> {
-        let Some(ast) = &self.ast else {
+        let Some(script) = &self.script else {
             return Ok(true);
         };
-        let id = contact.0.id.clone();
-        let contact = contact.clone();
-        let outcome = if self.uses_hook {
-            let constants = [("settings", self.settings.clone())];
-            host.call_hook(&self.name, ast, "matches", (contact,), 1, &constants)?.map(|(value, _)| value)
+        let answer = if self.uses_hook {
+            script.call_with_contact(host, "matches", contact, &Arguments::default())?.map(|(answer, _)| answer)
         } else {
-            Some(host.eval_with_contact(&self.name, ast, contact)?.0)
+            Some(script.eval_with_contact(host, contact)?)
         };
-        let value = outcome.unwrap_or(rhai::Dynamic::FALSE);
-        value.as_bool().map_err(|kind| ScriptError {
-            thrown: None,
-            script: self.name.clone(),
-            line: None,
-            column: None,
-            message: format!("must answer true or false, not {kind} (for contact {id})"),
+        let Some(answer) = answer else {
+            return Ok(false);
+        };
+        answer.as_bool().ok_or_else(|| {
+            script.wrong_answer(format!(
+                "must answer true or false, not {} (for contact {})",
+                answer.kind(),
+                contact.0.id
+            ))
         })
     }
 }
@@ -246,7 +242,7 @@ pub(crate) async fn test_batch(
     predicate: &Arc<Predicate>,
     batch: Vec<ContactFacts>,
 ) -> Result<Vec<bool>> {
-    if predicate.ast.is_none() {
+    if predicate.script.is_none() {
         return Ok(vec![true; batch.len()]);
     }
     let threads = crate::threads::cores();
@@ -277,26 +273,15 @@ fn evaluate(
         }
         Some(verdict)
     })
-    .ok_or_else(|| ScriptError {
-        thrown: None,
-        script: predicate.name.clone(),
-        line: None,
-        column: None,
-        message: "the evaluation failed".to_owned(),
-    })?;
+    .ok_or_else(|| ScriptError::new(&predicate.name, "the evaluation failed"))?;
     if let Some(error) = verdicts.iter().flatten().find_map(|verdict| verdict.as_ref().err()) {
         return Err(error.clone());
     }
     Ok(verdicts.into_iter().flatten().flatten().collect())
 }
 
-pub async fn create_segment(
-    db: &Db,
-    host: &Arc<PluginHost>,
-    folder: &FolderPlugins,
-    draft: SegmentDraft,
-) -> Result<Segment> {
-    Predicate::compile(db, host, folder, &draft.rule).await?;
+pub async fn create_segment(db: &Db, scripts: &Scripts, draft: SegmentDraft) -> Result<Segment> {
+    Predicate::compile(db, scripts, &draft.rule).await?;
     let now = storage::now();
     let (script, plugin, settings) = split_rule(draft.rule);
     let row = SegmentRow {
@@ -318,15 +303,14 @@ pub async fn create_segment(
 
 pub async fn update_segment(
     db: &Db,
-    host: &Arc<PluginHost>,
-    folder: &FolderPlugins,
+    scripts: &Scripts,
     id: String,
     name: Option<String>,
     description: Option<String>,
     rule: Option<Rule>,
 ) -> Result<Segment> {
     if let Some(rule) = &rule {
-        Predicate::compile(db, host, folder, rule).await?;
+        Predicate::compile(db, scripts, rule).await?;
     }
     db.write(move |conn| {
         let mut row = repo::find_segment(conn, &id)?.ok_or_else(|| not_found(&id))?;
@@ -380,15 +364,10 @@ pub fn rule_of(segment: &Segment) -> Result<Rule> {
 }
 
 /// Counts the contacts a rule matches, with the first `sample` of them.
-pub async fn count(
-    db: &Db,
-    host: &Arc<PluginHost>,
-    folder: &FolderPlugins,
-    rule: &Rule,
-    sample: usize,
-) -> Result<(Scan, Vec<Contact>)> {
-    let predicate = Arc::new(Predicate::compile(db, host, folder, rule).await?);
-    let found = if predicate.ast.is_none() {
+pub async fn count(db: &Db, scripts: &Scripts, rule: &Rule, sample: usize) -> Result<(Scan, Vec<Contact>)> {
+    let host = &scripts.host;
+    let predicate = Arc::new(Predicate::compile(db, scripts, rule).await?);
+    let found = if predicate.script.is_none() {
         // Everything was pushed down: the database counts.
         let started = Instant::now();
         let counted = predicate.clone();
@@ -408,14 +387,9 @@ pub async fn count(
 }
 
 /// One page of a segment's members.
-pub async fn members(
-    db: &Db,
-    host: &Arc<PluginHost>,
-    folder: &FolderPlugins,
-    rule: &Rule,
-    page: PageRequest,
-) -> Result<Page<Contact>> {
-    let predicate = Arc::new(Predicate::compile(db, host, folder, rule).await?);
+pub async fn members(db: &Db, scripts: &Scripts, rule: &Rule, page: PageRequest) -> Result<Page<Contact>> {
+    let host = &scripts.host;
+    let predicate = Arc::new(Predicate::compile(db, scripts, rule).await?);
     let limit = page.limit as usize;
     let found = scan(db, host, &predicate, page.after.clone(), limit + 1, true).await?;
     let contacts = db.read(move |conn| contacts::find_contacts(conn, &found.first)).await?;

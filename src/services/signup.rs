@@ -11,10 +11,10 @@ use super::consent::{
     ContactConsents, apply_event, apply_event_for, erase_in, leave_all_in, load_contact_consents, withdraw_in,
 };
 
+use super::Services;
 use super::forms::Form;
 use super::keys::{Keys, LinkKind};
 use super::mailer;
-use super::plugins::Scripts;
 use super::{partners, surveys, webhooks};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::domain::form::{FormOptIn, ValidSubmission};
@@ -125,20 +125,19 @@ pub struct Confirmed {
 /// not wait for each other, the state is read, the mail rendered and the signup recorded
 /// in one transaction: half the round trips, and nothing read twice.
 pub async fn submit(
-    db: &Db,
-    keys: &Keys,
-    config: &SignupConfig,
-    scripts: &Scripts,
+    services: &Services,
     form: Form,
     submission: ValidSubmission,
     info: RequestInfo,
 ) -> Result<Submitted> {
+    let Services { db, keys, signup: config, scripts, .. } = services;
     let suppression_hash = keys.email_hash(&submission.email.key());
     let signup = Arc::new(SignupInput { form, submission, info, suppression_hash });
     let (submitted, shares) = match db.has_one_writer() {
         true => submit_read_then_write(db, keys, config, &signup).await?,
         false => submit_in_one_transaction(db, keys, config, &signup).await?,
     };
+    services.wake.mail.notify_one();
     // After the commit: the partners' `share` hooks run outside the transaction.
     shares.run(db, scripts).await;
     Ok(submitted)
@@ -741,16 +740,13 @@ pub fn confirmed_basis(granted: ConsentBasis) -> ConsentBasis {
 /// click; what someone else asked for with the same address stays pending. The values
 /// submitted with the request apply; the address leaves the suppression list. A second
 /// use changes nothing and answers the same. `None` when the link is not valid.
-pub async fn confirm(
-    db: &Db,
-    keys: &Keys,
-    config: &SignupConfig,
-    scripts: &Scripts,
-    token: &str,
-    info: RequestInfo,
-) -> Result<Option<Confirmed>> {
+pub async fn confirm(services: &Services, token: &str, info: RequestInfo) -> Result<Option<Confirmed>> {
+    let Services { db, keys, signup: config, scripts, .. } = services;
     let shares = partners::SharesAfterCommit::default();
     let confirmed = confirm_queueing(db, keys, config, shares.clone(), token, info).await?;
+    if config.consent_receipt_mail {
+        services.wake.mail.notify_one();
+    }
     // After the commit: the partners' `share` hooks run outside the transaction.
     shares.run(db, scripts).await;
     Ok(confirmed)

@@ -8,13 +8,13 @@ use serde_json::{Map, Value, json};
 
 use super::keys::{Keys, LinkKind};
 use super::pagination::{Page, PageRequest};
-use super::plugins::{Loaded, Scripts};
+use super::plugins::Scripts;
 use super::webhooks;
 use crate::domain::partner::EventType;
-use crate::domain::survey::{Question, SurveyDefinition, check_answer};
-use crate::domain::{Contact, SurveyId, Tag};
+use crate::domain::survey::{ProfileUpdates, Question, SurveyDefinition, check_answer};
+use crate::domain::{Contact, SurveyId};
 use crate::error::{Error, FieldError, Result};
-use crate::plugins::{PluginHost, ScriptError};
+use crate::plugins::{PluginHost, Script, ScriptError};
 use crate::storage::models::utc;
 use crate::storage::surveys::{self as repo, ResponseRow, SurveyRow};
 use crate::storage::{self, Db, DbConnection, contacts};
@@ -199,7 +199,7 @@ fn script_failed(error: ScriptError) -> Error {
 struct Snapshot {
     response: ResponseRow,
     survey: Survey,
-    loaded: Option<Loaded>,
+    loaded: Option<Script>,
     contact: Option<Contact>,
 }
 
@@ -224,7 +224,7 @@ async fn off_executor<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send
 /// without the hook) the first question not answered yet. `None`: the survey is done.
 fn next_question(
     host: &PluginHost,
-    loaded: Option<&Loaded>,
+    loaded: Option<&Script>,
     survey: &Survey,
     answers: &Map<String, Value>,
 ) -> Result<Option<Question>> {
@@ -232,35 +232,23 @@ fn next_question(
     let Some(loaded) = loaded else {
         return Ok(in_order());
     };
-    let plugin = &loaded.name;
-    let arguments = (
-        rhai::serde::to_dynamic(Value::Object(answers.clone())).map_err(Error::internal)?,
-        rhai::serde::to_dynamic(survey_for_script(survey)).map_err(Error::internal)?,
-    );
-    let Some(answer) = loaded.call(host, "next_question", arguments, 2).map_err(script_failed)? else {
+    let arguments = [Value::Object(answers.clone()), survey_for_script(survey)];
+    let Some((answer, _)) = loaded.call(host, "next_question", &arguments).map_err(script_failed)? else {
         return Ok(in_order());
     };
-    if answer.is_unit() {
+    if answer.is_nothing() {
         return Ok(None);
     }
-    let id = answer.clone().into_string().map_err(|_| {
-        script_failed(ScriptError {
-            script: plugin.clone(),
-            line: None,
-            column: None,
-            message: format!("next_question must answer a question id or (); it answered {answer}"),
-            thrown: None,
-        })
+    let id = answer.as_text().ok_or_else(|| {
+        script_failed(
+            loaded.wrong_answer(format!("next_question must answer a question id or (); it answered {answer}")),
+        )
     })?;
     match survey.definition.question(&id) {
         Some(question) if !answers.contains_key(&id) => Ok(Some(question.clone())),
-        _ => Err(script_failed(ScriptError {
-            script: plugin.clone(),
-            line: None,
-            column: None,
-            message: format!("next_question answered {id:?}, which is not a question of the survey left to answer"),
-            thrown: None,
-        })),
+        _ => Err(script_failed(loaded.wrong_answer(format!(
+            "next_question answered {id:?}, which is not a question of the survey left to answer"
+        )))),
     }
 }
 
@@ -326,7 +314,7 @@ enum Plan {
 }
 
 /// The updates of `on_complete` that passed the checks, or why they were refused.
-type Completion = std::result::Result<Updates, String>;
+type Completion = std::result::Result<ProfileUpdates, String>;
 
 /// How many times an answer is worked out again when the response changed meanwhile (the
 /// same link answered from two tabs at once).
@@ -390,19 +378,12 @@ fn plan_answer(host: &PluginHost, snapshot: &Snapshot, question_id: &str, values
 /// `on_complete(contact, answers)`, its answer checked; `None` without a plugin or contact.
 fn run_on_complete(host: &PluginHost, snapshot: &Snapshot, answers: &Map<String, Value>) -> Option<Completion> {
     let (loaded, contact) = (snapshot.loaded.as_ref()?, snapshot.contact.as_ref()?);
-    let arguments = (
-        rhai::serde::to_dynamic(webhooks::contact_json(contact)),
-        rhai::serde::to_dynamic(Value::Object(answers.clone())),
-    );
-    let (Ok(contact), Ok(answers)) = arguments else {
-        return Some(Err("the contact or the answers could not be handed to the script".to_owned()));
-    };
-    Some(
-        loaded
-            .call(host, "on_complete", (contact, answers), 2)
-            .map_err(|e| e.describe())
-            .and_then(|answer| answer.map_or(Ok(Updates::default()), |answer| check_updates(&loaded.name, &answer))),
-    )
+    let arguments = [webhooks::contact_json(contact), Value::Object(answers.clone())];
+    Some(loaded.call(host, "on_complete", &arguments).map_err(|e| e.describe()).and_then(|answer| {
+        answer.map_or(Ok(ProfileUpdates::default()), |(answer, _)| {
+            ProfileUpdates::from_answer(loaded.name(), answer.to_json())
+        })
+    }))
 }
 
 /// Writes what the plan worked out, if the response is still as it was read; `None` when
@@ -425,72 +406,6 @@ fn record_answer(conn: &mut DbConnection, snapshot: &Snapshot, plan: Plan) -> Re
         return Ok(Some(state_with(survey, answers, Some(question), false)));
     }
     complete(conn, response, survey, answers, completion).map(Some)
-}
-
-/// Attribute and tag updates from `on_complete`, checked.
-#[derive(Debug, Default)]
-struct Updates {
-    attributes: Map<String, Value>,
-    tags: Vec<Tag>,
-}
-
-impl Updates {
-    fn as_json(&self) -> Value {
-        json!({
-            "attributes": self.attributes,
-            "tags": self.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
-        })
-    }
-}
-
-/// The checks a completion applies to what `on_complete` answered, for a dry run to apply
-/// the same: `Err` with the reason a real completion would record.
-pub fn check_on_complete(plugin: &str, answer: &rhai::Dynamic) -> std::result::Result<(), String> {
-    check_updates(plugin, answer).map(|_| ())
-}
-
-fn check_updates(plugin: &str, answer: &rhai::Dynamic) -> std::result::Result<Updates, String> {
-    if answer.is_unit() {
-        return Ok(Updates::default());
-    }
-    let value: Value = rhai::serde::from_dynamic(answer).map_err(|e| e.to_string())?;
-    let Value::Object(map) = value else {
-        return Err(format!("script {plugin}: on_complete must answer #{{attributes: #{{}}, tags: []}}"));
-    };
-    let mut updates = Updates::default();
-    let mut faults = Vec::new();
-    match map.get("attributes") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(attributes)) => {
-            for (name, value) in attributes {
-                let valid = !name.is_empty()
-                    && name.len() <= 64
-                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-                if !valid {
-                    faults.push(format!("attribute {name:?}: names are 1 to 64 characters of a-z, 0-9 and _"));
-                } else if value.is_object() {
-                    faults.push(format!("attribute {name}: must be a string, number, boolean, array or null"));
-                } else {
-                    updates.attributes.insert(name.clone(), value.clone());
-                }
-            }
-        }
-        Some(_) => faults.push("attributes must be a map".to_owned()),
-    }
-    match map.get("tags") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(tags)) => {
-            for tag in tags {
-                match tag.as_str().map(Tag::parse) {
-                    Some(Ok(tag)) => updates.tags.push(tag),
-                    Some(Err(e)) => faults.push(format!("tag {tag}: {e}")),
-                    None => faults.push(format!("tag {tag}: must be a string")),
-                }
-            }
-        }
-        Some(_) => faults.push("tags must be an array".to_owned()),
-    }
-    if faults.is_empty() { Ok(updates) } else { Err(format!("script {plugin}: on_complete: {}", faults.join("; "))) }
 }
 
 /// Completes a response: the updates of `on_complete` (checked before) applied to the
@@ -542,7 +457,7 @@ fn complete(
 fn apply_updates(
     conn: &mut DbConnection,
     contact_id: &str,
-    updates: &Updates,
+    updates: &ProfileUpdates,
     now: chrono::NaiveDateTime,
 ) -> Result<()> {
     if updates.attributes.is_empty() && updates.tags.is_empty() {

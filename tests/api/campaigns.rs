@@ -425,7 +425,6 @@ async fn two_dispatchers_on_one_database_never_send_to_one_recipient_twice() {
         consento::services::dispatcher::Dispatcher::new(
             app.state.campaigns.clone(),
             consento::services::dispatcher::SendOptions::from_settings(&app.state.settings),
-            std::sync::Arc::new(tokio::sync::Notify::new()),
         )
     };
     let (one, two) = (dispatcher(), dispatcher());
