@@ -11,7 +11,7 @@ use super::extract::{ApiJson, LimitedBody, RequestBody};
 use crate::domain::Email;
 use crate::error::{Error, FieldError, Result};
 use crate::services::bounces::{self, Notice, NoticeKind, NoticeOutcome};
-use crate::services::tracking::{self, Hit};
+use crate::services::campaigns::tracking::{self, Hit};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -1,18 +1,140 @@
-//! Double opt-in requests that do not come from a form: a list re-ticked in the preference
-//! centre, or a confirmation the API starts for an integrator. Each records a pending
-//! grant per purpose and mails the person the same confirmation link a form's signup
-//! gets (within the same daily cap); only the person's click makes it a double opt-in.
+//! Double opt-in requests: the confirmation link, its mail within the daily cap, and the
+//! request recorded for the click to find; for a form's signup, a partner's lead, a list
+//! re-ticked in the preference centre, or a confirmation the API starts for an integrator.
+//! Each of the last two records a pending grant per purpose; only the person's click makes
+//! it a double opt-in.
+
+use chrono::TimeDelta;
 
 use super::Services;
 use super::consent::{apply_event, load_contact_consents};
-use super::keys::Keys;
-use super::signup::{SignupConfig, request_confirmation};
+use super::keys::{Keys, LinkKind};
+use super::mailer;
+use crate::domain::ConfirmationId;
 use crate::domain::Contact;
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::error::{Error, Result};
+use crate::mail;
 use crate::mail::Draft;
+use crate::settings::Settings;
+use crate::storage::confirmations::{self as repo, ConfirmationRow};
 use crate::storage::consent::NewConsentEvent;
-use crate::storage::{DbConnection, lists, partners};
+use crate::storage::{self, DbConnection, lists, outbox, partners};
+
+pub const CONFIRMATION_MAIL: &str = "confirmation";
+
+/// What the signup flow needs from the settings.
+#[derive(Debug, Clone)]
+pub struct SignupConfig {
+    pub base_url: String,
+    pub mail_from: String,
+    pub message_domain: String,
+    pub confirmation_ttl: TimeDelta,
+    pub confirmation_mails_per_day: u32,
+    pub survey_link_ttl: TimeDelta,
+    pub consent_receipt_mail: bool,
+}
+
+impl SignupConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            base_url: settings.base_url(),
+            mail_from: settings.mail_from.clone(),
+            message_domain: settings.message_domain(),
+            confirmation_ttl: TimeDelta::hours(settings.confirmation_ttl_hours as i64),
+            confirmation_mails_per_day: settings.confirmation_mails_per_day,
+            survey_link_ttl: TimeDelta::days(i64::from(settings.survey_link_days)),
+            consent_receipt_mail: settings.consent_receipt_mail,
+        }
+    }
+}
+
+/// A confirmation request's id, link and mail, made before the write that records it.
+pub(crate) struct PreparedConfirmation {
+    pub id: ConfirmationId,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub mail: mail::Composed,
+}
+
+/// The id and link of a new confirmation request.
+pub(crate) fn confirmation_link(
+    keys: &Keys,
+    config: &SignupConfig,
+) -> (ConfirmationId, chrono::DateTime<chrono::Utc>, String) {
+    let id = ConfirmationId::new();
+    let expires_at = chrono::Utc::now() + config.confirmation_ttl;
+    let token = keys.sign_link(LinkKind::Confirm, &id.to_string(), None, Some(expires_at));
+    (id, expires_at, format!("{}/confirm/{token}", config.base_url))
+}
+
+/// What a confirmation request records besides its mail.
+pub(crate) struct ConfirmationRequest<'a> {
+    pub contact_id: &'a str,
+    /// The form, at its version, that asked (none for a partner's lead).
+    pub form: Option<(String, i32)>,
+    pub purposes: &'a [Purpose],
+    pub email_key: &'a str,
+    /// The values the form submitted (JSON), applied once the person confirms.
+    pub values: Option<String>,
+}
+
+/// Records a request to confirm `purposes` (from a form, at its version, or from a partner)
+/// and queues its mail, written by `draft` around the confirmation link. However many
+/// requests (from however many IPs), an address gets at most `confirmation_mails_per_day`
+/// such mails a day: a form cannot be used to bomb someone's inbox. A request whose mail
+/// the cap withholds is not recorded: no link could ever confirm it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn request_confirmation(
+    conn: &mut DbConnection,
+    keys: &Keys,
+    config: &SignupConfig,
+    contact_id: &str,
+    form: Option<(String, i32)>,
+    purposes: &[Purpose],
+    email_key: &str,
+    draft: impl FnOnce(&mut DbConnection, &str) -> Result<Draft>,
+) -> Result<()> {
+    if daily_cap_reached(conn, config, email_key)? {
+        tracing::info!("confirmation mail withheld: the address reached its daily cap");
+        return Ok(());
+    }
+    let (id, expires_at, confirm_url) = confirmation_link(keys, config);
+    let mail = mail::compose(&draft(conn, &confirm_url)?, &config.message_domain, None)?;
+    let request = ConfirmationRequest { contact_id, form, purposes, email_key, values: None };
+    record_confirmation(conn, request, PreparedConfirmation { id, expires_at, mail })
+}
+
+pub(crate) fn daily_cap_reached(conn: &mut DbConnection, config: &SignupConfig, email_key: &str) -> Result<bool> {
+    let since = storage::now() - TimeDelta::hours(24);
+    let sent = outbox::count_recent(conn, email_key, CONFIRMATION_MAIL, since)?;
+    Ok(sent >= i64::from(config.confirmation_mails_per_day))
+}
+
+/// Records a confirmation request and queues its mail; the caller has checked the daily
+/// cap in the same transaction.
+pub(crate) fn record_confirmation(
+    conn: &mut DbConnection,
+    request: ConfirmationRequest<'_>,
+    prepared: PreparedConfirmation,
+) -> Result<()> {
+    let (form_id, form_version) = request.form.unzip();
+    let purposes = request.purposes.iter().map(ToString::to_string).collect::<Vec<_>>();
+    repo::insert_confirmation(
+        conn,
+        &ConfirmationRow {
+            id: prepared.id.to_string(),
+            contact_id: request.contact_id.to_owned(),
+            form_id,
+            form_version,
+            purposes: serde_json::to_string(&purposes).map_err(Error::internal)?,
+            created_at: storage::now(),
+            expires_at: prepared.expires_at.naive_utc(),
+            confirmed_at: None,
+            contact_values: request.values,
+        },
+    )?;
+    mailer::enqueue(conn, CONFIRMATION_MAIL, request.email_key, &prepared.mail)
+}
 
 /// What the ledger keeps in place of the link in the mail's words: the link is a secret.
 const LINK_PLACEHOLDER: &str = "[confirmation link]";

@@ -210,7 +210,7 @@ pub fn withdraw_in(
             },
         )?;
         if let Purpose::Partner(partner_id) = purpose {
-            super::partners::relay_withdrawal(conn, contact_id, Some(partner_id), "consent_withdrawn")?;
+            super::withdrawals::relay_withdrawal(conn, contact_id, Some(partner_id), "consent_withdrawn")?;
         }
         withdrawn += 1;
     }
@@ -245,7 +245,7 @@ pub fn leave_all_in(
     purposes.extend(members);
     // Partners hear why first (`unsubscribed`, or `bounced`, `complained`), so that the
     // partner purposes withdrawn next do not tell them `consent_withdrawn` instead.
-    super::partners::relay_withdrawal(conn, &contact_id, None, status.as_str())?;
+    super::withdrawals::relay_withdrawal(conn, &contact_id, None, status.as_str())?;
     withdraw_in(conn, &contact_id, &purposes, evidence, actor)?;
     contacts::update_status(conn, &contact_id, status.as_str(), storage::now())?;
     ledger::insert_suppression(conn, suppression_hash, status.as_str())?;
@@ -390,7 +390,7 @@ pub async fn erase_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<()> {
 pub fn erase_in(conn: &mut DbConnection, contact: &Contact) -> Result<()> {
     let contact_id = contact.id.to_string();
     // Partners that received the lead are told before the lead loses its contact.
-    super::partners::relay_withdrawal(conn, &contact_id, None, "erased")?;
+    super::withdrawals::relay_withdrawal(conn, &contact_id, None, "erased")?;
     let leads = crate::storage::partners::list_contact_leads(conn, &contact_id, "outbound")?;
     let lead_ids: Vec<String> = leads.into_iter().map(|lead| lead.id).collect();
     crate::storage::partners::redact_contact(conn, &contact_id)?;

@@ -28,9 +28,9 @@ pub mod stats;
 pub mod suppressions;
 pub mod surveys;
 pub mod throttle;
-pub mod tracking;
 pub mod users;
 pub mod webhooks;
+pub mod withdrawals;
 pub mod workers;
 
 /// Whether the database answers, for readiness probes: 503 when it does not.

@@ -10,13 +10,12 @@ use serde_json::{Map, Value, json};
 
 use super::Services;
 use super::auth::hash_api_key;
+use super::confirmations::{self, SignupConfig};
 use super::consent::{apply_event, load_contact_consents};
 use super::keys::Keys;
 use super::outbound::OutboundPolicy;
 use super::pagination::{Page, PageRequest};
 use super::plugins::{FolderPlugins, Scripts, script_rejected};
-use super::signup;
-use super::signup::SignupConfig;
 use super::webhooks::{self, emit_to_partner};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::domain::contact::{parse_required_text, parse_short_text};
@@ -672,46 +671,6 @@ fn run_share_hook(
     }
 }
 
-/// Tells partners that received a contact's lead that the person withdrew (`partner`:
-/// only that one; `None`: every partner, as on unsubscribing from everything or erasure),
-/// each once, with `reason`. A lead still queued is not shared at all (the partner never
-/// had it, so it is not told either).
-pub fn relay_withdrawal(conn: &mut DbConnection, contact_id: &str, partner: Option<&str>, reason: &str) -> Result<()> {
-    let leads = repo::list_contact_leads(conn, contact_id, LeadDirection::Outbound.as_str())?;
-    for mut lead in leads {
-        if partner.is_some_and(|p| p != lead.partner_id) {
-            continue;
-        }
-        if lead.status == LeadStatus::Queued.as_str() {
-            lead.status = LeadStatus::Withheld.as_str().to_owned();
-            lead.payload =
-                json!({"reason": format!("the person withdrew before it was shared ({reason})")}).to_string();
-            lead.lease_until = None;
-            lead.updated_at = storage::now();
-            repo::update_lead(conn, &lead)?;
-            continue;
-        }
-        if lead.status != LeadStatus::Shared.as_str() {
-            continue;
-        }
-        let Some(row) = repo::find_partner(conn, &lead.partner_id)? else {
-            continue;
-        };
-        lead.status = LeadStatus::Withdrawn.as_str().to_owned();
-        lead.updated_at = storage::now();
-        repo::update_lead(conn, &lead)?;
-        let email = serde_json::from_str::<Value>(&lead.payload).ok().and_then(|p| p.get("email").cloned());
-        emit_to_partner(
-            conn,
-            &row,
-            EventType::LeadWithdrawn,
-            &lead.id,
-            json!({"lead_id": lead.id, "email": email, "reason": reason, "withdrawn_at": Utc::now().to_rfc3339()}),
-        )?;
-    }
-    Ok(())
-}
-
 /// A lead exchanged with a partner.
 #[derive(Debug, Clone)]
 pub struct Lead {
@@ -1103,7 +1062,7 @@ fn send_reconfirmation(
     contact_id: &str,
     pending: &[Purpose],
 ) -> Result<()> {
-    signup::request_confirmation(
+    confirmations::request_confirmation(
         conn,
         keys,
         config,

@@ -12,6 +12,9 @@ use super::consent::{
 };
 
 use super::Services;
+use super::confirmations::{
+    ConfirmationRequest, PreparedConfirmation, SignupConfig, confirmation_link, daily_cap_reached, record_confirmation,
+};
 use super::forms::Form;
 use super::keys::{Keys, LinkKind};
 use super::mailer;
@@ -20,44 +23,16 @@ use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, 
 use crate::domain::form::{FormOptIn, ValidSubmission};
 use crate::domain::form::{FormSurvey, SurveyMoment};
 use crate::domain::partner::EventType;
-use crate::domain::{ConfirmationId, ContactId, ContactStatus, ListId};
+use crate::domain::{ContactId, ContactStatus, ListId};
 use crate::error::{Error, Result};
 use crate::mail::{self, Draft};
-use crate::settings::Settings;
 use crate::storage::confirmations::{self, ConfirmationRow};
 use crate::storage::consent::{self as ledger, NewConsentEvent};
 use crate::storage::models::ContactRow;
 use crate::storage::partners::PartnerRow;
-use crate::storage::{self, Db, DbConnection, campaigns, contacts, lists, outbox};
+use crate::storage::{self, Db, DbConnection, campaigns, contacts, lists};
 
-pub const CONFIRMATION_MAIL: &str = "confirmation";
 pub const CONSENT_RECEIPT_MAIL: &str = "consent_receipt";
-
-/// What the signup flow needs from the settings.
-#[derive(Debug, Clone)]
-pub struct SignupConfig {
-    pub base_url: String,
-    pub mail_from: String,
-    pub message_domain: String,
-    pub confirmation_ttl: TimeDelta,
-    pub confirmation_mails_per_day: u32,
-    pub survey_link_ttl: TimeDelta,
-    pub consent_receipt_mail: bool,
-}
-
-impl SignupConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            base_url: settings.base_url(),
-            mail_from: settings.mail_from.clone(),
-            message_domain: settings.message_domain(),
-            confirmation_ttl: TimeDelta::hours(settings.confirmation_ttl_hours as i64),
-            confirmation_mails_per_day: settings.confirmation_mails_per_day,
-            survey_link_ttl: TimeDelta::days(i64::from(settings.survey_link_days)),
-            consent_receipt_mail: settings.consent_receipt_mail,
-        }
-    }
-}
 
 /// Where a public request came from: the evidence kept with what it does.
 #[derive(Debug, Clone, Default)]
@@ -426,7 +401,7 @@ fn record_plan(
             form: Some((form.id.to_string(), form.version)),
             purposes: &plan.requested,
             email_key: &submission.email.key(),
-            values: waiting_values,
+            values: waiting_values.map(|v| serde_json::to_string(&v)).transpose().map_err(Error::internal)?,
         };
         record_confirmation(conn, request, prepared)?;
     }
@@ -523,21 +498,6 @@ fn insert_contact(
     )
 }
 
-/// A confirmation request's id, link and mail, made before the write that records it.
-pub(crate) struct PreparedConfirmation {
-    id: ConfirmationId,
-    expires_at: chrono::DateTime<chrono::Utc>,
-    mail: mail::Composed,
-}
-
-/// The id and link of a new confirmation request.
-fn confirmation_link(keys: &Keys, config: &SignupConfig) -> (ConfirmationId, chrono::DateTime<chrono::Utc>, String) {
-    let id = ConfirmationId::new();
-    let expires_at = chrono::Utc::now() + config.confirmation_ttl;
-    let token = keys.sign_link(LinkKind::Confirm, &id.to_string(), None, Some(expires_at));
-    (id, expires_at, format!("{}/confirm/{token}", config.base_url))
-}
-
 /// Renders a form's confirmation mail off the async workers and outside any transaction:
 /// the template is the admin's, and may be slow.
 async fn prepare_confirmation(
@@ -564,75 +524,6 @@ fn render_confirmation(
     let draft = confirmation_draft(config, &input.form, &input.submission, names, &confirm_url, &input.info.locale)?;
     let mail = mail::compose(&draft, &config.message_domain, None)?;
     Ok(PreparedConfirmation { id, expires_at, mail })
-}
-
-/// What a confirmation request records besides its mail.
-struct ConfirmationRequest<'a> {
-    contact_id: &'a str,
-    /// The form, at its version, that asked (none for a partner's lead).
-    form: Option<(String, i32)>,
-    purposes: &'a [Purpose],
-    email_key: &'a str,
-    values: Option<ContactValues>,
-}
-
-/// Records a request to confirm `purposes` (from a form, at its version, or from a partner)
-/// and queues its mail, written by `draft` around the confirmation link. However many
-/// requests (from however many IPs), an address gets at most `confirmation_mails_per_day`
-/// such mails a day: a form cannot be used to bomb someone's inbox. A request whose mail
-/// the cap withholds is not recorded: no link could ever confirm it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn request_confirmation(
-    conn: &mut DbConnection,
-    keys: &Keys,
-    config: &SignupConfig,
-    contact_id: &str,
-    form: Option<(String, i32)>,
-    purposes: &[Purpose],
-    email_key: &str,
-    draft: impl FnOnce(&mut DbConnection, &str) -> Result<Draft>,
-) -> Result<()> {
-    if daily_cap_reached(conn, config, email_key)? {
-        tracing::info!("confirmation mail withheld: the address reached its daily cap");
-        return Ok(());
-    }
-    let (id, expires_at, confirm_url) = confirmation_link(keys, config);
-    let mail = mail::compose(&draft(conn, &confirm_url)?, &config.message_domain, None)?;
-    let request = ConfirmationRequest { contact_id, form, purposes, email_key, values: None };
-    record_confirmation(conn, request, PreparedConfirmation { id, expires_at, mail })
-}
-
-fn daily_cap_reached(conn: &mut DbConnection, config: &SignupConfig, email_key: &str) -> Result<bool> {
-    let since = storage::now() - TimeDelta::hours(24);
-    let sent = outbox::count_recent(conn, email_key, CONFIRMATION_MAIL, since)?;
-    Ok(sent >= i64::from(config.confirmation_mails_per_day))
-}
-
-/// Records a confirmation request and queues its mail; the caller has checked the daily
-/// cap in the same transaction.
-fn record_confirmation(
-    conn: &mut DbConnection,
-    request: ConfirmationRequest<'_>,
-    prepared: PreparedConfirmation,
-) -> Result<()> {
-    let (form_id, form_version) = request.form.unzip();
-    let purposes = request.purposes.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let values = request.values.map(|v| serde_json::to_string(&v)).transpose().map_err(Error::internal)?;
-    confirmations::insert_confirmation(
-        conn,
-        &ConfirmationRow {
-            id: prepared.id.to_string(),
-            contact_id: request.contact_id.to_owned(),
-            form_id,
-            form_version,
-            purposes: serde_json::to_string(&purposes).map_err(Error::internal)?,
-            created_at: storage::now(),
-            expires_at: prepared.expires_at.naive_utc(),
-            confirmed_at: None,
-            contact_values: values,
-        },
-    )?;
-    mailer::enqueue(conn, CONFIRMATION_MAIL, request.email_key, &prepared.mail)
 }
 
 /// What the person is asked to agree to, in words in their language: list names, and

@@ -5,9 +5,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::campaigns::{Campaign, CampaignContext};
-use super::keys::{Keys, LinkKind};
+use super::{Campaign, CampaignContext};
 use crate::error::Result;
+use crate::services::keys::{Keys, LinkKind};
 use crate::storage::campaigns::{self as repo, Outcome};
 use crate::storage::{self, Db};
 
