@@ -27,7 +27,9 @@ cpu_budget() {
   local folder=/sys/fs/cgroup/cpu/$2
   mkdir -p "$folder"
   echo 100000 > "$folder/cpu.cfs_period_us"
-  python3 -c "import sys; print(round(float(sys.argv[1]) * 100000))" "$1" > "$folder/cpu.cfs_quota_us"
+  local quota
+  quota=$(awk -v cores="$1" 'BEGIN { printf "%d", cores * 100000 }')
+  echo "$quota" > "$folder/cpu.cfs_quota_us"
   echo "$folder"
 }
 
