@@ -8,6 +8,7 @@ pub mod email;
 pub mod evidence;
 pub mod form;
 pub mod ids;
+pub mod import;
 pub mod ledger;
 pub mod list;
 pub mod partner;
@@ -16,7 +17,7 @@ pub mod segment;
 pub mod survey;
 pub mod user;
 
-pub use campaign::{CampaignKind, CampaignPurpose};
+pub use campaign::{CampaignCommand, CampaignKind, CampaignPurpose, CampaignStatus, RecipientStatus};
 pub use contact::{Contact, ContactStatus, Tag};
 pub use country::Country;
 pub use email::Email;
@@ -24,6 +25,7 @@ pub use ids::{
     ApiKeyId, CampaignId, ConfirmationId, ContactId, DeliveryId, FormId, LeadId, ListId, PartnerId, SegmentId,
     SurveyId, UserId, WebhookId,
 };
+pub use import::ImportStatus;
 pub use list::{List, ListName, OptInMode};
 pub use role::Role;
 pub use user::{ApiKey, User};

@@ -10,12 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
 use super::{AppState, PageQuery, double_option};
-use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ListId, SegmentId};
+use crate::domain::{CampaignCommand, CampaignId, CampaignKind, CampaignPurpose, ListId, RecipientStatus, SegmentId};
 use crate::error::{Error, FieldErrors, Result};
 use crate::services::bounces::{self, ChurnBucket, Period};
-use crate::services::campaigns::{
-    self as service, AudienceCheck, Campaign, CampaignDraft, CampaignStats, Command, Tracking,
-};
+use crate::services::campaigns::{self as service, AudienceCheck, Campaign, CampaignDraft, CampaignStats, Tracking};
 use crate::services::pagination::PageRequest;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema, Default, Clone, Copy)]
@@ -155,7 +153,7 @@ impl From<Campaign> for CampaignResponse {
                 individual: c.tracking.individual,
             },
             complaint_threshold: c.complaint_threshold,
-            status: c.status,
+            status: c.status.to_string(),
             status_reason: c.status_reason,
             scheduled_at: c.scheduled_at,
             started_at: c.started_at,
@@ -467,7 +465,7 @@ pub async fn send_campaign(
     Ok(HttpResponse::Accepted().json(CampaignResponse::from(campaign)))
 }
 
-async fn run_command(state: &AppState, id: &str, command: Command) -> Result<web::Json<CampaignResponse>> {
+async fn run_command(state: &AppState, id: &str, command: CampaignCommand) -> Result<web::Json<CampaignResponse>> {
     let campaign = service::command(&state.campaigns, campaign_id(id)?, command).await?;
     Ok(web::Json(campaign.into()))
 }
@@ -487,7 +485,7 @@ pub async fn pause_campaign(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<web::Json<CampaignResponse>> {
-    run_command(&state, &id, Command::Pause).await
+    run_command(&state, &id, CampaignCommand::Pause).await
 }
 
 #[utoipa::path(
@@ -505,7 +503,7 @@ pub async fn resume_campaign(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<web::Json<CampaignResponse>> {
-    run_command(&state, &id, Command::Resume).await
+    run_command(&state, &id, CampaignCommand::Resume).await
 }
 
 #[utoipa::path(
@@ -523,7 +521,7 @@ pub async fn cancel_campaign(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<web::Json<CampaignResponse>> {
-    run_command(&state, &id, Command::Cancel).await
+    run_command(&state, &id, CampaignCommand::Cancel).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -681,7 +679,7 @@ fn recipient(row: service::Recipient, domain: &str) -> RecipientResponse {
         contact_id: row.contact_id,
         email: row.email,
         list_id: row.list_id,
-        status: row.status,
+        status: row.status.to_string(),
         reason: row.reason,
         attempts: row.attempts,
         sent_at: row.sent_at,
@@ -708,14 +706,12 @@ pub async fn list_recipients(
     query: ApiQuery<RecipientQuery>,
 ) -> Result<web::Json<RecipientPage>> {
     let query = query.0;
-    const STATUSES: &[&str] = &["pending", "sent", "failed", "excluded", "cancelled"];
-    if let Some(status) = &query.status
-        && !STATUSES.contains(&status.as_str())
-    {
-        return Err(Error::field("status", format!("must be one of {}", STATUSES.join(", "))));
-    }
+    let status = match &query.status {
+        Some(status) => Some(status.parse::<RecipientStatus>().map_err(|e| Error::field("status", e.to_string()))?),
+        None => None,
+    };
     let page = PageRequest::parse(query.cursor.as_deref(), query.limit)?;
-    let page = service::list_recipients(&state.db, campaign_id(&id)?, query.status, page).await?;
+    let page = service::list_recipients(&state.db, campaign_id(&id)?, status, page).await?;
     let domain = state.settings.message_domain();
     Ok(web::Json(RecipientPage {
         items: page.items.into_iter().map(|row| recipient(row, &domain)).collect(),

@@ -191,7 +191,7 @@ impl From<ImportJob> for ImportResponse {
         Self {
             upload_url: format!("/api/v1/imports/{}/file", job.id),
             id: job.id,
-            status: job.status,
+            status: job.status.to_string(),
             format: job.format.to_string(),
             file_bytes: job.file_bytes,
             report: ImportReport {

@@ -13,9 +13,10 @@ use serde::Serialize;
 
 use super::keys::Keys;
 use crate::domain::consent::{Actor, Evidence};
+use crate::domain::{CampaignStatus, RecipientStatus};
 use crate::domain::{ContactStatus, Email};
 use crate::error::{Error, Result};
-use crate::storage::campaigns::{self as repo, DeliveryEventRow, Outcome, status};
+use crate::storage::campaigns::{self as repo, DeliveryEventRow, Outcome};
 use crate::storage::{self, Db, DbConnection, contacts};
 
 crate::domain::consent::string_enum! {
@@ -136,12 +137,12 @@ fn pause_on_complaints(conn: &mut DbConnection, campaign_id: &str, now: NaiveDat
     let Some(campaign) = repo::find_campaign(conn, campaign_id)? else {
         return Ok(false);
     };
-    if campaign.status != status::SENDING {
+    if campaign.status != CampaignStatus::Sending.as_str() {
         return Ok(false);
     }
     let sent: i64 = repo::count_by_status_and_reason(conn, campaign_id)?
         .into_iter()
-        .filter(|(status, _, _)| status == repo::recipient::SENT)
+        .filter(|(status, _, _)| status == RecipientStatus::Sent.as_str())
         .map(|(_, _, count)| count)
         .sum();
     let [_, complaints, ..] = repo::count_outcomes(conn, campaign_id)?;
@@ -155,7 +156,7 @@ fn pause_on_complaints(conn: &mut DbConnection, campaign_id: &str, now: NaiveDat
         campaign.complaint_threshold * 100.0
     );
     tracing::warn!(campaign = %campaign_id, %reason, "campaign paused on complaints");
-    Ok(repo::transition(conn, campaign_id, &[status::SENDING], status::PAUSED, Some(&reason), now)?)
+    Ok(repo::transition(conn, campaign_id, &[CampaignStatus::Sending], CampaignStatus::Paused, Some(&reason), now)?)
 }
 
 // ---------------------------------------------------------------------------------------

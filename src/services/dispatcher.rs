@@ -16,8 +16,9 @@ use tokio::sync::{Mutex, Notify};
 
 use super::campaigns::{self, Campaign, CampaignContext, Prepared};
 use crate::domain::CampaignId;
+use crate::domain::CampaignStatus;
 use crate::error::{Error, Result};
-use crate::storage::campaigns::{self as repo, Claimed, status};
+use crate::storage::campaigns::{self as repo, Claimed};
 use crate::storage::{self};
 
 /// How the dispatcher sends.
@@ -157,7 +158,14 @@ impl Dispatcher {
                     .ctx
                     .db
                     .write(move |conn| {
-                        Ok(repo::transition(conn, &id, &[status::PREPARING], status::SENDING, None, now)?)
+                        Ok(repo::transition(
+                            conn,
+                            &id,
+                            &[CampaignStatus::Preparing],
+                            CampaignStatus::Sending,
+                            None,
+                            now,
+                        )?)
                     })
                     .await?;
                 tracing::info!(campaign = %campaign.id, recipients = count, started = moved, "audience prepared");
@@ -170,7 +178,14 @@ impl Dispatcher {
                 self.ctx
                     .db
                     .write(move |conn| {
-                        repo::transition(conn, &id, &[status::PREPARING], status::DRAFT, Some(&reason), now)?;
+                        repo::transition(
+                            conn,
+                            &id,
+                            &[CampaignStatus::Preparing],
+                            CampaignStatus::Draft,
+                            Some(&reason),
+                            now,
+                        )?;
                         Ok(())
                     })
                     .await?;
@@ -183,7 +198,7 @@ impl Dispatcher {
     async fn prepared(&self, id: &str) -> Result<Option<Arc<Prepared>>> {
         let key = id.to_owned();
         let row = self.ctx.db.read(move |conn| Ok(repo::find_campaign(conn, &key)?)).await?;
-        let Some(row) = row.filter(|row| row.status == status::SENDING) else {
+        let Some(row) = row.filter(|row| row.status == CampaignStatus::Sending.as_str()) else {
             return Ok(None);
         };
         let mut cache = self.prepared.lock().await;
@@ -388,7 +403,7 @@ pub async fn send_until_done(dispatcher: &Dispatcher, id: CampaignId) -> Result<
         total.sent += round.sent;
         total.failed += round.failed;
         let campaign = campaigns::find_campaign(&dispatcher.ctx.db, id).await?;
-        if !matches!(campaign.status.as_str(), status::SCHEDULED | status::PREPARING | status::SENDING) {
+        if !campaign.status.is_in_flight() {
             return Ok(total);
         }
         if round.idle() {

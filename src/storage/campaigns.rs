@@ -10,6 +10,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
+use crate::domain::{CampaignStatus, RecipientStatus};
+
 use super::DbConnection;
 use super::schema::{campaign_recipients, campaigns, delivery_events};
 
@@ -93,25 +95,6 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-pub mod status {
-    pub const DRAFT: &str = "draft";
-    pub const SCHEDULED: &str = "scheduled";
-    /// The audience is being checked against the send policy.
-    pub const PREPARING: &str = "preparing";
-    pub const SENDING: &str = "sending";
-    pub const PAUSED: &str = "paused";
-    pub const SENT: &str = "sent";
-    pub const CANCELLED: &str = "cancelled";
-}
-
-pub mod recipient {
-    pub const PENDING: &str = "pending";
-    pub const SENT: &str = "sent";
-    pub const FAILED: &str = "failed";
-    pub const EXCLUDED: &str = "excluded";
-    pub const CANCELLED: &str = "cancelled";
-}
-
 pub fn insert_campaign(conn: &mut DbConnection, row: &CampaignRow) -> QueryResult<usize> {
     diesel::insert_into(campaigns::table).values(row).execute(conn)
 }
@@ -141,13 +124,14 @@ pub fn delete_campaign(conn: &mut DbConnection, id: &str) -> QueryResult<usize> 
 pub fn transition(
     conn: &mut DbConnection,
     id: &str,
-    from: &[&str],
-    to: &str,
+    from: &[CampaignStatus],
+    to: CampaignStatus,
     reason: Option<&str>,
     at: NaiveDateTime,
 ) -> QueryResult<bool> {
+    let from: Vec<&str> = from.iter().map(|status| status.as_str()).collect();
     let moved = diesel::update(campaigns::table.find(id).filter(campaigns::status.eq_any(from)))
-        .set((campaigns::status.eq(to), campaigns::status_reason.eq(reason), campaigns::updated_at.eq(at)))
+        .set((campaigns::status.eq(to.as_str()), campaigns::status_reason.eq(reason), campaigns::updated_at.eq(at)))
         .execute(conn)?;
     Ok(moved == 1)
 }
@@ -158,9 +142,9 @@ pub fn preparation_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResu
     diesel::select(diesel::dsl::exists(
         campaigns::table.filter(
             campaigns::status
-                .eq(status::SCHEDULED)
+                .eq(CampaignStatus::Scheduled.as_str())
                 .and(campaigns::scheduled_at.le(now))
-                .or(campaigns::status.eq(status::PREPARING).and(campaigns::lease_until.lt(now))),
+                .or(campaigns::status.eq(CampaignStatus::Preparing.as_str()).and(campaigns::lease_until.lt(now))),
         ),
     ))
     .get_result(conn)
@@ -176,9 +160,9 @@ pub fn claim_preparation(
     let due: Option<String> = campaigns::table
         .filter(
             campaigns::status
-                .eq(status::SCHEDULED)
+                .eq(CampaignStatus::Scheduled.as_str())
                 .and(campaigns::scheduled_at.le(now))
-                .or(campaigns::status.eq(status::PREPARING).and(campaigns::lease_until.lt(now))),
+                .or(campaigns::status.eq(CampaignStatus::Preparing.as_str()).and(campaigns::lease_until.lt(now))),
         )
         .select(campaigns::id)
         .order(campaigns::scheduled_at.asc())
@@ -190,12 +174,12 @@ pub fn claim_preparation(
     let claimed = diesel::update(
         campaigns::table.find(&id).filter(
             campaigns::status
-                .eq(status::SCHEDULED)
-                .or(campaigns::status.eq(status::PREPARING).and(campaigns::lease_until.lt(now))),
+                .eq(CampaignStatus::Scheduled.as_str())
+                .or(campaigns::status.eq(CampaignStatus::Preparing.as_str()).and(campaigns::lease_until.lt(now))),
         ),
     )
     .set((
-        campaigns::status.eq(status::PREPARING),
+        campaigns::status.eq(CampaignStatus::Preparing.as_str()),
         campaigns::lease_until.eq(until),
         campaigns::started_at.eq(now),
         campaigns::updated_at.eq(now),
@@ -209,15 +193,20 @@ pub fn claim_preparation(
 
 /// Extends the preparation lease; `false` when another instance took it over.
 pub fn renew_preparation(conn: &mut DbConnection, id: &str, until: NaiveDateTime) -> QueryResult<bool> {
-    let renewed = diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(status::PREPARING)))
-        .set(campaigns::lease_until.eq(until))
-        .execute(conn)?;
+    let renewed =
+        diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(CampaignStatus::Preparing.as_str())))
+            .set(campaigns::lease_until.eq(until))
+            .execute(conn)?;
     Ok(renewed == 1)
 }
 
 /// Ids of the campaigns being sent.
 pub fn sending_campaigns(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
-    campaigns::table.filter(campaigns::status.eq(status::SENDING)).select(campaigns::id).order(campaigns::id).load(conn)
+    campaigns::table
+        .filter(campaigns::status.eq(CampaignStatus::Sending.as_str()))
+        .select(campaigns::id)
+        .order(campaigns::id)
+        .load(conn)
 }
 
 /// Adds recipients; those already there (a preparation that ran before a crash) are kept.
@@ -275,7 +264,7 @@ pub fn claim_recipients(
 pub fn mark_sent(conn: &mut DbConnection, ids: &[String], at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(campaign_recipients::table.filter(campaign_recipients::id.eq_any(ids)))
         .set((
-            campaign_recipients::status.eq(super::campaigns::recipient::SENT),
+            campaign_recipients::status.eq(RecipientStatus::Sent.as_str()),
             campaign_recipients::sent_at.eq(at),
             campaign_recipients::lease_until.eq(None::<NaiveDateTime>),
             campaign_recipients::last_error.eq(None::<String>),
@@ -296,7 +285,7 @@ pub fn mark_unsent(conn: &mut DbConnection, id: &str, next: Option<NaiveDateTime
             .execute(conn),
         None => diesel::update(target)
             .set((
-                campaign_recipients::status.eq(recipient::FAILED),
+                campaign_recipients::status.eq(RecipientStatus::Failed.as_str()),
                 campaign_recipients::lease_until.eq(None::<NaiveDateTime>),
                 campaign_recipients::last_error.eq(error),
             ))
@@ -309,7 +298,7 @@ pub fn extend_lease(conn: &mut DbConnection, ids: &[String], until: NaiveDateTim
     diesel::update(
         campaign_recipients::table
             .filter(campaign_recipients::id.eq_any(ids))
-            .filter(campaign_recipients::status.eq(recipient::PENDING)),
+            .filter(campaign_recipients::status.eq(RecipientStatus::Pending.as_str())),
     )
     .set(campaign_recipients::lease_until.eq(until))
     .execute(conn)
@@ -326,7 +315,7 @@ pub fn release(conn: &mut DbConnection, ids: &[String]) -> QueryResult<usize> {
 pub fn count_pending(conn: &mut DbConnection, campaign_id: &str) -> QueryResult<i64> {
     campaign_recipients::table
         .filter(campaign_recipients::campaign_id.eq(campaign_id))
-        .filter(campaign_recipients::status.eq(recipient::PENDING))
+        .filter(campaign_recipients::status.eq(RecipientStatus::Pending.as_str()))
         .count()
         .get_result(conn)
 }
@@ -336,9 +325,14 @@ pub fn finish_if_done(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> Q
     if count_pending(conn, id)? > 0 {
         return Ok(false);
     }
-    let finished = diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(status::SENDING)))
-        .set((campaigns::status.eq(status::SENT), campaigns::finished_at.eq(at), campaigns::updated_at.eq(at)))
-        .execute(conn)?;
+    let finished =
+        diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(CampaignStatus::Sending.as_str())))
+            .set((
+                campaigns::status.eq(CampaignStatus::Sent.as_str()),
+                campaigns::finished_at.eq(at),
+                campaigns::updated_at.eq(at),
+            ))
+            .execute(conn)?;
     Ok(finished == 1)
 }
 
@@ -347,10 +341,10 @@ pub fn cancel_pending(conn: &mut DbConnection, campaign_id: &str) -> QueryResult
     diesel::update(
         campaign_recipients::table
             .filter(campaign_recipients::campaign_id.eq(campaign_id))
-            .filter(campaign_recipients::status.eq(recipient::PENDING)),
+            .filter(campaign_recipients::status.eq(RecipientStatus::Pending.as_str())),
     )
     .set((
-        campaign_recipients::status.eq(recipient::CANCELLED),
+        campaign_recipients::status.eq(RecipientStatus::Cancelled.as_str()),
         campaign_recipients::lease_until.eq(None::<NaiveDateTime>),
     ))
     .execute(conn)
@@ -414,7 +408,7 @@ pub fn find_recipient(conn: &mut DbConnection, id: &str) -> QueryResult<Option<R
 pub fn find_sent_to(conn: &mut DbConnection, email: &str) -> QueryResult<Option<RecipientRow>> {
     campaign_recipients::table
         .filter(campaign_recipients::email.eq(email))
-        .filter(campaign_recipients::status.eq(recipient::SENT))
+        .filter(campaign_recipients::status.eq(RecipientStatus::Sent.as_str()))
         .order(campaign_recipients::sent_at.desc())
         .select(RecipientRow::as_select())
         .first(conn)

@@ -3,6 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::domain::ImportStatus;
+
 use super::DbConnection;
 use super::schema::{import_jobs, provenance_manifests};
 
@@ -47,14 +49,6 @@ pub struct ImportJobRow {
     pub finished_at: Option<NaiveDateTime>,
 }
 
-pub mod status {
-    pub const AWAITING_FILE: &str = "awaiting_file";
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    pub const FINISHED: &str = "finished";
-    pub const FAILED: &str = "failed";
-}
-
 pub fn insert_manifest(conn: &mut DbConnection, row: &ManifestRow) -> QueryResult<usize> {
     diesel::insert_into(provenance_manifests::table).values(row).execute(conn)
 }
@@ -88,8 +82,8 @@ pub fn job_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<bool>
     diesel::select(diesel::dsl::exists(
         import_jobs::table.filter(
             import_jobs::status
-                .eq(status::QUEUED)
-                .or(import_jobs::status.eq(status::RUNNING).and(import_jobs::lease_until.lt(now))),
+                .eq(ImportStatus::Queued.as_str())
+                .or(import_jobs::status.eq(ImportStatus::Running.as_str()).and(import_jobs::lease_until.lt(now))),
         ),
     ))
     .get_result(conn)
@@ -103,8 +97,8 @@ pub fn claim_job(
 ) -> QueryResult<Option<ImportJobRow>> {
     let claimable = || {
         import_jobs::status
-            .eq(status::QUEUED)
-            .or(import_jobs::status.eq(status::RUNNING).and(import_jobs::lease_until.lt(now)))
+            .eq(ImportStatus::Queued.as_str())
+            .or(import_jobs::status.eq(ImportStatus::Running.as_str()).and(import_jobs::lease_until.lt(now)))
     };
     let Some(id) = import_jobs::table
         .filter(claimable())
@@ -116,7 +110,7 @@ pub fn claim_job(
         return Ok(None);
     };
     let claimed = diesel::update(import_jobs::table.find(&id).filter(claimable()))
-        .set((import_jobs::status.eq(status::RUNNING), import_jobs::lease_until.eq(until)))
+        .set((import_jobs::status.eq(ImportStatus::Running.as_str()), import_jobs::lease_until.eq(until)))
         .execute(conn)?;
     if claimed == 0 {
         return Ok(None);
@@ -134,11 +128,11 @@ pub fn claim_job_by_id(
     let claimed = diesel::update(
         import_jobs::table.find(id).filter(
             import_jobs::status
-                .eq(status::QUEUED)
-                .or(import_jobs::status.eq(status::RUNNING).and(import_jobs::lease_until.lt(now))),
+                .eq(ImportStatus::Queued.as_str())
+                .or(import_jobs::status.eq(ImportStatus::Running.as_str()).and(import_jobs::lease_until.lt(now))),
         ),
     )
-    .set((import_jobs::status.eq(status::RUNNING), import_jobs::lease_until.eq(until)))
+    .set((import_jobs::status.eq(ImportStatus::Running.as_str()), import_jobs::lease_until.eq(until)))
     .execute(conn)?;
     if claimed == 0 {
         return Ok(None);

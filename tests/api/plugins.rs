@@ -249,7 +249,13 @@ async fn a_hook_that_loops_stops_at_its_deadline_naming_the_script_line_and_colu
 
 #[tokio::test]
 async fn limits_met_inside_a_hook_name_the_line_and_column() {
-    let app = spawn_app_with(|settings| settings.script_max_operations = 100_000).await;
+    // The limits under test are operations, sizes and depth: a deadline far off keeps a slow
+    // machine from meeting it first.
+    let app = spawn_app_with(|settings| {
+        settings.script_max_operations = 100_000;
+        settings.script_deadline_ms = 30_000;
+    })
+    .await;
     app.create_contact(json!({"email": "target@example.org"})).await;
     let cases = [
         (

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{BATCH, Campaign, CampaignContext, DEFAULT_POLICY, find_campaign};
 use crate::domain::CampaignId;
+use crate::domain::RecipientStatus;
 use crate::domain::contact::ContactRecord;
 use crate::error::Error;
 use crate::error::Result;
@@ -26,7 +27,6 @@ use crate::storage;
 use crate::storage::Db;
 use crate::storage::campaigns as repo;
 use crate::storage::campaigns::RecipientRow;
-use crate::storage::campaigns::recipient;
 
 /// The policy's answer for one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +254,9 @@ pub async fn prepare_recipients(ctx: &CampaignContext, campaign: &Campaign) -> R
                     contact_id: Some(facts.id),
                     email: facts.email,
                     list_id: list,
-                    status: if verdict.send { recipient::PENDING } else { recipient::EXCLUDED }.to_owned(),
+                    status: if verdict.send { RecipientStatus::Pending } else { RecipientStatus::Excluded }
+                        .as_str()
+                        .to_owned(),
                     reason: verdict.reason,
                     attempts: 0,
                     next_attempt_at: now,

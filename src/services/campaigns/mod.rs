@@ -21,10 +21,10 @@ use tokio::sync::Notify;
 use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
 use super::plugins::Scripts;
-use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ListId, SegmentId};
+use crate::domain::{CampaignCommand, CampaignId, CampaignKind, CampaignPurpose, CampaignStatus, ListId, SegmentId};
 use crate::error::{Error, FieldError, Result};
 use crate::mail::{Signer, Transport};
-use crate::storage::campaigns::{self as repo, CampaignRow, status};
+use crate::storage::campaigns::{self as repo, CampaignRow};
 use crate::storage::models::{parse_id, utc};
 use crate::storage::{self, Db};
 
@@ -56,7 +56,7 @@ pub struct Campaign {
     pub policy_plugin: Option<String>,
     pub tracking: Tracking,
     pub complaint_threshold: f64,
-    pub status: String,
+    pub status: CampaignStatus,
     pub status_reason: Option<String>,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
@@ -72,6 +72,7 @@ impl TryFrom<CampaignRow> for Campaign {
 
     fn try_from(row: CampaignRow) -> Result<Self> {
         let lists: Vec<String> = serde_json::from_str(&row.lists).map_err(Error::internal)?;
+        let status = status_of(&row)?;
         Ok(Self {
             id: parse_id("campaign id", &row.id)?,
             lists: lists.iter().map(|id| parse_id("list id", id)).collect::<Result<_>>()?,
@@ -87,7 +88,7 @@ impl TryFrom<CampaignRow> for Campaign {
             text_body: row.text_body,
             policy_plugin: row.policy_plugin,
             complaint_threshold: row.complaint_threshold,
-            status: row.status,
+            status,
             status_reason: row.status_reason,
             scheduled_at: row.scheduled_at.map(utc),
             started_at: row.started_at.map(utc),
@@ -253,7 +254,7 @@ fn to_row(
         track_clicks: draft.tracking.clicks,
         track_individual: draft.tracking.individual,
         complaint_threshold: draft.complaint_threshold.unwrap_or(default_threshold),
-        status: status::DRAFT.to_owned(),
+        status: CampaignStatus::Draft.as_str().to_owned(),
         status_reason: None,
         scheduled_at: None,
         started_at: None,
@@ -293,7 +294,7 @@ pub async fn update_campaign(
     ctx.db
         .write(move |conn| {
             let stored = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-            if !matches!(stored.status.as_str(), status::DRAFT | status::SCHEDULED) {
+            if !status_of(&stored)?.is_editable() {
                 return Err(Error::Conflict(format!(
                     "the campaign is {}; only a draft or scheduled one can change",
                     stored.status
@@ -328,7 +329,7 @@ pub async fn list_campaigns(db: &Db, page: PageRequest) -> Result<Page<Campaign>
 pub async fn delete_campaign(db: &Db, id: CampaignId) -> Result<()> {
     db.write(move |conn| {
         let stored = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        if !matches!(stored.status.as_str(), status::DRAFT | status::SCHEDULED) {
+        if !status_of(&stored)?.is_editable() {
             return Err(Error::Conflict(format!(
                 "the campaign is {}; a campaign that started sending is kept as the record of what was sent",
                 stored.status
@@ -352,10 +353,10 @@ pub async fn schedule(ctx: &CampaignContext, id: CampaignId, at: Option<DateTime
     let campaign = db
         .write(move |conn| {
             let mut row = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-            if !matches!(row.status.as_str(), status::DRAFT | status::SCHEDULED) {
+            if !status_of(&row)?.is_editable() {
                 return Err(Error::Conflict(format!("the campaign is {}; it can be sent once", row.status)));
             }
-            row.status = status::SCHEDULED.to_owned();
+            row.status = CampaignStatus::Scheduled.as_str().to_owned();
             row.scheduled_at = Some(at);
             row.status_reason = None;
             row.updated_at = now;
@@ -367,55 +368,29 @@ pub async fn schedule(ctx: &CampaignContext, id: CampaignId, at: Option<DateTime
     Ok(campaign)
 }
 
-/// Pause, resume or cancel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    Pause,
-    Resume,
-    Cancel,
-}
-
-pub async fn command(ctx: &CampaignContext, id: CampaignId, command: Command) -> Result<Campaign> {
+/// Pauses, resumes or cancels a campaign, from where the command applies.
+pub async fn command(ctx: &CampaignContext, id: CampaignId, command: CampaignCommand) -> Result<Campaign> {
     let db = &ctx.db;
     let now = storage::now();
     let campaign = db
         .write(move |conn| {
             let key = id.to_string();
             let row = repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
-            let moved = match command {
-                Command::Pause => repo::transition(
-                    conn,
-                    &key,
-                    &[status::SENDING, status::PREPARING],
-                    status::PAUSED,
-                    Some("paused by a user"),
-                    now,
-                )?,
-                Command::Resume => repo::transition(conn, &key, &[status::PAUSED], status::SENDING, None, now)?,
-                Command::Cancel => {
-                    let moved = repo::transition(
-                        conn,
-                        &key,
-                        &[status::DRAFT, status::SCHEDULED, status::PREPARING, status::SENDING, status::PAUSED],
-                        status::CANCELLED,
-                        Some("cancelled by a user"),
-                        now,
-                    )?;
-                    if moved {
-                        repo::cancel_pending(conn, &key)?;
-                    }
-                    moved
-                }
+            let (from, to) = command.transition();
+            let reason = match command {
+                CampaignCommand::Pause => Some("paused by a user"),
+                CampaignCommand::Resume => None,
+                CampaignCommand::Cancel => Some("cancelled by a user"),
             };
+            let moved = repo::transition(conn, &key, from, to, reason, now)?;
+            if moved && to == CampaignStatus::Cancelled {
+                repo::cancel_pending(conn, &key)?;
+            }
             if !moved {
                 return Err(Error::Conflict(format!(
                     "the campaign is {}; it cannot be {}",
                     row.status,
-                    match command {
-                        Command::Pause => "paused",
-                        Command::Resume => "resumed",
-                        Command::Cancel => "cancelled",
-                    }
+                    command.done()
                 )));
             }
             repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?.try_into()
@@ -423,6 +398,11 @@ pub async fn command(ctx: &CampaignContext, id: CampaignId, command: Command) ->
         .await?;
     ctx.wake.notify_one();
     Ok(campaign)
+}
+
+/// A stored campaign's status; one the code does not know is a fault of the database.
+fn status_of(row: &CampaignRow) -> Result<CampaignStatus> {
+    row.status.parse().map_err(|e| Error::internal(format!("campaign {}: status {:?}: {e}", row.id, row.status)))
 }
 
 fn not_found(id: CampaignId) -> Error {

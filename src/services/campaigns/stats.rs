@@ -7,14 +7,13 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::not_found;
-use crate::domain::CampaignId;
-use crate::error::Result;
+use crate::domain::{CampaignId, RecipientStatus};
+use crate::error::{Error, Result};
 use crate::services::pagination::Page;
 use crate::services::pagination::PageRequest;
 use crate::storage::Db;
 use crate::storage::campaigns as repo;
 use crate::storage::campaigns::RecipientRow;
-use crate::storage::campaigns::recipient;
 
 /// How a campaign went.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -47,15 +46,16 @@ pub async fn stats(db: &Db, id: CampaignId) -> Result<CampaignStats> {
         let mut stats = CampaignStats { opens: campaign.opens, clicks: campaign.clicks, ..CampaignStats::default() };
         for (status, reason, count) in repo::count_by_status_and_reason(conn, &key)? {
             stats.audience += count;
-            match status.as_str() {
-                recipient::EXCLUDED => {
+            match status.parse() {
+                Ok(RecipientStatus::Excluded) => {
                     stats.excluded += count;
                     *stats.excluded_by_reason.entry(reason).or_default() += count;
                 }
-                recipient::PENDING => stats.pending += count,
-                recipient::SENT => stats.sent += count,
-                recipient::FAILED => stats.failed += count,
-                _ => stats.cancelled += count,
+                Ok(RecipientStatus::Pending) => stats.pending += count,
+                Ok(RecipientStatus::Sent) => stats.sent += count,
+                Ok(RecipientStatus::Failed) => stats.failed += count,
+                Ok(RecipientStatus::Cancelled) => stats.cancelled += count,
+                Err(e) => return Err(Error::internal(format!("a recipient's status {status:?}: {e}"))),
             }
         }
         let [bounced, complaints, unsubscribes, opened, clicked] = repo::count_outcomes(conn, &key)?;
@@ -76,14 +76,17 @@ pub async fn stats(db: &Db, id: CampaignId) -> Result<CampaignStats> {
 pub async fn list_recipients(
     db: &Db,
     id: CampaignId,
-    status: Option<String>,
+    status: Option<RecipientStatus>,
     page: PageRequest,
 ) -> Result<Page<Recipient>> {
     db.read(move |conn| {
         let key = id.to_string();
         repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
-        let rows = repo::list_recipients(conn, &key, status.as_deref(), page.after.as_deref(), page.fetch_limit())?;
-        Ok(page.page(rows, |r| r.id.clone()).map(Recipient::from))
+        let status = status.map(RecipientStatus::as_str);
+        let rows = repo::list_recipients(conn, &key, status, page.after.as_deref(), page.fetch_limit())?;
+        let page = page.page(rows, |r| r.id.clone());
+        let items = page.items.into_iter().map(Recipient::try_from).collect::<Result<_>>()?;
+        Ok(Page { items, next_cursor: page.next_cursor })
     })
     .await
 }
@@ -95,7 +98,7 @@ pub struct Recipient {
     pub contact_id: Option<String>,
     pub email: String,
     pub list_id: Option<String>,
-    pub status: String,
+    pub status: RecipientStatus,
     pub reason: String,
     pub attempts: i32,
     pub sent_at: Option<DateTime<Utc>>,
@@ -107,15 +110,18 @@ pub struct Recipient {
     pub clicked_at: Option<DateTime<Utc>>,
 }
 
-impl From<RecipientRow> for Recipient {
-    fn from(row: RecipientRow) -> Self {
+impl TryFrom<RecipientRow> for Recipient {
+    type Error = Error;
+
+    fn try_from(row: RecipientRow) -> Result<Self> {
         let at = |time: Option<chrono::NaiveDateTime>| time.map(|t| t.and_utc());
-        Self {
+        let status = row.status.parse().map_err(|e| Error::internal(format!("recipient {}: status: {e}", row.id)))?;
+        Ok(Self {
             id: row.id,
             contact_id: row.contact_id,
             email: row.email,
             list_id: row.list_id,
-            status: row.status,
+            status,
             reason: row.reason,
             attempts: row.attempts,
             sent_at: at(row.sent_at),
@@ -125,6 +131,6 @@ impl From<RecipientRow> for Recipient {
             unsubscribed_at: at(row.unsubscribed_at),
             opened_at: at(row.opened_at),
             clicked_at: at(row.clicked_at),
-        }
+        })
     }
 }

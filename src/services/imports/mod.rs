@@ -1,0 +1,205 @@
+//! Imports: CSV or NDJSON files of contacts, with the legal basis to record and, for
+//! bought or rented lists, a provenance manifest every consent event points at.
+//!
+//! A job reads its file in chunks of records. Each chunk is written in one transaction
+//! together with the job's progress, so a row is stored whole or not at all, and a job
+//! interrupted by a crash resumes after the last chunk committed. Invalid records are
+//! reported with their line and reason and do not stop the rest; suppressed addresses are
+//! skipped and counted; an address already known, or seen earlier in the file, is merged.
+
+mod decode;
+mod manifests;
+mod plan;
+mod worker;
+mod write;
+
+pub use manifests::*;
+pub use plan::*;
+pub use worker::*;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Services;
+use super::pagination::{Page, PageRequest};
+use crate::domain::ImportStatus;
+use crate::domain::consent::Actor;
+use crate::error::{Error, Result};
+use crate::storage::imports::{self as repo, ImportJobRow};
+use crate::storage::{self, Db};
+
+/// Records per transaction.
+const CHUNK: usize = 2000;
+/// Errors kept in a job's report (the count is exact beyond it).
+const MAX_ERRORS: usize = 1000;
+/// How long a job stays with an instance without news (each chunk renews it): after a
+/// crash, another instance (or the restarted one) takes the job over once it passes.
+const LEASE: TimeDelta = TimeDelta::seconds(15);
+
+crate::domain::consent::string_enum! {
+    /// The file's format.
+    ImportFormat {
+        Csv = "csv",
+        Ndjson = "ndjson",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+
+/// An import job as the API shows it.
+#[derive(Debug, Clone)]
+pub struct ImportJob {
+    pub id: String,
+    pub status: ImportStatus,
+    pub format: ImportFormat,
+    pub options: ImportOptions,
+    pub file_bytes: i64,
+    pub report: Report,
+    pub failure: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl ImportJob {
+    /// Whether the job waits for its file (which may be given once).
+    pub fn awaits_file(&self) -> bool {
+        self.status.accepts_file()
+    }
+}
+
+/// What an import did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Records of the file done.
+    pub records: i64,
+    /// New contacts.
+    pub imported: i64,
+    /// Contacts that existed and were merged with the row.
+    pub updated: i64,
+    /// Rows whose address came earlier in the same file (merged into it).
+    pub duplicates: i64,
+    /// Rows skipped: the address is suppressed (unsubscribed, bounced, erased).
+    pub suppressed: i64,
+    /// Rows refused, with their line and reason in `errors`.
+    pub invalid: i64,
+    pub errors: Vec<RowError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    pub line: u64,
+    pub reason: String,
+}
+
+fn to_job(row: ImportJobRow) -> Result<ImportJob> {
+    let status = row.status.parse().map_err(|e| Error::internal(format!("import {}: status: {e}", row.id)))?;
+    Ok(ImportJob {
+        format: row.format.parse().map_err(Error::internal)?,
+        options: serde_json::from_str(&row.options).map_err(Error::internal)?,
+        report: Report {
+            records: row.records_done,
+            imported: row.imported,
+            updated: row.updated,
+            duplicates: row.duplicates,
+            suppressed: row.suppressed,
+            invalid: row.invalid,
+            errors: serde_json::from_str(&row.errors).map_err(Error::internal)?,
+        },
+        id: row.id,
+        status,
+        file_bytes: row.file_bytes,
+        failure: row.failure,
+        created_by: row.created_by,
+        created_at: storage::models::utc(row.created_at),
+        started_at: row.started_at.map(storage::models::utc),
+        finished_at: row.finished_at.map(storage::models::utc),
+    })
+}
+
+/// Creates a job; its file comes next (`attach_file`), or is named now (`file`, for the
+/// command line, which reads it where it is).
+pub async fn create_job(
+    db: &Db,
+    format: ImportFormat,
+    options: ImportOptions,
+    file: Option<PathBuf>,
+    actor: &Actor,
+) -> Result<ImportJob> {
+    plan(db, &options).await?;
+    let file_bytes = match &file {
+        Some(path) => {
+            std::fs::metadata(path).map_err(|e| Error::field("file", format!("{}: {e}", path.display())))?.len() as i64
+        }
+        None => 0,
+    };
+    let row = ImportJobRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        status: ImportStatus::new_job(file.is_some()).as_str().to_owned(),
+        format: format.as_str().to_owned(),
+        options: serde_json::to_string(&options).map_err(Error::internal)?,
+        file_path: file.map(|p| p.to_string_lossy().into_owned()),
+        file_bytes,
+        records_done: 0,
+        imported: 0,
+        updated: 0,
+        duplicates: 0,
+        suppressed: 0,
+        invalid: 0,
+        errors: "[]".to_owned(),
+        failure: None,
+        lease_until: None,
+        created_by: actor.to_string(),
+        created_at: storage::now(),
+        started_at: None,
+        finished_at: None,
+    };
+    db.write(move |conn| {
+        repo::insert_job(conn, &row)?;
+        to_job(row)
+    })
+    .await
+}
+
+/// Records the uploaded file of a job waiting for it, and queues the job.
+pub async fn attach_file(services: &Services, id: String, path: PathBuf, bytes: i64) -> Result<ImportJob> {
+    let db = &services.db;
+    let job = db
+        .write(move |conn| {
+            let mut row = repo::find_job(conn, &id)?.ok_or_else(|| not_found(&id))?;
+            if row.status != ImportStatus::AwaitingFile.as_str() {
+                return Err(Error::Conflict(format!("the import is {}; its file was given already", row.status)));
+            }
+            row.status = ImportStatus::Queued.as_str().to_owned();
+            row.file_path = Some(path.to_string_lossy().into_owned());
+            row.file_bytes = bytes;
+            repo::update_job(conn, &row)?;
+            to_job(row)
+        })
+        .await?;
+    services.wake.import.notify_one();
+    Ok(job)
+}
+
+pub async fn find_job(db: &Db, id: String) -> Result<ImportJob> {
+    db.read(move |conn| to_job(repo::find_job(conn, &id)?.ok_or_else(|| not_found(&id))?)).await
+}
+
+pub async fn list_jobs(db: &Db, page: PageRequest) -> Result<Page<ImportJob>> {
+    db.read(move |conn| {
+        let rows = repo::list_jobs(conn, page.after.as_deref(), page.fetch_limit())?
+            .into_iter()
+            .map(to_job)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(rows, |job| job.id.clone()))
+    })
+    .await
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("there is no import {id}"))
+}
