@@ -8,25 +8,18 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{BATCH, Campaign, CampaignContext, DEFAULT_POLICY, find_campaign};
-use crate::domain::CampaignId;
-use crate::domain::RecipientStatus;
 use crate::domain::contact::ContactRecord;
-use crate::error::Error;
-use crate::error::Result;
-use crate::plugins::Arguments;
-use crate::plugins::PluginHost;
-use crate::plugins::Script;
-use crate::plugins::ScriptContact;
-use crate::plugins::ScriptError;
+use crate::domain::{CampaignId, RecipientStatus};
+use crate::error::{Error, Result};
 use crate::plugins::contact::ContactFacts;
+use crate::plugins::{Arguments, PluginHost, Script, ScriptContact, ScriptError};
 use crate::services::keys::Keys;
 use crate::services::plugins::script_rejected;
 use crate::services::segments;
 use crate::services::segments::Predicate;
 use crate::storage;
-use crate::storage::Db;
-use crate::storage::campaigns as repo;
 use crate::storage::campaigns::RecipientRow;
+use crate::storage::{Db, campaigns as repo};
 
 /// The policy's answer for one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]

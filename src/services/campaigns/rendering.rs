@@ -5,14 +5,10 @@ use std::collections::BTreeMap;
 
 use super::{Campaign, CampaignContext, MailContact, Rendered, Templates, find_campaign, template_context};
 use crate::domain::CampaignId;
-use crate::error::Error;
-use crate::error::FieldError;
-use crate::error::Result;
-use crate::mail;
-use crate::mail::Draft;
-use crate::mail::template;
-use crate::storage;
+use crate::error::{Error, FieldError, Result};
+use crate::mail::{Draft, template};
 use crate::storage::DbConnection;
+use crate::{mail, storage};
 
 /// A campaign ready to render messages.
 pub struct Prepared {

@@ -2,18 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use chrono::DateTime;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::not_found;
 use crate::domain::{CampaignId, RecipientStatus};
 use crate::error::{Error, Result};
-use crate::services::pagination::Page;
-use crate::services::pagination::PageRequest;
-use crate::storage::Db;
-use crate::storage::campaigns as repo;
+use crate::services::pagination::{Page, PageRequest};
 use crate::storage::campaigns::RecipientRow;
+use crate::storage::{Db, campaigns as repo};
 
 /// How a campaign went.
 #[derive(Debug, Clone, Default, Serialize)]

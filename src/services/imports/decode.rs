@@ -5,17 +5,12 @@ use std::io::Read;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use serde_json::Map;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{CHUNK, ImportFormat, ImportOptions, Plan, Target};
-use crate::domain::Country;
-use crate::domain::Email;
-use crate::domain::ListId;
-use crate::domain::Tag;
 use crate::domain::contact::parse_short_text;
-use crate::error::Error;
-use crate::error::Result;
+use crate::domain::{Country, Email, ListId, Tag};
+use crate::error::{Error, Result};
 
 /// One record of the file: its index (1-based, for resuming), its line, and the row or
 /// why it is refused.

@@ -1,20 +1,14 @@
 //! Provenance manifests: where a bought or rented list came from, on what terms, shown to
 //! whom; every consent event an import records points at one.
 
-use chrono::DateTime;
-use chrono::NaiveDate;
-use chrono::Utc;
-use serde::Deserialize;
-use serde::Serialize;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::consent::Actor;
-use crate::error::Error;
-use crate::error::FieldError;
-use crate::error::Result;
+use crate::error::{Error, FieldError, Result};
 use crate::storage;
-use crate::storage::Db;
-use crate::storage::imports as repo;
 use crate::storage::imports::ManifestRow;
+use crate::storage::{Db, imports as repo};
 
 /// Where a bought, rented or migrated list came from.
 #[derive(Debug, Clone)]

@@ -1,22 +1,15 @@
 //! An import's options, checked and turned into a plan before any row is read: the
 //! columns and what each fills, the lists, the basis and the manifest.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::ListId;
-use crate::domain::Tag;
-use crate::domain::consent::ConsentBasis;
-use crate::domain::consent::Evidence;
-use crate::error::Error;
-use crate::error::FieldError;
-use crate::error::Result;
+use crate::domain::consent::{ConsentBasis, Evidence};
+use crate::domain::{ListId, Tag};
+use crate::error::{Error, FieldError, Result};
 use crate::storage;
-use crate::storage::Db;
-use crate::storage::imports as repo;
+use crate::storage::{Db, imports as repo};
 
 /// What an import does with its file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -10,14 +10,11 @@ use super::decode::{Record, read_records};
 use super::write::store_chunk;
 use super::{ImportFormat, ImportJob, ImportOptions, LEASE, MAX_ERRORS, Report, RowError, not_found, plan, to_job};
 use crate::domain::ImportStatus;
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::services::keys::Keys;
 use crate::storage;
-use crate::storage::Db;
-use crate::storage::DbConnection;
-use crate::storage::imports as repo;
 use crate::storage::imports::ImportJobRow;
+use crate::storage::{Db, DbConnection, imports as repo};
 
 /// Runs queued imports, and those whose instance died, one at a time. Every instance runs one.
 pub struct ImportWorker {

@@ -1,22 +1,14 @@
 //! Writing a chunk of rows: contacts merged, consent events recorded, suppressed addresses
 //! skipped, all in the chunk's one transaction.
 
-use std::collections::BTreeSet;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use serde_json::Map;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::decode::{Record, Row};
 use super::{Plan, Report, RowError};
-use crate::domain::ContactStatus;
-use crate::domain::ListId;
-use crate::domain::consent::Actor;
-use crate::domain::consent::ConsentAction;
-use crate::domain::consent::ConsentStatus;
-use crate::domain::consent::Evidence;
-use crate::domain::consent::Purpose;
-use crate::domain::consent::current_consents;
+use crate::domain::consent::{Actor, ConsentAction, ConsentStatus, Evidence, Purpose, current_consents};
+use crate::domain::{ContactStatus, ListId};
 use crate::error::Result;
 use crate::services::keys::Keys;
 use crate::storage;

@@ -1,0 +1,310 @@
+//! The person's click on a confirmation link: the pending grants it names confirmed with
+//! the click's evidence, the values waiting with the request applied, the receipt mailed;
+//! and the purge of requests never confirmed.
+
+use chrono::TimeDelta;
+
+use super::{
+    CONSENT_RECEIPT_MAIL, RequestInfo, apply_waiting_values, preferences_link, purpose_name, purpose_names,
+    unsubscribe_link,
+};
+use crate::domain::ContactStatus;
+use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
+use crate::domain::form::{FormSurvey, SurveyMoment};
+use crate::error::Result;
+use crate::mail::Draft;
+use crate::services::confirmations::SignupConfig;
+use crate::services::consent::{ContactConsents, apply_event, erase_in, load_contact_consents};
+use crate::services::keys::{Keys, LinkKind};
+use crate::services::{Services, mailer, partners, surveys};
+use crate::storage::confirmations::ConfirmationRow;
+use crate::storage::consent::NewConsentEvent;
+use crate::storage::{Db, DbConnection, confirmations, consent as ledger, contacts};
+use crate::{mail, storage};
+
+/// What a confirmation confirmed, and the survey offered next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    /// The lists (and partners) confirmed.
+    pub names: Vec<String>,
+    pub survey_url: Option<String>,
+}
+
+/// The basis a confirmed grant keeps. A confirmation is evidence added to the grant, not
+/// a new basis: a consumer's opt-in (single, passive, a partner's lead) confirmed by the
+/// link becomes `double_opt_in`, which is what that basis means; a B2B grant stays B2B
+/// (a role address confirming is still company data, not a consumer's consent), and so
+/// does any basis that is not an opt-in.
+pub fn confirmed_basis(granted: ConsentBasis) -> ConsentBasis {
+    match granted {
+        ConsentBasis::SingleOptIn | ConsentBasis::PassiveOptIn | ConsentBasis::Partner | ConsentBasis::DoubleOptIn => {
+            ConsentBasis::DoubleOptIn
+        }
+        ConsentBasis::B2bProfessional
+        | ConsentBasis::B2bRoleAddress
+        | ConsentBasis::SoftOptIn
+        | ConsentBasis::Imported => granted,
+    }
+}
+
+/// Confirms a double opt-in: each purpose the link's own request named that is still
+/// pending gets a `confirmed` event, with the request's form and version, the basis of the
+/// grant it confirms (see [`confirmed_basis`]) and the time, IP and user agent of the
+/// click; what someone else asked for with the same address stays pending. The values
+/// submitted with the request apply; the address leaves the suppression list. A second
+/// use changes nothing and answers the same. `None` when the link is not valid.
+pub async fn confirm(services: &Services, token: &str, info: RequestInfo) -> Result<Option<Confirmed>> {
+    let Services { db, keys, signup: config, scripts, .. } = services;
+    let shares = partners::SharesAfterCommit::default();
+    let confirmed = confirm_queueing(db, keys, config, shares.clone(), token, info).await?;
+    if config.consent_receipt_mail {
+        services.wake.mail.notify_one();
+    }
+    // After the commit: the partners' `share` hooks run outside the transaction.
+    shares.run(db, scripts).await;
+    Ok(confirmed)
+}
+
+pub(super) async fn confirm_queueing(
+    db: &Db,
+    keys: &Keys,
+    config: &SignupConfig,
+    queue: partners::SharesAfterCommit,
+    token: &str,
+    info: RequestInfo,
+) -> Result<Option<Confirmed>> {
+    let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
+        return Ok(None);
+    };
+    let keys = keys.clone();
+    let config = config.clone();
+    db.write(move |conn| {
+        let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
+            return Ok(None);
+        };
+        let Some(contact) = contacts::find_contact(conn, &row.contact_id)? else {
+            return Ok(None);
+        };
+        let hash = keys.email_hash(&contact.email.key());
+        let survey_url = |conn: &mut DbConnection| -> Result<Option<String>> {
+            let form = match &row.form_id {
+                Some(id) => crate::services::forms::find_in(conn, id)?,
+                None => None,
+            };
+            match form.and_then(|f| f.definition.survey) {
+                Some(FormSurvey { survey_id, after: SurveyMoment::Confirmation }) => {
+                    surveys::start_in(conn, &keys, &config.base_url, config.survey_link_ttl, survey_id, &row.contact_id)
+                }
+                _ => Ok(None),
+            }
+        };
+        let requested = stored_purposes(&row);
+        if row.confirmed_at.is_some() {
+            let names = purpose_names(conn, &requested, &info.locale)?;
+            return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
+        }
+        let consents = load_contact_consents(conn, &row.contact_id)?;
+        let pending = pending_of(&consents.current, &requested);
+        for purpose in &pending {
+            let basis = confirmed_basis(granted_basis(&consents, purpose, &row));
+            apply_event(
+                conn,
+                NewConsentEvent {
+                    contact_id: row.contact_id.clone(),
+                    email_key: None,
+                    purpose: purpose.clone(),
+                    action: ConsentAction::Confirmed,
+                    basis,
+                    requires_confirmation: false,
+                    evidence: Evidence {
+                        form_id: row.form_id.clone(),
+                        form_version: row.form_version,
+                        source_url: None,
+                        ..info.evidence("confirmation")
+                    },
+                    actor: Actor::Public.to_string(),
+                },
+            )?;
+        }
+        let now = storage::now();
+        confirmations::mark_confirmed(conn, &row.id, now)?;
+        if let Some(values) = row.contact_values.as_deref().and_then(|v| serde_json::from_str(v).ok()) {
+            apply_waiting_values(conn, &row.contact_id, values)?;
+        }
+        contacts::update_status(conn, &row.contact_id, ContactStatus::Active.as_str(), now)?;
+        ledger::delete_suppression(conn, &hash)?;
+        // The opt-in is complete: partners the person chose get the lead once this commits.
+        for purpose in &pending {
+            if let Purpose::Partner(partner_id) = purpose {
+                queue.queue_in(conn, &row.contact_id, partner_id)?;
+            }
+        }
+        partners::mark_inbound_confirmed(conn, &row.contact_id)?;
+        if pending.is_empty() {
+            let names = purpose_names(conn, &requested, &info.locale)?;
+            return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
+        }
+        let named = pending
+            .iter()
+            .map(|purpose| Ok((purpose, purpose_name(conn, purpose, &info.locale)?)))
+            .collect::<Result<Vec<_>>>()?;
+        if config.consent_receipt_mail {
+            let agreed: Vec<(String, Option<String>)> = named
+                .iter()
+                .map(|(purpose, name)| {
+                    let text = confirmed_grant(&consents, purpose, &row).and_then(|e| e.evidence.consent_text.clone());
+                    (name.clone().unwrap_or_default(), text)
+                })
+                .collect();
+            let receipt = receipt_draft(&keys, &config, &contact, &agreed, now, &info.locale);
+            let mail = mail::compose(&receipt, &config.message_domain, None)?;
+            mailer::enqueue(conn, CONSENT_RECEIPT_MAIL, &contact.email.key(), &mail)?;
+        }
+        let names = named.into_iter().filter_map(|(_, name)| name).collect();
+        Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }))
+    })
+    .await
+}
+
+/// The consent receipt mailed at confirmation (when `consent_receipt_mail` is on): what the
+/// person agreed to, in the exact words shown, when, with whom, how to withdraw, and a link
+/// to the proof of it, which any verifier checks against the signed ledger. Built-in words
+/// only (no admin template), so composing it inside the confirmation's write is bounded.
+pub(super) fn receipt_draft(
+    keys: &Keys,
+    config: &SignupConfig,
+    contact: &crate::domain::Contact,
+    agreed: &[(String, Option<String>)],
+    at: chrono::NaiveDateTime,
+    locale: &str,
+) -> Draft {
+    let text = |key| crate::i18n::text(locale, key);
+    let id = &contact.id.to_string();
+    let mut body = format!("{}\n\n{}\n", text("receipt_intro"), text("receipt_agreed"));
+    for (name, words) in agreed {
+        body.push_str(&format!("\n- {name}"));
+        if let Some(words) = words {
+            body.push_str(&format!("\n  \u{201c}{words}\u{201d}"));
+        }
+        body.push('\n');
+    }
+    let proof = format!("{}/consent/receipt/{}", config.base_url, keys.sign_proof(id));
+    body.push_str(&format!(
+        "\n{}: {} UTC\n{}: {}\n\n{}\n{}\n\n{}\n{}\n\n{}\n{}\n",
+        text("receipt_when"),
+        at.format("%Y-%m-%d %H:%M:%S"),
+        text("receipt_who"),
+        config.mail_from,
+        text("receipt_withdraw"),
+        unsubscribe_link(keys, &config.base_url, id, None, None),
+        text("receipt_preferences"),
+        preferences_link(keys, &config.base_url, id),
+        text("receipt_proof"),
+        proof,
+    ));
+    Draft {
+        from: config.mail_from.clone(),
+        to: contact.email.to_string(),
+        subject: text("receipt_subject").to_owned(),
+        text: body,
+        headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+        ..Draft::default()
+    }
+}
+
+/// Those of `requested` still pending.
+pub(super) fn pending_of(current: &[crate::domain::consent::PurposeConsent], requested: &[Purpose]) -> Vec<Purpose> {
+    current
+        .iter()
+        .filter(|c| c.status == ConsentStatus::Pending && requested.contains(&c.purpose))
+        .map(|c| c.purpose.clone())
+        .collect()
+}
+
+/// The grant a request asked to confirm: the last pending grant of the purpose from the
+/// request's form and version (from anywhere, for a partner's lead).
+pub(super) fn confirmed_grant<'a>(
+    consents: &'a ContactConsents,
+    purpose: &Purpose,
+    row: &ConfirmationRow,
+) -> Option<&'a crate::domain::consent::ConsentEvent> {
+    let grants = || {
+        consents
+            .events
+            .iter()
+            .rev()
+            .filter(|e| &e.purpose == purpose && e.action == ConsentAction::Granted && e.requires_confirmation)
+    };
+    let from_request = grants().find(|e| {
+        row.form_id.is_none() || (e.evidence.form_id == row.form_id && e.evidence.form_version == row.form_version)
+    });
+    from_request.or_else(|| grants().next())
+}
+
+/// The basis of that grant; else the basis in force.
+pub(super) fn granted_basis(consents: &ContactConsents, purpose: &Purpose, row: &ConfirmationRow) -> ConsentBasis {
+    confirmed_grant(consents, purpose, row)
+        .map(|e| e.basis)
+        .or_else(|| consents.current.iter().find(|c| &c.purpose == purpose).map(|c| c.basis))
+        .unwrap_or(ConsentBasis::SingleOptIn)
+}
+
+pub(super) fn stored_purposes(row: &ConfirmationRow) -> Vec<Purpose> {
+    serde_json::from_str::<Vec<String>>(&row.purposes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Purges signups never confirmed within `retention_days`: a contact with no consent in
+/// force goes entirely (the address is not suppressed: it never agreed to anything); one
+/// with other consents keeps them, and its unconfirmed requests lose their personal fields.
+pub async fn purge_unconfirmed(db: &Db, retention_days: u32) -> Result<usize> {
+    let cutoff = storage::now() - TimeDelta::days(i64::from(retention_days));
+    db.write(move |conn| {
+        let stale = confirmations::list_unconfirmed_before(conn, cutoff)?;
+        let mut purged = 0;
+        for row in stale {
+            if let Some(contact) = contacts::find_contact(conn, &row.contact_id)? {
+                let consents = load_contact_consents(conn, &row.contact_id)?;
+                if consents.current.iter().all(|c| c.status != ConsentStatus::Active) {
+                    erase_in(conn, &contact)?;
+                } else {
+                    let pending: Vec<Purpose> = consents
+                        .current
+                        .iter()
+                        .filter(|c| c.status == ConsentStatus::Pending)
+                        .map(|c| c.purpose.clone())
+                        .collect();
+                    let ids: Vec<String> = consents
+                        .events
+                        .iter()
+                        .filter(|e| e.requires_confirmation && pending.contains(&e.purpose))
+                        .map(|e| e.id.clone())
+                        .collect();
+                    ledger::redact_events(conn, &ids)?;
+                }
+            }
+            confirmations::delete_confirmation(conn, &row.id)?;
+            purged += 1;
+        }
+        Ok(purged)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confirmation_keeps_a_b2b_basis_and_makes_a_consumers_opt_in_double() {
+        for basis in [ConsentBasis::B2bProfessional, ConsentBasis::B2bRoleAddress] {
+            assert_eq!(confirmed_basis(basis), basis);
+        }
+        for basis in [ConsentBasis::SingleOptIn, ConsentBasis::PassiveOptIn, ConsentBasis::Partner] {
+            assert_eq!(confirmed_basis(basis), ConsentBasis::DoubleOptIn);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! A form's confirmation mail: rendered from the admin's template in the sandbox, with
+//! the names of what the person is asked to agree to in their language.
+
+use std::sync::Arc;
+
+use super::{SignupInput, pending_of, stored_purposes};
+use crate::domain::consent::Purpose;
+use crate::domain::form::ValidSubmission;
+use crate::error::{Error, Result};
+use crate::mail;
+use crate::mail::Draft;
+use crate::services::confirmations::{PreparedConfirmation, SignupConfig, confirmation_link};
+use crate::services::consent::load_contact_consents;
+use crate::services::forms::Form;
+use crate::services::keys::{Keys, LinkKind};
+use crate::storage::{Db, DbConnection, confirmations, lists};
+
+/// Renders a form's confirmation mail off the async workers and outside any transaction:
+/// the template is the admin's, and may be slow.
+pub(super) async fn prepare_confirmation(
+    keys: &Keys,
+    config: &SignupConfig,
+    input: &Arc<SignupInput>,
+    names: &[String],
+) -> Result<PreparedConfirmation> {
+    let (keys, input, config, names) = (keys.clone(), input.clone(), config.clone(), names.to_vec());
+    tokio::task::spawn_blocking(move || render_confirmation(&keys, &config, &input, &names))
+        .await
+        .map_err(Error::internal)?
+}
+
+/// A new confirmation request's link, and its mail rendered from the form's template
+/// (within the sandbox's limits). Blocking.
+pub(super) fn render_confirmation(
+    keys: &Keys,
+    config: &SignupConfig,
+    input: &SignupInput,
+    names: &[String],
+) -> Result<PreparedConfirmation> {
+    let (id, expires_at, confirm_url) = confirmation_link(keys, config);
+    let draft = confirmation_draft(config, &input.form, &input.submission, names, &confirm_url, &input.info.locale)?;
+    let mail = mail::compose(&draft, &config.message_domain, None)?;
+    Ok(PreparedConfirmation { id, expires_at, mail })
+}
+
+/// What the person is asked to agree to, in words in their language: list names, and
+/// "sharing with <partner>".
+pub(super) fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose], locale: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for purpose in purposes {
+        names.extend(purpose_name(conn, purpose, locale)?);
+    }
+    Ok(names)
+}
+
+/// A list's name, or "sharing with <partner>"; `None` when it no longer exists.
+pub(super) fn purpose_name(conn: &mut DbConnection, purpose: &Purpose, locale: &str) -> Result<Option<String>> {
+    Ok(match purpose {
+        Purpose::List(id) => lists::find_list(conn, &id.to_string())?.map(|list| list.name),
+        Purpose::Partner(id) => crate::storage::partners::find_partner(conn, id)?.map(|partner| {
+            let sharing = crate::i18n::text(locale, "sharing_with");
+            format!("{sharing} {} ({})", partner.name, partner.legal_name)
+        }),
+    })
+}
+
+pub(super) fn confirmation_draft(
+    config: &SignupConfig,
+    form: &Form,
+    submission: &ValidSubmission,
+    list_names: &[String],
+    confirm_url: &str,
+    locale: &str,
+) -> Result<Draft> {
+    let definition = &form.definition;
+    let subject = definition
+        .confirmation_subject
+        .clone()
+        .unwrap_or_else(|| crate::i18n::text(locale, "confirm_mail_subject").to_owned());
+    let template = definition
+        .confirmation_text
+        .clone()
+        .unwrap_or_else(|| crate::i18n::text(locale, "confirm_mail_text").to_owned());
+    let text = render_mail(&template, list_names, confirm_url, &definition.title)?;
+    Ok(Draft {
+        from: config.mail_from.clone(),
+        to: submission.email.to_string(),
+        subject,
+        text,
+        headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+        ..Draft::default()
+    })
+}
+
+pub(super) fn render_mail(
+    template: &str,
+    list_names: &[String],
+    confirm_url: &str,
+    form_title: &str,
+) -> Result<String> {
+    // The admin's template, within the sandbox's limits (its check at save used the same).
+    let mut env = crate::mail::template::environment();
+    env.add_template("mail", template).map_err(|e| Error::internal(e.to_string()))?;
+    let template = env.get_template("mail").map_err(|e| Error::internal(e.to_string()))?;
+    let context = minijinja::context! {
+        confirm_url => confirm_url,
+        lists => list_names.join(", "),
+        form_title => form_title,
+    };
+    crate::mail::template::render(&template, &context, std::time::Instant::now() + crate::mail::template::DEADLINE)
+        .map_err(Error::internal)
+}
+
+/// What a confirmation link would confirm, for its page, in the page's language; `None`
+/// when the link is not valid, whatever the reason.
+pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str, locale: &str) -> Result<Option<Vec<String>>> {
+    let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
+        return Ok(None);
+    };
+    let locale = locale.to_owned();
+    db.read(move |conn| {
+        let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
+            return Ok(None);
+        };
+        let requested = stored_purposes(&row);
+        let pending = pending_of(&load_contact_consents(conn, &row.contact_id)?.current, &requested);
+        let purposes = if pending.is_empty() { requested } else { pending };
+        Ok(Some(purpose_names(conn, &purposes, &locale)?))
+    })
+    .await
+}
