@@ -127,3 +127,81 @@ pub struct ContactRecord {
     /// Purposes whose consent in force came with a provenance manifest that names us.
     pub consents_naming_us: Vec<String>,
 }
+
+/// Whose values win when new ones meet a known contact's profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeRule {
+    /// A form or a partner: fill what is unknown, never overwrite, so that whoever types an
+    /// address into a form (or a partner) cannot rewrite that person's profile.
+    FillUnknown,
+    /// The admin's own import: the file's values replace the stored ones.
+    Overwrite,
+}
+
+/// A contact's profile as stored: attributes, company and country (ISO code).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub company: Option<String>,
+    pub country: Option<String>,
+}
+
+impl Profile {
+    /// Takes in `incoming` by `rule` (an incoming field that is absent changes nothing);
+    /// answers whether anything changed.
+    pub fn merge(&mut self, incoming: &Profile, rule: MergeRule) -> bool {
+        let mut changed = false;
+        for (name, value) in &incoming.attributes {
+            let replace = match self.attributes.get(name) {
+                None => true,
+                Some(known) => rule == MergeRule::Overwrite && known != value,
+            };
+            if replace {
+                self.attributes.insert(name.clone(), value.clone());
+                changed = true;
+            }
+        }
+        for (known, new) in [(&mut self.company, &incoming.company), (&mut self.country, &incoming.country)] {
+            let replace = match (&*known, new) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(known), Some(new)) => rule == MergeRule::Overwrite && known != new,
+            };
+            if replace {
+                *known = new.clone();
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(attributes: serde_json::Value, company: Option<&str>, country: Option<&str>) -> Profile {
+        Profile {
+            attributes: attributes.as_object().cloned().unwrap_or_default(),
+            company: company.map(str::to_owned),
+            country: country.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_form_or_a_partner_fills_what_is_unknown_and_an_import_overwrites() {
+        let known = profile(serde_json::json!({"city": "Turin"}), Some("Acme"), None);
+        let incoming = profile(serde_json::json!({"city": "Rome", "size": "m"}), Some("Other"), Some("IT"));
+        let mut filled = known.clone();
+        assert!(filled.merge(&incoming, MergeRule::FillUnknown));
+        assert_eq!(filled, profile(serde_json::json!({"city": "Turin", "size": "m"}), Some("Acme"), Some("IT")));
+        let mut overwritten = known.clone();
+        assert!(overwritten.merge(&incoming, MergeRule::Overwrite));
+        assert_eq!(overwritten, incoming);
+        // Nothing new: nothing changed, whatever the rule; an absent field keeps the known one.
+        let mut same = known.clone();
+        assert!(!same.merge(&known, MergeRule::Overwrite));
+        assert!(!same.merge(&Profile::default(), MergeRule::Overwrite));
+        assert_eq!(same, known);
+    }
+}

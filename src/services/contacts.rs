@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::keys::Keys;
 use super::pagination::{Page, PageRequest};
 use super::webhooks;
+use crate::domain::contact::{MergeRule, Profile};
 use crate::domain::partner::EventType;
 use crate::domain::{Contact, ContactId, ContactStatus, Country, Email, ListId, Tag};
 use crate::error::{Error, FieldError, Result};
@@ -77,6 +78,24 @@ pub async fn create_contact(db: &Db, keys: &Keys, new: NewContact) -> Result<Con
         Ok(contact)
     })
     .await
+}
+
+/// Merges `incoming` into a stored contact by `rule` (a form or a partner fills what is
+/// unknown, an import overwrites); answers whether it changed, for the caller to save it.
+/// The one place where new values meet a known contact.
+pub fn merge_into_row(row: &mut ContactRow, incoming: &Profile, rule: MergeRule) -> bool {
+    let mut profile = Profile {
+        attributes: serde_json::from_str(&row.attributes).unwrap_or_default(),
+        company: row.company.take(),
+        country: row.country.take(),
+    };
+    let changed = profile.merge(incoming, rule);
+    row.company = profile.company;
+    row.country = profile.country;
+    if changed {
+        row.attributes = Value::Object(profile.attributes).to_string();
+    }
+    changed
 }
 
 /// Inserts a new active contact with no lists or tags (a signup's or a partner's lead)

@@ -3,11 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde_json::{Map, Value};
-
 use super::decode::{Record, Row};
 use super::{Plan, Report, RowError};
 use crate::domain::consent::{Actor, ConsentAction, ConsentStatus, Evidence, Purpose, current_consents};
+use crate::domain::contact::{MergeRule, Profile};
 use crate::domain::{ContactStatus, ListId};
 use crate::error::Result;
 use crate::services::keys::Keys;
@@ -98,17 +97,13 @@ pub(super) fn store_chunk(
             }
         };
         let (contact, _, tags, lists) = entry;
-        if !row.attributes.is_empty() {
-            let mut attributes: Map<String, Value> = serde_json::from_str(&contact.attributes).unwrap_or_default();
-            attributes.extend(row.attributes.clone());
-            contact.attributes = Value::Object(attributes).to_string();
-        }
-        if let Some(company) = &row.company {
-            contact.company = Some(company.clone());
-        }
-        if let Some(country) = &row.country {
-            contact.country = Some(country.as_str().to_owned());
-        }
+        // The admin's own file: its values replace the stored ones.
+        let incoming = Profile {
+            attributes: row.attributes.clone(),
+            company: row.company.clone(),
+            country: row.country.as_ref().map(|c| c.as_str().to_owned()),
+        };
+        crate::services::contacts::merge_into_row(contact, &incoming, MergeRule::Overwrite);
         contact.updated_at = now;
         tags.extend(row.tags.iter().map(|t| t.as_str().to_owned()));
         lists.extend(row.lists.iter().copied());

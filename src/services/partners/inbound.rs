@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{DEFAULT_PLUGIN, Lead, Partner, lead, not_found};
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
-use crate::domain::contact::{parse_required_text, parse_short_text};
+use crate::domain::contact::{MergeRule, Profile, parse_required_text, parse_short_text};
 use crate::domain::partner::{EventType, InboundPolicy, LeadDirection, LeadStatus};
 use crate::domain::{Country, Email, LeadId, evidence};
 use crate::error::{Error, FieldError, FieldErrors, Result};
@@ -278,16 +278,16 @@ pub(super) fn upsert_lead_contact(
     match contacts::find_contact_row_by_email_key(conn, &checked.email.key())? {
         Some(mut row) => {
             // A partner's data fills what we do not know; it never overwrites.
-            let mut attributes: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
-            for (name, value) in &lead.attributes {
-                attributes.entry(name.clone()).or_insert_with(|| value.clone());
+            let incoming = Profile {
+                attributes: lead.attributes.clone(),
+                company: checked.company.clone(),
+                country: checked.country.as_ref().map(|c| c.as_str().to_owned()),
+            };
+            if crate::services::contacts::merge_into_row(&mut row, &incoming, MergeRule::FillUnknown) {
+                row.updated_at = now;
+                contacts::update_contact(conn, &row)?;
+                webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
             }
-            row.attributes = Value::Object(attributes).to_string();
-            row.company = row.company.or(checked.company.clone());
-            row.country = row.country.or(checked.country.as_ref().map(|c| c.as_str().to_owned()));
-            row.updated_at = now;
-            contacts::update_contact(conn, &row)?;
-            webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
             Ok(row.id)
         }
         None => {

@@ -24,6 +24,7 @@ use super::forms::Form;
 use super::keys::Keys;
 use super::{partners, surveys, webhooks};
 use crate::domain::consent::{Actor, ConsentAction, ConsentStatus, Evidence, Purpose};
+use crate::domain::contact::{MergeRule, Profile};
 use crate::domain::form::{FormOptIn, ValidSubmission};
 use crate::domain::form::{FormSurvey, SurveyMoment};
 use crate::domain::partner::EventType;
@@ -434,24 +435,12 @@ fn fill_empty_fields(
     now: chrono::NaiveDateTime,
     listeners: &webhooks::Listeners,
 ) -> Result<()> {
-    let mut attributes: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
-    let mut changed = false;
-    for (name, value) in &values.attributes {
-        if !attributes.contains_key(name) {
-            attributes.insert(name.clone(), value.clone());
-            changed = true;
-        }
-    }
-    if row.company.is_none() && values.company.is_some() {
-        row.company = values.company.clone();
-        changed = true;
-    }
-    if row.country.is_none() && values.country.is_some() {
-        row.country = values.country.clone();
-        changed = true;
-    }
-    if changed {
-        row.attributes = Value::Object(attributes).to_string();
+    let incoming = Profile {
+        attributes: values.attributes.clone(),
+        company: values.company.clone(),
+        country: values.country.clone(),
+    };
+    if crate::services::contacts::merge_into_row(&mut row, &incoming, MergeRule::FillUnknown) {
         row.updated_at = now;
         contacts::update_contact(conn, &row)?;
         listeners.emit_contact(conn, EventType::ContactUpdated, &row.id)?;
