@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use consento::domain::CampaignId;
 use consento::mail::{Signer, Transport};
-use consento::plugins::{Limits, PluginHost};
+use consento::plugins::Limits;
 use consento::services::campaigns::{self, CampaignContext, CampaignDraft, Tracking};
 use consento::services::dispatcher::{Dispatcher, SendOptions, send_until_done};
 use consento::services::keys::Keys;
-use consento::services::plugins::{FolderPlugins, Scripts};
+use consento::services::plugins::Scripts;
 use consento::settings::DkimAlgorithm;
 use consento::storage::{Backend, Db, DbConnection, DbOptions, SqliteSync};
 use diesel::connection::SimpleConnection;
@@ -141,14 +141,13 @@ async fn run(options: Options) -> BenchResult<()> {
     );
 
     let plugins_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins");
-    let host = Arc::new(PluginHost::new(&plugins_dir, Limits::default()));
-    let folder_plugins = Arc::new(FolderPlugins::load(&plugins_dir, &host)?);
+    let scripts = Scripts::load(&plugins_dir, Limits::default())?;
     let keys = Keys::load(&db).await?;
     let context = |algorithm: DkimAlgorithm, connections: usize| -> BenchResult<CampaignContext> {
         Ok(CampaignContext {
             db: db.clone(),
             keys: keys.clone(),
-            scripts: Scripts { host: host.clone(), folder: folder_plugins.clone() },
+            scripts: scripts.clone(),
             wake: Arc::new(tokio::sync::Notify::new()),
             transport: Transport::smtp(&format!("smtp://{smtp}"), connections as u32)?,
             signer: Some(Arc::new(signer(algorithm)?)),

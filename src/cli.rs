@@ -412,9 +412,7 @@ async fn export(
     use futures_util::StreamExt;
     use std::io::Write;
     let db = open_database(&settings).await?;
-    let host = std::sync::Arc::new(crate::plugins::PluginHost::new(&settings.plugins_dir, settings.script_limits()));
-    let folder = std::sync::Arc::new(crate::services::plugins::FolderPlugins::load(&settings.plugins_dir, &host)?);
-    let scripts = crate::services::plugins::Scripts { host, folder };
+    let scripts = crate::services::plugins::Scripts::load(&settings.plugins_dir, settings.script_limits())?;
     let segment =
         segment.map(|s| s.parse().map_err(|_| Error::field("--segment", "is not a segment id"))).transpose()?;
     let filter = crate::services::exports::ExportFilter { list, tag, segment };

@@ -51,14 +51,14 @@ impl Script {
     /// The same script with these settings (a map, usually a plugin's `[settings]`).
     pub fn with_settings(mut self, settings: &impl Serialize) -> Result<Self, ScriptError> {
         self.settings = rhai::serde::to_dynamic(settings)
-            .map_err(|e| self.wrong_input(format!("its settings cannot be handed to it: {e}")))?;
+            .map_err(|e| self.wrong_answer(format!("its settings cannot be handed to it: {e}")))?;
         Ok(self)
     }
 
     /// Whether it defines `hook` with `arity` parameters (a hook with another number of
     /// parameters is never called).
     pub fn defines(&self, hook: &str, arity: usize) -> bool {
-        self.ast.iter_functions().any(|f| f.name == hook && f.params.len() == arity)
+        super::defines(&self.ast, hook, arity)
     }
 
     /// The functions it defines, in the order written.
@@ -76,7 +76,12 @@ impl Script {
         hook: &str,
         args: &[Value],
     ) -> Result<Option<(Answer, CallStats)>, ScriptError> {
-        let args = Arguments::new(args).map_err(|e| self.wrong_input(e))?;
+        // Nothing is converted for a hook the script does not define.
+        if !self.defines(hook, args.len()) {
+            return Ok(None);
+        }
+        let args = Arguments::new(args)
+            .map_err(|e| self.wrong_answer(format!("its arguments cannot be handed to it: {e}")))?;
         self.call_with(host, hook, args.0)
     }
 
@@ -112,14 +117,10 @@ impl Script {
         Ok(outcome.map(|(value, stats)| (Answer(value), stats)))
     }
 
-    /// The error for an answer that is not what the hook must answer: `message` says what
-    /// was wanted and what came.
+    /// The error for what a hook was handed or answered that is not what it takes or must
+    /// answer: `message` says what was wanted and what came.
     pub fn wrong_answer(&self, message: impl Into<String>) -> ScriptError {
         ScriptError::new(&self.name, message)
-    }
-
-    fn wrong_input(&self, message: impl Into<String>) -> ScriptError {
-        self.wrong_answer(message)
     }
 }
 
@@ -159,6 +160,10 @@ impl Answer {
     /// A field of a map answer.
     pub fn get(&self, key: &str) -> Option<Answer> {
         self.0.read_lock::<rhai::Map>().and_then(|map| map.get(key).cloned()).map(Answer)
+    }
+
+    pub fn is_map(&self) -> bool {
+        self.0.is_map()
     }
 
     /// The answer's type, as a script author knows it (`bool`, `string`, `map`, …).

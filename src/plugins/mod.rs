@@ -208,7 +208,7 @@ impl PluginHost {
         arity: usize,
         constants: &[(&str, Dynamic)],
     ) -> Result<Option<(Dynamic, CallStats)>, ScriptError> {
-        if !ast.iter_functions().any(|f| f.name == hook && f.params.len() == arity) {
+        if !defines(ast, hook, arity) {
             return Ok(None);
         }
         self.guarded(name, |engine| {
@@ -292,6 +292,12 @@ impl PluginHost {
         DEADLINE.with(|d| d.set(None));
         REACHED.with(Cell::get)
     }
+}
+
+/// Whether a script defines `hook` with `arity` parameters (a hook defined with another
+/// number is never called).
+fn defines(ast: &AST, hook: &str, arity: usize) -> bool {
+    ast.iter_functions().any(|f| f.name == hook && f.params.len() == arity)
 }
 
 /// The error a script met, out of the calls of functions Rhai wraps it in.

@@ -47,7 +47,7 @@ pub struct Services {
 
 /// Wakes a worker when a service handed it work; each worker also looks by itself now and
 /// then, so a lost wake-up only delays.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Wakers {
     /// The outbox: a mail was queued.
     pub mail: Arc<Notify>,

@@ -327,6 +327,14 @@ pub struct Scripts {
 }
 
 impl Scripts {
+    /// The script host for `dir` (its imports resolve there) and its plugins: the built-in
+    /// ones, overridden or added to by `dir`'s.
+    pub fn load(dir: &Path, limits: crate::plugins::Limits) -> Result<Self> {
+        let host = Arc::new(PluginHost::new(dir, limits));
+        let folder = Arc::new(FolderPlugins::load(dir, &host)?);
+        Ok(Self { host, folder })
+    }
+
     /// Loads a plugin inside a transaction; see [`load_in`].
     pub fn load_in(&self, conn: &mut storage::DbConnection, name: &str) -> Result<Script> {
         load_in(conn, &self.host, &self.folder, name)

@@ -12,7 +12,7 @@ use crate::domain::contact::ContactRecord;
 use crate::domain::{CampaignId, RecipientStatus};
 use crate::error::{Error, Result};
 use crate::plugins::contact::ContactFacts;
-use crate::plugins::{Arguments, PluginHost, Script, ScriptContact, ScriptError};
+use crate::plugins::{Answer, Arguments, PluginHost, Script, ScriptContact, ScriptError};
 use crate::services::keys::Keys;
 use crate::services::plugins::script_rejected;
 use crate::services::segments;
@@ -62,7 +62,7 @@ impl Policy {
                 contact.0.id
             ))
         };
-        let answer = answer.filter(|a| a.kind() == "map").ok_or_else(|| invalid("it answered something else"))?;
+        let answer = answer.filter(Answer::is_map).ok_or_else(|| invalid("it answered something else"))?;
         let send = answer.get("send").and_then(|v| v.as_bool()).ok_or_else(|| invalid("send is not a bool"))?;
         let reason = answer
             .get("reason")

@@ -171,7 +171,7 @@ pub async fn attach_file(services: &Services, id: String, path: PathBuf, bytes: 
     let job = db
         .write(move |conn| {
             let mut row = repo::find_job(conn, &id)?.ok_or_else(|| not_found(&id))?;
-            if row.status != ImportStatus::AwaitingFile.as_str() {
+            if !row.status.parse().is_ok_and(ImportStatus::accepts_file) {
                 return Err(Error::Conflict(format!("the import is {}; its file was given already", row.status)));
             }
             row.status = ImportStatus::Queued.as_str().to_owned();
