@@ -94,7 +94,7 @@ async fn run(db: &Db, events: usize) -> BenchResult<()> {
     for start in (0..events).step_by(WRITE_BATCH) {
         let batch: Vec<NewConsentEvent> = (start..events.min(start + WRITE_BATCH))
             .map(|i| NewConsentEvent {
-                contact_id: format!("01a00000-0000-7000-8000-{i:012}"),
+                contact_id: uuid::Uuid::from_u128(0x01a0_0000_0000_7000_8000_0000_0000_0000 + i as u128).into(),
                 email_key: None,
                 purpose: list.clone(),
                 action: ConsentAction::Granted,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{ApiKeyId, Invalid, ListId, UserId};
+use super::{ApiKeyId, FormId, Invalid, ListId, PartnerId, UserId};
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -93,6 +93,15 @@ impl Purpose {
             Purpose::Partner(_) => None,
         }
     }
+
+    /// The partner a partner purpose names, when it names one the way this server writes
+    /// partner ids (a purpose sent by a client may name anything).
+    pub fn partner_id(&self) -> Option<PartnerId> {
+        match self {
+            Purpose::List(_) => None,
+            Purpose::Partner(id) => id.parse().ok(),
+        }
+    }
 }
 
 impl fmt::Display for Purpose {
@@ -147,7 +156,7 @@ impl fmt::Display for Actor {
 pub struct Evidence {
     /// `form`, `api`, `confirmation`, `unsubscribe`, `preferences`, `import`, `partner`…
     pub method: String,
-    pub form_id: Option<String>,
+    pub form_id: Option<FormId>,
     pub form_version: Option<i32>,
     /// The exact consent text the person saw.
     pub consent_text: Option<String>,

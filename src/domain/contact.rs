@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::Invalid;
+use super::{ContactId, Invalid};
 
 /// Whether an address may be mailed at all. Only the server changes it: unsubscribes,
 /// bounces and complaints move a contact out of `active`.
@@ -110,7 +110,7 @@ pub struct Contact {
 /// script uses is loaded, the rest is empty.
 #[derive(Debug, Default)]
 pub struct ContactRecord {
-    pub id: String,
+    pub id: ContactId,
     pub email: String,
     pub company: Option<String>,
     pub country: Option<String>,

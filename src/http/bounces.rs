@@ -95,7 +95,7 @@ impl From<NoticeOutcome> for BounceOutcome {
         Self {
             email: o.email,
             kind: o.kind,
-            campaign_id: o.campaign_id,
+            campaign_id: o.campaign_id.map(|v| v.to_string()),
             suppressed: o.suppressed,
             campaign_paused: o.campaign_paused,
         }

@@ -391,7 +391,7 @@ pub async fn preview_campaign(
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,
-        contact_id: contact.id,
+        contact_id: contact.id.to_string(),
     }))
 }
 
@@ -676,9 +676,9 @@ fn recipient(row: service::Recipient, domain: &str) -> RecipientResponse {
     RecipientResponse {
         message_id: format!("<{}@{domain}>", row.id),
         id: row.id,
-        contact_id: row.contact_id,
+        contact_id: row.contact_id.map(|v| v.to_string()),
         email: row.email,
-        list_id: row.list_id,
+        list_id: row.list_id.map(|v| v.to_string()),
         status: row.status.to_string(),
         reason: row.reason,
         attempts: row.attempts,

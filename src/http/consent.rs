@@ -69,7 +69,7 @@ impl From<ConsentEvent> for ConsentEventResponse {
             basis: event.basis.to_string(),
             requires_confirmation: event.requires_confirmation,
             method: event.evidence.method,
-            form_id: event.evidence.form_id,
+            form_id: event.evidence.form_id.map(|v| v.to_string()),
             form_version: event.evidence.form_version,
             consent_text: event.evidence.consent_text,
             consent_text_sha256: event.consent_text_sha256,
@@ -252,7 +252,7 @@ impl From<ContactExport> for ExportResponse {
                 .survey_responses
                 .into_iter()
                 .map(|r| SurveyAnswersResponse {
-                    survey_id: r.survey_id,
+                    survey_id: r.survey_id.to_string(),
                     answers: r.answers,
                     status: r.status,
                     started_at: r.created_at,
@@ -263,10 +263,10 @@ impl From<ContactExport> for ExportResponse {
                 .campaigns
                 .into_iter()
                 .map(|c| CampaignReceivedResponse {
-                    campaign_id: c.campaign_id,
+                    campaign_id: c.campaign_id.to_string(),
                     name: c.name,
                     subject: c.subject,
-                    status: c.status,
+                    status: c.status.to_string(),
                     reason: c.reason,
                     sent_at: c.sent_at,
                     opened_at: c.opened_at,
@@ -281,7 +281,7 @@ impl From<ContactExport> for ExportResponse {
                 .into_iter()
                 .map(|e| DeliveryEventResponse {
                     kind: e.kind,
-                    campaign_id: e.campaign_id,
+                    campaign_id: e.campaign_id.map(|v| v.to_string()),
                     detail: e.detail,
                     occurred_at: e.occurred_at,
                 })
@@ -290,10 +290,10 @@ impl From<ContactExport> for ExportResponse {
                 .partner_leads
                 .into_iter()
                 .map(|l| PartnerLeadResponse {
-                    partner_id: l.partner_id,
+                    partner_id: l.partner_id.to_string(),
                     partner_name: l.partner_name,
-                    direction: l.direction,
-                    status: l.status,
+                    direction: l.direction.to_string(),
+                    status: l.status.to_string(),
                     payload: l.payload,
                     created_at: l.created_at,
                 })
@@ -458,7 +458,7 @@ pub async fn contact_links(
     let base = &state.signup.base_url;
     Ok(web::Json(ContactLinksResponse {
         unsubscribe_url: signup::unsubscribe_url(&state.keys, base, id, None),
-        preferences_url: signup::preferences_url(&state.keys, base, id),
+        preferences_url: signup::preferences_link(&state.keys, base, id),
         preferences_expires_at: Utc::now() + TimeDelta::days(i64::from(state.settings.preference_link_days)),
     }))
 }

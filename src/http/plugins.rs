@@ -349,7 +349,10 @@ pub async fn dry_run(
             let runs =
                 service::dry_run_on_contacts(&state.db, state.scripts.host.clone(), name, source, request.hook, count)
                     .await?;
-            results = runs.into_iter().map(|(contact_id, run)| DryRunResult::new(Some(contact_id), run)).collect();
+            results = runs
+                .into_iter()
+                .map(|(contact_id, run)| DryRunResult::new(Some(contact_id.to_string()), run))
+                .collect();
         }
         _ => return Err(Error::field("args", "give either args or contacts")),
     }

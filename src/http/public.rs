@@ -344,7 +344,7 @@ async fn offered_partners(state: &AppState, form: &Form) -> Result<Vec<crate::do
         return Ok(Vec::new());
     }
     let shown = crate::services::partners::find_form_partners(&state.db, form.definition.partners.clone()).await?;
-    Ok(shown.iter().filter_map(|p| p.id.parse().ok()).collect())
+    Ok(shown.iter().map(|p| p.id).collect())
 }
 
 async fn render_form(

@@ -138,8 +138,8 @@ fn counted(scan: Scan, contacts: Vec<crate::domain::Contact>) -> SegmentCount {
     }
 }
 
-fn segment_id(raw: &str) -> Result<String> {
-    parse_id::<SegmentId>(raw, "segment").map(|id| id.to_string())
+fn segment_id(raw: &str) -> Result<SegmentId> {
+    parse_id::<SegmentId>(raw, "segment")
 }
 
 #[utoipa::path(

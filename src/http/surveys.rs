@@ -247,7 +247,7 @@ impl From<service::ResponseView> for SurveyResponseItem {
     fn from(r: service::ResponseView) -> Self {
         Self {
             id: r.id,
-            contact_id: r.contact_id,
+            contact_id: r.contact_id.to_string(),
             status: r.status,
             answers: r.answers,
             outcome: r.outcome,

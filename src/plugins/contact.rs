@@ -83,7 +83,7 @@ fn now() -> i64 {
 pub fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<ScriptContact>("Contact")
-        .register_get("id", |c: &mut ScriptContact| text(&c.0.id))
+        .register_get("id", |c: &mut ScriptContact| text(&c.0.id.to_string()))
         .register_get("email", |c: &mut ScriptContact| text(&c.0.email))
         .register_get("domain", |c: &mut ScriptContact| text(c.0.domain()))
         .register_get("company", |c: &mut ScriptContact| optional(&c.0.company))

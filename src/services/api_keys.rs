@@ -20,12 +20,12 @@ pub struct CreatedApiKey {
 pub async fn create_api_key(db: &Db, name: String, role: Role, created_by: Option<UserId>) -> Result<CreatedApiKey> {
     let secret = generate_api_key();
     let row = ApiKeyRow {
-        id: ApiKeyId::new().to_string(),
+        id: ApiKeyId::new(),
         name,
-        role: role.as_str().to_owned(),
+        role,
         prefix: secret.chars().take(PREFIX_LENGTH).collect(),
         secret_hash: hash_api_key(&secret),
-        created_by: created_by.map(|id| id.to_string()),
+        created_by,
         created_at: storage::now(),
         last_used_at: None,
         revoked_at: None,
@@ -33,22 +33,22 @@ pub async fn create_api_key(db: &Db, name: String, role: Role, created_by: Optio
     let key = db
         .write(move |conn| {
             repo::insert_api_key(conn, &row)?;
-            ApiKey::try_from(row)
+            Ok(ApiKey::from(row))
         })
         .await?;
     Ok(CreatedApiKey { key, secret })
 }
 
 pub async fn find_api_key(db: &Db, id: ApiKeyId) -> Result<ApiKey> {
-    db.read(move |conn| repo::find_api_key(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
+    db.read(move |conn| repo::find_api_key(conn, id)?.map(Into::into).ok_or_else(|| not_found(id))).await
 }
 
 pub async fn list_api_keys(db: &Db, page: PageRequest) -> Result<Page<ApiKey>> {
     db.read(move |conn| {
         let rows = repo::list_api_keys(conn, page.after.as_deref(), page.fetch_limit())?
             .into_iter()
-            .map(ApiKey::try_from)
-            .collect::<Result<Vec<_>>>()?;
+            .map(ApiKey::from)
+            .collect::<Vec<_>>();
         Ok(page.page(rows, |key| key.id.to_string()))
     })
     .await
@@ -57,8 +57,8 @@ pub async fn list_api_keys(db: &Db, page: PageRequest) -> Result<Page<ApiKey>> {
 /// Revokes a key: it stops working at once and stays listed, with the time it was revoked.
 pub async fn revoke_api_key(db: &Db, id: ApiKeyId) -> Result<()> {
     db.write(move |conn| {
-        repo::find_api_key(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        repo::revoke_api_key(conn, &id.to_string(), storage::now())?;
+        repo::find_api_key(conn, id)?.ok_or_else(|| not_found(id))?;
+        repo::revoke_api_key(conn, id, storage::now())?;
         Ok(())
     })
     .await

@@ -262,7 +262,7 @@ pub async fn issue_token(
     match user {
         Some(user) if matches => {
             guard.succeeded(ip, &key);
-            tokens.issue(storage::models::parse_id("user id", &user.id)?, user.session_generation)
+            tokens.issue(user.id, user.session_generation)
         }
         _ => Err(refused()),
     }
@@ -278,13 +278,13 @@ pub async fn authenticate(db: &Db, tokens: &Tokens, bearer: &str) -> Result<Call
     let claims = tokens.verify(bearer)?;
     let gone = || Error::Unauthorized("the access token's user no longer exists".to_owned());
     let user_id: UserId = claims.sub.parse().map_err(|_| gone())?;
-    let user = db.read(move |conn| Ok(users::find_user(conn, &user_id.to_string())?)).await?.ok_or_else(gone)?;
+    let user = db.read(move |conn| Ok(users::find_user(conn, user_id)?)).await?.ok_or_else(gone)?;
     if claims.generation != user.session_generation {
         return Err(Error::Unauthorized(
             "the access token was issued before the password changed; sign in again".to_owned(),
         ));
     }
-    let role = user.role.parse().map_err(|_| storage::models::corrupt("role", &user.role))?;
+    let role = user.role;
     Ok(Caller { identity: Identity::User(user_id), role })
 }
 
@@ -295,14 +295,11 @@ async fn authenticate_api_key(db: &Db, secret: &str) -> Result<Caller> {
         Some(key) if key.revoked_at.is_none() => key,
         _ => return Err(Error::Unauthorized("the API key is unknown or revoked".to_owned())),
     };
-    let caller = Caller {
-        identity: Identity::ApiKey(storage::models::parse_id("api key id", &key.id)?),
-        role: key.role.parse().map_err(|_| storage::models::corrupt("role", &key.role))?,
-    };
+    let caller = Caller { identity: Identity::ApiKey(key.id), role: key.role };
     // Reads stay reads: the write lock is taken only when the last use is stale.
     let now = storage::now();
     if key.last_used_at.is_none_or(|at| now - at > LAST_USED_GRANULARITY) {
-        db.write(move |conn| Ok(api_keys::update_last_used(conn, &key.id, now)?)).await?;
+        db.write(move |conn| Ok(api_keys::update_last_used(conn, key.id, now)?)).await?;
     }
     Ok(caller)
 }

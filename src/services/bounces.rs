@@ -6,6 +6,7 @@
 //! complaint also checks its campaign's complaint rate and pauses the campaign above its
 //! threshold.
 
+use crate::domain::CampaignId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Utc};
@@ -44,7 +45,7 @@ pub struct NoticeOutcome {
     pub email: String,
     pub kind: String,
     /// The campaign the message belonged to, when known.
-    pub campaign_id: Option<String>,
+    pub campaign_id: Option<CampaignId>,
     pub suppressed: bool,
     /// Set when the campaign paused itself on this complaint.
     pub campaign_paused: bool,
@@ -83,7 +84,7 @@ fn record_in(conn: &mut DbConnection, keys: &Keys, soft_limit: u32, notice: Noti
             id: uuid::Uuid::now_v7().to_string(),
             kind: notice.kind.as_str().to_owned(),
             email_hash: hash.clone(),
-            campaign_id: recipient.as_ref().map(|r| r.campaign_id.clone()),
+            campaign_id: recipient.as_ref().map(|r| r.campaign_id),
             recipient_id: recipient.as_ref().map(|r| r.id.clone()),
             detail: notice.detail.chars().take(1000).collect(),
             occurred_at: now,
@@ -104,7 +105,7 @@ fn record_in(conn: &mut DbConnection, keys: &Keys, soft_limit: u32, notice: Noti
         let status =
             if notice.kind == NoticeKind::Complaint { ContactStatus::Complained } else { ContactStatus::Bounced };
         let contact = match contacts::find_contact_id_by_email_key(conn, &notice.email.key())? {
-            Some(id) => contacts::find_contact(conn, &id)?,
+            Some(id) => contacts::find_contact(conn, id)?,
             None => None,
         };
         let evidence = Evidence {
@@ -121,7 +122,7 @@ fn record_in(conn: &mut DbConnection, keys: &Keys, soft_limit: u32, notice: Noti
     if notice.kind == NoticeKind::Complaint
         && let Some(recipient) = &recipient
     {
-        campaign_paused = pause_on_complaints(conn, &recipient.campaign_id, now)?;
+        campaign_paused = pause_on_complaints(conn, recipient.campaign_id, now)?;
     }
     Ok(NoticeOutcome {
         email: notice.email.to_string(),
@@ -133,16 +134,16 @@ fn record_in(conn: &mut DbConnection, keys: &Keys, soft_limit: u32, notice: Noti
 }
 
 /// Pauses a campaign whose complaint rate passed its threshold.
-fn pause_on_complaints(conn: &mut DbConnection, campaign_id: &str, now: NaiveDateTime) -> Result<bool> {
+fn pause_on_complaints(conn: &mut DbConnection, campaign_id: CampaignId, now: NaiveDateTime) -> Result<bool> {
     let Some(campaign) = repo::find_campaign(conn, campaign_id)? else {
         return Ok(false);
     };
-    if campaign.status != CampaignStatus::Sending.as_str() {
+    if campaign.status != CampaignStatus::Sending {
         return Ok(false);
     }
     let sent: i64 = repo::count_by_status_and_reason(conn, campaign_id)?
         .into_iter()
-        .filter(|(status, _, _)| status == RecipientStatus::Sent.as_str())
+        .filter(|(status, _, _)| *status == RecipientStatus::Sent)
         .map(|(_, _, count)| count)
         .sum();
     let [_, complaints, ..] = repo::count_outcomes(conn, campaign_id)?;

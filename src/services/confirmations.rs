@@ -4,6 +4,8 @@
 //! Each of the last two records a pending grant per purpose; only the person's click makes
 //! it a double opt-in.
 
+use crate::domain::ContactId;
+use crate::domain::FormId;
 use chrono::TimeDelta;
 
 use super::Services;
@@ -69,9 +71,9 @@ pub(crate) fn confirmation_link(
 
 /// What a confirmation request records besides its mail.
 pub(crate) struct ConfirmationRequest<'a> {
-    pub contact_id: &'a str,
+    pub contact_id: ContactId,
     /// The form, at its version, that asked (none for a partner's lead).
-    pub form: Option<(String, i32)>,
+    pub form: Option<(FormId, i32)>,
     pub purposes: &'a [Purpose],
     pub email_key: &'a str,
     /// The values the form submitted (JSON), applied once the person confirms.
@@ -88,8 +90,8 @@ pub(crate) fn request_confirmation(
     conn: &mut DbConnection,
     keys: &Keys,
     config: &SignupConfig,
-    contact_id: &str,
-    form: Option<(String, i32)>,
+    contact_id: ContactId,
+    form: Option<(FormId, i32)>,
     purposes: &[Purpose],
     email_key: &str,
     draft: impl FnOnce(&mut DbConnection, &str) -> Result<Draft>,
@@ -122,8 +124,8 @@ pub(crate) fn record_confirmation(
     repo::insert_confirmation(
         conn,
         &ConfirmationRow {
-            id: prepared.id.to_string(),
-            contact_id: request.contact_id.to_owned(),
+            id: prepared.id,
+            contact_id: request.contact_id,
             form_id,
             form_version,
             purposes: serde_json::to_string(&purposes).map_err(Error::internal)?,
@@ -170,8 +172,8 @@ pub fn start_in(
     actor: &Actor,
     locale: &str,
 ) -> Result<Started> {
-    let contact_id = contact.id.to_string();
-    let current = load_contact_consents(conn, &contact_id)?.current;
+    let contact_id = contact.id;
+    let current = load_contact_consents(conn, contact_id)?.current;
     let mut started = Started::default();
     let mut new_asks = Vec::new();
     for ask in asks {
@@ -193,7 +195,7 @@ pub fn start_in(
         apply_event(
             conn,
             NewConsentEvent {
-                contact_id: contact_id.clone(),
+                contact_id,
                 email_key: None,
                 purpose: ask.purpose.clone(),
                 action: ConsentAction::Granted,
@@ -212,7 +214,7 @@ pub fn start_in(
         conn,
         keys,
         config,
-        &contact_id,
+        contact_id,
         None,
         &started.pending,
         &contact.email.key(),
@@ -242,12 +244,14 @@ fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose]) -> Result<Vec<St
     for purpose in purposes {
         match purpose {
             Purpose::List(id) => {
-                if let Some(list) = lists::find_list(conn, &id.to_string())? {
+                if let Some(list) = lists::find_list(conn, *id)? {
                     names.push(list.name);
                 }
             }
-            Purpose::Partner(id) => {
-                if let Some(partner) = partners::find_partner(conn, id)? {
+            Purpose::Partner(_) => {
+                if let Some(partner) =
+                    purpose.partner_id().map(|id| partners::find_partner(conn, id)).transpose()?.flatten()
+                {
                     names.push(format!("sharing with {} ({})", partner.name, partner.legal_name));
                 }
             }
@@ -270,7 +274,7 @@ pub async fn start_for_contact(
     let started = services
         .db
         .write(move |conn| {
-            let contact = crate::storage::contacts::find_contact(conn, &id.to_string())?
+            let contact = crate::storage::contacts::find_contact(conn, id)?
                 .ok_or_else(|| Error::NotFound(format!("there is no contact {id}")))?;
             let mut errors = crate::error::FieldErrors::new();
             if purposes.is_empty() {
@@ -278,7 +282,7 @@ pub async fn start_for_contact(
             }
             for (index, purpose) in purposes.iter().enumerate() {
                 match purpose {
-                    Purpose::List(list) if lists::find_list(conn, &list.to_string())?.is_none() => {
+                    Purpose::List(list) if lists::find_list(conn, *list)?.is_none() => {
                         errors.push(format!("purposes[{index}]"), format!("there is no list {list}"));
                     }
                     Purpose::List(_) => {}

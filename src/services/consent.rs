@@ -10,8 +10,8 @@ use crate::domain::consent::{
     Actor, ConsentAction, ConsentBasis, ConsentEvent, ConsentStatus, Evidence, Purpose, PurposeConsent,
     current_consents,
 };
-use crate::domain::partner::EventType;
-use crate::domain::{Contact, ContactId, ContactStatus};
+use crate::domain::partner::{EventType, LeadDirection, LeadStatus};
+use crate::domain::{CampaignId, Contact, ContactId, ContactStatus, LeadId, PartnerId, RecipientStatus};
 use crate::error::{Error, Result};
 use crate::storage::consent::{self as ledger, ConsentEventRow, NewConsentEvent};
 use crate::storage::{self, Db, DbConnection, contacts, lists, outbox};
@@ -44,8 +44,8 @@ pub fn apply_event_for(
     event: NewConsentEvent,
     listeners: &webhooks::Listeners,
 ) -> Result<ConsentEventRow> {
-    let list_id = event.purpose.list_id().map(|id| id.to_string());
-    let contact_id = event.contact_id.clone();
+    let list_id = event.purpose.list_id();
+    let contact_id = event.contact_id;
     let joins = match event.action {
         ConsentAction::Granted => !event.requires_confirmation,
         ConsentAction::Confirmed => true,
@@ -68,15 +68,15 @@ pub fn apply_event_for(
     listeners.emit(conn, kind, data)?;
     if let Some(list_id) = list_id {
         if joins {
-            contacts::add_membership(conn, &contact_id, &list_id, row.occurred_at)?;
+            contacts::add_membership(conn, contact_id, list_id, row.occurred_at)?;
         } else if leaves {
-            contacts::remove_membership(conn, &contact_id, &list_id)?;
+            contacts::remove_membership(conn, contact_id, list_id)?;
         }
     }
     Ok(row)
 }
 
-pub fn load_contact_consents(conn: &mut DbConnection, contact_id: &str) -> Result<ContactConsents> {
+pub fn load_contact_consents(conn: &mut DbConnection, contact_id: ContactId) -> Result<ContactConsents> {
     let events = ledger::list_contact_events(conn, contact_id)?;
     let current = current_consents(&events);
     Ok(ContactConsents { events, current })
@@ -84,8 +84,8 @@ pub fn load_contact_consents(conn: &mut DbConnection, contact_id: &str) -> Resul
 
 pub async fn contact_consents(db: &Db, id: ContactId) -> Result<ContactConsents> {
     db.read(move |conn| {
-        contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
-        load_contact_consents(conn, &id.to_string())
+        contacts::find_contact(conn, id)?.ok_or_else(|| contact_not_found(id))?;
+        load_contact_consents(conn, id)
     })
     .await
 }
@@ -134,7 +134,7 @@ pub async fn record_consent(
     }
     let keys = keys.clone();
     db.write(move |conn| {
-        let contact = contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
+        let contact = contacts::find_contact(conn, id)?.ok_or_else(|| contact_not_found(id))?;
         if ledger::is_suppressed(conn, &keys.email_hash(&contact.email.key()))? {
             return Err(Error::Conflict(
                 "this address is suppressed (it unsubscribed from everything or was erased); it can come back only \
@@ -148,7 +148,7 @@ pub async fn record_consent(
         let row = apply_event(
             conn,
             NewConsentEvent {
-                contact_id: id.to_string(),
+                contact_id: id,
                 email_key: None,
                 purpose: consent.purpose,
                 action: ConsentAction::Granted,
@@ -158,7 +158,7 @@ pub async fn record_consent(
                 actor: actor.to_string(),
             },
         )?;
-        event_by_id(conn, &id.to_string(), &row.id)
+        event_by_id(conn, id, &row.id)
     })
     .await
 }
@@ -173,9 +173,9 @@ pub async fn withdraw_consent(
     actor: Actor,
 ) -> Result<ContactConsents> {
     db.write(move |conn| {
-        contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
-        withdraw_in(conn, &id.to_string(), &[purpose], &evidence, &actor)?;
-        load_contact_consents(conn, &id.to_string())
+        contacts::find_contact(conn, id)?.ok_or_else(|| contact_not_found(id))?;
+        withdraw_in(conn, id, &[purpose], &evidence, &actor)?;
+        load_contact_consents(conn, id)
     })
     .await
 }
@@ -183,7 +183,7 @@ pub async fn withdraw_consent(
 /// Withdraws each of `purposes` that is not withdrawn yet; answers how many were.
 pub fn withdraw_in(
     conn: &mut DbConnection,
-    contact_id: &str,
+    contact_id: ContactId,
     purposes: &[Purpose],
     evidence: &Evidence,
     actor: &Actor,
@@ -209,7 +209,7 @@ pub fn withdraw_in(
                 actor: actor.to_string(),
             },
         )?;
-        if let Purpose::Partner(partner_id) = purpose {
+        if let Some(partner_id) = purpose.partner_id() {
             super::withdrawals::relay_withdrawal(conn, contact_id, Some(partner_id), "consent_withdrawn")?;
         }
         withdrawn += 1;
@@ -217,7 +217,7 @@ pub fn withdraw_in(
     // Membership without a recorded consent ends too: the person asked to leave.
     for purpose in purposes {
         if let Some(list_id) = purpose.list_id() {
-            contacts::remove_membership(conn, contact_id, &list_id.to_string())?;
+            contacts::remove_membership(conn, contact_id, list_id)?;
         }
     }
     Ok(withdrawn)
@@ -233,8 +233,8 @@ pub fn leave_all_in(
     actor: &Actor,
     status: ContactStatus,
 ) -> Result<()> {
-    let contact_id = contact.id.to_string();
-    let mut purposes: Vec<Purpose> = load_contact_consents(conn, &contact_id)?
+    let contact_id = contact.id;
+    let mut purposes: Vec<Purpose> = load_contact_consents(conn, contact_id)?
         .current
         .into_iter()
         .filter(|c| c.status != ConsentStatus::Withdrawn)
@@ -245,9 +245,9 @@ pub fn leave_all_in(
     purposes.extend(members);
     // Partners hear why first (`unsubscribed`, or `bounced`, `complained`), so that the
     // partner purposes withdrawn next do not tell them `consent_withdrawn` instead.
-    super::withdrawals::relay_withdrawal(conn, &contact_id, None, status.as_str())?;
-    withdraw_in(conn, &contact_id, &purposes, evidence, actor)?;
-    contacts::update_status(conn, &contact_id, status.as_str(), storage::now())?;
+    super::withdrawals::relay_withdrawal(conn, contact_id, None, status.as_str())?;
+    withdraw_in(conn, contact_id, &purposes, evidence, actor)?;
+    contacts::update_status(conn, contact_id, status, storage::now())?;
     ledger::insert_suppression(conn, suppression_hash, status.as_str())?;
     Ok(())
 }
@@ -272,11 +272,11 @@ pub struct ContactExport {
 
 #[derive(Debug, Clone)]
 pub struct CampaignReceived {
-    pub campaign_id: String,
+    pub campaign_id: CampaignId,
     pub name: String,
     pub subject: String,
     /// The recipient's state: `queued`, `sent`, `excluded`, `failed`…
-    pub status: String,
+    pub status: RecipientStatus,
     /// Why it was excluded, if it was.
     pub reason: String,
     pub sent_at: Option<DateTime<Utc>>,
@@ -290,19 +290,19 @@ pub struct CampaignReceived {
 #[derive(Debug, Clone)]
 pub struct DeliveryEvent {
     pub kind: String,
-    pub campaign_id: Option<String>,
+    pub campaign_id: Option<CampaignId>,
     pub detail: String,
     pub occurred_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
 pub struct PartnerLead {
-    pub partner_id: String,
+    pub partner_id: PartnerId,
     pub partner_name: Option<String>,
     /// `outbound`: we shared the person's details with the partner; `inbound`: the
     /// partner sent them to us.
-    pub direction: String,
-    pub status: String,
+    pub direction: LeadDirection,
+    pub status: LeadStatus,
     /// What was shared (outbound) or received (inbound).
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -314,14 +314,14 @@ pub async fn export_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<Conta
 }
 
 pub fn export_in(conn: &mut DbConnection, keys: &Keys, id: ContactId) -> Result<ContactExport> {
-    let contact = contacts::find_contact(conn, &id.to_string())?;
-    let consents = load_contact_consents(conn, &id.to_string())?;
+    let contact = contacts::find_contact(conn, id)?;
+    let consents = load_contact_consents(conn, id)?;
     if contact.is_none() && consents.events.is_empty() {
         return Err(contact_not_found(id));
     }
-    let survey_responses = super::surveys::export_in(conn, &id.to_string())?;
+    let survey_responses = super::surveys::export_in(conn, id)?;
     let utc = |at: Option<chrono::NaiveDateTime>| at.map(|at| at.and_utc());
-    let campaigns = crate::storage::campaigns::list_contact_recipients(conn, &id.to_string())?
+    let campaigns = crate::storage::campaigns::list_contact_recipients(conn, id)?
         .into_iter()
         .map(|(row, name, subject)| CampaignReceived {
             campaign_id: row.campaign_id,
@@ -354,9 +354,9 @@ pub fn export_in(conn: &mut DbConnection, keys: &Keys, id: ContactId) -> Result<
         None => Vec::new(),
     };
     let mut partner_leads = Vec::new();
-    for direction in ["outbound", "inbound"] {
-        for lead in crate::storage::partners::list_contact_leads(conn, &id.to_string(), direction)? {
-            let partner_name = crate::storage::partners::find_partner(conn, &lead.partner_id)?.map(|p| p.name);
+    for direction in [LeadDirection::Outbound, LeadDirection::Inbound] {
+        for lead in crate::storage::partners::list_contact_leads(conn, id, direction)? {
+            let partner_name = crate::storage::partners::find_partner(conn, lead.partner_id)?.map(|p| p.name);
             partner_leads.push(PartnerLead {
                 partner_id: lead.partner_id,
                 partner_name,
@@ -376,7 +376,7 @@ pub fn export_in(conn: &mut DbConnection, keys: &Keys, id: ContactId) -> Result<
 pub async fn erase_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<()> {
     let keys = keys.clone();
     db.write(move |conn| {
-        let contact = contacts::find_contact(conn, &id.to_string())?.ok_or_else(|| contact_not_found(id))?;
+        let contact = contacts::find_contact(conn, id)?.ok_or_else(|| contact_not_found(id))?;
         ledger::insert_suppression(conn, &keys.email_hash(&contact.email.key()), "erased")?;
         erase_in(conn, &contact)
     })
@@ -388,24 +388,24 @@ pub async fn erase_contact(db: &Db, keys: &Keys, id: ContactId) -> Result<()> {
 /// Removes a contact and redacts its ledger, without suppressing the address (for
 /// signups never confirmed, which gave no consent to remember).
 pub fn erase_in(conn: &mut DbConnection, contact: &Contact) -> Result<()> {
-    let contact_id = contact.id.to_string();
+    let contact_id = contact.id;
     // Partners that received the lead are told before the lead loses its contact.
-    super::withdrawals::relay_withdrawal(conn, &contact_id, None, "erased")?;
-    let leads = crate::storage::partners::list_contact_leads(conn, &contact_id, "outbound")?;
-    let lead_ids: Vec<String> = leads.into_iter().map(|lead| lead.id).collect();
-    crate::storage::partners::redact_contact(conn, &contact_id)?;
-    crate::storage::surveys::delete_contact_responses(conn, &contact_id)?;
-    webhooks::redact_contact(conn, &contact_id, &lead_ids)?;
-    ledger::redact_contact_events(conn, &contact_id)?;
+    super::withdrawals::relay_withdrawal(conn, contact_id, None, "erased")?;
+    let leads = crate::storage::partners::list_contact_leads(conn, contact_id, LeadDirection::Outbound)?;
+    let lead_ids: Vec<LeadId> = leads.into_iter().map(|lead| lead.id).collect();
+    crate::storage::partners::redact_contact(conn, contact_id)?;
+    crate::storage::surveys::delete_contact_responses(conn, contact_id)?;
+    webhooks::redact_contact(conn, contact_id, &lead_ids)?;
+    ledger::redact_contact_events(conn, contact_id)?;
     outbox::delete_for_recipient(conn, &contact.email.key())?;
     // Campaigns keep their counts, not the address.
-    crate::storage::campaigns::redact_contact(conn, &contact_id)?;
-    contacts::delete_contact(conn, &contact_id)?;
+    crate::storage::campaigns::redact_contact(conn, contact_id)?;
+    contacts::delete_contact(conn, contact_id)?;
     webhooks::emit(conn, EventType::ContactDeleted, json!({"contact_id": contact_id}))?;
     Ok(())
 }
 
-fn event_by_id(conn: &mut DbConnection, contact_id: &str, event_id: &str) -> Result<ConsentEvent> {
+fn event_by_id(conn: &mut DbConnection, contact_id: ContactId, event_id: &str) -> Result<ConsentEvent> {
     ledger::list_contact_events(conn, contact_id)?
         .into_iter()
         .find(|e| e.id == event_id)
@@ -414,7 +414,7 @@ fn event_by_id(conn: &mut DbConnection, contact_id: &str, event_id: &str) -> Res
 
 fn check_purpose_exists(conn: &mut DbConnection, purpose: &Purpose) -> Result<()> {
     if let Purpose::List(id) = purpose
-        && lists::find_list(conn, &id.to_string())?.is_none()
+        && lists::find_list(conn, *id)?.is_none()
     {
         return Err(Error::field("purpose", format!("there is no list {id}")));
     }

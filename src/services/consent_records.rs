@@ -41,18 +41,19 @@ struct Facts {
 }
 
 fn facts(conn: &mut DbConnection, id: ContactId) -> Result<Facts> {
-    let contact = contacts::find_contact(conn, &id.to_string())?;
-    let consents = super::consent::load_contact_consents(conn, &id.to_string())?;
+    let contact = contacts::find_contact(conn, id)?;
+    let consents = super::consent::load_contact_consents(conn, id)?;
     if contact.is_none() && consents.events.is_empty() {
         return Err(Error::NotFound(format!("there is no contact {id}")));
     }
     let mut names = HashMap::new();
     for consent in &consents.current {
         let name = match &consent.purpose {
-            Purpose::List(list) => lists::find_list(conn, &list.to_string())?.map(|l| l.name),
-            Purpose::Partner(partner) => {
-                partners::find_partner(conn, partner)?.map(|p| format!("sharing with {}", p.name))
-            }
+            Purpose::List(list) => lists::find_list(conn, *list)?.map(|l| l.name),
+            Purpose::Partner(_) => match consent.purpose.partner_id() {
+                Some(partner) => partners::find_partner(conn, partner)?.map(|p| format!("sharing with {}", p.name)),
+                None => None,
+            },
         };
         names.insert(consent.purpose.clone(), name.unwrap_or_else(|| consent.purpose.to_string()));
     }
@@ -116,7 +117,7 @@ pub async fn dpv_record(db: &Db, id: ContactId, controller: Controller) -> Resul
                     "dct:description": text,
                     "dct:identifier": shown.and_then(|e| e.consent_text_sha256.clone()),
                     "dct:hasVersion": shown.and_then(|e| e.evidence.form_version),
-                    "dct:source": shown.and_then(|e| e.evidence.form_id.clone()).map(|f| format!("urn:consento:form:{f}")),
+                    "dct:source": shown.and_then(|e| e.evidence.form_id).map(|f| format!("urn:consento:form:{f}")),
                 })
             });
             let mut record = json!({

@@ -59,21 +59,20 @@ pub async fn create_contact(db: &Db, keys: &Keys, new: NewContact) -> Result<Con
         ensure_email_free(conn, &new.email, None)?;
         let now = storage::now();
         let row = ContactRow {
-            id: id.to_string(),
+            id,
             email: new.email.as_str().to_owned(),
             email_key: new.email.key(),
             attributes: Value::Object(new.attributes).to_string(),
             company: new.company,
             country: new.country.map(|c| c.as_str().to_owned()),
-            status: ContactStatus::Active.as_str().to_owned(),
+            status: ContactStatus::Active,
             created_at: now,
             updated_at: now,
         };
-        let tags = tag_rows(&row.id, &new.tags);
-        let lists = list_rows(&row.id, &new.lists, now);
+        let tags = tag_rows(row.id, &new.tags);
+        let lists = list_rows(row.id, &new.lists, now);
         storage::or_conflict(repo::insert_contact(conn, &row, &tags, &lists), duplicate_email)?;
-        let contact =
-            repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("a created contact vanished"))?;
+        let contact = repo::find_contact(conn, row.id)?.ok_or_else(|| Error::internal("a created contact vanished"))?;
         webhooks::emit(conn, EventType::ContactCreated, json!({"contact": webhooks::contact_json(&contact)}))?;
         Ok(contact)
     })
@@ -108,34 +107,34 @@ pub fn insert_new_in(
     country: Option<&Country>,
     now: chrono::NaiveDateTime,
     listeners: &webhooks::Listeners,
-) -> Result<String> {
+) -> Result<ContactId> {
     let row = ContactRow {
-        id: ContactId::new().to_string(),
+        id: ContactId::new(),
         email: email.as_str().to_owned(),
         email_key: email.key(),
         attributes: Value::Object(attributes.clone()).to_string(),
         company,
         country: country.map(|c| c.as_str().to_owned()),
-        status: ContactStatus::Active.as_str().to_owned(),
+        status: ContactStatus::Active,
         created_at: now,
         updated_at: now,
     };
     // Two first signups of one address at once: the later answers a conflict, which the
     // caller may try again (it then finds the contact).
     storage::or_conflict(repo::insert_contact(conn, &row, &[], &[]), duplicate_email)?;
-    listeners.emit_contact(conn, EventType::ContactCreated, &row.id)?;
+    listeners.emit_contact(conn, EventType::ContactCreated, row.id)?;
     Ok(row.id)
 }
 
 pub async fn find_contact(db: &Db, id: ContactId) -> Result<Contact> {
-    db.read(move |conn| repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))).await
+    db.read(move |conn| repo::find_contact(conn, id)?.ok_or_else(|| not_found(id))).await
 }
 
 pub async fn list_contacts(db: &Db, query: ContactQuery, page: PageRequest) -> Result<Page<Contact>> {
     let filter = ContactFilter {
-        list_id: query.list.map(|id| id.to_string()),
+        list_id: query.list,
         tag: query.tag.map(|tag| tag.as_str().to_owned()),
-        status: query.status.map(|status| status.as_str().to_owned()),
+        status: query.status,
         email_contains: query.email,
     };
     db.read(move |conn| {
@@ -148,7 +147,7 @@ pub async fn list_contacts(db: &Db, query: ContactQuery, page: PageRequest) -> R
 pub async fn update_contact(db: &Db, keys: &Keys, id: ContactId, changes: ContactChanges) -> Result<Contact> {
     let keys = keys.clone();
     db.write(move |conn| {
-        let current = repo::find_contact(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let current = repo::find_contact(conn, id)?.ok_or_else(|| not_found(id))?;
         let suppression_hash = keys.email_hash(&changes.email.as_ref().unwrap_or(&current.email).key());
         if let Some(lists) = &changes.lists {
             check_lists_exist(conn, lists)?;
@@ -166,22 +165,22 @@ pub async fn update_contact(db: &Db, keys: &Keys, id: ContactId, changes: Contac
             merge_patch(&mut attributes, Value::Object(patch));
         }
         let row = ContactRow {
-            id: id.to_string(),
+            id,
             email: email.as_str().to_owned(),
             email_key: email.key(),
             attributes: attributes.to_string(),
             company: changes.company.unwrap_or(current.company),
             country: changes.country.unwrap_or(current.country).map(|c| c.as_str().to_owned()),
-            status: current.status.as_str().to_owned(),
+            status: current.status,
             created_at: current.created_at.naive_utc(),
             updated_at: now,
         };
         storage::or_conflict(repo::update_contact(conn, &row), duplicate_email)?;
-        let tags = changes.tags.map(|tags| tag_rows(&row.id, &tags));
-        let lists = changes.lists.map(|lists| list_rows(&row.id, &lists, now));
-        repo::replace_memberships(conn, &row.id, tags.as_deref(), lists.as_deref())?;
+        let tags = changes.tags.map(|tags| tag_rows(row.id, &tags));
+        let lists = changes.lists.map(|lists| list_rows(row.id, &lists, now));
+        repo::replace_memberships(conn, row.id, tags.as_deref(), lists.as_deref())?;
         let contact =
-            repo::find_contact(conn, &row.id)?.ok_or_else(|| Error::internal("an updated contact vanished"))?;
+            repo::find_contact(conn, row.id)?.ok_or_else(|| Error::internal("an updated contact vanished"))?;
         webhooks::emit(conn, EventType::ContactUpdated, json!({"contact": webhooks::contact_json(&contact)}))?;
         Ok(contact)
     })
@@ -226,7 +225,7 @@ fn check_lists_exist(conn: &mut DbConnection, wanted: &BTreeSet<ListId>) -> Resu
     if wanted.is_empty() {
         return Ok(());
     }
-    let ids: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    let ids: Vec<ListId> = wanted.iter().copied().collect();
     let existing = lists::find_existing_list_ids(conn, &ids)?;
     let errors: Vec<FieldError> = ids
         .iter()
@@ -239,7 +238,7 @@ fn check_lists_exist(conn: &mut DbConnection, wanted: &BTreeSet<ListId>) -> Resu
 /// A 409 naming the contact that already has this address (other than `except`).
 fn ensure_email_free(conn: &mut DbConnection, email: &Email, except: Option<ContactId>) -> Result<()> {
     match repo::find_contact_id_by_email_key(conn, &email.key())? {
-        Some(existing) if Some(existing.as_str()) != except.map(|id| id.to_string()).as_deref() => {
+        Some(existing) if Some(existing) != except => {
             Err(Error::Conflict(format!("a contact with the e-mail {email} already exists: {existing}")))
         }
         _ => Ok(()),
@@ -251,15 +250,12 @@ fn duplicate_email() -> String {
     "a contact with this e-mail already exists".to_owned()
 }
 
-fn tag_rows(contact_id: &str, tags: &BTreeSet<Tag>) -> Vec<ContactTagRow> {
-    tags.iter().map(|tag| ContactTagRow { contact_id: contact_id.to_owned(), tag: tag.as_str().to_owned() }).collect()
+fn tag_rows(contact_id: ContactId, tags: &BTreeSet<Tag>) -> Vec<ContactTagRow> {
+    tags.iter().map(|tag| ContactTagRow { contact_id, tag: tag.as_str().to_owned() }).collect()
 }
 
-fn list_rows(contact_id: &str, lists: &BTreeSet<ListId>, now: chrono::NaiveDateTime) -> Vec<ContactListRow> {
-    lists
-        .iter()
-        .map(|id| ContactListRow { contact_id: contact_id.to_owned(), list_id: id.to_string(), added_at: now })
-        .collect()
+fn list_rows(contact_id: ContactId, lists: &BTreeSet<ListId>, now: chrono::NaiveDateTime) -> Vec<ContactListRow> {
+    lists.iter().map(|&list_id| ContactListRow { contact_id, list_id, added_at: now }).collect()
 }
 
 fn not_found(id: ContactId) -> Error {

@@ -6,6 +6,7 @@
 //! If the process dies, the leases run out and the recipients of the batch in flight are
 //! sent again, with the same Message-ID; nobody is skipped.
 
+use crate::domain::ContactId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,7 +82,7 @@ pub struct Dispatcher {
     pacer: Pacer,
     wake: Arc<Notify>,
     /// Compiled templates by campaign, rebuilt when the campaign changes.
-    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    prepared: Mutex<HashMap<CampaignId, Arc<Prepared>>>,
 }
 
 /// What one round of work did.
@@ -128,7 +129,7 @@ impl Dispatcher {
         round.prepared += self.prepare_due().await?;
         let sending = self.ctx.db.read(|conn| Ok(repo::sending_campaigns(conn)?)).await?;
         for id in sending {
-            let (sent, failed) = self.send_batch(&id).await?;
+            let (sent, failed) = self.send_batch(id).await?;
             round.sent += sent;
             round.failed += failed;
         }
@@ -149,7 +150,7 @@ impl Dispatcher {
             return Ok(0);
         };
         let campaign = Campaign::try_from(row)?;
-        let id = campaign.id.to_string();
+        let id = campaign.id;
         tracing::info!(campaign = %id, "preparing the audience");
         match campaigns::prepare_recipients(&self.ctx, &campaign).await {
             Ok(count) => {
@@ -160,7 +161,7 @@ impl Dispatcher {
                     .write(move |conn| {
                         Ok(repo::transition(
                             conn,
-                            &id,
+                            id,
                             &[CampaignStatus::Preparing],
                             CampaignStatus::Sending,
                             None,
@@ -180,7 +181,7 @@ impl Dispatcher {
                     .write(move |conn| {
                         repo::transition(
                             conn,
-                            &id,
+                            id,
                             &[CampaignStatus::Preparing],
                             CampaignStatus::Draft,
                             Some(&reason),
@@ -195,25 +196,24 @@ impl Dispatcher {
         }
     }
 
-    async fn prepared(&self, id: &str) -> Result<Option<Arc<Prepared>>> {
-        let key = id.to_owned();
-        let row = self.ctx.db.read(move |conn| Ok(repo::find_campaign(conn, &key)?)).await?;
-        let Some(row) = row.filter(|row| row.status == CampaignStatus::Sending.as_str()) else {
+    async fn prepared(&self, id: CampaignId) -> Result<Option<Arc<Prepared>>> {
+        let row = self.ctx.db.read(move |conn| Ok(repo::find_campaign(conn, id)?)).await?;
+        let Some(row) = row.filter(|row| row.status == CampaignStatus::Sending) else {
             return Ok(None);
         };
         let mut cache = self.prepared.lock().await;
-        if let Some(prepared) = cache.get(id)
+        if let Some(prepared) = cache.get(&id)
             && prepared.campaign.updated_at.naive_utc() == row.updated_at
         {
             return Ok(Some(prepared.clone()));
         }
         let prepared = Arc::new(Prepared::new(Campaign::try_from(row)?)?);
-        cache.insert(id.to_owned(), prepared.clone());
+        cache.insert(id, prepared.clone());
         Ok(Some(prepared))
     }
 
     /// Claims, renders, signs and sends one batch of a campaign; answers (sent, failed).
-    async fn send_batch(&self, id: &str) -> Result<(usize, usize)> {
+    async fn send_batch(&self, id: CampaignId) -> Result<(usize, usize)> {
         let Some(prepared) = self.prepared(id).await? else {
             return Ok((0, 0));
         };
@@ -226,29 +226,29 @@ impl Dispatcher {
                 return Ok((0, 0));
             }
         }
-        let (campaign_id, lease) = (id.to_owned(), self.options.lease);
+        let (campaign_id, lease) = (id, self.options.lease);
         let claimed = self
             .ctx
             .db
             .write(move |conn| {
                 let now = storage::now();
-                Ok(repo::claim_recipients(conn, &campaign_id, now, now + lease, limit)?)
+                Ok(repo::claim_recipients(conn, campaign_id, now, now + lease, limit)?)
             })
             .await?;
         if claimed.is_empty() {
-            let (campaign_id, now) = (id.to_owned(), storage::now());
+            let (campaign_id, now) = (id, storage::now());
             let finished = self
                 .ctx
                 .db
                 .write(move |conn| {
-                    let finished = repo::finish_if_done(conn, &campaign_id, now)?;
+                    let finished = repo::finish_if_done(conn, campaign_id, now)?;
                     if finished {
                         let counts: serde_json::Map<String, serde_json::Value> =
-                            repo::count_by_status_and_reason(conn, &campaign_id)?
+                            repo::count_by_status_and_reason(conn, campaign_id)?
                                 .into_iter()
                                 .fold(serde_json::Map::new(), |mut by_status, (status, _, count)| {
-                                    let total = by_status.get(&status).and_then(serde_json::Value::as_i64).unwrap_or(0);
-                                    by_status.insert(status, (total + count).into());
+                                    let total = by_status.get(status.as_str()).and_then(serde_json::Value::as_i64).unwrap_or(0);
+                                    by_status.insert(status.to_string(), (total + count).into());
                                     by_status
                                 });
                         super::webhooks::emit(
@@ -262,7 +262,7 @@ impl Dispatcher {
                 .await?;
             if finished {
                 tracing::info!(campaign = %id, "campaign sent");
-                self.prepared.lock().await.remove(id);
+                self.prepared.lock().await.remove(&id);
             }
             return Ok((0, 0));
         }
@@ -312,7 +312,7 @@ impl Dispatcher {
         prepared: Arc<Prepared>,
         claimed: Vec<Claimed>,
     ) -> Result<Vec<(Claimed, std::result::Result<crate::mail::Composed, String>)>> {
-        let ids: Vec<String> = claimed.iter().filter_map(|r| r.contact_id.clone()).collect();
+        let ids: Vec<ContactId> = claimed.iter().filter_map(|r| r.contact_id).collect();
         let contacts = self.ctx.db.read(move |conn| campaigns::load_mail_contacts(conn, &ids)).await?;
         let ctx = self.ctx.clone();
         let threads = crate::threads::cores();
@@ -324,7 +324,7 @@ impl Dispatcher {
                         &ctx,
                         contact,
                         &contact.email,
-                        recipient.list_id.as_deref(),
+                        recipient.list_id.map(|id| id.to_string()).as_deref(),
                         Some(&recipient.id),
                         "",
                     ),

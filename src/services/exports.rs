@@ -2,6 +2,7 @@
 //! streamed a batch at a time, so memory stays flat whatever the size. The columns are
 //! those an import reads back (lists by name, attributes as one JSON object).
 
+use crate::domain::{ContactId, ListId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -68,14 +69,14 @@ pub async fn export(
     let host = &scripts.host;
     let predicate = match filter.segment {
         Some(id) => {
-            let segment = segments::find_segment(db, id.to_string()).await?;
+            let segment = segments::find_segment(db, id).await?;
             Predicate::compile(db, scripts, &segments::rule_of(&segment)?).await?
         }
         None => Predicate::everyone(),
     }
     .narrowed(filter.list, filter.tag.map(|t| t.to_lowercase()));
     let predicate = Arc::new(predicate);
-    let list_names: Arc<HashMap<String, String>> = Arc::new(
+    let list_names: Arc<HashMap<ListId, String>> = Arc::new(
         db.read(|conn| {
             Ok(storage::lists::list_lists(conn, None, i64::MAX)?.into_iter().map(|l| (l.id, l.name)).collect())
         })
@@ -101,11 +102,11 @@ pub async fn export(
                     let predicate = predicate.clone();
                     db.read(move |conn| predicate.batch(conn, cursor.as_deref(), BATCH)).await?
                 };
-                let last = facts.last().map(|f| f.id.clone());
+                let last = facts.last().map(|f| f.id.to_string());
                 let full = facts.len() as i64 == BATCH;
-                let ids: Vec<String> = facts.iter().map(|f| f.id.clone()).collect();
+                let ids: Vec<ContactId> = facts.iter().map(|f| f.id).collect();
                 let matched = segments::test_batch(&host, &predicate, facts).await?;
-                let ids: Vec<String> =
+                let ids: Vec<ContactId> =
                     ids.into_iter().zip(matched).filter_map(|(id, kept)| kept.then_some(id)).collect();
                 db.read(move |conn| {
                     let contacts = storage::contacts::find_contacts(conn, &ids)?;
@@ -153,15 +154,11 @@ fn write(
     format: ExportFormat,
     contacts: &[Contact],
     suppressed: &[bool],
-    list_names: &HashMap<String, String>,
+    list_names: &HashMap<ListId, String>,
     header: bool,
 ) -> Result<Vec<u8>> {
     let lists_of = |contact: &Contact| -> Vec<String> {
-        contact
-            .lists
-            .iter()
-            .map(|id| list_names.get(&id.to_string()).cloned().unwrap_or_else(|| id.to_string()))
-            .collect()
+        contact.lists.iter().map(|id| list_names.get(id).cloned().unwrap_or_else(|| id.to_string())).collect()
     };
     let tags_of = |contact: &Contact| -> Vec<String> { contact.tags.iter().map(|t| t.as_str().to_owned()).collect() };
     match format {

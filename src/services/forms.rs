@@ -1,6 +1,7 @@
 //! Signup forms: every change is a new version, and consent events point at the version
 //! the person saw.
 
+use crate::domain::{ListId, PartnerId};
 use chrono::{DateTime, Utc};
 
 use super::pagination::{Page, PageRequest};
@@ -8,7 +9,7 @@ use crate::domain::FormId;
 use crate::domain::form::FormDefinition;
 use crate::error::{Error, FieldError, Result};
 use crate::storage::forms::{self as repo, FormRow, FormVersionRow};
-use crate::storage::models::{parse_id, utc};
+use crate::storage::models::utc;
 use crate::storage::{self, Db, DbConnection, lists};
 
 /// A form at one version.
@@ -37,9 +38,8 @@ pub async fn create_form(db: &Db, slug: String, definition: FormDefinition, auth
     db.write(move |conn| {
         check_definition(conn, &definition, faults)?;
         let now = storage::now();
-        let form =
-            FormRow { id: id.to_string(), slug: slug.clone(), current_version: 1, created_at: now, updated_at: now };
-        let version = version_row(&form.id, 1, &definition, author, now)?;
+        let form = FormRow { id, slug: slug.clone(), current_version: 1, created_at: now, updated_at: now };
+        let version = version_row(form.id, 1, &definition, author, now)?;
         storage::or_conflict(repo::insert_form(conn, &form, &version), || duplicate_slug(&slug))?;
         to_form(form, version)
     })
@@ -56,13 +56,13 @@ pub async fn update_form(
 ) -> Result<Form> {
     let faults = check_templates(&definition).await?;
     db.write(move |conn| {
-        let (form, _) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let (form, _) = repo::find_form(conn, id)?.ok_or_else(|| not_found(id))?;
         check_definition(conn, &definition, faults)?;
         let slug = slug.unwrap_or(form.slug);
         let now = storage::now();
-        let version = version_row(&form.id, form.current_version + 1, &definition, author, now)?;
+        let version = version_row(form.id, form.current_version + 1, &definition, author, now)?;
         storage::or_conflict(repo::insert_version(conn, &version, &slug), || duplicate_slug(&slug))?;
-        let (form, version) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let (form, version) = repo::find_form(conn, id)?.ok_or_else(|| not_found(id))?;
         to_form(form, version)
     })
     .await
@@ -70,14 +70,14 @@ pub async fn update_form(
 
 pub async fn find_form(db: &Db, id: FormId) -> Result<Form> {
     db.read(move |conn| {
-        let (form, version) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let (form, version) = repo::find_form(conn, id)?.ok_or_else(|| not_found(id))?;
         to_form(form, version)
     })
     .await
 }
 
 /// The current version of a form, inside a transaction.
-pub fn find_in(conn: &mut DbConnection, id: &str) -> Result<Option<Form>> {
+pub fn find_in(conn: &mut DbConnection, id: FormId) -> Result<Option<Form>> {
     match repo::find_form(conn, id)? {
         Some((form, version)) => Ok(Some(to_form(form, version)?)),
         None => Ok(None),
@@ -110,8 +110,8 @@ pub async fn list_forms(db: &Db, page: PageRequest) -> Result<Page<Form>> {
 /// Every version of a form, oldest first.
 pub async fn list_versions(db: &Db, id: FormId) -> Result<Vec<Form>> {
     db.read(move |conn| {
-        let (form, _) = repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        repo::list_versions(conn, &form.id)?.into_iter().map(|version| to_form(form.clone(), version)).collect()
+        let (form, _) = repo::find_form(conn, id)?.ok_or_else(|| not_found(id))?;
+        repo::list_versions(conn, form.id)?.into_iter().map(|version| to_form(form.clone(), version)).collect()
     })
     .await
 }
@@ -120,14 +120,14 @@ pub async fn list_versions(db: &Db, id: FormId) -> Result<Vec<Form>> {
 /// versions are the evidence of what they were shown, and it stays.
 pub async fn delete_form(db: &Db, id: FormId) -> Result<()> {
     db.write(move |conn| {
-        repo::find_form(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        if crate::storage::consent::count_form_events(conn, &id.to_string())? > 0 {
+        repo::find_form(conn, id)?.ok_or_else(|| not_found(id))?;
+        if crate::storage::consent::count_form_events(conn, id)? > 0 {
             return Err(Error::Conflict(
                 "people signed up through this form: its versions are evidence of what they were shown and are kept"
                     .to_owned(),
             ));
         }
-        repo::delete_form(conn, &id.to_string())?;
+        repo::delete_form(conn, id)?;
         Ok(())
     })
     .await
@@ -156,22 +156,22 @@ fn check_definition(
     template_faults: Vec<FieldError>,
 ) -> Result<()> {
     let mut errors = definition.check();
-    let ids: Vec<String> = definition.consents.iter().map(|c| c.list_id.to_string()).collect();
+    let ids: Vec<ListId> = definition.consents.iter().map(|c| c.list_id).collect();
     let existing = lists::find_existing_list_ids(conn, &ids)?;
     for (i, id) in ids.iter().enumerate() {
         if !existing.contains(id) {
             errors.push(FieldError::new(format!("consents[{i}].list_id"), format!("there is no list {id}")));
         }
     }
-    let partner_ids: Vec<String> = definition.partners.iter().map(ToString::to_string).collect();
+    let partner_ids: Vec<PartnerId> = definition.partners.clone();
     let known = crate::storage::partners::find_partners(conn, &partner_ids)?;
     for (i, id) in partner_ids.iter().enumerate() {
-        if !known.iter().any(|p| &p.id == id) {
+        if !known.iter().any(|p| p.id == *id) {
             errors.push(FieldError::new(format!("partners[{i}]"), format!("there is no partner {id}")));
         }
     }
     if let Some(survey) = &definition.survey
-        && crate::storage::surveys::find_survey(conn, &survey.survey_id.to_string())?.is_none()
+        && crate::storage::surveys::find_survey(conn, survey.survey_id)?.is_none()
     {
         errors.push(FieldError::new("survey_id", format!("there is no survey {}", survey.survey_id)));
     }
@@ -180,14 +180,14 @@ fn check_definition(
 }
 
 fn version_row(
-    form_id: &str,
+    form_id: FormId,
     version: i32,
     definition: &FormDefinition,
     author: String,
     now: chrono::NaiveDateTime,
 ) -> Result<FormVersionRow> {
     Ok(FormVersionRow {
-        form_id: form_id.to_owned(),
+        form_id,
         version,
         definition: serde_json::to_string(definition).map_err(Error::internal)?,
         created_by: author,
@@ -197,7 +197,7 @@ fn version_row(
 
 pub fn to_form(form: FormRow, version: FormVersionRow) -> Result<Form> {
     Ok(Form {
-        id: parse_id("form id", &form.id)?,
+        id: form.id,
         slug: form.slug,
         version: version.version,
         definition: serde_json::from_str(&version.definition).map_err(Error::internal)?,

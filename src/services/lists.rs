@@ -23,29 +23,29 @@ pub struct ListChanges {
 pub async fn create_list(db: &Db, new: NewList) -> Result<List> {
     let now = storage::now();
     let row = ListRow {
-        id: ListId::new().to_string(),
+        id: ListId::new(),
         name: new.name.into_inner(),
         description: new.description,
-        opt_in: new.opt_in.as_str().to_owned(),
+        opt_in: new.opt_in,
         created_at: now,
         updated_at: now,
     };
     db.write(move |conn| {
         storage::or_conflict(repo::insert_list(conn, &row), || duplicate_name(&row.name))?;
-        List::try_from(row)
+        Ok(List::from(row))
     })
     .await
 }
 
 pub async fn find_list(db: &Db, id: ListId) -> Result<List> {
-    db.read(move |conn| repo::find_list(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
+    db.read(move |conn| repo::find_list(conn, id)?.map(Into::into).ok_or_else(|| not_found(id))).await
 }
 
 /// How many contacts are on the list now.
 pub async fn count_members(db: &Db, id: ListId) -> Result<i64> {
     db.read(move |conn| {
-        repo::find_list(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        Ok(repo::count_members(conn, &id.to_string())?)
+        repo::find_list(conn, id)?.ok_or_else(|| not_found(id))?;
+        Ok(repo::count_members(conn, id)?)
     })
     .await
 }
@@ -54,8 +54,8 @@ pub async fn list_lists(db: &Db, page: PageRequest) -> Result<Page<List>> {
     db.read(move |conn| {
         let rows = repo::list_lists(conn, page.after.as_deref(), page.fetch_limit())?
             .into_iter()
-            .map(List::try_from)
-            .collect::<Result<Vec<_>>>()?;
+            .map(List::from)
+            .collect::<Vec<_>>();
         Ok(page.page(rows, |list| list.id.to_string()))
     })
     .await
@@ -63,7 +63,7 @@ pub async fn list_lists(db: &Db, page: PageRequest) -> Result<Page<List>> {
 
 pub async fn update_list(db: &Db, id: ListId, changes: ListChanges) -> Result<List> {
     db.write(move |conn| {
-        let mut row = repo::find_list(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let mut row = repo::find_list(conn, id)?.ok_or_else(|| not_found(id))?;
         if let Some(name) = changes.name {
             row.name = name.into_inner();
         }
@@ -71,18 +71,18 @@ pub async fn update_list(db: &Db, id: ListId, changes: ListChanges) -> Result<Li
             row.description = description;
         }
         if let Some(opt_in) = changes.opt_in {
-            row.opt_in = opt_in.as_str().to_owned();
+            row.opt_in = opt_in;
         }
         row.updated_at = storage::now();
         storage::or_conflict(repo::update_list(conn, &row), || duplicate_name(&row.name))?;
-        List::try_from(row)
+        Ok(List::from(row))
     })
     .await
 }
 
 /// Deletes a list; its memberships go with it, the contacts stay.
 pub async fn delete_list(db: &Db, id: ListId) -> Result<()> {
-    let deleted = db.write(move |conn| Ok(repo::delete_list(conn, &id.to_string())?)).await?;
+    let deleted = db.write(move |conn| Ok(repo::delete_list(conn, id)?)).await?;
     if deleted == 0 { Err(not_found(id)) } else { Ok(()) }
 }
 

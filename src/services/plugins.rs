@@ -2,6 +2,7 @@
 //! through the API (stored with their versions, so every node runs the same ones, and a
 //! change takes effect without a restart).
 
+use crate::domain::ContactId;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -471,7 +472,7 @@ pub async fn dry_run_on_contacts(
     source: String,
     hook: String,
     count: u32,
-) -> Result<Vec<(String, DryRun)>> {
+) -> Result<Vec<(ContactId, DryRun)>> {
     let count = i64::from(count.clamp(1, 100));
     let needs = crate::storage::contacts::ScanNeeds { tags: true, lists: true, consents: true };
     let conditions = crate::plugins::pushdown::SqlConditions::default();
@@ -484,7 +485,7 @@ pub async fn dry_run_on_contacts(
         facts
             .into_iter()
             .map(|facts| {
-                let id = facts.id.clone();
+                let id = facts.id;
                 let (answer, stats) = script
                     .call_with_contact(&host, &hook, &ScriptContact::new(facts), &nothing_else)
                     .map_err(script_rejected)?

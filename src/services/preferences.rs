@@ -112,7 +112,7 @@ fn contact_of_claims(conn: &mut DbConnection, claims: Option<PreferenceClaims>) 
     let Ok(id) = claims.contact.parse::<ContactId>() else {
         return Ok(None);
     };
-    if let Some(revoked_at) = repo::find_links_revoked_at(conn, &id.to_string())?
+    if let Some(revoked_at) = repo::find_links_revoked_at(conn, id)?
         && claims.issued_at.naive_utc() <= revoked_at
     {
         return Ok(None);
@@ -123,9 +123,8 @@ fn contact_of_claims(conn: &mut DbConnection, claims: Option<PreferenceClaims>) 
 /// Ends every preference link issued so far for a contact; the next mail carries a new one.
 pub async fn revoke_links(db: &Db, id: ContactId) -> Result<()> {
     db.write(move |conn| {
-        contacts::find_contact(conn, &id.to_string())?
-            .ok_or_else(|| Error::NotFound(format!("there is no contact {id}")))?;
-        repo::upsert_links_revoked_at(conn, &id.to_string(), storage::now())?;
+        contacts::find_contact(conn, id)?.ok_or_else(|| Error::NotFound(format!("there is no contact {id}")))?;
+        repo::upsert_links_revoked_at(conn, id, storage::now())?;
         Ok(())
     })
     .await
@@ -151,16 +150,16 @@ pub async fn preferences(db: &Db, keys: &Keys, token: &str, locale: &str) -> Res
 }
 
 fn load_preferences(conn: &mut DbConnection, id: ContactId, locale: &str) -> Result<Option<Preferences>> {
-    let Some(contact) = contacts::find_contact(conn, &id.to_string())? else {
+    let Some(contact) = contacts::find_contact(conn, id)? else {
         return Ok(None);
     };
-    let current = load_contact_consents(conn, &id.to_string())?.current;
+    let current = load_contact_consents(conn, id)?.current;
     let mut list_ids: Vec<ListId> = current.iter().filter_map(|c| c.purpose.list_id()).collect();
     let members: Vec<ListId> = contact.lists.iter().copied().filter(|id| !list_ids.contains(id)).collect();
     list_ids.extend(members);
     let mut shown = Vec::new();
     for list_id in list_ids {
-        if let Some(row) = lists::find_list(conn, &list_id.to_string())? {
+        if let Some(row) = lists::find_list(conn, list_id)? {
             let pending =
                 current.iter().any(|c| c.purpose == Purpose::List(list_id) && c.status == ConsentStatus::Pending);
             let state = if contact.lists.contains(&list_id) {
@@ -170,7 +169,7 @@ fn load_preferences(conn: &mut DbConnection, id: ContactId, locale: &str) -> Res
             } else {
                 ListState::NotReceived
             };
-            let list = List::try_from(row)?;
+            let list = List::from(row);
             let text = box_text(locale, &list.name);
             shown.push(ListChoice { list, state, text });
         }
@@ -198,7 +197,7 @@ pub async fn save_preferences(
             let Some(preferences) = load_preferences(conn, id, &info.locale)? else {
                 return Ok(None);
             };
-            let contact_id = id.to_string();
+            let contact_id = id;
             let evidence = info.evidence(METHOD);
             let mut asks = Vec::new();
             for choice in &preferences.lists {
@@ -206,7 +205,7 @@ pub async fn save_preferences(
                 let wanted = chosen.contains(&wanted);
                 match choice.state {
                     ListState::Receives if !wanted => {
-                        withdraw_in(conn, &contact_id, &[Purpose::List(choice.list.id)], &evidence, &Actor::Public)?;
+                        withdraw_in(conn, contact_id, &[Purpose::List(choice.list.id)], &evidence, &Actor::Public)?;
                     }
                     ListState::NotReceived if wanted => {
                         asks.push(Ask {
@@ -250,7 +249,7 @@ pub async fn leave_all(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -> 
         let Some(id) = contact_of_token(conn, &keys, &token)? else {
             return Ok(false);
         };
-        let Some(contact) = contacts::find_contact(conn, &id.to_string())? else {
+        let Some(contact) = contacts::find_contact(conn, id)? else {
             return Ok(true);
         };
         let hash = keys.email_hash(&contact.email.key());
@@ -272,14 +271,14 @@ pub async fn request_data(services: &Services, token: &str, action: DataAction, 
             let Some(id) = contact_of_token(conn, &keys, &token)? else {
                 return Ok(false);
             };
-            let Some(contact) = contacts::find_contact(conn, &id.to_string())? else {
+            let Some(contact) = contacts::find_contact(conn, id)? else {
                 return Ok(false);
             };
             let now = storage::now();
             let expires_at = Utc::now() + config.confirmation_ttl;
             let request = DataRequestRow {
                 id: uuid::Uuid::now_v7().to_string(),
-                contact_id: id.to_string(),
+                contact_id: id,
                 action: action.as_str().to_owned(),
                 created_at: now,
                 expires_at: expires_at.naive_utc(),
@@ -355,7 +354,7 @@ pub async fn carry_out(db: &Db, keys: &Keys, token: &str) -> Result<Option<DataO
             if !repo::mark_data_request_used(conn, &row.id, storage::now())? {
                 return Ok(None);
             }
-            let id: ContactId = row.contact_id.parse().map_err(Error::internal)?;
+            let id: ContactId = row.contact_id;
             Ok(Some((id, action)))
         })
         .await?;

@@ -1,6 +1,7 @@
 //! Segments: a Rhai predicate over a contact, evaluated over the address book in
 //! batches, on every core.
 
+use crate::domain::{ContactId, SegmentId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::plugins::contact::ContactFacts;
 use crate::plugins::pushdown::{self, SqlConditions};
 use crate::plugins::{Arguments, PluginHost, Script, ScriptContact, ScriptError};
 use crate::storage::contacts::{self, ScanNeeds};
-use crate::storage::models::{parse_id, utc};
+use crate::storage::models::utc;
 use crate::storage::plugins::{self as repo, SegmentRow};
 use crate::storage::{self, Db, DbConnection};
 
@@ -53,7 +54,7 @@ pub struct SegmentDraft {
 
 fn to_segment(row: SegmentRow) -> Result<Segment> {
     Ok(Segment {
-        id: parse_id("segment id", &row.id)?,
+        id: row.id,
         name: row.name,
         description: row.description,
         settings: serde_json::from_str(&row.settings).map_err(Error::internal)?,
@@ -175,9 +176,9 @@ pub struct Scan {
     pub matched: u64,
     pub scanned: u64,
     /// Ids of the first matches, in id order.
-    pub first: Vec<String>,
+    pub first: Vec<ContactId>,
     /// Where the scan stopped when it stopped early.
-    pub stopped_after: Option<String>,
+    pub stopped_after: Option<ContactId>,
     pub elapsed: Duration,
 }
 
@@ -203,18 +204,18 @@ pub async fn scan(
             let (predicate, cursor) = (predicate.clone(), cursor.clone());
             db.read(move |conn| predicate.batch(conn, cursor.as_deref(), BATCH)).await?
         };
-        let Some(last) = batch.last().map(|f| f.id.clone()) else {
+        let Some(last) = batch.last().map(|f| f.id) else {
             break;
         };
         let full = batch.len() as i64 == BATCH;
-        let ids: Vec<String> = batch.iter().map(|f| f.id.clone()).collect();
+        let ids: Vec<ContactId> = batch.iter().map(|f| f.id).collect();
         let verdicts = test_batch(host, predicate, batch).await?;
         for (id, matched) in ids.into_iter().zip(verdicts) {
             scan.scanned += 1;
             if matched {
                 scan.matched += 1;
                 if scan.first.len() < keep {
-                    scan.first.push(id.clone());
+                    scan.first.push(id);
                     if stop_when_kept && scan.first.len() == keep {
                         scan.stopped_after = Some(id);
                         scan.elapsed = started.elapsed();
@@ -229,7 +230,7 @@ pub async fn scan(
         if started.elapsed() > super::plugins::SCAN_DEADLINE {
             return Err(Error::field("script", "the segment took too long to evaluate over the address book"));
         }
-        cursor = Some(last);
+        cursor = Some(last.to_string());
     }
     scan.elapsed = started.elapsed();
     Ok(scan)
@@ -285,7 +286,7 @@ pub async fn create_segment(db: &Db, scripts: &Scripts, draft: SegmentDraft) -> 
     let now = storage::now();
     let (script, plugin, settings) = split_rule(draft.rule);
     let row = SegmentRow {
-        id: crate::domain::SegmentId::new().to_string(),
+        id: crate::domain::SegmentId::new(),
         name: draft.name,
         description: draft.description,
         script,
@@ -304,7 +305,7 @@ pub async fn create_segment(db: &Db, scripts: &Scripts, draft: SegmentDraft) -> 
 pub async fn update_segment(
     db: &Db,
     scripts: &Scripts,
-    id: String,
+    id: SegmentId,
     name: Option<String>,
     description: Option<String>,
     rule: Option<Rule>,
@@ -313,7 +314,7 @@ pub async fn update_segment(
         Predicate::compile(db, scripts, rule).await?;
     }
     db.write(move |conn| {
-        let mut row = repo::find_segment(conn, &id)?.ok_or_else(|| not_found(&id))?;
+        let mut row = repo::find_segment(conn, id)?.ok_or_else(|| not_found(id))?;
         if let Some(name) = name {
             row.name = name;
         }
@@ -330,8 +331,8 @@ pub async fn update_segment(
     .await
 }
 
-pub async fn find_segment(db: &Db, id: String) -> Result<Segment> {
-    db.read(move |conn| to_segment(repo::find_segment(conn, &id)?.ok_or_else(|| not_found(&id))?)).await
+pub async fn find_segment(db: &Db, id: SegmentId) -> Result<Segment> {
+    db.read(move |conn| to_segment(repo::find_segment(conn, id)?.ok_or_else(|| not_found(id))?)).await
 }
 
 pub async fn list_segments(db: &Db, page: PageRequest) -> Result<Page<Segment>> {
@@ -345,12 +346,9 @@ pub async fn list_segments(db: &Db, page: PageRequest) -> Result<Page<Segment>> 
     .await
 }
 
-pub async fn delete_segment(db: &Db, id: String) -> Result<()> {
-    let deleted = db.write({
-        let id = id.clone();
-        move |conn| Ok(repo::delete_segment(conn, &id)?)
-    });
-    if deleted.await? == 0 { Err(not_found(&id)) } else { Ok(()) }
+pub async fn delete_segment(db: &Db, id: SegmentId) -> Result<()> {
+    let deleted = db.write(move |conn| Ok(repo::delete_segment(conn, id)?));
+    if deleted.await? == 0 { Err(not_found(id)) } else { Ok(()) }
 }
 
 /// The rule a stored segment holds. Read at each use, so that a changed script (or
@@ -434,6 +432,6 @@ fn duplicate_name(name: &str) -> String {
     format!("a segment named {name:?} exists")
 }
 
-fn not_found(id: &str) -> Error {
+fn not_found(id: SegmentId) -> Error {
     Error::NotFound(format!("there is no segment {id}"))
 }

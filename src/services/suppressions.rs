@@ -141,7 +141,7 @@ fn suppress_in(conn: &mut DbConnection, hash: &str, email: &Email, reason: &str,
     }
     ledger::insert_suppression(conn, hash, reason)?;
     if let Some(row) = contacts::find_contact_row_by_email_key(conn, &email.key())?
-        && let Some(contact) = contacts::find_contact(conn, &row.id)?
+        && let Some(contact) = contacts::find_contact(conn, row.id)?
     {
         let evidence = Evidence { method: "suppression".to_owned(), ..Evidence::default() };
         leave_all_in(conn, hash, &contact, &evidence, actor, status_for(reason))?;

@@ -3,6 +3,7 @@
 //! `on_complete(contact, answers)` hook whose attribute and tag updates are checked before
 //! they are applied.
 
+use crate::domain::ContactId;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
@@ -35,7 +36,7 @@ pub struct Survey {
 
 fn survey(row: SurveyRow) -> Result<Survey> {
     Ok(Survey {
-        id: storage::models::parse_id("survey id", &row.id)?,
+        id: row.id,
         definition: SurveyDefinition {
             name: row.name,
             title: row.title,
@@ -58,9 +59,9 @@ fn check(conn: &mut DbConnection, scripts: &Scripts, definition: &SurveyDefiniti
     if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
 }
 
-fn row_of(id: &str, definition: &SurveyDefinition, created_at: chrono::NaiveDateTime) -> Result<SurveyRow> {
+fn row_of(id: SurveyId, definition: &SurveyDefinition, created_at: chrono::NaiveDateTime) -> Result<SurveyRow> {
     Ok(SurveyRow {
-        id: id.to_owned(),
+        id,
         name: definition.name.clone(),
         title: definition.title.clone(),
         intro: definition.intro.clone(),
@@ -75,7 +76,7 @@ pub async fn create_survey(db: &Db, scripts: &Scripts, definition: SurveyDefinit
     let scripts = scripts.clone();
     db.write(move |conn| {
         check(conn, &scripts, &definition)?;
-        let row = row_of(&SurveyId::new().to_string(), &definition, storage::now())?;
+        let row = row_of(SurveyId::new(), &definition, storage::now())?;
         repo::insert_survey(conn, &row)?;
         survey(row)
     })
@@ -85,9 +86,9 @@ pub async fn create_survey(db: &Db, scripts: &Scripts, definition: SurveyDefinit
 pub async fn update_survey(db: &Db, scripts: &Scripts, id: SurveyId, definition: SurveyDefinition) -> Result<Survey> {
     let scripts = scripts.clone();
     db.write(move |conn| {
-        let current = repo::find_survey(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let current = repo::find_survey(conn, id)?.ok_or_else(|| not_found(id))?;
         check(conn, &scripts, &definition)?;
-        let row = row_of(&current.id, &definition, current.created_at)?;
+        let row = row_of(current.id, &definition, current.created_at)?;
         repo::update_survey(conn, &row)?;
         survey(row)
     })
@@ -95,7 +96,7 @@ pub async fn update_survey(db: &Db, scripts: &Scripts, id: SurveyId, definition:
 }
 
 pub async fn find_survey(db: &Db, id: SurveyId) -> Result<Survey> {
-    db.read(move |conn| survey(repo::find_survey(conn, &id.to_string())?.ok_or_else(|| not_found(id))?)).await
+    db.read(move |conn| survey(repo::find_survey(conn, id)?.ok_or_else(|| not_found(id))?)).await
 }
 
 pub async fn list_surveys(db: &Db, page: PageRequest) -> Result<Page<Survey>> {
@@ -112,7 +113,7 @@ pub async fn list_surveys(db: &Db, page: PageRequest) -> Result<Page<Survey>> {
 /// Deletes a survey and its answers; forms that offered it stop offering it.
 pub async fn delete_survey(db: &Db, id: SurveyId) -> Result<()> {
     db.write(move |conn| {
-        if repo::delete_survey(conn, &id.to_string())? == 0 {
+        if repo::delete_survey(conn, id)? == 0 {
             return Err(not_found(id));
         }
         Ok(())
@@ -133,20 +134,20 @@ pub fn start_in(
     base_url: &str,
     link_ttl: TimeDelta,
     survey_id: SurveyId,
-    contact_id: &str,
+    contact_id: ContactId,
 ) -> Result<Option<String>> {
-    if repo::find_survey(conn, &survey_id.to_string())?.is_none() {
+    if repo::find_survey(conn, survey_id)?.is_none() {
         return Ok(None);
     }
-    let response = match repo::find_contact_response(conn, &survey_id.to_string(), contact_id)? {
+    let response = match repo::find_contact_response(conn, survey_id, contact_id)? {
         Some(response) if response.status == COMPLETED => return Ok(None),
         Some(response) => response,
         None => {
             let now = storage::now();
             let row = ResponseRow {
                 id: uuid::Uuid::now_v7().to_string(),
-                survey_id: survey_id.to_string(),
-                contact_id: contact_id.to_owned(),
+                survey_id,
+                contact_id,
                 answers: "{}".to_owned(),
                 status: IN_PROGRESS.to_owned(),
                 created_at: now,
@@ -211,7 +212,7 @@ fn load_snapshot(conn: &mut DbConnection, keys: &Keys, scripts: &Scripts, token:
         Some(plugin) => Some(scripts.load_in(conn, plugin)?),
         None => None,
     };
-    let contact = contacts::find_contact(conn, &response.contact_id)?;
+    let contact = contacts::find_contact(conn, response.contact_id)?;
     Ok(Some(Snapshot { response, survey, loaded, contact }))
 }
 
@@ -259,7 +260,7 @@ fn load_response(conn: &mut DbConnection, keys: &Keys, token: &str) -> Result<Op
     let Some(response) = repo::find_response(conn, &claims.subject)? else {
         return Ok(None);
     };
-    let Some(row) = repo::find_survey(conn, &response.survey_id)? else {
+    let Some(row) = repo::find_survey(conn, response.survey_id)? else {
         return Ok(None);
     };
     Ok(Some((response, survey(row)?)))
@@ -423,7 +424,7 @@ fn complete(
     let mut applied = Value::Null;
     match completion {
         Some(Ok(updates)) => {
-            apply_updates(conn, &response.contact_id, &updates, now)?;
+            apply_updates(conn, response.contact_id, &updates, now)?;
             applied = updates.as_json();
             response.outcome = Some(APPLIED.to_owned());
             response.updates = Some(applied.to_string());
@@ -456,7 +457,7 @@ fn complete(
 
 fn apply_updates(
     conn: &mut DbConnection,
-    contact_id: &str,
+    contact_id: ContactId,
     updates: &ProfileUpdates,
     now: chrono::NaiveDateTime,
 ) -> Result<()> {
@@ -469,8 +470,8 @@ fn apply_updates(
         row.attributes = attributes.to_string();
         row.updated_at = now;
         contacts::update_contact(conn, &row)?;
-        let tags: Vec<(String, String)> =
-            updates.tags.iter().map(|tag| (contact_id.to_owned(), tag.as_str().to_owned())).collect();
+        let tags: Vec<(ContactId, String)> =
+            updates.tags.iter().map(|tag| (contact_id, tag.as_str().to_owned())).collect();
         contacts::add_tags(conn, &tags)?;
         webhooks::emit_contact(conn, EventType::ContactUpdated, contact_id)?;
     }
@@ -481,7 +482,7 @@ fn apply_updates(
 #[derive(Debug, Clone)]
 pub struct ResponseView {
     pub id: String,
-    pub contact_id: String,
+    pub contact_id: ContactId,
     pub status: String,
     pub answers: Value,
     /// `applied` or `refused`; `None` until completed, or without a plugin.
@@ -495,8 +496,8 @@ pub struct ResponseView {
 /// A survey's responses, a page at a time, oldest first.
 pub async fn list_responses(db: &Db, id: SurveyId, page: PageRequest) -> Result<Page<ResponseView>> {
     db.read(move |conn| {
-        repo::find_survey(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        let rows = repo::list_survey_responses(conn, &id.to_string(), page.after.as_deref(), page.fetch_limit())?
+        repo::find_survey(conn, id)?.ok_or_else(|| not_found(id))?;
+        let rows = repo::list_survey_responses(conn, id, page.after.as_deref(), page.fetch_limit())?
             .into_iter()
             .map(|row| ResponseView {
                 answers: serde_json::from_str(&row.answers).unwrap_or(Value::Null),
@@ -518,14 +519,14 @@ pub async fn list_responses(db: &Db, id: SurveyId, page: PageRequest) -> Result<
 /// A contact's answers, for the data export.
 #[derive(Debug, Clone)]
 pub struct ResponseExport {
-    pub survey_id: String,
+    pub survey_id: SurveyId,
     pub answers: Value,
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-pub fn export_in(conn: &mut DbConnection, contact_id: &str) -> Result<Vec<ResponseExport>> {
+pub fn export_in(conn: &mut DbConnection, contact_id: ContactId) -> Result<Vec<ResponseExport>> {
     Ok(repo::list_contact_responses(conn, contact_id)?
         .into_iter()
         .map(|row| ResponseExport {

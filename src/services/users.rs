@@ -25,11 +25,11 @@ pub async fn create_user(db: &Db, new: NewUser) -> Result<User> {
     let password_hash = hash_password(new.password).await?;
     let now = storage::now();
     let row = UserRow {
-        id: UserId::new().to_string(),
+        id: UserId::new(),
         email: new.email.as_str().to_owned(),
         email_key: new.email.key(),
         password_hash,
-        role: new.role.as_str().to_owned(),
+        role: new.role,
         created_at: now,
         updated_at: now,
         session_generation: 0,
@@ -38,7 +38,7 @@ pub async fn create_user(db: &Db, new: NewUser) -> Result<User> {
         storage::or_conflict(repo::insert_user(conn, &row), || {
             format!("a user with the e-mail {} already exists", row.email)
         })?;
-        User::try_from(row)
+        Ok(User::from(row))
     })
     .await
 }
@@ -58,15 +58,15 @@ pub async fn bootstrap_admin(db: &Db, email: Email, password: String) -> Result<
 }
 
 pub async fn find_user(db: &Db, id: UserId) -> Result<User> {
-    db.read(move |conn| repo::find_user(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
+    db.read(move |conn| repo::find_user(conn, id)?.map(Into::into).ok_or_else(|| not_found(id))).await
 }
 
 pub async fn list_users(db: &Db, page: PageRequest) -> Result<Page<User>> {
     db.read(move |conn| {
         let rows = repo::list_users(conn, page.after.as_deref(), page.fetch_limit())?
             .into_iter()
-            .map(User::try_from)
-            .collect::<Result<Vec<_>>>()?;
+            .map(User::from)
+            .collect::<Vec<_>>();
         Ok(page.page(rows, |user| user.id.to_string()))
     })
     .await
@@ -78,12 +78,12 @@ pub async fn update_user(db: &Db, id: UserId, changes: UserChanges) -> Result<Us
         None => None,
     };
     db.write(move |conn| {
-        let mut row = repo::find_user(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let mut row = repo::find_user(conn, id)?.ok_or_else(|| not_found(id))?;
         if let Some(role) = changes.role {
-            if row.role == Role::Admin.as_str() && role != Role::Admin && repo::count_admins(conn)? <= 1 {
+            if row.role == Role::Admin && role != Role::Admin && repo::count_admins(conn)? <= 1 {
                 return Err(Error::Conflict("the last admin cannot be demoted".to_owned()));
             }
-            row.role = role.as_str().to_owned();
+            row.role = role;
         }
         if let Some(hash) = password_hash {
             row.password_hash = hash;
@@ -92,18 +92,18 @@ pub async fn update_user(db: &Db, id: UserId, changes: UserChanges) -> Result<Us
         }
         row.updated_at = storage::now();
         repo::update_user(conn, &row)?;
-        User::try_from(row)
+        Ok(User::from(row))
     })
     .await
 }
 
 pub async fn delete_user(db: &Db, id: UserId) -> Result<()> {
     db.write(move |conn| {
-        let row = repo::find_user(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        if row.role == Role::Admin.as_str() && repo::count_admins(conn)? <= 1 {
+        let row = repo::find_user(conn, id)?.ok_or_else(|| not_found(id))?;
+        if row.role == Role::Admin && repo::count_admins(conn)? <= 1 {
             return Err(Error::Conflict("the last admin cannot be deleted".to_owned()));
         }
-        repo::delete_user(conn, &row.id)?;
+        repo::delete_user(conn, row.id)?;
         Ok(())
     })
     .await

@@ -2,6 +2,8 @@
 //! erased, each partner that received their lead is told once (`lead.withdrawn`), and a
 //! lead not shared yet is withheld.
 
+use crate::domain::ContactId;
+use crate::domain::PartnerId;
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -15,14 +17,19 @@ use crate::storage::{self, DbConnection};
 /// only that one; `None`: every partner, as on unsubscribing from everything or erasure),
 /// each once, with `reason`. A lead still queued is not shared at all (the partner never
 /// had it, so it is not told either).
-pub fn relay_withdrawal(conn: &mut DbConnection, contact_id: &str, partner: Option<&str>, reason: &str) -> Result<()> {
-    let leads = repo::list_contact_leads(conn, contact_id, LeadDirection::Outbound.as_str())?;
+pub fn relay_withdrawal(
+    conn: &mut DbConnection,
+    contact_id: ContactId,
+    partner: Option<PartnerId>,
+    reason: &str,
+) -> Result<()> {
+    let leads = repo::list_contact_leads(conn, contact_id, LeadDirection::Outbound)?;
     for mut lead in leads {
         if partner.is_some_and(|p| p != lead.partner_id) {
             continue;
         }
-        if lead.status == LeadStatus::Queued.as_str() {
-            lead.status = LeadStatus::Withheld.as_str().to_owned();
+        if lead.status == LeadStatus::Queued {
+            lead.status = LeadStatus::Withheld;
             lead.payload =
                 json!({"reason": format!("the person withdrew before it was shared ({reason})")}).to_string();
             lead.lease_until = None;
@@ -30,13 +37,13 @@ pub fn relay_withdrawal(conn: &mut DbConnection, contact_id: &str, partner: Opti
             repo::update_lead(conn, &lead)?;
             continue;
         }
-        if lead.status != LeadStatus::Shared.as_str() {
+        if lead.status != LeadStatus::Shared {
             continue;
         }
-        let Some(row) = repo::find_partner(conn, &lead.partner_id)? else {
+        let Some(row) = repo::find_partner(conn, lead.partner_id)? else {
             continue;
         };
-        lead.status = LeadStatus::Withdrawn.as_str().to_owned();
+        lead.status = LeadStatus::Withdrawn;
         lead.updated_at = storage::now();
         repo::update_lead(conn, &lead)?;
         let email = serde_json::from_str::<Value>(&lead.payload).ok().and_then(|p| p.get("email").cloned());
@@ -44,7 +51,7 @@ pub fn relay_withdrawal(conn: &mut DbConnection, contact_id: &str, partner: Opti
             conn,
             &row,
             EventType::LeadWithdrawn,
-            &lead.id,
+            lead.id,
             json!({"lead_id": lead.id, "email": email, "reason": reason, "withdrawn_at": Utc::now().to_rfc3339()}),
         )?;
     }

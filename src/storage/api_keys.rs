@@ -1,5 +1,6 @@
 //! The api_keys table. Only a hash of each secret is kept.
 
+use crate::domain::ApiKeyId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -11,7 +12,7 @@ pub fn insert_api_key(conn: &mut DbConnection, row: &ApiKeyRow) -> QueryResult<(
     diesel::insert_into(api_keys::table).values(row).execute(conn).map(|_| ())
 }
 
-pub fn find_api_key(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ApiKeyRow>> {
+pub fn find_api_key(conn: &mut DbConnection, id: ApiKeyId) -> QueryResult<Option<ApiKeyRow>> {
     api_keys::table.find(id).select(ApiKeyRow::as_select()).first(conn).optional()
 }
 
@@ -27,12 +28,12 @@ pub fn list_api_keys(conn: &mut DbConnection, after: Option<&str>, limit: i64) -
     query.order(api_keys::id.asc()).limit(limit).load(conn)
 }
 
-pub fn update_last_used(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
+pub fn update_last_used(conn: &mut DbConnection, id: ApiKeyId, at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(api_keys::table.find(id)).set(api_keys::last_used_at.eq(at)).execute(conn)
 }
 
 /// Marks a key revoked; revoking twice keeps the first time.
-pub fn revoke_api_key(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
+pub fn revoke_api_key(conn: &mut DbConnection, id: ApiKeyId, at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(api_keys::table.find(id).filter(api_keys::revoked_at.is_null()))
         .set(api_keys::revoked_at.eq(at))
         .execute(conn)

@@ -6,6 +6,7 @@
 //! recipient is marked sent only after the SMTP server accepted its message; a lease that
 //! runs out (the instance died) makes its recipients claimable again.
 
+use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ContactId, ListId, SegmentId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
@@ -18,7 +19,7 @@ use super::schema::{campaign_recipients, campaigns, delivery_events};
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = campaigns, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct CampaignRow {
-    pub id: String,
+    pub id: CampaignId,
     pub name: String,
     pub subject: String,
     pub from_address: String,
@@ -26,15 +27,15 @@ pub struct CampaignRow {
     pub html_body: Option<String>,
     pub text_body: String,
     pub lists: String,
-    pub segment_id: Option<String>,
-    pub kind: String,
-    pub purpose: String,
+    pub segment_id: Option<SegmentId>,
+    pub kind: CampaignKind,
+    pub purpose: CampaignPurpose,
     pub policy_plugin: Option<String>,
     pub track_opens: bool,
     pub track_clicks: bool,
     pub track_individual: bool,
     pub complaint_threshold: f64,
-    pub status: String,
+    pub status: CampaignStatus,
     pub status_reason: Option<String>,
     pub scheduled_at: Option<NaiveDateTime>,
     pub started_at: Option<NaiveDateTime>,
@@ -50,11 +51,11 @@ pub struct CampaignRow {
 #[diesel(table_name = campaign_recipients, treat_none_as_default_value = false)]
 pub struct RecipientRow {
     pub id: String,
-    pub campaign_id: String,
-    pub contact_id: Option<String>,
+    pub campaign_id: CampaignId,
+    pub contact_id: Option<ContactId>,
     pub email: String,
-    pub list_id: Option<String>,
-    pub status: String,
+    pub list_id: Option<ListId>,
+    pub status: RecipientStatus,
     pub reason: String,
     pub attempts: i32,
     pub next_attempt_at: NaiveDateTime,
@@ -74,7 +75,7 @@ pub struct DeliveryEventRow {
     pub id: String,
     pub kind: String,
     pub email_hash: String,
-    pub campaign_id: Option<String>,
+    pub campaign_id: Option<CampaignId>,
     pub recipient_id: Option<String>,
     pub detail: String,
     pub occurred_at: NaiveDateTime,
@@ -86,11 +87,11 @@ pub struct Claimed {
     #[diesel(sql_type = Text)]
     pub id: String,
     #[diesel(sql_type = Nullable<Text>)]
-    pub contact_id: Option<String>,
+    pub contact_id: Option<ContactId>,
     #[diesel(sql_type = Text)]
     pub email: String,
     #[diesel(sql_type = Nullable<Text>)]
-    pub list_id: Option<String>,
+    pub list_id: Option<ListId>,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     pub attempts: i32,
 }
@@ -103,7 +104,7 @@ pub fn update_campaign(conn: &mut DbConnection, row: &CampaignRow) -> QueryResul
     diesel::update(campaigns::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn find_campaign(conn: &mut DbConnection, id: &str) -> QueryResult<Option<CampaignRow>> {
+pub fn find_campaign(conn: &mut DbConnection, id: CampaignId) -> QueryResult<Option<CampaignRow>> {
     campaigns::table.find(id).select(CampaignRow::as_select()).first(conn).optional()
 }
 
@@ -115,7 +116,7 @@ pub fn list_campaigns(conn: &mut DbConnection, after: Option<&str>, limit: i64) 
     query.order(campaigns::id.asc()).limit(limit).load(conn)
 }
 
-pub fn delete_campaign(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_campaign(conn: &mut DbConnection, id: CampaignId) -> QueryResult<usize> {
     diesel::delete(campaign_recipients::table.filter(campaign_recipients::campaign_id.eq(id))).execute(conn)?;
     diesel::delete(campaigns::table.find(id)).execute(conn)
 }
@@ -123,7 +124,7 @@ pub fn delete_campaign(conn: &mut DbConnection, id: &str) -> QueryResult<usize> 
 /// Moves a campaign from one of `from` to `to`; answers whether it moved.
 pub fn transition(
     conn: &mut DbConnection,
-    id: &str,
+    id: CampaignId,
     from: &[CampaignStatus],
     to: CampaignStatus,
     reason: Option<&str>,
@@ -142,9 +143,9 @@ pub fn preparation_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResu
     diesel::select(diesel::dsl::exists(
         campaigns::table.filter(
             campaigns::status
-                .eq(CampaignStatus::Scheduled.as_str())
+                .eq(CampaignStatus::Scheduled)
                 .and(campaigns::scheduled_at.le(now))
-                .or(campaigns::status.eq(CampaignStatus::Preparing.as_str()).and(campaigns::lease_until.lt(now))),
+                .or(campaigns::status.eq(CampaignStatus::Preparing).and(campaigns::lease_until.lt(now))),
         ),
     ))
     .get_result(conn)
@@ -157,12 +158,12 @@ pub fn claim_preparation(
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<Option<CampaignRow>> {
-    let due: Option<String> = campaigns::table
+    let due: Option<CampaignId> = campaigns::table
         .filter(
             campaigns::status
-                .eq(CampaignStatus::Scheduled.as_str())
+                .eq(CampaignStatus::Scheduled)
                 .and(campaigns::scheduled_at.le(now))
-                .or(campaigns::status.eq(CampaignStatus::Preparing.as_str()).and(campaigns::lease_until.lt(now))),
+                .or(campaigns::status.eq(CampaignStatus::Preparing).and(campaigns::lease_until.lt(now))),
         )
         .select(campaigns::id)
         .order(campaigns::scheduled_at.asc())
@@ -172,14 +173,14 @@ pub fn claim_preparation(
         return Ok(None);
     };
     let claimed = diesel::update(
-        campaigns::table.find(&id).filter(
+        campaigns::table.find(id).filter(
             campaigns::status
-                .eq(CampaignStatus::Scheduled.as_str())
-                .or(campaigns::status.eq(CampaignStatus::Preparing.as_str()).and(campaigns::lease_until.lt(now))),
+                .eq(CampaignStatus::Scheduled)
+                .or(campaigns::status.eq(CampaignStatus::Preparing).and(campaigns::lease_until.lt(now))),
         ),
     )
     .set((
-        campaigns::status.eq(CampaignStatus::Preparing.as_str()),
+        campaigns::status.eq(CampaignStatus::Preparing),
         campaigns::lease_until.eq(until),
         campaigns::started_at.eq(now),
         campaigns::updated_at.eq(now),
@@ -188,22 +189,21 @@ pub fn claim_preparation(
     if claimed == 0 {
         return Ok(None);
     }
-    find_campaign(conn, &id)
+    find_campaign(conn, id)
 }
 
 /// Extends the preparation lease; `false` when another instance took it over.
-pub fn renew_preparation(conn: &mut DbConnection, id: &str, until: NaiveDateTime) -> QueryResult<bool> {
-    let renewed =
-        diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(CampaignStatus::Preparing.as_str())))
-            .set(campaigns::lease_until.eq(until))
-            .execute(conn)?;
+pub fn renew_preparation(conn: &mut DbConnection, id: CampaignId, until: NaiveDateTime) -> QueryResult<bool> {
+    let renewed = diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(CampaignStatus::Preparing)))
+        .set(campaigns::lease_until.eq(until))
+        .execute(conn)?;
     Ok(renewed == 1)
 }
 
 /// Ids of the campaigns being sent.
-pub fn sending_campaigns(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+pub fn sending_campaigns(conn: &mut DbConnection) -> QueryResult<Vec<CampaignId>> {
     campaigns::table
-        .filter(campaigns::status.eq(CampaignStatus::Sending.as_str()))
+        .filter(campaigns::status.eq(CampaignStatus::Sending))
         .select(campaigns::id)
         .order(campaigns::id)
         .load(conn)
@@ -230,7 +230,7 @@ pub fn insert_recipients(conn: &mut DbConnection, rows: &[RecipientRow]) -> Quer
 /// Takes up to `limit` recipients due now and not leased, leasing them until `until`.
 pub fn claim_recipients(
     conn: &mut DbConnection,
-    campaign_id: &str,
+    campaign_id: CampaignId,
     now: NaiveDateTime,
     until: NaiveDateTime,
     limit: i64,
@@ -264,7 +264,7 @@ pub fn claim_recipients(
 pub fn mark_sent(conn: &mut DbConnection, ids: &[String], at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(campaign_recipients::table.filter(campaign_recipients::id.eq_any(ids)))
         .set((
-            campaign_recipients::status.eq(RecipientStatus::Sent.as_str()),
+            campaign_recipients::status.eq(RecipientStatus::Sent),
             campaign_recipients::sent_at.eq(at),
             campaign_recipients::lease_until.eq(None::<NaiveDateTime>),
             campaign_recipients::last_error.eq(None::<String>),
@@ -285,7 +285,7 @@ pub fn mark_unsent(conn: &mut DbConnection, id: &str, next: Option<NaiveDateTime
             .execute(conn),
         None => diesel::update(target)
             .set((
-                campaign_recipients::status.eq(RecipientStatus::Failed.as_str()),
+                campaign_recipients::status.eq(RecipientStatus::Failed),
                 campaign_recipients::lease_until.eq(None::<NaiveDateTime>),
                 campaign_recipients::last_error.eq(error),
             ))
@@ -298,7 +298,7 @@ pub fn extend_lease(conn: &mut DbConnection, ids: &[String], until: NaiveDateTim
     diesel::update(
         campaign_recipients::table
             .filter(campaign_recipients::id.eq_any(ids))
-            .filter(campaign_recipients::status.eq(RecipientStatus::Pending.as_str())),
+            .filter(campaign_recipients::status.eq(RecipientStatus::Pending)),
     )
     .set(campaign_recipients::lease_until.eq(until))
     .execute(conn)
@@ -312,39 +312,34 @@ pub fn release(conn: &mut DbConnection, ids: &[String]) -> QueryResult<usize> {
 }
 
 /// Recipients still to send (pending, leased or not).
-pub fn count_pending(conn: &mut DbConnection, campaign_id: &str) -> QueryResult<i64> {
+pub fn count_pending(conn: &mut DbConnection, campaign_id: CampaignId) -> QueryResult<i64> {
     campaign_recipients::table
         .filter(campaign_recipients::campaign_id.eq(campaign_id))
-        .filter(campaign_recipients::status.eq(RecipientStatus::Pending.as_str()))
+        .filter(campaign_recipients::status.eq(RecipientStatus::Pending))
         .count()
         .get_result(conn)
 }
 
 /// Finishes a campaign being sent when no recipient is left to send.
-pub fn finish_if_done(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+pub fn finish_if_done(conn: &mut DbConnection, id: CampaignId, at: NaiveDateTime) -> QueryResult<bool> {
     if count_pending(conn, id)? > 0 {
         return Ok(false);
     }
-    let finished =
-        diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(CampaignStatus::Sending.as_str())))
-            .set((
-                campaigns::status.eq(CampaignStatus::Sent.as_str()),
-                campaigns::finished_at.eq(at),
-                campaigns::updated_at.eq(at),
-            ))
-            .execute(conn)?;
+    let finished = diesel::update(campaigns::table.find(id).filter(campaigns::status.eq(CampaignStatus::Sending)))
+        .set((campaigns::status.eq(CampaignStatus::Sent), campaigns::finished_at.eq(at), campaigns::updated_at.eq(at)))
+        .execute(conn)?;
     Ok(finished == 1)
 }
 
 /// Cancels what is left to send.
-pub fn cancel_pending(conn: &mut DbConnection, campaign_id: &str) -> QueryResult<usize> {
+pub fn cancel_pending(conn: &mut DbConnection, campaign_id: CampaignId) -> QueryResult<usize> {
     diesel::update(
         campaign_recipients::table
             .filter(campaign_recipients::campaign_id.eq(campaign_id))
-            .filter(campaign_recipients::status.eq(RecipientStatus::Pending.as_str())),
+            .filter(campaign_recipients::status.eq(RecipientStatus::Pending)),
     )
     .set((
-        campaign_recipients::status.eq(RecipientStatus::Cancelled.as_str()),
+        campaign_recipients::status.eq(RecipientStatus::Cancelled),
         campaign_recipients::lease_until.eq(None::<NaiveDateTime>),
     ))
     .execute(conn)
@@ -358,8 +353,8 @@ pub fn count_sent_since(conn: &mut DbConnection, since: NaiveDateTime) -> QueryR
 /// Recipients by status and reason.
 pub fn count_by_status_and_reason(
     conn: &mut DbConnection,
-    campaign_id: &str,
-) -> QueryResult<Vec<(String, String, i64)>> {
+    campaign_id: CampaignId,
+) -> QueryResult<Vec<(RecipientStatus, String, i64)>> {
     campaign_recipients::table
         .filter(campaign_recipients::campaign_id.eq(campaign_id))
         .group_by((campaign_recipients::status, campaign_recipients::reason))
@@ -368,7 +363,7 @@ pub fn count_by_status_and_reason(
 }
 
 /// Per campaign: (bounced, complained, unsubscribed, opened, clicked) recipients.
-pub fn count_outcomes(conn: &mut DbConnection, campaign_id: &str) -> QueryResult<[i64; 5]> {
+pub fn count_outcomes(conn: &mut DbConnection, campaign_id: CampaignId) -> QueryResult<[i64; 5]> {
     let base = || campaign_recipients::table.filter(campaign_recipients::campaign_id.eq(campaign_id));
     Ok([
         base().filter(campaign_recipients::bounced_at.is_not_null()).count().get_result(conn)?,
@@ -381,7 +376,7 @@ pub fn count_outcomes(conn: &mut DbConnection, campaign_id: &str) -> QueryResult
 
 pub fn list_recipients(
     conn: &mut DbConnection,
-    campaign_id: &str,
+    campaign_id: CampaignId,
     status: Option<&str>,
     after: Option<&str>,
     limit: i64,
@@ -408,7 +403,7 @@ pub fn find_recipient(conn: &mut DbConnection, id: &str) -> QueryResult<Option<R
 pub fn find_sent_to(conn: &mut DbConnection, email: &str) -> QueryResult<Option<RecipientRow>> {
     campaign_recipients::table
         .filter(campaign_recipients::email.eq(email))
-        .filter(campaign_recipients::status.eq(RecipientStatus::Sent.as_str()))
+        .filter(campaign_recipients::status.eq(RecipientStatus::Sent))
         .order(campaign_recipients::sent_at.desc())
         .select(RecipientRow::as_select())
         .first(conn)
@@ -449,7 +444,7 @@ pub enum Outcome {
 }
 
 /// Adds to a campaign's aggregate open or click count.
-pub fn count_engagement(conn: &mut DbConnection, campaign_id: &str, click: bool) -> QueryResult<usize> {
+pub fn count_engagement(conn: &mut DbConnection, campaign_id: CampaignId, click: bool) -> QueryResult<usize> {
     let target = campaigns::table.find(campaign_id);
     if click {
         diesel::update(target).set(campaigns::clicks.eq(campaigns::clicks + 1)).execute(conn)
@@ -459,7 +454,7 @@ pub fn count_engagement(conn: &mut DbConnection, campaign_id: &str, click: bool)
 }
 
 /// Erasure: the recipients of a contact keep their counts, not the address.
-pub fn redact_contact(conn: &mut DbConnection, contact_id: &str) -> QueryResult<usize> {
+pub fn redact_contact(conn: &mut DbConnection, contact_id: ContactId) -> QueryResult<usize> {
     diesel::update(campaign_recipients::table.filter(campaign_recipients::contact_id.eq(contact_id)))
         .set((campaign_recipients::email.eq(""), campaign_recipients::contact_id.eq(None::<String>)))
         .execute(conn)
@@ -514,7 +509,7 @@ pub fn sent_between(
 /// recipient row with its campaign's name and subject, oldest first.
 pub fn list_contact_recipients(
     conn: &mut DbConnection,
-    contact_id: &str,
+    contact_id: ContactId,
 ) -> QueryResult<Vec<(RecipientRow, String, String)>> {
     campaign_recipients::table
         .inner_join(campaigns::table)

@@ -1,5 +1,6 @@
 //! Double opt-in requests waiting for the person's click.
 
+use crate::domain::{ConfirmationId, ContactId, FormId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -9,9 +10,9 @@ use super::schema::confirmations;
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = confirmations, treat_none_as_default_value = false)]
 pub struct ConfirmationRow {
-    pub id: String,
-    pub contact_id: String,
-    pub form_id: Option<String>,
+    pub id: ConfirmationId,
+    pub contact_id: ContactId,
+    pub form_id: Option<FormId>,
     pub form_version: Option<i32>,
     /// JSON array of purposes.
     pub purposes: String,
@@ -27,12 +28,12 @@ pub fn insert_confirmation(conn: &mut DbConnection, row: &ConfirmationRow) -> Qu
     diesel::insert_into(confirmations::table).values(row).execute(conn).map(|_| ())
 }
 
-pub fn find_confirmation(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ConfirmationRow>> {
+pub fn find_confirmation(conn: &mut DbConnection, id: ConfirmationId) -> QueryResult<Option<ConfirmationRow>> {
     confirmations::table.find(id).select(ConfirmationRow::as_select()).first(conn).optional()
 }
 
 /// Marks it used; answers false when it was used already (two clicks at once).
-pub fn mark_confirmed(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+pub fn mark_confirmed(conn: &mut DbConnection, id: ConfirmationId, at: NaiveDateTime) -> QueryResult<bool> {
     let changed = diesel::update(confirmations::table.find(id).filter(confirmations::confirmed_at.is_null()))
         .set(confirmations::confirmed_at.eq(at))
         .execute(conn)?;
@@ -48,6 +49,6 @@ pub fn list_unconfirmed_before(conn: &mut DbConnection, before: NaiveDateTime) -
         .load(conn)
 }
 
-pub fn delete_confirmation(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_confirmation(conn: &mut DbConnection, id: ConfirmationId) -> QueryResult<usize> {
     diesel::delete(confirmations::table.find(id)).execute(conn)
 }

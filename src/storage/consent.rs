@@ -2,13 +2,14 @@
 
 use diesel::prelude::*;
 
-use super::models::{corrupt, utc};
+use super::models::utc;
 use super::schema::{consent_events, consent_leaves, consent_texts, suppressions};
 use super::{DbConnection, now};
 use crate::domain::consent::{
     ConsentAction, ConsentBasis, ConsentEvent, Evidence, Purpose, personal_digest, sha256_hex,
 };
 use crate::domain::ledger::{LEAF_VERSION, Leaf};
+use crate::domain::{ContactId, FormId};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -16,13 +17,13 @@ use crate::error::Result;
 pub struct ConsentEventRow {
     pub id: String,
     pub seq: i64,
-    pub contact_id: String,
-    pub purpose: String,
-    pub action: String,
-    pub basis: String,
+    pub contact_id: ContactId,
+    pub purpose: Purpose,
+    pub action: ConsentAction,
+    pub basis: ConsentBasis,
     pub requires_confirmation: i32,
     pub method: String,
-    pub form_id: Option<String>,
+    pub form_id: Option<FormId>,
     pub form_version: Option<i32>,
     pub consent_text_sha256: Option<String>,
     pub actor: String,
@@ -63,13 +64,13 @@ impl ConsentEventRow {
             occurred_at: leaf_time(utc(self.occurred_at)),
             requires_confirmation: self.requires_confirmation != 0,
             event_id: self.id,
-            contact_id: self.contact_id,
+            contact_id: self.contact_id.to_string(),
             email_digest: self.email_digest,
-            purpose: self.purpose,
-            action: self.action,
-            basis: self.basis,
+            purpose: self.purpose.to_string(),
+            action: self.action.as_str().to_owned(),
+            basis: self.basis.as_str().to_owned(),
             method: self.method,
-            form_id: self.form_id,
+            form_id: self.form_id.map(|id| id.to_string()),
             form_version: self.form_version,
             consent_text,
             proof: self.proof,
@@ -84,9 +85,9 @@ impl ConsentEventRow {
     pub fn into_event(self, consent_text: Option<String>, leaf_index: Option<i64>) -> Result<ConsentEvent> {
         Ok(ConsentEvent {
             leaf_index,
-            purpose: self.purpose.parse().map_err(|_| corrupt("purpose", &self.purpose))?,
-            action: self.action.parse().map_err(|_| corrupt("consent action", &self.action))?,
-            basis: self.basis.parse().map_err(|_| corrupt("consent basis", &self.basis))?,
+            purpose: self.purpose,
+            action: self.action,
+            basis: self.basis,
             requires_confirmation: self.requires_confirmation != 0,
             redacted: self.evidence_salt.is_none(),
             evidence: Evidence {
@@ -113,7 +114,7 @@ impl ConsentEventRow {
 /// An event to append.
 #[derive(Debug, Clone)]
 pub struct NewConsentEvent {
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// The contact's address key when the caller holds it; read from the contact if not.
     pub email_key: Option<String>,
     pub purpose: Purpose,
@@ -139,7 +140,7 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
         return Ok(Vec::new());
     }
     let seqs = next_seqs(conn, events.len())?;
-    let unknown: Vec<&str> = events.iter().filter(|e| e.email_key.is_none()).map(|e| e.contact_id.as_str()).collect();
+    let unknown: Vec<ContactId> = events.iter().filter(|e| e.email_key.is_none()).map(|e| e.contact_id).collect();
     let addresses = match unknown.is_empty() {
         true => std::collections::HashMap::new(),
         false => contact_addresses(conn, &unknown)?,
@@ -170,9 +171,9 @@ pub fn append_events(conn: &mut DbConnection, events: Vec<NewConsentEvent>) -> R
                 new.email_key.as_deref().or_else(|| addresses.get(&new.contact_id).map(String::as_str)),
             ),
             contact_id: new.contact_id,
-            purpose: new.purpose.to_string(),
-            action: new.action.as_str().to_owned(),
-            basis: new.basis.as_str().to_owned(),
+            purpose: new.purpose,
+            action: new.action,
+            basis: new.basis,
             requires_confirmation: i32::from(new.requires_confirmation),
             method: evidence.method,
             form_id: evidence.form_id,
@@ -248,17 +249,17 @@ fn next_seqs(conn: &mut DbConnection, count: usize) -> Result<Vec<i64>> {
 /// The normalised addresses of these contacts, by id.
 fn contact_addresses(
     conn: &mut DbConnection,
-    contact_ids: &[&str],
-) -> Result<std::collections::HashMap<String, String>> {
+    contact_ids: &[ContactId],
+) -> Result<std::collections::HashMap<ContactId, String>> {
     use super::schema::contacts;
-    let mut ids: Vec<&str> = contact_ids.to_vec();
+    let mut ids: Vec<ContactId> = contact_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
     let mut found = std::collections::HashMap::new();
     for chunk in ids.chunks(500) {
         found.extend(
             contacts::table.filter(contacts::id.eq_any(chunk)).select((contacts::id, contacts::email_key)).load::<(
-                String,
+                ContactId,
                 String,
             )>(
                 conn
@@ -292,7 +293,7 @@ fn insert_consent_text(conn: &mut DbConnection, text: &str) -> Result<String> {
 }
 
 /// A contact's events in ledger order, with the consent texts.
-pub fn list_contact_events(conn: &mut DbConnection, contact_id: &str) -> Result<Vec<ConsentEvent>> {
+pub fn list_contact_events(conn: &mut DbConnection, contact_id: ContactId) -> Result<Vec<ConsentEvent>> {
     let rows: Vec<(ConsentEventRow, Option<String>, Option<i64>)> = consent_events::table
         .left_join(consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)))
         .left_join(consent_leaves::table.on(consent_leaves::event_id.eq(consent_events::id)))
@@ -306,7 +307,7 @@ pub fn list_contact_events(conn: &mut DbConnection, contact_id: &str) -> Result<
 /// A contact's stored events in order, with their consent texts (for its proof bundle).
 pub fn list_contact_event_rows(
     conn: &mut DbConnection,
-    contact_id: &str,
+    contact_id: ContactId,
 ) -> Result<Vec<(ConsentEventRow, Option<String>)>> {
     Ok(consent_events::table
         .left_join(consent_texts::table.on(consent_texts::sha256.nullable().eq(consent_events::consent_text_sha256)))
@@ -318,7 +319,7 @@ pub fn list_contact_event_rows(
 
 /// Erases the personal fields of a contact's events (and the salts that could test a
 /// guess against the digests); the digests stay, so the chain still verifies.
-pub fn redact_contact_events(conn: &mut DbConnection, contact_id: &str) -> Result<usize> {
+pub fn redact_contact_events(conn: &mut DbConnection, contact_id: ContactId) -> Result<usize> {
     Ok(diesel::update(consent_events::table.filter(consent_events::contact_id.eq(contact_id)))
         .set(redaction())
         .execute(conn)?)
@@ -414,7 +415,7 @@ pub fn delete_suppression(conn: &mut DbConnection, email_hash: &str) -> Result<u
     Ok(diesel::delete(suppressions::table.filter(suppressions::email_hash.eq(email_hash))).execute(conn)?)
 }
 
-pub fn count_form_events(conn: &mut DbConnection, form_id: &str) -> Result<i64> {
+pub fn count_form_events(conn: &mut DbConnection, form_id: FormId) -> Result<i64> {
     Ok(consent_events::table.filter(consent_events::form_id.eq(form_id)).count().get_result(conn)?)
 }
 
@@ -422,9 +423,9 @@ pub fn count_form_events(conn: &mut DbConnection, form_id: &str) -> Result<i64> 
 /// columns instead of the whole evidence.
 pub fn list_consent_changes_for_contacts(
     conn: &mut DbConnection,
-    contact_ids: &[&str],
-) -> Result<std::collections::HashMap<String, Vec<ConsentEvent>>> {
-    type Change = (String, String, String, String, i32, chrono::NaiveDateTime, Option<String>);
+    contact_ids: &[ContactId],
+) -> Result<std::collections::HashMap<ContactId, Vec<ConsentEvent>>> {
+    type Change = (ContactId, Purpose, ConsentAction, ConsentBasis, i32, chrono::NaiveDateTime, Option<String>);
     let rows: Vec<Change> = consent_events::table
         .filter(consent_events::contact_id.eq_any(contact_ids))
         .order((consent_events::contact_id.asc(), consent_events::seq.asc()))
@@ -438,15 +439,15 @@ pub fn list_consent_changes_for_contacts(
             consent_events::manifest_id,
         ))
         .load(conn)?;
-    let mut grouped: std::collections::HashMap<String, Vec<ConsentEvent>> = std::collections::HashMap::new();
+    let mut grouped: std::collections::HashMap<ContactId, Vec<ConsentEvent>> = std::collections::HashMap::new();
     for (contact_id, purpose, action, basis, requires_confirmation, occurred_at, manifest_id) in rows {
         let event = ConsentEvent {
             id: String::new(),
             seq: 0,
             leaf_index: None,
-            purpose: purpose.parse().map_err(|_| corrupt("purpose", &purpose))?,
-            action: action.parse().map_err(|_| corrupt("consent action", &action))?,
-            basis: basis.parse().map_err(|_| corrupt("consent basis", &basis))?,
+            purpose,
+            action,
+            basis,
             requires_confirmation: requires_confirmation != 0,
             evidence: Evidence { manifest_id, ..Evidence::default() },
             consent_text_sha256: None,

@@ -7,17 +7,17 @@ use diesel::prelude::*;
 use super::DbConnection;
 use super::models::{ContactListRow, ContactRow, ContactTagRow};
 use super::schema::{consent_events, contact_lists, contact_tags, contacts};
-use crate::domain::Contact;
 use crate::domain::contact::ContactRecord;
 use crate::domain::segment::SqlConditions;
+use crate::domain::{Contact, ContactId, ContactStatus, ListId};
 use crate::error::Result;
 
 /// What a contact listing is narrowed to. Every field is optional.
 #[derive(Debug, Clone, Default)]
 pub struct ContactFilter {
-    pub list_id: Option<String>,
+    pub list_id: Option<ListId>,
     pub tag: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ContactStatus>,
     /// A piece of the address, matched against the lower-cased address.
     pub email_contains: Option<String>,
 }
@@ -43,7 +43,7 @@ fn insert_memberships(conn: &mut DbConnection, tags: &[ContactTagRow], lists: &[
     Ok(())
 }
 
-pub fn find_contact(conn: &mut DbConnection, id: &str) -> Result<Option<Contact>> {
+pub fn find_contact(conn: &mut DbConnection, id: ContactId) -> Result<Option<Contact>> {
     let row = contacts::table.find(id).select(ContactRow::as_select()).first(conn).optional()?;
     match row {
         Some(row) => Ok(with_memberships(conn, vec![row])?.pop()),
@@ -51,7 +51,7 @@ pub fn find_contact(conn: &mut DbConnection, id: &str) -> Result<Option<Contact>
     }
 }
 
-pub fn find_contact_id_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<String>> {
+pub fn find_contact_id_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<ContactId>> {
     contacts::table.filter(contacts::email_key.eq(key)).select(contacts::id).first(conn).optional()
 }
 
@@ -59,7 +59,7 @@ pub fn find_contact_id_by_email_key(conn: &mut DbConnection, key: &str) -> Query
 macro_rules! filter_contacts {
     ($query:ident, $filter:expr) => {
         if let Some(status) = &$filter.status {
-            $query = $query.filter(contacts::status.eq(status.clone()));
+            $query = $query.filter(contacts::status.eq(*status));
         }
         if let Some(text) = &$filter.email_contains {
             $query = $query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
@@ -80,7 +80,7 @@ pub fn list_contacts(
     limit: i64,
 ) -> Result<Vec<Contact>> {
     if let Some(list_id) = &filter.list_id {
-        return list_members(conn, list_id, filter, after, limit);
+        return list_members(conn, *list_id, filter, after, limit);
     }
     let mut query = contacts::table.select(ContactRow::as_select()).into_boxed();
     if let Some(after) = after {
@@ -95,14 +95,14 @@ pub fn list_contacts(
 /// order, so a page costs the same at the start or in the middle of a million members.
 fn list_members(
     conn: &mut DbConnection,
-    list_id: &str,
+    list_id: ListId,
     filter: &ContactFilter,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Contact>> {
     let mut query = contact_lists::table
         .inner_join(contacts::table.on(contacts::id.eq(contact_lists::contact_id)))
-        .filter(contact_lists::list_id.eq(list_id.to_owned()))
+        .filter(contact_lists::list_id.eq(list_id))
         .select(ContactRow::as_select())
         .into_boxed();
     if let Some(after) = after {
@@ -120,7 +120,7 @@ pub fn update_contact(conn: &mut DbConnection, row: &ContactRow) -> QueryResult<
 /// Replaces a contact's tags and lists with the given ones.
 pub fn replace_memberships(
     conn: &mut DbConnection,
-    contact_id: &str,
+    contact_id: ContactId,
     tags: Option<&[ContactTagRow]>,
     lists: Option<&[ContactListRow]>,
 ) -> QueryResult<()> {
@@ -130,14 +130,14 @@ pub fn replace_memberships(
     }
     if let Some(lists) = lists {
         // Keep the date a contact joined a list it stays on.
-        let kept: Vec<String> = lists.iter().map(|l| l.list_id.clone()).collect();
+        let kept: Vec<ListId> = lists.iter().map(|l| l.list_id).collect();
         diesel::delete(
             contact_lists::table
                 .filter(contact_lists::contact_id.eq(contact_id))
                 .filter(contact_lists::list_id.ne_all(kept)),
         )
         .execute(conn)?;
-        let present: Vec<String> = contact_lists::table
+        let present: Vec<ListId> = contact_lists::table
             .filter(contact_lists::contact_id.eq(contact_id))
             .select(contact_lists::list_id)
             .load(conn)?;
@@ -147,26 +147,26 @@ pub fn replace_memberships(
     Ok(())
 }
 
-pub fn delete_contact(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_contact(conn: &mut DbConnection, id: ContactId) -> QueryResult<usize> {
     diesel::delete(contacts::table.find(id)).execute(conn)
 }
 
 /// Loads the tags and lists of a page of contacts in two queries.
 fn with_memberships(conn: &mut DbConnection, rows: Vec<ContactRow>) -> Result<Vec<Contact>> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    let ids: Vec<ContactId> = rows.iter().map(|r| r.id).collect();
+    let mut tags: HashMap<ContactId, Vec<String>> = HashMap::new();
     for (contact_id, tag) in contact_tags::table
         .filter(contact_tags::contact_id.eq_any(&ids))
         .select((contact_tags::contact_id, contact_tags::tag))
-        .load::<(String, String)>(conn)?
+        .load::<(ContactId, String)>(conn)?
     {
         tags.entry(contact_id).or_default().push(tag);
     }
-    let mut lists: HashMap<String, Vec<String>> = HashMap::new();
+    let mut lists: HashMap<ContactId, Vec<ListId>> = HashMap::new();
     for (contact_id, list_id) in contact_lists::table
         .filter(contact_lists::contact_id.eq_any(&ids))
         .select((contact_lists::contact_id, contact_lists::list_id))
-        .load::<(String, String)>(conn)?
+        .load::<(ContactId, ListId)>(conn)?
     {
         lists.entry(contact_id).or_default().push(list_id);
     }
@@ -196,8 +196,8 @@ fn like_pattern(text: &str) -> String {
 /// Puts a contact on a list if it is not on it yet.
 pub fn add_membership(
     conn: &mut DbConnection,
-    contact_id: &str,
-    list_id: &str,
+    contact_id: ContactId,
+    list_id: ListId,
     at: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
     let present: i64 = contact_lists::table
@@ -206,13 +206,13 @@ pub fn add_membership(
         .count()
         .get_result(conn)?;
     if present == 0 {
-        let row = ContactListRow { contact_id: contact_id.to_owned(), list_id: list_id.to_owned(), added_at: at };
+        let row = ContactListRow { contact_id, list_id, added_at: at };
         diesel::insert_into(contact_lists::table).values(&row).execute(conn)?;
     }
     Ok(())
 }
 
-pub fn remove_membership(conn: &mut DbConnection, contact_id: &str, list_id: &str) -> QueryResult<usize> {
+pub fn remove_membership(conn: &mut DbConnection, contact_id: ContactId, list_id: ListId) -> QueryResult<usize> {
     diesel::delete(
         contact_lists::table
             .filter(contact_lists::contact_id.eq(contact_id))
@@ -223,8 +223,8 @@ pub fn remove_membership(conn: &mut DbConnection, contact_id: &str, list_id: &st
 
 pub fn update_status(
     conn: &mut DbConnection,
-    contact_id: &str,
-    status: &str,
+    contact_id: ContactId,
+    status: ContactStatus,
     at: chrono::NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(contacts::table.find(contact_id))
@@ -255,11 +255,9 @@ pub fn insert_contacts(conn: &mut DbConnection, rows: &[ContactRow]) -> QueryRes
 }
 
 /// Tags (contact id, tag), those already there kept.
-pub fn add_tags(conn: &mut DbConnection, rows: &[(String, String)]) -> QueryResult<()> {
-    let rows: Vec<ContactTagRow> = rows
-        .iter()
-        .map(|(contact_id, tag)| ContactTagRow { contact_id: contact_id.clone(), tag: tag.clone() })
-        .collect();
+pub fn add_tags(conn: &mut DbConnection, rows: &[(ContactId, String)]) -> QueryResult<()> {
+    let rows: Vec<ContactTagRow> =
+        rows.iter().map(|(contact_id, tag)| ContactTagRow { contact_id: *contact_id, tag: tag.clone() }).collect();
     for chunk in rows.chunks(500) {
         match conn {
             DbConnection::Postgres(pg) => {
@@ -276,17 +274,11 @@ pub fn add_tags(conn: &mut DbConnection, rows: &[(String, String)]) -> QueryResu
 /// Memberships (contact id, list id), those already there kept.
 pub fn add_memberships(
     conn: &mut DbConnection,
-    rows: &[(String, String)],
+    rows: &[(ContactId, ListId)],
     at: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
-    let rows: Vec<ContactListRow> = rows
-        .iter()
-        .map(|(contact_id, list_id)| ContactListRow {
-            contact_id: contact_id.clone(),
-            list_id: list_id.clone(),
-            added_at: at,
-        })
-        .collect();
+    let rows: Vec<ContactListRow> =
+        rows.iter().map(|&(contact_id, list_id)| ContactListRow { contact_id, list_id, added_at: at }).collect();
     for chunk in rows.chunks(500) {
         match conn {
             DbConnection::Postgres(pg) => {
@@ -300,7 +292,7 @@ pub fn add_memberships(
     Ok(())
 }
 
-pub fn find_contact_row_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ContactRow>> {
+pub fn find_contact_row_by_id(conn: &mut DbConnection, id: ContactId) -> QueryResult<Option<ContactRow>> {
     contacts::table.find(id).select(ContactRow::as_select()).first(conn).optional()
 }
 
@@ -324,7 +316,7 @@ pub fn scan_batch(
     needs: ScanNeeds,
     conditions: &SqlConditions,
 ) -> Result<Vec<ContactRecord>> {
-    type Row = (String, String, String, Option<String>, Option<String>, String, chrono::NaiveDateTime);
+    type Row = (ContactId, String, String, Option<String>, Option<String>, ContactStatus, chrono::NaiveDateTime);
     let mut query = contacts::table
         .select((
             contacts::id,
@@ -341,35 +333,35 @@ pub fn scan_batch(
     }
     query = apply_conditions(query, conditions);
     let rows: Vec<Row> = query.order(contacts::id.asc()).limit(limit).load(conn)?;
-    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    let ids: Vec<ContactId> = rows.iter().map(|r| r.0).collect();
+    let mut tags: HashMap<ContactId, Vec<String>> = HashMap::new();
     if needs.tags && !ids.is_empty() {
         for (id, tag) in contact_tags::table
             .filter(contact_tags::contact_id.eq_any(&ids))
             .select((contact_tags::contact_id, contact_tags::tag))
-            .load::<(String, String)>(conn)?
+            .load::<(ContactId, String)>(conn)?
         {
             tags.entry(id).or_default().push(tag);
         }
     }
-    let mut lists: HashMap<String, Vec<String>> = HashMap::new();
+    let mut lists: HashMap<ContactId, Vec<String>> = HashMap::new();
     if needs.lists && !ids.is_empty() {
         for (id, list) in contact_lists::table
             .filter(contact_lists::contact_id.eq_any(&ids))
             .select((contact_lists::contact_id, contact_lists::list_id))
-            .load::<(String, String)>(conn)?
+            .load::<(ContactId, ListId)>(conn)?
         {
-            lists.entry(id).or_default().push(list);
+            lists.entry(id).or_default().push(list.to_string());
         }
     }
-    let mut consents: HashMap<String, Vec<(String, String, String, i64)>> = HashMap::new();
-    let mut with_manifest: Vec<(String, String, String)> = Vec::new();
+    let mut consents: HashMap<ContactId, Vec<(String, String, String, i64)>> = HashMap::new();
+    let mut with_manifest: Vec<(ContactId, String, String)> = Vec::new();
     if needs.consents && !ids.is_empty() {
         for (id, events) in super::consent::list_consent_changes_for_contacts(conn, &ids)? {
             let current = crate::domain::consent::current_consents(&events);
             for consent in &current {
                 if let Some(manifest) = &consent.manifest_id {
-                    with_manifest.push((id.clone(), consent.purpose.to_string(), manifest.clone()));
+                    with_manifest.push((id, consent.purpose.to_string(), manifest.clone()));
                 }
             }
             let state = current
@@ -379,7 +371,7 @@ pub fn scan_batch(
             consents.insert(id, state);
         }
     }
-    let mut naming_us: HashMap<String, Vec<String>> = HashMap::new();
+    let mut naming_us: HashMap<ContactId, Vec<String>> = HashMap::new();
     if !with_manifest.is_empty() {
         let manifests: Vec<String> = with_manifest
             .iter()
@@ -407,7 +399,7 @@ pub fn scan_batch(
                 email,
                 company,
                 country,
-                status,
+                status: status.to_string(),
                 is_role_address,
                 created_at: created_at.and_utc().timestamp(),
                 attributes_json: attributes,
@@ -417,9 +409,9 @@ pub fn scan_batch(
 }
 
 /// What a message needs of a contact: (id, email, attributes JSON, company, country).
-pub type MailRow = (String, String, String, Option<String>, Option<String>);
+pub type MailRow = (ContactId, String, String, Option<String>, Option<String>);
 
-pub fn find_for_mail(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<MailRow>> {
+pub fn find_for_mail(conn: &mut DbConnection, ids: &[ContactId]) -> QueryResult<Vec<MailRow>> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         found.extend(
@@ -433,7 +425,7 @@ pub fn find_for_mail(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec
 }
 
 /// Contacts by id, in id order, with their memberships.
-pub fn find_contacts(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<Contact>> {
+pub fn find_contacts(conn: &mut DbConnection, ids: &[ContactId]) -> Result<Vec<Contact>> {
     let rows = contacts::table
         .filter(contacts::id.eq_any(ids))
         .order(contacts::id.asc())

@@ -1,5 +1,6 @@
 //! Forms and their versions.
 
+use crate::domain::FormId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -9,7 +10,7 @@ use super::schema::{form_versions, forms};
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = forms, treat_none_as_default_value = false)]
 pub struct FormRow {
-    pub id: String,
+    pub id: FormId,
     pub slug: String,
     pub current_version: i32,
     pub created_at: NaiveDateTime,
@@ -19,7 +20,7 @@ pub struct FormRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = form_versions, treat_none_as_default_value = false)]
 pub struct FormVersionRow {
-    pub form_id: String,
+    pub form_id: FormId,
     pub version: i32,
     pub definition: String,
     pub created_by: String,
@@ -45,7 +46,7 @@ pub fn insert_version(conn: &mut DbConnection, version: &FormVersionRow, slug: &
     Ok(())
 }
 
-pub fn find_form(conn: &mut DbConnection, id: &str) -> QueryResult<Option<(FormRow, FormVersionRow)>> {
+pub fn find_form(conn: &mut DbConnection, id: FormId) -> QueryResult<Option<(FormRow, FormVersionRow)>> {
     forms::table
         .inner_join(
             form_versions::table
@@ -87,7 +88,7 @@ pub fn list_forms(
     query.order(forms::id.asc()).limit(limit).load(conn)
 }
 
-pub fn list_versions(conn: &mut DbConnection, form_id: &str) -> QueryResult<Vec<FormVersionRow>> {
+pub fn list_versions(conn: &mut DbConnection, form_id: FormId) -> QueryResult<Vec<FormVersionRow>> {
     form_versions::table
         .filter(form_versions::form_id.eq(form_id))
         .order(form_versions::version.asc())
@@ -95,6 +96,6 @@ pub fn list_versions(conn: &mut DbConnection, form_id: &str) -> QueryResult<Vec<
         .load(conn)
 }
 
-pub fn delete_form(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_form(conn: &mut DbConnection, id: FormId) -> QueryResult<usize> {
     diesel::delete(forms::table.find(id)).execute(conn)
 }

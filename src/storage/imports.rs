@@ -27,7 +27,7 @@ pub struct ManifestRow {
 #[diesel(table_name = import_jobs, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct ImportJobRow {
     pub id: String,
-    pub status: String,
+    pub status: ImportStatus,
     pub format: String,
     pub options: String,
     pub file_path: Option<String>,
@@ -82,8 +82,8 @@ pub fn job_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<bool>
     diesel::select(diesel::dsl::exists(
         import_jobs::table.filter(
             import_jobs::status
-                .eq(ImportStatus::Queued.as_str())
-                .or(import_jobs::status.eq(ImportStatus::Running.as_str()).and(import_jobs::lease_until.lt(now))),
+                .eq(ImportStatus::Queued)
+                .or(import_jobs::status.eq(ImportStatus::Running).and(import_jobs::lease_until.lt(now))),
         ),
     ))
     .get_result(conn)
@@ -97,8 +97,8 @@ pub fn claim_job(
 ) -> QueryResult<Option<ImportJobRow>> {
     let claimable = || {
         import_jobs::status
-            .eq(ImportStatus::Queued.as_str())
-            .or(import_jobs::status.eq(ImportStatus::Running.as_str()).and(import_jobs::lease_until.lt(now)))
+            .eq(ImportStatus::Queued)
+            .or(import_jobs::status.eq(ImportStatus::Running).and(import_jobs::lease_until.lt(now)))
     };
     let Some(id) = import_jobs::table
         .filter(claimable())
@@ -110,7 +110,7 @@ pub fn claim_job(
         return Ok(None);
     };
     let claimed = diesel::update(import_jobs::table.find(&id).filter(claimable()))
-        .set((import_jobs::status.eq(ImportStatus::Running.as_str()), import_jobs::lease_until.eq(until)))
+        .set((import_jobs::status.eq(ImportStatus::Running), import_jobs::lease_until.eq(until)))
         .execute(conn)?;
     if claimed == 0 {
         return Ok(None);
@@ -128,11 +128,11 @@ pub fn claim_job_by_id(
     let claimed = diesel::update(
         import_jobs::table.find(id).filter(
             import_jobs::status
-                .eq(ImportStatus::Queued.as_str())
-                .or(import_jobs::status.eq(ImportStatus::Running.as_str()).and(import_jobs::lease_until.lt(now))),
+                .eq(ImportStatus::Queued)
+                .or(import_jobs::status.eq(ImportStatus::Running).and(import_jobs::lease_until.lt(now))),
         ),
     )
-    .set((import_jobs::status.eq(ImportStatus::Running.as_str()), import_jobs::lease_until.eq(until)))
+    .set((import_jobs::status.eq(ImportStatus::Running), import_jobs::lease_until.eq(until)))
     .execute(conn)?;
     if claimed == 0 {
         return Ok(None);

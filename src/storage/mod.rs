@@ -23,6 +23,7 @@ pub mod plugins;
 pub mod preferences;
 pub mod schema;
 pub mod secrets;
+mod sql_types;
 pub mod stats;
 pub mod suppressions;
 pub mod surveys;

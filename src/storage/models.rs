@@ -7,20 +7,22 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{api_keys, contact_lists, contact_tags, contacts, lists, server_secrets, users};
-use crate::domain::{self, Contact, ContactId, Country, Email, List, ListId, Tag};
+use crate::domain::{
+    self, ApiKeyId, Contact, ContactId, ContactStatus, Country, Email, List, ListId, OptInMode, Role, Tag, UserId,
+};
 use crate::error::{Error, Result};
 
 // A row is written whole: `None` clears a column rather than leaving it unchanged.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = contacts, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct ContactRow {
-    pub id: String,
+    pub id: ContactId,
     pub email: String,
     pub email_key: String,
     pub attributes: String,
     pub company: Option<String>,
     pub country: Option<String>,
-    pub status: String,
+    pub status: ContactStatus,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -28,25 +30,25 @@ pub struct ContactRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = contact_tags, treat_none_as_default_value = false)]
 pub struct ContactTagRow {
-    pub contact_id: String,
+    pub contact_id: ContactId,
     pub tag: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = contact_lists, treat_none_as_default_value = false)]
 pub struct ContactListRow {
-    pub contact_id: String,
-    pub list_id: String,
+    pub contact_id: ContactId,
+    pub list_id: ListId,
     pub added_at: NaiveDateTime,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = lists, treat_none_as_default_value = false)]
 pub struct ListRow {
-    pub id: String,
+    pub id: ListId,
     pub name: String,
     pub description: String,
-    pub opt_in: String,
+    pub opt_in: OptInMode,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -54,11 +56,11 @@ pub struct ListRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = users, treat_none_as_default_value = false)]
 pub struct UserRow {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub email_key: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     /// Moves on when the password changes: tokens of an older generation are refused.
@@ -68,12 +70,12 @@ pub struct UserRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys, treat_none_as_default_value = false)]
 pub struct ApiKeyRow {
-    pub id: String,
+    pub id: ApiKeyId,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub prefix: String,
     pub secret_hash: String,
-    pub created_by: Option<String>,
+    pub created_by: Option<UserId>,
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
@@ -101,69 +103,62 @@ pub fn parse_id<T: std::str::FromStr>(what: &str, value: &str) -> Result<T> {
 
 impl ContactRow {
     /// The domain contact, with the tags and list ids loaded beside the row.
-    pub fn into_contact(self, tags: Vec<String>, list_ids: Vec<String>) -> Result<Contact> {
+    pub fn into_contact(self, tags: Vec<String>, lists: Vec<ListId>) -> Result<Contact> {
         let attributes = match serde_json::from_str(&self.attributes) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => return Err(corrupt("contact attributes", &self.attributes)),
         };
-        let lists = list_ids.iter().map(|id| parse_id::<ListId>("list id", id)).collect::<Result<_>>()?;
         Ok(Contact {
-            id: parse_id::<ContactId>("contact id", &self.id)?,
+            id: self.id,
             email: Email::from_trusted(self.email),
             attributes,
             tags: tags.into_iter().map(Tag::from_trusted).collect(),
-            lists,
+            lists: lists.into_iter().collect(),
             company: self.company,
             country: self.country.map(Country::from_trusted),
-            status: self.status.parse().map_err(|_| corrupt("contact status", &self.status))?,
+            status: self.status,
             created_at: utc(self.created_at),
             updated_at: utc(self.updated_at),
         })
     }
 }
 
-impl TryFrom<ListRow> for List {
-    type Error = Error;
-
-    fn try_from(row: ListRow) -> Result<Self> {
-        Ok(List {
-            id: parse_id("list id", &row.id)?,
-            opt_in: row.opt_in.parse::<domain::OptInMode>().map_err(|_| corrupt("opt-in mode", &row.opt_in))?,
+impl From<ListRow> for List {
+    fn from(row: ListRow) -> Self {
+        List {
+            id: row.id,
+            opt_in: row.opt_in,
             name: row.name,
             description: row.description,
             created_at: utc(row.created_at),
             updated_at: utc(row.updated_at),
-        })
+        }
     }
 }
 
-impl TryFrom<UserRow> for domain::User {
-    type Error = Error;
-
-    fn try_from(row: UserRow) -> Result<Self> {
-        Ok(domain::User {
-            id: parse_id("user id", &row.id)?,
+impl From<UserRow> for domain::User {
+    fn from(row: UserRow) -> Self {
+        domain::User {
+            id: row.id,
             email: Email::from_trusted(row.email),
-            role: row.role.parse().map_err(|_| corrupt("role", &row.role))?,
+            role: row.role,
             created_at: utc(row.created_at),
             updated_at: utc(row.updated_at),
-        })
+        }
     }
 }
 
-impl TryFrom<ApiKeyRow> for domain::ApiKey {
-    type Error = Error;
-
-    fn try_from(row: ApiKeyRow) -> Result<Self> {
-        Ok(domain::ApiKey {
-            id: parse_id("api key id", &row.id)?,
-            role: row.role.parse().map_err(|_| corrupt("role", &row.role))?,
-            created_by: row.created_by.as_deref().map(|id| parse_id("user id", id)).transpose()?,
+impl From<ApiKeyRow> for domain::ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        domain::ApiKey {
+            id: row.id,
+            role: row.role,
+            created_by: row.created_by,
             name: row.name,
             prefix: row.prefix,
             created_at: utc(row.created_at),
             last_used_at: row.last_used_at.map(utc),
             revoked_at: row.revoked_at.map(utc),
-        })
+        }
     }
 }

@@ -1,5 +1,9 @@
 //! Partners, their keys and the leads exchanged with them.
 
+use crate::domain::{
+    ContactId, LeadId, PartnerId, partner::InboundPolicy, partner::LeadDirection, partner::LeadStatus,
+    partner::PartnerStatus,
+};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -9,18 +13,18 @@ use super::schema::{partner_keys, partner_leads, partners};
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = partners, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct PartnerRow {
-    pub id: String,
+    pub id: PartnerId,
     pub name: String,
     pub legal_name: String,
     pub description: String,
     pub privacy_policy_url: String,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
-    pub inbound_policy: String,
+    pub inbound_policy: InboundPolicy,
     /// JSON array of list ids a lead from this partner joins.
     pub inbound_lists: String,
     pub share_plugin: Option<String>,
-    pub status: String,
+    pub status: PartnerStatus,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -29,7 +33,7 @@ pub struct PartnerRow {
 #[diesel(table_name = partner_keys, treat_none_as_default_value = false)]
 pub struct PartnerKeyRow {
     pub id: String,
-    pub partner_id: String,
+    pub partner_id: PartnerId,
     pub prefix: String,
     pub secret_hash: String,
     pub created_at: NaiveDateTime,
@@ -40,12 +44,12 @@ pub struct PartnerKeyRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = partner_leads, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct LeadRow {
-    pub id: String,
-    pub partner_id: String,
-    pub contact_id: Option<String>,
-    pub direction: String,
+    pub id: LeadId,
+    pub partner_id: PartnerId,
+    pub contact_id: Option<ContactId>,
+    pub direction: LeadDirection,
     pub partner_lead_id: Option<String>,
-    pub status: String,
+    pub status: LeadStatus,
     /// Outbound: what the share hook mapped; inbound: the lead as received (its proof).
     pub payload: String,
     pub created_at: NaiveDateTime,
@@ -62,11 +66,11 @@ pub fn update_partner(conn: &mut DbConnection, row: &PartnerRow) -> QueryResult<
     diesel::update(partners::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn find_partner(conn: &mut DbConnection, id: &str) -> QueryResult<Option<PartnerRow>> {
+pub fn find_partner(conn: &mut DbConnection, id: PartnerId) -> QueryResult<Option<PartnerRow>> {
     partners::table.find(id).select(PartnerRow::as_select()).first(conn).optional()
 }
 
-pub fn find_partners(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<PartnerRow>> {
+pub fn find_partners(conn: &mut DbConnection, ids: &[PartnerId]) -> QueryResult<Vec<PartnerRow>> {
     partners::table.filter(partners::id.eq_any(ids)).select(PartnerRow::as_select()).load(conn)
 }
 
@@ -79,12 +83,12 @@ pub fn list_partners(conn: &mut DbConnection, after: Option<&str>, limit: i64) -
 }
 
 /// Deletes a partner and its keys; refused by the caller while leads name it.
-pub fn delete_partner(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_partner(conn: &mut DbConnection, id: PartnerId) -> QueryResult<usize> {
     diesel::delete(partner_keys::table.filter(partner_keys::partner_id.eq(id))).execute(conn)?;
     diesel::delete(partners::table.find(id)).execute(conn)
 }
 
-pub fn count_leads(conn: &mut DbConnection, partner_id: &str) -> QueryResult<i64> {
+pub fn count_leads(conn: &mut DbConnection, partner_id: PartnerId) -> QueryResult<i64> {
     partner_leads::table.filter(partner_leads::partner_id.eq(partner_id)).count().get_result(conn)
 }
 
@@ -92,7 +96,7 @@ pub fn insert_key(conn: &mut DbConnection, row: &PartnerKeyRow) -> QueryResult<u
     diesel::insert_into(partner_keys::table).values(row).execute(conn)
 }
 
-pub fn list_keys(conn: &mut DbConnection, partner_id: &str) -> QueryResult<Vec<PartnerKeyRow>> {
+pub fn list_keys(conn: &mut DbConnection, partner_id: PartnerId) -> QueryResult<Vec<PartnerKeyRow>> {
     partner_keys::table
         .filter(partner_keys::partner_id.eq(partner_id))
         .order(partner_keys::id.asc())
@@ -108,7 +112,7 @@ pub fn find_key_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Opti
         .optional()
 }
 
-pub fn revoke_key(conn: &mut DbConnection, partner_id: &str, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
+pub fn revoke_key(conn: &mut DbConnection, partner_id: PartnerId, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(partner_keys::table.find(id).filter(partner_keys::partner_id.eq(partner_id)))
         .set(partner_keys::revoked_at.eq(at))
         .execute(conn)
@@ -126,7 +130,7 @@ pub fn update_lead(conn: &mut DbConnection, row: &LeadRow) -> QueryResult<usize>
     diesel::update(partner_leads::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn find_lead(conn: &mut DbConnection, partner_id: &str, id: &str) -> QueryResult<Option<LeadRow>> {
+pub fn find_lead(conn: &mut DbConnection, partner_id: PartnerId, id: LeadId) -> QueryResult<Option<LeadRow>> {
     partner_leads::table
         .find(id)
         .filter(partner_leads::partner_id.eq(partner_id))
@@ -136,7 +140,7 @@ pub fn find_lead(conn: &mut DbConnection, partner_id: &str, id: &str) -> QueryRe
 }
 
 /// The lead a partner sent with its own id.
-pub fn find_inbound_lead(conn: &mut DbConnection, partner_id: &str, theirs: &str) -> QueryResult<Option<LeadRow>> {
+pub fn find_inbound_lead(conn: &mut DbConnection, partner_id: PartnerId, theirs: &str) -> QueryResult<Option<LeadRow>> {
     partner_leads::table
         .filter(partner_leads::partner_id.eq(partner_id))
         .filter(partner_leads::direction.eq("inbound"))
@@ -147,7 +151,11 @@ pub fn find_inbound_lead(conn: &mut DbConnection, partner_id: &str, theirs: &str
 }
 
 /// A contact's leads in one direction, every partner.
-pub fn list_contact_leads(conn: &mut DbConnection, contact_id: &str, direction: &str) -> QueryResult<Vec<LeadRow>> {
+pub fn list_contact_leads(
+    conn: &mut DbConnection,
+    contact_id: ContactId,
+    direction: LeadDirection,
+) -> QueryResult<Vec<LeadRow>> {
     partner_leads::table
         .filter(partner_leads::contact_id.eq(contact_id))
         .filter(partner_leads::direction.eq(direction))
@@ -159,7 +167,7 @@ pub fn list_contact_leads(conn: &mut DbConnection, contact_id: &str, direction: 
 /// A partner's leads in one direction, a page at a time, but those in `except_statuses`.
 pub fn list_partner_leads(
     conn: &mut DbConnection,
-    partner_id: &str,
+    partner_id: PartnerId,
     direction: &str,
     except_statuses: &[&str],
     after: Option<&str>,
@@ -180,13 +188,13 @@ pub fn list_partner_leads(
 }
 
 /// Erasure: the leads stay as counts, without the contact or its data.
-pub fn redact_contact(conn: &mut DbConnection, contact_id: &str) -> QueryResult<usize> {
+pub fn redact_contact(conn: &mut DbConnection, contact_id: ContactId) -> QueryResult<usize> {
     diesel::update(partner_leads::table.filter(partner_leads::contact_id.eq(contact_id)))
         .set((partner_leads::contact_id.eq(None::<String>), partner_leads::payload.eq("{}")))
         .execute(conn)
 }
 
-pub fn find_lead_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<LeadRow>> {
+pub fn find_lead_by_id(conn: &mut DbConnection, id: LeadId) -> QueryResult<Option<LeadRow>> {
     partner_leads::table.find(id).select(LeadRow::as_select()).first(conn).optional()
 }
 
@@ -194,10 +202,10 @@ pub fn find_lead_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<
 /// ended before it shared them.
 pub fn list_queued_due(
     conn: &mut DbConnection,
-    status: &str,
+    status: LeadStatus,
     now: NaiveDateTime,
     limit: i64,
-) -> QueryResult<Vec<String>> {
+) -> QueryResult<Vec<LeadId>> {
     partner_leads::table
         .filter(partner_leads::status.eq(status))
         .filter(partner_leads::lease_until.is_null().or(partner_leads::lease_until.lt(now)))
@@ -212,8 +220,8 @@ pub fn list_queued_due(
 /// row lock, so two instances never both take it.
 pub fn lease_queued(
     conn: &mut DbConnection,
-    id: &str,
-    status: &str,
+    id: LeadId,
+    status: LeadStatus,
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<bool> {

@@ -1,5 +1,6 @@
 //! Plugins stored through the API, their versions, and segments.
 
+use crate::domain::SegmentId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -32,7 +33,7 @@ pub struct PluginVersionRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = segments, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SegmentRow {
-    pub id: String,
+    pub id: SegmentId,
     pub name: String,
     pub description: String,
     pub script: Option<String>,
@@ -95,7 +96,7 @@ pub fn update_segment(conn: &mut DbConnection, row: &SegmentRow) -> QueryResult<
     diesel::update(segments::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn find_segment(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SegmentRow>> {
+pub fn find_segment(conn: &mut DbConnection, id: SegmentId) -> QueryResult<Option<SegmentRow>> {
     segments::table.find(id).select(SegmentRow::as_select()).first(conn).optional()
 }
 
@@ -107,6 +108,6 @@ pub fn list_segments(conn: &mut DbConnection, after: Option<&str>, limit: i64) -
     query.order(segments::id.asc()).limit(limit).load(conn)
 }
 
-pub fn delete_segment(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_segment(conn: &mut DbConnection, id: SegmentId) -> QueryResult<usize> {
     diesel::delete(segments::table.find(id)).execute(conn)
 }

@@ -1,6 +1,7 @@
 //! What guards the preference centre: when a contact's links were last revoked, and the
 //! single-use requests to download or erase a person's data.
 
+use crate::domain::ContactId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -11,7 +12,7 @@ use super::schema::{contact_link_revocations, data_requests};
 #[diesel(table_name = data_requests, treat_none_as_default_value = false)]
 pub struct DataRequestRow {
     pub id: String,
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// `download` or `erase`.
     pub action: String,
     pub created_at: NaiveDateTime,
@@ -19,12 +20,12 @@ pub struct DataRequestRow {
     pub used_at: Option<NaiveDateTime>,
 }
 
-pub fn find_links_revoked_at(conn: &mut DbConnection, contact_id: &str) -> QueryResult<Option<NaiveDateTime>> {
+pub fn find_links_revoked_at(conn: &mut DbConnection, contact_id: ContactId) -> QueryResult<Option<NaiveDateTime>> {
     contact_link_revocations::table.find(contact_id).select(contact_link_revocations::revoked_at).first(conn).optional()
 }
 
 /// Links signed up to `at` stop working.
-pub fn upsert_links_revoked_at(conn: &mut DbConnection, contact_id: &str, at: NaiveDateTime) -> QueryResult<()> {
+pub fn upsert_links_revoked_at(conn: &mut DbConnection, contact_id: ContactId, at: NaiveDateTime) -> QueryResult<()> {
     let changed = diesel::update(contact_link_revocations::table.find(contact_id))
         .set(contact_link_revocations::revoked_at.eq(at))
         .execute(conn)?;

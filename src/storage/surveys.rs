@@ -1,5 +1,6 @@
 //! Surveys and the answers people gave.
 
+use crate::domain::{ContactId, SurveyId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -9,7 +10,7 @@ use super::schema::{survey_responses, surveys};
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = surveys, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SurveyRow {
-    pub id: String,
+    pub id: SurveyId,
     pub name: String,
     pub title: String,
     pub intro: String,
@@ -24,8 +25,8 @@ pub struct SurveyRow {
 #[diesel(table_name = survey_responses, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct ResponseRow {
     pub id: String,
-    pub survey_id: String,
-    pub contact_id: String,
+    pub survey_id: SurveyId,
+    pub contact_id: ContactId,
     /// JSON object: question id → answer, in the order given.
     pub answers: String,
     pub status: String,
@@ -49,7 +50,7 @@ pub fn update_survey(conn: &mut DbConnection, row: &SurveyRow) -> QueryResult<us
     diesel::update(surveys::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn find_survey(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SurveyRow>> {
+pub fn find_survey(conn: &mut DbConnection, id: SurveyId) -> QueryResult<Option<SurveyRow>> {
     surveys::table.find(id).select(SurveyRow::as_select()).first(conn).optional()
 }
 
@@ -61,7 +62,7 @@ pub fn list_surveys(conn: &mut DbConnection, after: Option<&str>, limit: i64) ->
     query.order(surveys::id.asc()).limit(limit).load(conn)
 }
 
-pub fn delete_survey(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_survey(conn: &mut DbConnection, id: SurveyId) -> QueryResult<usize> {
     diesel::delete(survey_responses::table.filter(survey_responses::survey_id.eq(id))).execute(conn)?;
     diesel::delete(surveys::table.find(id)).execute(conn)
 }
@@ -81,8 +82,8 @@ pub fn find_response(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Re
 /// A contact's response to a survey, if it started one.
 pub fn find_contact_response(
     conn: &mut DbConnection,
-    survey_id: &str,
-    contact_id: &str,
+    survey_id: SurveyId,
+    contact_id: ContactId,
 ) -> QueryResult<Option<ResponseRow>> {
     survey_responses::table
         .filter(survey_responses::survey_id.eq(survey_id))
@@ -92,7 +93,7 @@ pub fn find_contact_response(
         .optional()
 }
 
-pub fn list_contact_responses(conn: &mut DbConnection, contact_id: &str) -> QueryResult<Vec<ResponseRow>> {
+pub fn list_contact_responses(conn: &mut DbConnection, contact_id: ContactId) -> QueryResult<Vec<ResponseRow>> {
     survey_responses::table
         .filter(survey_responses::contact_id.eq(contact_id))
         .order(survey_responses::id.asc())
@@ -100,14 +101,14 @@ pub fn list_contact_responses(conn: &mut DbConnection, contact_id: &str) -> Quer
         .load(conn)
 }
 
-pub fn delete_contact_responses(conn: &mut DbConnection, contact_id: &str) -> QueryResult<usize> {
+pub fn delete_contact_responses(conn: &mut DbConnection, contact_id: ContactId) -> QueryResult<usize> {
     diesel::delete(survey_responses::table.filter(survey_responses::contact_id.eq(contact_id))).execute(conn)
 }
 
 /// A survey's responses, a page at a time, oldest first.
 pub fn list_survey_responses(
     conn: &mut DbConnection,
-    survey_id: &str,
+    survey_id: SurveyId,
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<ResponseRow>> {

@@ -1,5 +1,6 @@
 //! The users table.
 
+use crate::domain::UserId;
 use diesel::prelude::*;
 
 use super::DbConnection;
@@ -10,7 +11,7 @@ pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> QueryResult<()> {
     diesel::insert_into(users::table).values(row).execute(conn).map(|_| ())
 }
 
-pub fn find_user(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+pub fn find_user(conn: &mut DbConnection, id: UserId) -> QueryResult<Option<UserRow>> {
     users::table.find(id).select(UserRow::as_select()).first(conn).optional()
 }
 
@@ -38,6 +39,6 @@ pub fn update_user(conn: &mut DbConnection, row: &UserRow) -> QueryResult<usize>
     diesel::update(users::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn delete_user(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_user(conn: &mut DbConnection, id: UserId) -> QueryResult<usize> {
     diesel::delete(users::table.find(id)).execute(conn)
 }

@@ -1,5 +1,6 @@
 //! Webhook subscriptions, the outbox of events to deliver, and every delivery attempt.
 
+use crate::domain::{ContactId, DeliveryId, LeadId, WebhookId, partner::DeliveryStatus, partner::EventType};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -9,7 +10,7 @@ use super::schema::{delivery_attempts, webhook_deliveries, webhook_subscriptions
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = webhook_subscriptions, treat_none_as_default_value = false)]
 pub struct SubscriptionRow {
-    pub id: String,
+    pub id: WebhookId,
     pub url: String,
     pub secret: String,
     /// JSON array of event types.
@@ -23,15 +24,15 @@ pub struct SubscriptionRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = webhook_deliveries, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct DeliveryRow {
-    pub id: String,
+    pub id: DeliveryId,
     /// `partner:<id>` or `subscription:<id>`.
     pub target: String,
     pub event_id: String,
-    pub event_type: String,
-    pub lead_id: Option<String>,
+    pub event_type: EventType,
+    pub lead_id: Option<LeadId>,
     /// The event as sent: `{"id", "type", "created_at", "data"}`.
     pub payload: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: NaiveDateTime,
     pub lease_until: Option<NaiveDateTime>,
@@ -44,7 +45,7 @@ pub struct DeliveryRow {
 #[diesel(table_name = delivery_attempts, treat_none_as_default_value = false)]
 pub struct AttemptRow {
     pub id: String,
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub attempted_at: NaiveDateTime,
     pub duration_ms: i64,
     pub status_code: Option<i32>,
@@ -59,7 +60,7 @@ pub fn update_subscription(conn: &mut DbConnection, row: &SubscriptionRow) -> Qu
     diesel::update(webhook_subscriptions::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn find_subscription(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SubscriptionRow>> {
+pub fn find_subscription(conn: &mut DbConnection, id: WebhookId) -> QueryResult<Option<SubscriptionRow>> {
     webhook_subscriptions::table.find(id).select(SubscriptionRow::as_select()).first(conn).optional()
 }
 
@@ -82,7 +83,7 @@ pub fn list_active_subscriptions(conn: &mut DbConnection) -> QueryResult<Vec<Sub
         .load(conn)
 }
 
-pub fn delete_subscription(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+pub fn delete_subscription(conn: &mut DbConnection, id: WebhookId) -> QueryResult<usize> {
     diesel::delete(webhook_subscriptions::table.find(id)).execute(conn)
 }
 
@@ -98,7 +99,7 @@ pub fn update_delivery(conn: &mut DbConnection, row: &DeliveryRow) -> QueryResul
     diesel::update(webhook_deliveries::table.find(&row.id)).set(row).execute(conn)
 }
 
-pub fn find_delivery(conn: &mut DbConnection, id: &str) -> QueryResult<Option<DeliveryRow>> {
+pub fn find_delivery(conn: &mut DbConnection, id: DeliveryId) -> QueryResult<Option<DeliveryRow>> {
     webhook_deliveries::table.find(id).select(DeliveryRow::as_select()).first(conn).optional()
 }
 
@@ -151,7 +152,7 @@ pub fn claim_due(
     until: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<Vec<DeliveryRow>> {
-    let ids: Vec<String> = webhook_deliveries::table
+    let ids: Vec<DeliveryId> = webhook_deliveries::table
         .filter(due!(now))
         .order(webhook_deliveries::next_attempt_at.asc())
         .select(webhook_deliveries::id)
@@ -160,11 +161,11 @@ pub fn claim_due(
     let mut claimed = Vec::new();
     for id in ids {
         // The condition again: on PostgreSQL another instance may have taken it meanwhile.
-        let taken = diesel::update(webhook_deliveries::table.find(&id).filter(due!(now)))
+        let taken = diesel::update(webhook_deliveries::table.find(id).filter(due!(now)))
             .set(webhook_deliveries::lease_until.eq(until))
             .execute(conn)?;
         if taken == 1
-            && let Some(row) = find_delivery(conn, &id)?
+            && let Some(row) = find_delivery(conn, id)?
         {
             claimed.push(row);
         }
@@ -175,8 +176,8 @@ pub fn claim_due(
 /// Deliveries whose payload names the contact, or that carry one of its leads.
 pub fn list_deliveries_mentioning(
     conn: &mut DbConnection,
-    contact_id: &str,
-    lead_ids: &[String],
+    contact_id: ContactId,
+    lead_ids: &[LeadId],
 ) -> QueryResult<Vec<DeliveryRow>> {
     webhook_deliveries::table
         .filter(
@@ -192,7 +193,7 @@ pub fn insert_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<
     diesel::insert_into(delivery_attempts::table).values(row).execute(conn)
 }
 
-pub fn list_attempts(conn: &mut DbConnection, delivery_ids: &[String]) -> QueryResult<Vec<AttemptRow>> {
+pub fn list_attempts(conn: &mut DbConnection, delivery_ids: &[DeliveryId]) -> QueryResult<Vec<AttemptRow>> {
     delivery_attempts::table
         .filter(delivery_attempts::delivery_id.eq_any(delivery_ids))
         .order(delivery_attempts::id.asc())

@@ -424,7 +424,7 @@ impl TestApp {
     /// tests about something else (campaigns) write it as the confirmation does.
     pub async fn confirmed_double_opt_in(&self, contact_id: &str, list_id: &str) {
         use consento::domain::consent::{ConsentAction, ConsentBasis, Evidence, Purpose};
-        let (contact_id, purpose) = (contact_id.to_owned(), Purpose::List(list_id.parse().unwrap()));
+        let (contact_id, purpose) = (contact_id.parse().unwrap(), Purpose::List(list_id.parse().unwrap()));
         self.state
             .db
             .write(move |conn| {

@@ -639,13 +639,13 @@ async fn a_lead_left_queued_by_a_crash_is_shared_by_the_worker_and_only_once() {
 
     // A confirming transaction queued the lead and committed; the request then died
     // before running the hook. Its lease is over.
-    let contact_id = app.contact_by_email("max@example.org").await.unwrap()["id"].as_str().unwrap().to_owned();
-    let partner_id = acme_id.clone();
+    let contact_id = app.contact_by_email("max@example.org").await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let partner_id = acme_id.parse().unwrap();
     let claim = app
         .state
         .db
         .write(move |conn| {
-            let claim = consento::services::partners::queue_share_in(conn, &contact_id, &partner_id)?;
+            let claim = consento::services::partners::queue_share_in(conn, contact_id, partner_id)?;
             let past = consento::storage::now() - chrono::TimeDelta::minutes(5);
             diesel::update(partner_leads::table.filter(partner_leads::status.eq("queued")))
                 .set(partner_leads::lease_until.eq(Some(past)))

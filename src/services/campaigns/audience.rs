@@ -137,7 +137,7 @@ impl AudienceWalk {
                 .await?
         };
         self.done = batch.len() as i64 != BATCH;
-        self.cursor = batch.last().map(|f| f.id.clone());
+        self.cursor = batch.last().map(|f| f.id.to_string());
         if batch.is_empty() {
             return Ok(None);
         }
@@ -171,7 +171,7 @@ fn judge(
         };
         let facts = Arc::try_unwrap(contact.0).unwrap_or_else(|shared| {
             ContactFacts::from(ContactRecord {
-                id: shared.id.clone(),
+                id: shared.id,
                 email: shared.email.clone(),
                 lists: shared.lists.clone(),
                 ..ContactRecord::default()
@@ -186,7 +186,7 @@ async fn audience_predicate(ctx: &CampaignContext, campaign: &Campaign) -> Resul
     let lists: Vec<String> = campaign.lists.iter().map(ToString::to_string).collect();
     let predicate = match campaign.segment {
         Some(id) => {
-            let segment = segments::find_segment(&ctx.db, id.to_string()).await?;
+            let segment = segments::find_segment(&ctx.db, id).await?;
             Predicate::compile(&ctx.db, &ctx.scripts, &segments::rule_of(&segment)?).await?
         }
         None => Predicate::everyone(),
@@ -223,7 +223,7 @@ pub async fn check_audience(ctx: &CampaignContext, id: CampaignId) -> Result<Aud
 pub async fn prepare_recipients(ctx: &CampaignContext, campaign: &Campaign) -> Result<u64> {
     let predicate = audience_predicate(ctx, campaign).await?;
     let policy = Policy::load(ctx, campaign).await?;
-    let campaign_id = campaign.id.to_string();
+    let campaign_id = campaign.id;
     let lists: Vec<String> = campaign.lists.iter().map(ToString::to_string).collect();
     // Each batch of rows is written in its own short transaction, so that a long
     // preparation does not hold SQLite's write lock.
@@ -243,13 +243,11 @@ pub async fn prepare_recipients(ctx: &CampaignContext, campaign: &Campaign) -> R
                 let facts = facts.into_record();
                 RecipientRow {
                     id: uuid::Uuid::now_v7().to_string(),
-                    campaign_id: campaign_id.clone(),
+                    campaign_id,
                     contact_id: Some(facts.id),
                     email: facts.email,
-                    list_id: list,
-                    status: if verdict.send { RecipientStatus::Pending } else { RecipientStatus::Excluded }
-                        .as_str()
-                        .to_owned(),
+                    list_id: list.and_then(|id| id.parse().ok()),
+                    status: if verdict.send { RecipientStatus::Pending } else { RecipientStatus::Excluded },
                     reason: verdict.reason,
                     attempts: 0,
                     next_attempt_at: now,

@@ -72,13 +72,13 @@ impl TryFrom<CampaignRow> for Campaign {
 
     fn try_from(row: CampaignRow) -> Result<Self> {
         let lists: Vec<String> = serde_json::from_str(&row.lists).map_err(Error::internal)?;
-        let status = status_of(&row)?;
+        let status = row.status;
         Ok(Self {
-            id: parse_id("campaign id", &row.id)?,
+            id: row.id,
             lists: lists.iter().map(|id| parse_id("list id", id)).collect::<Result<_>>()?,
-            segment: row.segment_id.as_deref().map(|id| parse_id("segment id", id)).transpose()?,
-            kind: row.kind.parse().map_err(Error::internal)?,
-            purpose: row.purpose.parse().map_err(Error::internal)?,
+            segment: row.segment_id,
+            kind: row.kind,
+            purpose: row.purpose,
             tracking: Tracking { opens: row.track_opens, clicks: row.track_clicks, individual: row.track_individual },
             name: row.name,
             subject: row.subject,
@@ -194,19 +194,19 @@ fn check_draft(draft: &CampaignDraft, mail_from: &str) -> Result<String> {
 
 /// Lists and segment must exist, the policy plugin must define `eligible`.
 async fn check_references(ctx: &CampaignContext, draft: &CampaignDraft) -> Result<()> {
-    let lists: Vec<String> = draft.lists.iter().map(ToString::to_string).collect();
-    let segment = draft.segment.map(|id| id.to_string());
+    let lists: Vec<ListId> = draft.lists.to_vec();
+    let segment = draft.segment;
     let missing = ctx
         .db
         .read(move |conn| {
             let mut missing = Vec::new();
             for (index, id) in lists.iter().enumerate() {
-                if storage::lists::find_list(conn, id)?.is_none() {
+                if storage::lists::find_list(conn, *id)?.is_none() {
                     missing.push(FieldError::new(format!("lists[{index}]"), format!("there is no list {id}")));
                 }
             }
             if let Some(id) = segment
-                && storage::plugins::find_segment(conn, &id)?.is_none()
+                && storage::plugins::find_segment(conn, id)?.is_none()
             {
                 missing.push(FieldError::new("segment_id", format!("there is no segment {id}")));
             }
@@ -230,7 +230,7 @@ async fn check_references(ctx: &CampaignContext, draft: &CampaignDraft) -> Resul
 }
 
 fn to_row(
-    id: String,
+    id: CampaignId,
     draft: CampaignDraft,
     from: String,
     default_threshold: f64,
@@ -246,15 +246,15 @@ fn to_row(
         text_body: draft.text_body,
         lists: serde_json::to_string(&draft.lists.iter().map(ToString::to_string).collect::<Vec<_>>())
             .unwrap_or_else(|_| "[]".to_owned()),
-        segment_id: draft.segment.map(|id| id.to_string()),
-        kind: draft.kind.as_str().to_owned(),
-        purpose: draft.purpose.as_str().to_owned(),
+        segment_id: draft.segment,
+        kind: draft.kind,
+        purpose: draft.purpose,
         policy_plugin: draft.policy_plugin,
         track_opens: draft.tracking.opens,
         track_clicks: draft.tracking.clicks,
         track_individual: draft.tracking.individual,
         complaint_threshold: draft.complaint_threshold.unwrap_or(default_threshold),
-        status: CampaignStatus::Draft.as_str().to_owned(),
+        status: CampaignStatus::Draft,
         status_reason: None,
         scheduled_at: None,
         started_at: None,
@@ -270,7 +270,7 @@ fn to_row(
 pub async fn create_campaign(ctx: &CampaignContext, draft: CampaignDraft) -> Result<Campaign> {
     let from = check_draft(&draft, &ctx.mail_from)?;
     check_references(ctx, &draft).await?;
-    let row = to_row(CampaignId::new().to_string(), draft, from, ctx.complaint_threshold, storage::now());
+    let row = to_row(CampaignId::new(), draft, from, ctx.complaint_threshold, storage::now());
     ctx.db
         .write(move |conn| {
             repo::insert_campaign(conn, &row)?;
@@ -293,14 +293,14 @@ pub async fn update_campaign(
     let now = storage::now();
     ctx.db
         .write(move |conn| {
-            let stored = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-            if !status_of(&stored)?.is_editable() {
+            let stored = repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?;
+            if !stored.status.is_editable() {
                 return Err(Error::Conflict(format!(
                     "the campaign is {}; only a draft or scheduled one can change",
                     stored.status
                 )));
             }
-            let mut row = to_row(stored.id.clone(), draft, from, stored.complaint_threshold, now);
+            let mut row = to_row(stored.id, draft, from, stored.complaint_threshold, now);
             row.status = stored.status;
             row.scheduled_at = stored.scheduled_at;
             row.created_at = stored.created_at;
@@ -311,7 +311,7 @@ pub async fn update_campaign(
 }
 
 pub async fn find_campaign(db: &Db, id: CampaignId) -> Result<Campaign> {
-    db.read(move |conn| repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?.try_into()).await
+    db.read(move |conn| repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?.try_into()).await
 }
 
 pub async fn list_campaigns(db: &Db, page: PageRequest) -> Result<Page<Campaign>> {
@@ -328,14 +328,14 @@ pub async fn list_campaigns(db: &Db, page: PageRequest) -> Result<Page<Campaign>
 /// Deletes a campaign that never sent; a sent one is the record of what went to whom.
 pub async fn delete_campaign(db: &Db, id: CampaignId) -> Result<()> {
     db.write(move |conn| {
-        let stored = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        if !status_of(&stored)?.is_editable() {
+        let stored = repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?;
+        if !stored.status.is_editable() {
             return Err(Error::Conflict(format!(
                 "the campaign is {}; a campaign that started sending is kept as the record of what was sent",
                 stored.status
             )));
         }
-        repo::delete_campaign(conn, &stored.id)?;
+        repo::delete_campaign(conn, stored.id)?;
         Ok(())
     })
     .await
@@ -352,11 +352,11 @@ pub async fn schedule(ctx: &CampaignContext, id: CampaignId, at: Option<DateTime
     let at = at.map_or(now, |at| at.naive_utc());
     let campaign = db
         .write(move |conn| {
-            let mut row = repo::find_campaign(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-            if !status_of(&row)?.is_editable() {
+            let mut row = repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?;
+            if !row.status.is_editable() {
                 return Err(Error::Conflict(format!("the campaign is {}; it can be sent once", row.status)));
             }
-            row.status = CampaignStatus::Scheduled.as_str().to_owned();
+            row.status = CampaignStatus::Scheduled;
             row.scheduled_at = Some(at);
             row.status_reason = None;
             row.updated_at = now;
@@ -374,17 +374,16 @@ pub async fn command(ctx: &CampaignContext, id: CampaignId, command: CampaignCom
     let now = storage::now();
     let campaign = db
         .write(move |conn| {
-            let key = id.to_string();
-            let row = repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
+            let row = repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?;
             let (from, to) = command.transition();
             let reason = match command {
                 CampaignCommand::Pause => Some("paused by a user"),
                 CampaignCommand::Resume => None,
                 CampaignCommand::Cancel => Some("cancelled by a user"),
             };
-            let moved = repo::transition(conn, &key, from, to, reason, now)?;
+            let moved = repo::transition(conn, id, from, to, reason, now)?;
             if moved && to == CampaignStatus::Cancelled {
-                repo::cancel_pending(conn, &key)?;
+                repo::cancel_pending(conn, id)?;
             }
             if !moved {
                 return Err(Error::Conflict(format!(
@@ -393,16 +392,11 @@ pub async fn command(ctx: &CampaignContext, id: CampaignId, command: CampaignCom
                     command.done()
                 )));
             }
-            repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?.try_into()
+            repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?.try_into()
         })
         .await?;
     ctx.wake.notify_one();
     Ok(campaign)
-}
-
-/// A stored campaign's status; one the code does not know is a fault of the database.
-fn status_of(row: &CampaignRow) -> Result<CampaignStatus> {
-    row.status.parse().map_err(|e| Error::internal(format!("campaign {}: status {:?}: {e}", row.id, row.status)))
 }
 
 fn not_found(id: CampaignId) -> Error {

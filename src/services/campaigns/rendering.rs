@@ -1,6 +1,7 @@
 //! One message of a campaign, rendered for a contact: for sending, for a preview and for
 //! a test send.
 
+use crate::domain::ContactId;
 use std::collections::BTreeMap;
 
 use super::{Campaign, CampaignContext, MailContact, Rendered, Templates, find_campaign, template_context};
@@ -32,8 +33,8 @@ impl Prepared {
         recipient_id: Option<&str>,
     ) -> std::result::Result<(Rendered, String), String> {
         let unsubscribe =
-            crate::services::signup::unsubscribe_link(&ctx.keys, &ctx.base_url, &contact.id, list, recipient_id);
-        let preferences = crate::services::signup::preferences_link(&ctx.keys, &ctx.base_url, &contact.id);
+            crate::services::signup::unsubscribe_link(&ctx.keys, &ctx.base_url, contact.id, list, recipient_id);
+        let preferences = crate::services::signup::preferences_link(&ctx.keys, &ctx.base_url, contact.id);
         let context = template_context(&self.campaign.name, contact, &unsubscribe, &preferences);
         Ok((self.templates.render(&context)?, unsubscribe))
     }
@@ -77,12 +78,12 @@ impl Prepared {
 }
 
 /// Contacts as templates see them, by id.
-pub fn load_mail_contacts(conn: &mut DbConnection, ids: &[String]) -> Result<BTreeMap<String, MailContact>> {
+pub fn load_mail_contacts(conn: &mut DbConnection, ids: &[ContactId]) -> Result<BTreeMap<ContactId, MailContact>> {
     Ok(storage::contacts::find_for_mail(conn, ids)?
         .into_iter()
         .map(|(id, email, attributes, company, country)| {
             let attributes = serde_json::from_str(&attributes).unwrap_or(serde_json::Value::Object(Default::default()));
-            (id.clone(), MailContact { id, email, company, country, attributes })
+            (id, MailContact { id, email, company, country, attributes })
         })
         .collect())
 }
@@ -90,7 +91,7 @@ pub fn load_mail_contacts(conn: &mut DbConnection, ids: &[String]) -> Result<BTr
 /// A stand-in for previews without a contact.
 fn sample_contact() -> MailContact {
     MailContact {
-        id: uuid::Uuid::nil().to_string(),
+        id: ContactId::from(uuid::Uuid::nil()),
         email: "someone@example.org".to_owned(),
         company: None,
         country: None,
@@ -107,13 +108,13 @@ async fn prepared_for(
     let prepared = Prepared::new(find_campaign(&ctx.db, id).await?)?;
     let contact = match contact {
         Some(contact_id) => {
+            let parsed = contact_id.parse::<ContactId>();
+            let missing = move || Error::field("contact_id", format!("there is no contact {contact_id}"));
+            let Ok(id) = parsed else {
+                return Err(missing());
+            };
             ctx.db
-                .read(move |conn| {
-                    load_mail_contacts(conn, std::slice::from_ref(&contact_id))?
-                        .pop_first()
-                        .map(|(_, c)| c)
-                        .ok_or_else(|| Error::field("contact_id", format!("there is no contact {contact_id}")))
-                })
+                .read(move |conn| load_mail_contacts(conn, &[id])?.pop_first().map(|(_, c)| c).ok_or_else(missing))
                 .await?
         }
         None => sample_contact(),

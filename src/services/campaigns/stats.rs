@@ -1,5 +1,6 @@
 //! What a campaign's send did: its counts and its recipients.
 
+use crate::domain::{ContactId, ListId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -38,24 +39,22 @@ pub struct CampaignStats {
 
 pub async fn stats(db: &Db, id: CampaignId) -> Result<CampaignStats> {
     db.read(move |conn| {
-        let key = id.to_string();
-        let campaign = repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
+        let campaign = repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?;
         let mut stats = CampaignStats { opens: campaign.opens, clicks: campaign.clicks, ..CampaignStats::default() };
-        for (status, reason, count) in repo::count_by_status_and_reason(conn, &key)? {
+        for (status, reason, count) in repo::count_by_status_and_reason(conn, id)? {
             stats.audience += count;
-            match status.parse() {
-                Ok(RecipientStatus::Excluded) => {
+            match status {
+                RecipientStatus::Excluded => {
                     stats.excluded += count;
                     *stats.excluded_by_reason.entry(reason).or_default() += count;
                 }
-                Ok(RecipientStatus::Pending) => stats.pending += count,
-                Ok(RecipientStatus::Sent) => stats.sent += count,
-                Ok(RecipientStatus::Failed) => stats.failed += count,
-                Ok(RecipientStatus::Cancelled) => stats.cancelled += count,
-                Err(e) => return Err(Error::internal(format!("a recipient's status {status:?}: {e}"))),
+                RecipientStatus::Pending => stats.pending += count,
+                RecipientStatus::Sent => stats.sent += count,
+                RecipientStatus::Failed => stats.failed += count,
+                RecipientStatus::Cancelled => stats.cancelled += count,
             }
         }
-        let [bounced, complaints, unsubscribes, opened, clicked] = repo::count_outcomes(conn, &key)?;
+        let [bounced, complaints, unsubscribes, opened, clicked] = repo::count_outcomes(conn, id)?;
         stats.bounced = bounced;
         stats.complaints = complaints;
         stats.unsubscribes = unsubscribes;
@@ -77,11 +76,10 @@ pub async fn list_recipients(
     page: PageRequest,
 ) -> Result<Page<Recipient>> {
     db.read(move |conn| {
-        let key = id.to_string();
-        repo::find_campaign(conn, &key)?.ok_or_else(|| not_found(id))?;
+        repo::find_campaign(conn, id)?.ok_or_else(|| not_found(id))?;
         let status = status.map(RecipientStatus::as_str);
-        let rows = repo::list_recipients(conn, &key, status, page.after.as_deref(), page.fetch_limit())?;
-        let page = page.page(rows, |r| r.id.clone());
+        let rows = repo::list_recipients(conn, id, status, page.after.as_deref(), page.fetch_limit())?;
+        let page = page.page(rows, |r| r.id.to_string());
         let items = page.items.into_iter().map(Recipient::try_from).collect::<Result<_>>()?;
         Ok(Page { items, next_cursor: page.next_cursor })
     })
@@ -92,9 +90,9 @@ pub async fn list_recipients(
 #[derive(Debug, Clone)]
 pub struct Recipient {
     pub id: String,
-    pub contact_id: Option<String>,
+    pub contact_id: Option<ContactId>,
     pub email: String,
-    pub list_id: Option<String>,
+    pub list_id: Option<ListId>,
     pub status: RecipientStatus,
     pub reason: String,
     pub attempts: i32,
@@ -112,7 +110,7 @@ impl TryFrom<RecipientRow> for Recipient {
 
     fn try_from(row: RecipientRow) -> Result<Self> {
         let at = |time: Option<chrono::NaiveDateTime>| time.map(|t| t.and_utc());
-        let status = row.status.parse().map_err(|e| Error::internal(format!("recipient {}: status: {e}", row.id)))?;
+        let status = row.status;
         Ok(Self {
             id: row.id,
             contact_id: row.contact_id,

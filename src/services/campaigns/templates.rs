@@ -1,6 +1,7 @@
 //! A campaign's subject and bodies: compiled once per send, rendered for each contact in
 //! the template sandbox.
 
+use crate::domain::ContactId;
 use serde::Serialize;
 
 use crate::error::FieldError;
@@ -63,7 +64,7 @@ impl Templates {
 /// The contact as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MailContact {
-    pub id: String,
+    pub id: ContactId,
     pub email: String,
     pub company: Option<String>,
     pub country: Option<String>,
@@ -98,7 +99,7 @@ mod tests {
             let text = format!("Hello {{{{ contact.attributes.name }}}} {source}");
             if let Ok(templates) = Templates::compile(&source, &text, Some(&source)) {
                 let contact = MailContact {
-                    id: "id".to_owned(),
+                    id: ContactId::new(),
                     email: "a@example.org".to_owned(),
                     company: None,
                     country: None,

@@ -2,6 +2,7 @@
 //! signed. Aggregate counts by default; per recipient only with individual tracking, and
 //! then the link names the recipient, not the address.
 
+use crate::domain::CampaignId;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -82,10 +83,15 @@ pub async fn record(db: &Db, keys: &Keys, token: &str) -> Result<Option<Hit>> {
         _ => return Ok(None),
     };
     let (campaign, recipient) = claims.subject.split_once('/').unwrap_or((claims.subject.as_str(), ""));
-    let (campaign, recipient) = (campaign.to_owned(), recipient.to_owned());
+    // The subject was signed by this server: a campaign id that does not parse is a
+    // link it never made.
+    let Ok(campaign) = campaign.parse::<CampaignId>() else {
+        return Ok(None);
+    };
+    let recipient = recipient.to_owned();
     let click = matches!(hit, Hit::Click(_));
     db.write(move |conn| {
-        repo::count_engagement(conn, &campaign, click)?;
+        repo::count_engagement(conn, campaign, click)?;
         if !recipient.is_empty() {
             let outcome = if click { Outcome::Clicked } else { Outcome::Opened };
             repo::mark_outcome(conn, &recipient, outcome, storage::now())?;

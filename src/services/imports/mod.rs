@@ -97,7 +97,7 @@ pub struct RowError {
 }
 
 fn to_job(row: ImportJobRow) -> Result<ImportJob> {
-    let status = row.status.parse().map_err(|e| Error::internal(format!("import {}: status: {e}", row.id)))?;
+    let status = row.status;
     Ok(ImportJob {
         format: row.format.parse().map_err(Error::internal)?,
         options: serde_json::from_str(&row.options).map_err(Error::internal)?,
@@ -139,7 +139,7 @@ pub async fn create_job(
     };
     let row = ImportJobRow {
         id: uuid::Uuid::now_v7().to_string(),
-        status: ImportStatus::new_job(file.is_some()).as_str().to_owned(),
+        status: ImportStatus::new_job(file.is_some()),
         format: format.as_str().to_owned(),
         options: serde_json::to_string(&options).map_err(Error::internal)?,
         file_path: file.map(|p| p.to_string_lossy().into_owned()),
@@ -171,10 +171,10 @@ pub async fn attach_file(services: &Services, id: String, path: PathBuf, bytes: 
     let job = db
         .write(move |conn| {
             let mut row = repo::find_job(conn, &id)?.ok_or_else(|| not_found(&id))?;
-            if !row.status.parse().is_ok_and(ImportStatus::accepts_file) {
+            if !row.status.accepts_file() {
                 return Err(Error::Conflict(format!("the import is {}; its file was given already", row.status)));
             }
-            row.status = ImportStatus::Queued.as_str().to_owned();
+            row.status = ImportStatus::Queued;
             row.file_path = Some(path.to_string_lossy().into_owned());
             row.file_bytes = bytes;
             repo::update_job(conn, &row)?;
@@ -195,7 +195,7 @@ pub async fn list_jobs(db: &Db, page: PageRequest) -> Result<Page<ImportJob>> {
             .into_iter()
             .map(to_job)
             .collect::<Result<Vec<_>>>()?;
-        Ok(page.page(rows, |job| job.id.clone()))
+        Ok(page.page(rows, |job| job.id.to_string()))
     })
     .await
 }

@@ -154,11 +154,7 @@ pub(super) async fn plan(db: &Db, options: &ImportOptions) -> Result<Plan> {
         .read(|conn| {
             Ok(storage::lists::list_lists(conn, None, i64::MAX)?
                 .into_iter()
-                .flat_map(|list| {
-                    let id: Option<ListId> = list.id.parse().ok();
-                    id.map(|id| [(list.id.clone(), id), (list.name.clone(), id)])
-                })
-                .flatten()
+                .flat_map(|list| [(list.id.to_string(), list.id), (list.name.clone(), list.id)])
                 .collect::<HashMap<String, ListId>>())
         })
         .await?;

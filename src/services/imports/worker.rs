@@ -83,7 +83,7 @@ impl ImportWorker {
             .db
             .write(move |conn| {
                 let mut row = repo::find_job(conn, &job_id)?.ok_or_else(|| not_found(&job_id))?;
-                row.status = ImportStatus::after_run(failure.is_some()).as_str().to_owned();
+                row.status = ImportStatus::after_run(failure.is_some());
                 row.failure = failure;
                 row.finished_at = Some(now);
                 row.lease_until = None;
@@ -93,7 +93,7 @@ impl ImportWorker {
             .await?;
         tracing::info!(import = %id, status = %row.status, records = row.records_done, "import ended");
         // An uploaded file is a copy kept for the job: it goes once the job is done.
-        if row.status == ImportStatus::Finished.as_str()
+        if row.status == ImportStatus::Finished
             && let Some(path) = row.file_path.as_deref().filter(|path| path.ends_with(".upload"))
             && let Err(error) = std::fs::remove_file(path)
         {

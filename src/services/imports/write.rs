@@ -1,6 +1,7 @@
 //! Writing a chunk of rows: contacts merged, consent events recorded, suppressed addresses
 //! skipped, all in the chunk's one transaction.
 
+use crate::domain::ContactId;
 use std::collections::{BTreeSet, HashMap};
 
 use super::decode::{Record, Row};
@@ -78,13 +79,13 @@ pub(super) fn store_chunk(
                         }
                         (
                             ContactRow {
-                                id: uuid::Uuid::now_v7().to_string(),
+                                id: ContactId::new(),
                                 email: row.email.to_string(),
                                 email_key: key.clone(),
                                 attributes: "{}".to_owned(),
                                 company: None,
                                 country: None,
-                                status: "active".to_owned(),
+                                status: ContactStatus::Active,
                                 created_at: now,
                                 updated_at: now,
                             },
@@ -111,17 +112,17 @@ pub(super) fn store_chunk(
     let (mut new_rows, mut changed) = (Vec::new(), Vec::new());
     let mut tag_rows = Vec::new();
     let mut list_rows = Vec::new();
-    let mut grants: Vec<(String, ListId, bool)> = Vec::new();
+    let mut grants: Vec<(ContactId, ListId, bool)> = Vec::new();
     for key in &order {
         let Some((contact, new, tags, lists)) = pending.remove(key) else {
             continue;
         };
         for tag in tags {
-            tag_rows.push((contact.id.clone(), tag));
+            tag_rows.push((contact.id, tag));
         }
         for list in lists {
-            list_rows.push((contact.id.clone(), list.to_string()));
-            grants.push((contact.id.clone(), list, new));
+            list_rows.push((contact.id, list));
+            grants.push((contact.id, list, new));
         }
         if new { new_rows.push(contact) } else { changed.push(contact) }
     }
@@ -134,8 +135,8 @@ pub(super) fn store_chunk(
     if let Some(basis) = plan.basis {
         // Consent is recorded only where there is none for the list yet: an import never
         // replaces a stronger basis, and never undoes a withdrawal.
-        let known: Vec<&str> = grants.iter().filter(|(_, _, new)| !*new).map(|(id, _, _)| id.as_str()).collect();
-        let mut current: HashMap<String, Vec<(Purpose, ConsentStatus)>> = HashMap::new();
+        let known: Vec<ContactId> = grants.iter().filter(|(_, _, new)| !*new).map(|(id, _, _)| *id).collect();
+        let mut current: HashMap<ContactId, Vec<(Purpose, ConsentStatus)>> = HashMap::new();
         for (id, events) in storage::consent::list_consent_changes_for_contacts(conn, &known)? {
             current.insert(id, current_consents(&events).into_iter().map(|c| (c.purpose, c.status)).collect());
         }
@@ -173,7 +174,7 @@ pub(super) fn leave_in(
     let Some(row) = contact else {
         return Ok(());
     };
-    let Some(contact) = storage::contacts::find_contact(conn, &row.id)? else {
+    let Some(contact) = storage::contacts::find_contact(conn, row.id)? else {
         return Ok(());
     };
     let status = match reason {

@@ -99,8 +99,8 @@ pub const BUNDLE_FORMAT: &str = "consento-proof-bundle/1";
 
 pub async fn contact_proof(db: &Db, id: ContactId) -> Result<ProofBundle> {
     db.read(move |conn| {
-        let contact = contacts::find_contact(conn, &id.to_string())?;
-        let rows = crate::storage::consent::list_contact_event_rows(conn, &id.to_string())?;
+        let contact = contacts::find_contact(conn, id)?;
+        let rows = crate::storage::consent::list_contact_event_rows(conn, id)?;
         if contact.is_none() && rows.is_empty() {
             return Err(Error::NotFound(format!("there is no contact {id}")));
         }

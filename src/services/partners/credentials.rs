@@ -45,7 +45,7 @@ pub async fn create_key(db: &Db, partner_id: PartnerId) -> Result<PartnerKey> {
     );
     let row = PartnerKeyRow {
         id: uuid::Uuid::now_v7().to_string(),
-        partner_id: partner_id.to_string(),
+        partner_id,
         prefix: secret.chars().take(12).collect(),
         secret_hash: hash_api_key(&secret),
         created_at: storage::now(),
@@ -53,7 +53,7 @@ pub async fn create_key(db: &Db, partner_id: PartnerId) -> Result<PartnerKey> {
         revoked_at: None,
     };
     db.write(move |conn| {
-        repo::find_partner(conn, &partner_id.to_string())?.ok_or_else(|| not_found(partner_id))?;
+        repo::find_partner(conn, partner_id)?.ok_or_else(|| not_found(partner_id))?;
         repo::insert_key(conn, &row)?;
         Ok(key(row, Some(secret)))
     })
@@ -62,15 +62,15 @@ pub async fn create_key(db: &Db, partner_id: PartnerId) -> Result<PartnerKey> {
 
 pub async fn list_keys(db: &Db, partner_id: PartnerId) -> Result<Vec<PartnerKey>> {
     db.read(move |conn| {
-        repo::find_partner(conn, &partner_id.to_string())?.ok_or_else(|| not_found(partner_id))?;
-        Ok(repo::list_keys(conn, &partner_id.to_string())?.into_iter().map(|row| key(row, None)).collect())
+        repo::find_partner(conn, partner_id)?.ok_or_else(|| not_found(partner_id))?;
+        Ok(repo::list_keys(conn, partner_id)?.into_iter().map(|row| key(row, None)).collect())
     })
     .await
 }
 
 pub async fn revoke_key(db: &Db, partner_id: PartnerId, key_id: String) -> Result<()> {
     db.write(move |conn| {
-        if repo::revoke_key(conn, &partner_id.to_string(), &key_id, storage::now())? == 0 {
+        if repo::revoke_key(conn, partner_id, &key_id, storage::now())? == 0 {
             return Err(Error::NotFound(format!("partner {partner_id} has no key {key_id}")));
         }
         Ok(())
@@ -90,7 +90,7 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Partner> {
             let Some(key) = repo::find_key_by_hash(conn, &hash)? else {
                 return Ok(None);
             };
-            Ok(repo::find_partner(conn, &key.partner_id)?.map(|partner| (key, partner)))
+            Ok(repo::find_partner(conn, key.partner_id)?.map(|partner| (key, partner)))
         })
         .await?;
     let Some((key, row)) = found else {

@@ -1,6 +1,7 @@
 //! Leads partners send us: checked, mapped or refused by the `accept_lead` hook, with their
 //! proof of consent; accepted, or confirmed by the person first.
 
+use crate::domain::ContactId;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
@@ -122,15 +123,15 @@ pub async fn receive_lead(services: &Services, partner: Partner, lead: InboundLe
     let Services { db, keys, signup: config, scripts, .. } = services;
     // Checked before anything is read, and again after the hook mapped it.
     check_lead(&lead)?;
-    let partner_id = partner.id.to_string();
+    let partner_id = partner.id;
     // Read: a lead sent before, the partner as it is now and its plugin.
     let (theirs, for_read) = (lead.partner_lead_id.clone(), scripts.clone());
     let known = db
         .read(move |conn| {
-            if let Some(existing) = repo::find_inbound_lead(conn, &partner_id, &theirs)? {
+            if let Some(existing) = repo::find_inbound_lead(conn, partner_id, &theirs)? {
                 return Ok(Err(existing));
             }
-            let row = repo::find_partner(conn, &partner_id)?.ok_or_else(|| not_found(partner.id))?;
+            let row = repo::find_partner(conn, partner_id)?.ok_or_else(|| not_found(partner.id))?;
             let plugin = row.share_plugin.clone().unwrap_or_else(|| DEFAULT_PLUGIN.to_owned());
             Ok(Ok((for_read.load_in(conn, &plugin)?, row)))
         })
@@ -149,12 +150,12 @@ pub async fn receive_lead(services: &Services, partner: Partner, lead: InboundLe
     let config = config.clone();
     let received = db
         .write(move |conn| {
-            let partner_id = partner.id.to_string();
+            let partner_id = partner.id;
             // Sent twice at once: the first one written is the lead.
-            if let Some(existing) = repo::find_inbound_lead(conn, &partner_id, &lead.partner_lead_id)? {
+            if let Some(existing) = repo::find_inbound_lead(conn, partner_id, &lead.partner_lead_id)? {
                 return Ok(Received { lead: self::lead(existing)?.for_partner(), created: false });
             }
-            let row = repo::find_partner(conn, &partner_id)?.ok_or_else(|| not_found(partner.id))?;
+            let row = repo::find_partner(conn, partner_id)?.ok_or_else(|| not_found(partner.id))?;
             // What the hook answered is checked like what the partner sent.
             let checked = check_lead(&lead)?;
             let now = storage::now();
@@ -167,12 +168,12 @@ pub async fn receive_lead(services: &Services, partner: Partner, lead: InboundLe
             });
             let suppressed = ledger::is_suppressed(conn, &keys.email_hash(&checked.email.key()))?;
             let mut lead_row = LeadRow {
-                id: LeadId::new().to_string(),
-                partner_id: partner_id.clone(),
+                id: LeadId::new(),
+                partner_id,
                 contact_id: None,
-                direction: LeadDirection::Inbound.as_str().to_owned(),
+                direction: LeadDirection::Inbound,
                 partner_lead_id: Some(lead.partner_lead_id.clone()),
-                status: LeadStatus::Declined.as_str().to_owned(),
+                status: LeadStatus::Declined,
                 payload: proof.to_string(),
                 created_at: now,
                 updated_at: now,
@@ -183,9 +184,9 @@ pub async fn receive_lead(services: &Services, partner: Partner, lead: InboundLe
                 return Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true });
             }
             let contact_id = upsert_lead_contact(conn, &checked, &lead, now)?;
-            lead_row.contact_id = Some(contact_id.clone());
+            lead_row.contact_id = Some(contact_id);
             let reconfirm = partner.inbound_policy == InboundPolicy::Reconfirm;
-            let current = load_contact_consents(conn, &contact_id)?.current;
+            let current = load_contact_consents(conn, contact_id)?.current;
             let mut pending = Vec::new();
             for list in &partner.inbound_lists {
                 let purpose = Purpose::List(*list);
@@ -196,7 +197,7 @@ pub async fn receive_lead(services: &Services, partner: Partner, lead: InboundLe
                 apply_event(
                     conn,
                     NewConsentEvent {
-                        contact_id: contact_id.clone(),
+                        contact_id,
                         email_key: None,
                         purpose: purpose.clone(),
                         action: ConsentAction::Granted,
@@ -217,13 +218,11 @@ pub async fn receive_lead(services: &Services, partner: Partner, lead: InboundLe
                 pending.push(purpose);
             }
             lead_row.status = if reconfirm && !pending.is_empty() {
-                send_reconfirmation(conn, &keys, &config, &row, &checked, &contact_id, &pending)?;
+                send_reconfirmation(conn, &keys, &config, &row, &checked, contact_id, &pending)?;
                 LeadStatus::PendingConfirmation
             } else {
                 LeadStatus::Accepted
-            }
-            .as_str()
-            .to_owned();
+            };
             repo::insert_lead(conn, &lead_row)?;
             Ok(Received { lead: self::lead(lead_row)?.for_partner(), created: true })
         })
@@ -274,7 +273,7 @@ pub(super) fn upsert_lead_contact(
     checked: &CheckedLead,
     lead: &InboundLead,
     now: chrono::NaiveDateTime,
-) -> Result<String> {
+) -> Result<ContactId> {
     match contacts::find_contact_row_by_email_key(conn, &checked.email.key())? {
         Some(mut row) => {
             // A partner's data fills what we do not know; it never overwrites.
@@ -286,7 +285,7 @@ pub(super) fn upsert_lead_contact(
             if crate::services::contacts::merge_into_row(&mut row, &incoming, MergeRule::FillUnknown) {
                 row.updated_at = now;
                 contacts::update_contact(conn, &row)?;
-                webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)?;
+                webhooks::emit_contact(conn, EventType::ContactUpdated, row.id)?;
             }
             Ok(row.id)
         }
@@ -313,7 +312,7 @@ pub(super) fn send_reconfirmation(
     config: &SignupConfig,
     partner: &PartnerRow,
     checked: &CheckedLead,
-    contact_id: &str,
+    contact_id: ContactId,
     pending: &[Purpose],
 ) -> Result<()> {
     confirmations::request_confirmation(
@@ -328,7 +327,7 @@ pub(super) fn send_reconfirmation(
             let mut names = Vec::new();
             for purpose in pending {
                 if let Some(id) = purpose.list_id()
-                    && let Some(list) = lists::find_list(conn, &id.to_string())?
+                    && let Some(list) = lists::find_list(conn, id)?
                 {
                     names.push(list.name);
                 }
@@ -357,10 +356,10 @@ pub(super) fn send_reconfirmation(
 }
 
 /// After a confirmation: the contact's inbound leads waiting for it are accepted.
-pub fn mark_inbound_confirmed(conn: &mut DbConnection, contact_id: &str) -> Result<()> {
-    for mut lead in repo::list_contact_leads(conn, contact_id, LeadDirection::Inbound.as_str())? {
-        if lead.status == LeadStatus::PendingConfirmation.as_str() {
-            lead.status = LeadStatus::Accepted.as_str().to_owned();
+pub fn mark_inbound_confirmed(conn: &mut DbConnection, contact_id: ContactId) -> Result<()> {
+    for mut lead in repo::list_contact_leads(conn, contact_id, LeadDirection::Inbound)? {
+        if lead.status == LeadStatus::PendingConfirmation {
+            lead.status = LeadStatus::Accepted;
             lead.updated_at = storage::now();
             repo::update_lead(conn, &lead)?;
         }

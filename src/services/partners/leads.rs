@@ -8,7 +8,6 @@ use crate::domain::partner::{LeadDirection, LeadStatus};
 use crate::domain::{LeadId, PartnerId};
 use crate::error::{Error, Result};
 use crate::services::pagination::{Page, PageRequest};
-use crate::storage;
 use crate::storage::models::utc;
 use crate::storage::partners::LeadRow;
 use crate::storage::{Db, partners as repo};
@@ -52,10 +51,10 @@ pub(super) const UNSEEN_BY_PARTNER: [LeadStatus; 2] = [LeadStatus::Queued, LeadS
 
 pub(super) fn lead(row: LeadRow) -> Result<Lead> {
     Ok(Lead {
-        id: storage::models::parse_id("lead id", &row.id)?,
-        direction: row.direction.parse().map_err(|_| storage::models::corrupt("lead direction", &row.direction))?,
+        id: row.id,
+        direction: row.direction,
         partner_lead_id: row.partner_lead_id,
-        status: row.status.parse().map_err(|_| storage::models::corrupt("lead status", &row.status))?,
+        status: row.status,
         payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
         created_at: utc(row.created_at),
         updated_at: utc(row.updated_at),
@@ -78,7 +77,7 @@ pub async fn list_leads(
         };
         let rows = repo::list_partner_leads(
             conn,
-            &partner_id.to_string(),
+            partner_id,
             direction.as_str(),
             &hidden,
             page.after.as_deref(),
@@ -100,7 +99,7 @@ pub async fn list_leads(
 pub async fn find_lead(db: &Db, partner_id: PartnerId, id: LeadId) -> Result<Lead> {
     db.read(move |conn| {
         let not_found = || Error::NotFound(format!("there is no lead {id}"));
-        let lead = lead(repo::find_lead(conn, &partner_id.to_string(), &id.to_string())?.ok_or_else(not_found)?)?;
+        let lead = lead(repo::find_lead(conn, partner_id, id)?.ok_or_else(not_found)?)?;
         if lead.direction == LeadDirection::Outbound && UNSEEN_BY_PARTNER.contains(&lead.status) {
             return Err(not_found());
         }
@@ -121,7 +120,7 @@ pub async fn list_events(db: &Db, partner_id: PartnerId, page: PageRequest) -> R
             page.after.as_deref(),
             page.fetch_limit(),
         )?;
-        let page = page.page(rows, |row| row.id.clone());
+        let page = page.page(rows, |row| row.id.to_string());
         let items = page.items.iter().map(|row| serde_json::from_str(&row.payload).unwrap_or(Value::Null)).collect();
         Ok(Page { items, next_cursor: page.next_cursor })
     })

@@ -72,12 +72,9 @@ pub struct PartnerDraft {
 fn partner(row: PartnerRow) -> Result<Partner> {
     let lists: Vec<String> = serde_json::from_str(&row.inbound_lists).map_err(Error::internal)?;
     Ok(Partner {
-        id: storage::models::parse_id("partner id", &row.id)?,
-        inbound_policy: row
-            .inbound_policy
-            .parse()
-            .map_err(|_| storage::models::corrupt("inbound policy", &row.inbound_policy))?,
-        status: row.status.parse().map_err(|_| storage::models::corrupt("partner status", &row.status))?,
+        id: row.id,
+        inbound_policy: row.inbound_policy,
+        status: row.status,
         inbound_lists: lists.iter().filter_map(|id| id.parse().ok()).collect(),
         name: row.name,
         legal_name: row.legal_name,
@@ -124,9 +121,8 @@ fn check_draft(
             ids.push(id);
         }
     }
-    let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let existing = lists::find_existing_list_ids(conn, &texts)?;
-    for (i, id) in texts.iter().enumerate() {
+    let existing = lists::find_existing_list_ids(conn, &ids)?;
+    for (i, id) in ids.iter().enumerate() {
         if !existing.contains(id) {
             errors.push(format!("inbound_lists[{i}]"), format!("there is no list {id}"));
         }
@@ -151,17 +147,17 @@ pub async fn create_partner(
         let secret =
             draft.webhook_url.as_ref().map(|_| draft.webhook_secret.clone().unwrap_or_else(webhooks::generate_secret));
         let row = PartnerRow {
-            id: PartnerId::new().to_string(),
+            id: PartnerId::new(),
             name: draft.name,
             legal_name: draft.legal_name,
             description: draft.description,
             privacy_policy_url: draft.privacy_policy_url,
             webhook_url: draft.webhook_url,
             webhook_secret: secret,
-            inbound_policy: policy.as_str().to_owned(),
+            inbound_policy: policy,
             inbound_lists: list_json(&lists)?,
             share_plugin: draft.plugin,
-            status: status.as_str().to_owned(),
+            status,
             created_at: now,
             updated_at: now,
         };
@@ -183,7 +179,7 @@ pub async fn update_partner(
     draft: PartnerDraft,
 ) -> Result<Partner> {
     db.write(move |conn| {
-        let current = repo::find_partner(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
+        let current = repo::find_partner(conn, id)?.ok_or_else(|| not_found(id))?;
         let (policy, status, lists) = check_draft(conn, &folder, &outbound, &draft)?;
         let secret = match (&draft.webhook_url, draft.webhook_secret) {
             (None, _) => None,
@@ -197,10 +193,10 @@ pub async fn update_partner(
             privacy_policy_url: draft.privacy_policy_url,
             webhook_url: draft.webhook_url,
             webhook_secret: secret,
-            inbound_policy: policy.as_str().to_owned(),
+            inbound_policy: policy,
             inbound_lists: list_json(&lists)?,
             share_plugin: draft.plugin,
-            status: status.as_str().to_owned(),
+            status,
             updated_at: storage::now(),
             ..current
         };
@@ -211,7 +207,7 @@ pub async fn update_partner(
 }
 
 pub async fn find_partner(db: &Db, id: PartnerId) -> Result<Partner> {
-    db.read(move |conn| partner(repo::find_partner(conn, &id.to_string())?.ok_or_else(|| not_found(id))?)).await
+    db.read(move |conn| partner(repo::find_partner(conn, id)?.ok_or_else(|| not_found(id))?)).await
 }
 
 pub async fn list_partners(db: &Db, page: PageRequest) -> Result<Page<Partner>> {
@@ -229,13 +225,13 @@ pub async fn list_partners(db: &Db, page: PageRequest) -> Result<Page<Partner>> 
 /// `inactive` instead).
 pub async fn delete_partner(db: &Db, id: PartnerId) -> Result<()> {
     db.write(move |conn| {
-        repo::find_partner(conn, &id.to_string())?.ok_or_else(|| not_found(id))?;
-        if repo::count_leads(conn, &id.to_string())? > 0 {
+        repo::find_partner(conn, id)?.ok_or_else(|| not_found(id))?;
+        if repo::count_leads(conn, id)? > 0 {
             return Err(Error::Conflict(
                 "leads were exchanged with this partner: it is kept as evidence; set its status to inactive".to_owned(),
             ));
         }
-        repo::delete_partner(conn, &id.to_string())?;
+        repo::delete_partner(conn, id)?;
         Ok(())
     })
     .await
@@ -269,11 +265,10 @@ pub fn form_partners(conn: &mut DbConnection, ids: &[PartnerId]) -> Result<Vec<P
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let rows = repo::find_partners(conn, &texts)?;
-    Ok(texts
+    let rows = repo::find_partners(conn, ids)?;
+    Ok(ids
         .iter()
-        .filter_map(|id| rows.iter().find(|r| &r.id == id && r.status == PartnerStatus::Active.as_str()).cloned())
+        .filter_map(|id| rows.iter().find(|r| r.id == *id && r.status == PartnerStatus::Active).cloned())
         .collect())
 }
 

@@ -1,6 +1,7 @@
 //! Leads shared with partners a person chose: queued with the signup or the confirmation,
 //! shaped by the partner's `share` hook outside any transaction, delivered once.
 
+use crate::domain::{ContactId, PartnerId};
 use std::sync::Arc;
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -30,7 +31,7 @@ pub(super) const SHARE_BATCH: i64 = 32;
 /// A queued lead held, until its lease runs out, by the one that will run its `share` hook.
 #[derive(Debug, Clone)]
 pub struct ShareClaim {
-    pub(super) lead_id: String,
+    pub(super) lead_id: LeadId,
     pub(super) lease_until: NaiveDateTime,
 }
 
@@ -41,15 +42,19 @@ pub struct ShareClaim {
 /// caller, which holds the lead; else [`ShareWorker`] once the lease has run out), because
 /// a script must never run inside a write transaction. `None`: nothing to share (the
 /// partner is gone or inactive, or the lead is already shared or queued).
-pub fn queue_share_in(conn: &mut DbConnection, contact_id: &str, partner_id: &str) -> Result<Option<ShareClaim>> {
+pub fn queue_share_in(
+    conn: &mut DbConnection,
+    contact_id: ContactId,
+    partner_id: PartnerId,
+) -> Result<Option<ShareClaim>> {
     let Some(partner) = repo::find_partner(conn, partner_id)? else {
         return Ok(None);
     };
-    if partner.status != PartnerStatus::Active.as_str() {
+    if partner.status != PartnerStatus::Active {
         return Ok(None);
     }
     let taken = [LeadStatus::Shared.as_str(), LeadStatus::Queued.as_str()];
-    let already = repo::list_contact_leads(conn, contact_id, LeadDirection::Outbound.as_str())?
+    let already = repo::list_contact_leads(conn, contact_id, LeadDirection::Outbound)?
         .into_iter()
         .any(|lead| lead.partner_id == partner.id && taken.contains(&lead.status.as_str()));
     if already {
@@ -57,16 +62,16 @@ pub fn queue_share_in(conn: &mut DbConnection, contact_id: &str, partner_id: &st
     }
     let now = storage::now();
     let lease_until = now + SHARE_LEASE;
-    let lead_id = LeadId::new().to_string();
+    let lead_id = LeadId::new();
     repo::insert_lead(
         conn,
         &LeadRow {
-            id: lead_id.clone(),
+            id: lead_id,
             partner_id: partner.id,
             contact_id: Some(contact_id.to_owned()),
-            direction: LeadDirection::Outbound.as_str().to_owned(),
+            direction: LeadDirection::Outbound,
             partner_lead_id: None,
-            status: LeadStatus::Queued.as_str().to_owned(),
+            status: LeadStatus::Queued,
             payload: "{}".to_owned(),
             created_at: now,
             updated_at: now,
@@ -84,7 +89,7 @@ pub struct SharesAfterCommit(Arc<std::sync::Mutex<Vec<ShareClaim>>>);
 
 impl SharesAfterCommit {
     /// [`queue_share_in`], keeping the claim for [`SharesAfterCommit::run`].
-    pub fn queue_in(&self, conn: &mut DbConnection, contact_id: &str, partner_id: &str) -> Result<()> {
+    pub fn queue_in(&self, conn: &mut DbConnection, contact_id: ContactId, partner_id: PartnerId) -> Result<()> {
         if let Some(claim) = queue_share_in(conn, contact_id, partner_id)?
             && let Ok(mut claims) = self.0.lock()
         {
@@ -106,7 +111,7 @@ impl SharesAfterCommit {
 /// answered: the person's signup stands, and the worker takes the lead again.
 pub async fn share_claimed(db: &Db, scripts: &Scripts, claims: Vec<ShareClaim>) {
     for claim in claims {
-        let lead_id = claim.lead_id.clone();
+        let lead_id = claim.lead_id;
         if let Err(error) = share_one(db, scripts, claim).await {
             tracing::warn!(lead = %lead_id, error = %error, "sharing a lead failed; it will be taken again");
         }
@@ -117,7 +122,7 @@ pub async fn share_claimed(db: &Db, scripts: &Scripts, claims: Vec<ShareClaim>) 
 /// shares them; answers how many it took.
 pub async fn share_due(db: &Db, scripts: &Scripts) -> Result<usize> {
     let now = storage::now();
-    let queued = LeadStatus::Queued.as_str();
+    let queued = LeadStatus::Queued;
     let due = db.read(move |conn| Ok(repo::list_queued_due(conn, queued, now, SHARE_BATCH)?)).await?;
     if due.is_empty() {
         return Ok(0);
@@ -127,7 +132,7 @@ pub async fn share_due(db: &Db, scripts: &Scripts) -> Result<usize> {
         .write(move |conn| {
             let mut claims = Vec::new();
             for id in due {
-                if repo::lease_queued(conn, &id, queued, now, until)? {
+                if repo::lease_queued(conn, id, queued, now, until)? {
                     claims.push(ShareClaim { lead_id: id, lease_until: until });
                 }
             }
@@ -187,9 +192,9 @@ pub(super) enum Decision {
 /// Claim (held), work, record: the lead and what the hook needs are read, the hook runs
 /// with no connection held, and the outcome is written only by the holder of the lease.
 pub(super) async fn share_one(db: &Db, scripts: &Scripts, claim: ShareClaim) -> Result<()> {
-    let lead_id = claim.lead_id.clone();
+    let lead_id = claim.lead_id;
     let for_read = scripts.clone();
-    let prepared = db.read(move |conn| prepare_share(conn, &for_read, &lead_id)).await?;
+    let prepared = db.read(move |conn| prepare_share(conn, &for_read, lead_id)).await?;
     let decision = match prepared {
         Prepared::Gone => return Ok(()),
         Prepared::Withhold(reason) => Decision::Withhold(reason),
@@ -211,24 +216,24 @@ pub(super) async fn share_one(db: &Db, scripts: &Scripts, claim: ShareClaim) -> 
     db.write(move |conn| record_share(conn, &claim, decision)).await
 }
 
-pub(super) fn prepare_share(conn: &mut DbConnection, scripts: &Scripts, lead_id: &str) -> Result<Prepared> {
+pub(super) fn prepare_share(conn: &mut DbConnection, scripts: &Scripts, lead_id: LeadId) -> Result<Prepared> {
     let Some(row) = repo::find_lead_by_id(conn, lead_id)? else {
         return Ok(Prepared::Gone);
     };
-    let Some(contact_id) = row.contact_id.filter(|_| row.status == LeadStatus::Queued.as_str()) else {
+    let Some(contact_id) = row.contact_id.filter(|_| row.status == LeadStatus::Queued) else {
         return Ok(Prepared::Gone);
     };
-    let Some(partner) = repo::find_partner(conn, &row.partner_id)? else {
+    let Some(partner) = repo::find_partner(conn, row.partner_id)? else {
         return Ok(Prepared::Withhold("the partner no longer exists".to_owned()));
     };
-    if partner.status != PartnerStatus::Active.as_str() {
+    if partner.status != PartnerStatus::Active {
         return Ok(Prepared::Withhold("the partner was made inactive before the lead was shared".to_owned()));
     }
-    let Some(contact) = contacts::find_contact(conn, &contact_id)? else {
+    let Some(contact) = contacts::find_contact(conn, contact_id)? else {
         return Ok(Prepared::Withhold("the contact no longer exists".to_owned()));
     };
-    let consents = load_contact_consents(conn, &contact_id)?;
-    let purpose = Purpose::Partner(partner.id.clone());
+    let consents = load_contact_consents(conn, contact_id)?;
+    let purpose = Purpose::Partner(partner.id.to_string());
     if !consents.current.iter().any(|c| c.purpose == purpose && c.status == ConsentStatus::Active) {
         return Ok(Prepared::Withhold("the person's consent to this partner is no longer active".to_owned()));
     }
@@ -254,7 +259,7 @@ pub(super) fn prepare_share(conn: &mut DbConnection, scripts: &Scripts, lead_id:
             "granted_at": grant.map(|e| e.occurred_at.to_rfc3339()),
             "confirmed_at": confirmation.map(|e| e.occurred_at.to_rfc3339()),
             "double_opt_in": confirmation.is_some(),
-            "form_id": grant.and_then(|e| e.evidence.form_id.clone()),
+            "form_id": grant.and_then(|e| e.evidence.form_id),
             "form_version": grant.and_then(|e| e.evidence.form_version),
             "source_url": grant.and_then(|e| e.evidence.source_url.clone()),
             "ip": grant.and_then(|e| e.evidence.ip.clone()),
@@ -274,25 +279,25 @@ pub(super) fn prepare_share(conn: &mut DbConnection, scripts: &Scripts, lead_id:
 /// Writes what the hook decided, if the lead is still queued and held by this claim
 /// (another instance that took it after the lease ran out records instead: never both).
 pub(super) fn record_share(conn: &mut DbConnection, claim: &ShareClaim, decision: Decision) -> Result<()> {
-    let Some(mut lead) = repo::find_lead_by_id(conn, &claim.lead_id)? else {
+    let Some(mut lead) = repo::find_lead_by_id(conn, claim.lead_id)? else {
         return Ok(());
     };
-    if lead.status != LeadStatus::Queued.as_str() || lead.lease_until != Some(claim.lease_until) {
+    if lead.status != LeadStatus::Queued || lead.lease_until != Some(claim.lease_until) {
         return Ok(());
     }
     let (status, payload) = match decision {
         Decision::Share(payload) => (LeadStatus::Shared, payload),
         Decision::Withhold(reason) => (LeadStatus::Withheld, json!({"reason": reason})),
     };
-    lead.status = status.as_str().to_owned();
+    lead.status = status;
     lead.payload = payload.to_string();
     lead.lease_until = None;
     lead.updated_at = storage::now();
     repo::update_lead(conn, &lead)?;
     if status == LeadStatus::Shared
-        && let Some(partner) = repo::find_partner(conn, &lead.partner_id)?
+        && let Some(partner) = repo::find_partner(conn, lead.partner_id)?
     {
-        emit_to_partner(conn, &partner, EventType::LeadShared, &lead.id, json!({"lead_id": lead.id, "lead": payload}))?;
+        emit_to_partner(conn, &partner, EventType::LeadShared, lead.id, json!({"lead_id": lead.id, "lead": payload}))?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! the click's evidence, the values waiting with the request applied, the receipt mailed;
 //! and the purge of requests never confirmed.
 
+use crate::domain::ConfirmationId;
 use chrono::TimeDelta;
 
 use super::{
@@ -79,21 +80,24 @@ pub(super) async fn confirm_queueing(
     let keys = keys.clone();
     let config = config.clone();
     db.write(move |conn| {
-        let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
+        let Ok(id) = claims.subject.parse::<ConfirmationId>() else {
             return Ok(None);
         };
-        let Some(contact) = contacts::find_contact(conn, &row.contact_id)? else {
+        let Some(row) = confirmations::find_confirmation(conn, id)? else {
+            return Ok(None);
+        };
+        let Some(contact) = contacts::find_contact(conn, row.contact_id)? else {
             return Ok(None);
         };
         let hash = keys.email_hash(&contact.email.key());
         let survey_url = |conn: &mut DbConnection| -> Result<Option<String>> {
-            let form = match &row.form_id {
+            let form = match row.form_id {
                 Some(id) => crate::services::forms::find_in(conn, id)?,
                 None => None,
             };
             match form.and_then(|f| f.definition.survey) {
                 Some(FormSurvey { survey_id, after: SurveyMoment::Confirmation }) => {
-                    surveys::start_in(conn, &keys, &config.base_url, config.survey_link_ttl, survey_id, &row.contact_id)
+                    surveys::start_in(conn, &keys, &config.base_url, config.survey_link_ttl, survey_id, row.contact_id)
                 }
                 _ => Ok(None),
             }
@@ -103,21 +107,21 @@ pub(super) async fn confirm_queueing(
             let names = purpose_names(conn, &requested, &info.locale)?;
             return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
         }
-        let consents = load_contact_consents(conn, &row.contact_id)?;
+        let consents = load_contact_consents(conn, row.contact_id)?;
         let pending = pending_of(&consents.current, &requested);
         for purpose in &pending {
             let basis = confirmed_basis(granted_basis(&consents, purpose, &row));
             apply_event(
                 conn,
                 NewConsentEvent {
-                    contact_id: row.contact_id.clone(),
+                    contact_id: row.contact_id,
                     email_key: None,
                     purpose: purpose.clone(),
                     action: ConsentAction::Confirmed,
                     basis,
                     requires_confirmation: false,
                     evidence: Evidence {
-                        form_id: row.form_id.clone(),
+                        form_id: row.form_id,
                         form_version: row.form_version,
                         source_url: None,
                         ..info.evidence("confirmation")
@@ -127,19 +131,19 @@ pub(super) async fn confirm_queueing(
             )?;
         }
         let now = storage::now();
-        confirmations::mark_confirmed(conn, &row.id, now)?;
+        confirmations::mark_confirmed(conn, row.id, now)?;
         if let Some(values) = row.contact_values.as_deref().and_then(|v| serde_json::from_str(v).ok()) {
-            apply_waiting_values(conn, &row.contact_id, values)?;
+            apply_waiting_values(conn, row.contact_id, values)?;
         }
-        contacts::update_status(conn, &row.contact_id, ContactStatus::Active.as_str(), now)?;
+        contacts::update_status(conn, row.contact_id, ContactStatus::Active, now)?;
         ledger::delete_suppression(conn, &hash)?;
         // The opt-in is complete: partners the person chose get the lead once this commits.
         for purpose in &pending {
-            if let Purpose::Partner(partner_id) = purpose {
-                queue.queue_in(conn, &row.contact_id, partner_id)?;
+            if let Some(partner_id) = purpose.partner_id() {
+                queue.queue_in(conn, row.contact_id, partner_id)?;
             }
         }
-        partners::mark_inbound_confirmed(conn, &row.contact_id)?;
+        partners::mark_inbound_confirmed(conn, row.contact_id)?;
         if pending.is_empty() {
             let names = purpose_names(conn, &requested, &info.locale)?;
             return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
@@ -179,7 +183,7 @@ pub(super) fn receipt_draft(
     locale: &str,
 ) -> Draft {
     let text = |key| crate::i18n::text(locale, key);
-    let id = &contact.id.to_string();
+    let id = contact.id;
     let mut body = format!("{}\n\n{}\n", text("receipt_intro"), text("receipt_agreed"));
     for (name, words) in agreed {
         body.push_str(&format!("\n- {name}"));
@@ -188,7 +192,7 @@ pub(super) fn receipt_draft(
         }
         body.push('\n');
     }
-    let proof = format!("{}/consent/receipt/{}", config.base_url, keys.sign_proof(id));
+    let proof = format!("{}/consent/receipt/{}", config.base_url, keys.sign_proof(&id.to_string()));
     body.push_str(&format!(
         "\n{}: {} UTC\n{}: {}\n\n{}\n{}\n\n{}\n{}\n\n{}\n{}\n",
         text("receipt_when"),
@@ -266,8 +270,8 @@ pub async fn purge_unconfirmed(db: &Db, retention_days: u32) -> Result<usize> {
         let stale = confirmations::list_unconfirmed_before(conn, cutoff)?;
         let mut purged = 0;
         for row in stale {
-            if let Some(contact) = contacts::find_contact(conn, &row.contact_id)? {
-                let consents = load_contact_consents(conn, &row.contact_id)?;
+            if let Some(contact) = contacts::find_contact(conn, row.contact_id)? {
+                let consents = load_contact_consents(conn, row.contact_id)?;
                 if consents.current.iter().all(|c| c.status != ConsentStatus::Active) {
                     erase_in(conn, &contact)?;
                 } else {
@@ -286,7 +290,7 @@ pub async fn purge_unconfirmed(db: &Db, retention_days: u32) -> Result<usize> {
                     ledger::redact_events(conn, &ids)?;
                 }
             }
-            confirmations::delete_confirmation(conn, &row.id)?;
+            confirmations::delete_confirmation(conn, row.id)?;
             purged += 1;
         }
         Ok(purged)

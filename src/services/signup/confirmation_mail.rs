@@ -1,6 +1,7 @@
 //! A form's confirmation mail: rendered from the admin's template in the sandbox, with
 //! the names of what the person is asked to agree to in their language.
 
+use crate::domain::ConfirmationId;
 use std::sync::Arc;
 
 use super::{SignupInput, pending_of, stored_purposes};
@@ -56,11 +57,15 @@ pub(super) fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose], local
 /// A list's name, or "sharing with <partner>"; `None` when it no longer exists.
 pub(super) fn purpose_name(conn: &mut DbConnection, purpose: &Purpose, locale: &str) -> Result<Option<String>> {
     Ok(match purpose {
-        Purpose::List(id) => lists::find_list(conn, &id.to_string())?.map(|list| list.name),
-        Purpose::Partner(id) => crate::storage::partners::find_partner(conn, id)?.map(|partner| {
-            let sharing = crate::i18n::text(locale, "sharing_with");
-            format!("{sharing} {} ({})", partner.name, partner.legal_name)
-        }),
+        Purpose::List(id) => lists::find_list(conn, *id)?.map(|list| list.name),
+        Purpose::Partner(_) => {
+            purpose.partner_id().map(|id| crate::storage::partners::find_partner(conn, id)).transpose()?.flatten().map(
+                |partner| {
+                    let sharing = crate::i18n::text(locale, "sharing_with");
+                    format!("{sharing} {} ({})", partner.name, partner.legal_name)
+                },
+            )
+        }
     })
 }
 
@@ -119,11 +124,14 @@ pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str, locale: &st
     };
     let locale = locale.to_owned();
     db.read(move |conn| {
-        let Some(row) = confirmations::find_confirmation(conn, &claims.subject)? else {
+        let Ok(id) = claims.subject.parse::<ConfirmationId>() else {
+            return Ok(None);
+        };
+        let Some(row) = confirmations::find_confirmation(conn, id)? else {
             return Ok(None);
         };
         let requested = stored_purposes(&row);
-        let pending = pending_of(&load_contact_consents(conn, &row.contact_id)?.current, &requested);
+        let pending = pending_of(&load_contact_consents(conn, row.contact_id)?.current, &requested);
         let purposes = if pending.is_empty() { requested } else { pending };
         Ok(Some(purpose_names(conn, &purposes, &locale)?))
     })

@@ -9,6 +9,7 @@ pub use confirm::*;
 pub use confirmation_mail::*;
 pub use unsubscribe::*;
 
+use crate::domain::ContactId;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -242,7 +243,7 @@ impl SignupPlan {
     /// Whether `other` (read again inside the write) records the same as this plan, whose
     /// mail was rendered already.
     fn same_as(&self, other: &SignupPlan) -> bool {
-        let contact_id = |plan: &SignupPlan| plan.contact.as_ref().map(|c| c.id.clone());
+        let contact_id = |plan: &SignupPlan| plan.contact.as_ref().map(|c| c.id);
         contact_id(self) == contact_id(other)
             && self.needs_confirmation == other.needs_confirmation
             && self.grants == other.grants
@@ -257,14 +258,14 @@ fn plan_signup(conn: &mut DbConnection, input: &SignupInput) -> Result<SignupPla
     let suppressed = ledger::is_suppressed(conn, suppression_hash)?;
     let needs_confirmation = suppressed || form.definition.opt_in == FormOptIn::Double;
     let consents = match &contact {
-        Some(row) => load_contact_consents(conn, &row.id)?,
+        Some(row) => load_contact_consents(conn, row.id)?,
         None => super::consent::ContactConsents { events: Vec::new(), current: Vec::new() },
     };
     let basis = form.definition.basis_for(&submission.email);
     // Every box ticked, with the exact words beside it: the lists, then each partner
     // (its consent keeps the list of partners shown beside it).
     let shown = partners::form_partners(conn, &form.definition.partners)?;
-    if let Some(gone) = submission.partners.iter().find(|id| !shown.iter().any(|p| p.id == id.to_string())) {
+    if let Some(gone) = submission.partners.iter().find(|id| !shown.iter().any(|p| p.id == **id)) {
         return Err(Error::field(
             "partner",
             format!("{gone} is no longer offered on this form: nothing was shared with it"),
@@ -276,9 +277,9 @@ fn plan_signup(conn: &mut DbConnection, input: &SignupInput) -> Result<SignupPla
         text: c.text.clone(),
         proof: None,
     });
-    let chosen = shown.iter().filter(|p| submission.partners.iter().any(|id| id.to_string() == p.id));
+    let chosen = shown.iter().filter(|p| submission.partners.contains(&p.id));
     let partner_boxes = chosen.map(|p| Grant {
-        purpose: Purpose::Partner(p.id.clone()),
+        purpose: Purpose::Partner(p.id.to_string()),
         text: partner_consent_text(&info.locale, p).text(),
         proof: Some(snapshot.clone()),
     });
@@ -297,7 +298,7 @@ fn plan_signup(conn: &mut DbConnection, input: &SignupInput) -> Result<SignupPla
                 && last_grant.is_some_and(|e| {
                     e.requires_confirmation
                         && e.basis == basis
-                        && e.evidence.form_id.as_deref() == Some(form.id.to_string().as_str())
+                        && e.evidence.form_id == Some(form.id)
                         && e.evidence.form_version == Some(form.version)
                         && e.evidence.consent_text.as_deref() == Some(grant.text.as_str())
                         && e.evidence.proof == grant.proof
@@ -341,10 +342,10 @@ fn record_plan(
     // or updated, each consent granted.
     let listeners = webhooks::Listeners::read(conn)?;
     let (contact_id, waiting_values) = match &plan.contact {
-        Some(row) if plan.needs_confirmation => (row.id.clone(), Some(values)),
+        Some(row) if plan.needs_confirmation => (row.id, Some(values)),
         Some(row) => {
             fill_empty_fields(conn, row.clone(), &values, now, &listeners)?;
-            (row.id.clone(), None)
+            (row.id, None)
         }
         None => (insert_contact(conn, submission, now, &listeners)?, None),
     };
@@ -357,7 +358,7 @@ fn record_plan(
         Some(FormSurvey { survey_id, after: SurveyMoment::Signup })
             if plan.contact.is_none() && form.definition.opt_in != FormOptIn::Double =>
         {
-            surveys::start_in(conn, keys, &config.base_url, config.survey_link_ttl, survey_id, &contact_id)?
+            surveys::start_in(conn, keys, &config.base_url, config.survey_link_ttl, survey_id, contact_id)?
         }
         _ => None,
     };
@@ -366,7 +367,7 @@ fn record_plan(
         apply_event_for(
             conn,
             NewConsentEvent {
-                contact_id: contact_id.clone(),
+                contact_id,
                 // The contact was found by this key, or made with it.
                 email_key: Some(submission.email.key()),
                 purpose: grant.purpose.clone(),
@@ -374,7 +375,7 @@ fn record_plan(
                 basis,
                 requires_confirmation: plan.needs_confirmation,
                 evidence: Evidence {
-                    form_id: Some(form.id.to_string()),
+                    form_id: Some(form.id),
                     form_version: Some(form.version),
                     consent_text: Some(grant.text.clone()),
                     proof: grant.proof.clone(),
@@ -384,15 +385,15 @@ fn record_plan(
             },
             &listeners,
         )?;
-        if let (Purpose::Partner(partner_id), false) = (&grant.purpose, plan.needs_confirmation) {
+        if let (Some(partner_id), false) = (grant.purpose.partner_id(), plan.needs_confirmation) {
             // The opt-in is complete: the partner gets the lead once this commits.
-            queue.queue_in(conn, &contact_id, partner_id)?;
+            queue.queue_in(conn, contact_id, partner_id)?;
         }
     }
     if let Some(prepared) = mail {
         let request = ConfirmationRequest {
-            contact_id: &contact_id,
-            form: Some((form.id.to_string(), form.version)),
+            contact_id,
+            form: Some((form.id, form.version)),
             purposes: &plan.requested,
             email_key: &submission.email.key(),
             values: waiting_values.map(|v| serde_json::to_string(&v)).transpose().map_err(Error::internal)?,
@@ -443,13 +444,13 @@ fn fill_empty_fields(
     if crate::services::contacts::merge_into_row(&mut row, &incoming, MergeRule::FillUnknown) {
         row.updated_at = now;
         contacts::update_contact(conn, &row)?;
-        listeners.emit_contact(conn, EventType::ContactUpdated, &row.id)?;
+        listeners.emit_contact(conn, EventType::ContactUpdated, row.id)?;
     }
     Ok(())
 }
 
 /// The person confirmed: the values they submitted with the request are theirs, and apply.
-fn apply_waiting_values(conn: &mut DbConnection, contact_id: &str, values: ContactValues) -> Result<()> {
+fn apply_waiting_values(conn: &mut DbConnection, contact_id: ContactId, values: ContactValues) -> Result<()> {
     let Some(mut row) = contacts::find_contact_row_by_id(conn, contact_id)? else {
         return Ok(());
     };
@@ -460,7 +461,7 @@ fn apply_waiting_values(conn: &mut DbConnection, contact_id: &str, values: Conta
     row.country = values.country.or(row.country);
     row.updated_at = storage::now();
     contacts::update_contact(conn, &row)?;
-    webhooks::emit_contact(conn, EventType::ContactUpdated, &row.id)
+    webhooks::emit_contact(conn, EventType::ContactUpdated, row.id)
 }
 
 fn insert_contact(
@@ -468,7 +469,7 @@ fn insert_contact(
     submission: &ValidSubmission,
     now: chrono::NaiveDateTime,
     listeners: &webhooks::Listeners,
-) -> Result<String> {
+) -> Result<ContactId> {
     super::contacts::insert_new_in(
         conn,
         &submission.email,

@@ -38,7 +38,7 @@ impl UnsubscribeScope {
 /// everything). It does not expire: an old mail's link must keep working.
 pub fn unsubscribe_url(keys: &Keys, base_url: &str, contact: ContactId, list: Option<ListId>) -> String {
     let list = list.map(|id| id.to_string());
-    unsubscribe_link(keys, base_url, &contact.to_string(), list.as_deref(), None)
+    unsubscribe_link(keys, base_url, contact, list.as_deref(), None)
 }
 
 /// As [`unsubscribe_url`]; in a campaign's message, `recipient` names the recipient it went
@@ -46,22 +46,21 @@ pub fn unsubscribe_url(keys: &Keys, base_url: &str, contact: ContactId, list: Op
 pub fn unsubscribe_link(
     keys: &Keys,
     base_url: &str,
-    contact: &str,
+    contact: ContactId,
     list: Option<&str>,
     recipient: Option<&str>,
 ) -> String {
     let scope = UnsubscribeScope::encode(list, recipient);
-    format!("{base_url}/unsubscribe/{}", keys.sign_link(LinkKind::Unsubscribe, contact, scope.as_deref(), None))
-}
-
-pub fn preferences_url(keys: &Keys, base_url: &str, contact: ContactId) -> String {
-    preferences_link(keys, base_url, &contact.to_string())
+    format!(
+        "{base_url}/unsubscribe/{}",
+        keys.sign_link(LinkKind::Unsubscribe, &contact.to_string(), scope.as_deref(), None)
+    )
 }
 
 /// A fresh preference link: it expires (`preference_link_days`) and works until the
 /// contact's links are revoked; every mail builds a new one, so a reader always holds one.
-pub fn preferences_link(keys: &Keys, base_url: &str, contact: &str) -> String {
-    format!("{base_url}/preferences/{}", keys.sign_preferences(contact))
+pub fn preferences_link(keys: &Keys, base_url: &str, contact: ContactId) -> String {
+    format!("{base_url}/preferences/{}", keys.sign_preferences(&contact.to_string()))
 }
 
 /// What an unsubscribe link is about: `Some(Some(name))` for one list, `Some(None)` for
@@ -72,7 +71,7 @@ pub async fn unsubscribe_preview(db: &Db, keys: &Keys, token: &str) -> Result<Op
     };
     match UnsubscribeScope::parse(claims.scope.as_deref()).list {
         None => Ok(Some(None)),
-        Some(list) => db.read(move |conn| Ok(Some(lists::find_list(conn, &list.to_string())?.map(|l| l.name)))).await,
+        Some(list) => db.read(move |conn| Ok(Some(lists::find_list(conn, list)?.map(|l| l.name)))).await,
     }
 }
 
@@ -85,7 +84,7 @@ pub async fn unsubscribe(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -
     let Ok(contact_id) = claims.subject.parse::<ContactId>() else {
         return Ok(false);
     };
-    let contact = db.read(move |conn| contacts::find_contact(conn, &contact_id.to_string())).await?;
+    let contact = db.read(move |conn| contacts::find_contact(conn, contact_id)).await?;
     let Some(contact) = contact else {
         return Ok(true);
     };
@@ -98,7 +97,7 @@ pub async fn unsubscribe(db: &Db, keys: &Keys, token: &str, info: RequestInfo) -
         }
         match (scope, leave_all) {
             (Some(list), _) => {
-                withdraw_in(conn, &contact.id.to_string(), &[Purpose::List(list)], &evidence, &Actor::Public)?;
+                withdraw_in(conn, contact.id, &[Purpose::List(list)], &evidence, &Actor::Public)?;
             }
             (None, Some(hash)) => {
                 leave_all_in(conn, &hash, &contact, &evidence, &Actor::Public, ContactStatus::Unsubscribed)?

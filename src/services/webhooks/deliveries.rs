@@ -1,5 +1,6 @@
 //! Deliveries and their attempts, as admins read and retry them.
 
+use crate::domain::{LeadId, partner::EventType};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -19,10 +20,10 @@ pub struct Delivery {
     /// `partner:<id>` or `subscription:<id>`.
     pub target: String,
     pub event_id: String,
-    pub event_type: String,
-    pub lead_id: Option<String>,
+    pub event_type: EventType,
+    pub lead_id: Option<LeadId>,
     pub payload: Value,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -48,9 +49,9 @@ pub struct DeliveryFilter {
 }
 
 pub(super) fn delivery(row: DeliveryRow, attempts: Vec<AttemptRow>) -> Result<Delivery> {
-    let pending = row.status == DeliveryStatus::Pending.as_str();
+    let pending = row.status == DeliveryStatus::Pending;
     Ok(Delivery {
-        id: storage::models::parse_id("delivery id", &row.id)?,
+        id: row.id,
         payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
         target: row.target,
         event_id: row.event_id,
@@ -75,7 +76,7 @@ pub(super) fn delivery(row: DeliveryRow, attempts: Vec<AttemptRow>) -> Result<De
 }
 
 pub(super) fn with_attempts(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> Result<Vec<Delivery>> {
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let ids: Vec<DeliveryId> = rows.iter().map(|r| r.id).collect();
     let mut attempts = repo::list_attempts(conn, &ids)?;
     rows.into_iter()
         .map(|row| {
@@ -97,7 +98,7 @@ pub async fn list_deliveries(db: &Db, filter: DeliveryFilter, page: PageRequest)
             page.after.as_deref(),
             page.fetch_limit(),
         )?;
-        let page = page.page(rows, |row| row.id.clone());
+        let page = page.page(rows, |row| row.id.to_string());
         let items = with_attempts(conn, page.items)?;
         Ok(Page { items, next_cursor: page.next_cursor })
     })
@@ -106,7 +107,7 @@ pub async fn list_deliveries(db: &Db, filter: DeliveryFilter, page: PageRequest)
 
 pub async fn find_delivery(db: &Db, id: DeliveryId) -> Result<Delivery> {
     db.read(move |conn| {
-        let row = repo::find_delivery(conn, &id.to_string())?.ok_or_else(|| delivery_not_found(id))?;
+        let row = repo::find_delivery(conn, id)?.ok_or_else(|| delivery_not_found(id))?;
         Ok(with_attempts(conn, vec![row])?.remove(0))
     })
     .await
@@ -115,11 +116,11 @@ pub async fn find_delivery(db: &Db, id: DeliveryId) -> Result<Delivery> {
 /// Sends a dead delivery again: a fresh round of attempts, starting now.
 pub async fn retry_delivery(db: &Db, id: DeliveryId) -> Result<Delivery> {
     db.write(move |conn| {
-        let mut row = repo::find_delivery(conn, &id.to_string())?.ok_or_else(|| delivery_not_found(id))?;
-        if row.status != DeliveryStatus::Dead.as_str() {
+        let mut row = repo::find_delivery(conn, id)?.ok_or_else(|| delivery_not_found(id))?;
+        if row.status != DeliveryStatus::Dead {
             return Err(Error::Conflict(format!("the delivery is {}; only a dead delivery is retried", row.status)));
         }
-        row.status = DeliveryStatus::Pending.as_str().to_owned();
+        row.status = DeliveryStatus::Pending;
         row.attempts = 0;
         row.next_attempt_at = storage::now();
         row.lease_until = None;

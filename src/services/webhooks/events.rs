@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::domain::DeliveryId;
 use crate::domain::partner::{DeliveryStatus, EventType};
+use crate::domain::{ContactId, DeliveryId, LeadId};
 use crate::error::Result;
 use crate::storage;
 use crate::storage::partners::PartnerRow;
@@ -27,18 +27,18 @@ pub(super) fn delivery_row(
     target: String,
     event_id: &str,
     kind: EventType,
-    lead_id: Option<&str>,
+    lead_id: Option<LeadId>,
     payload: &Value,
 ) -> DeliveryRow {
     let now = storage::now();
     DeliveryRow {
-        id: DeliveryId::new().to_string(),
+        id: DeliveryId::new(),
         target,
         event_id: event_id.to_owned(),
-        event_type: kind.as_str().to_owned(),
-        lead_id: lead_id.map(str::to_owned),
+        event_type: kind,
+        lead_id,
         payload: payload.to_string(),
-        status: DeliveryStatus::Pending.as_str().to_owned(),
+        status: DeliveryStatus::Pending,
         attempts: 0,
         next_attempt_at: now,
         lease_until: None,
@@ -101,7 +101,7 @@ impl Listeners {
     }
 
     /// Queues a contact event with the contact as it now is (read only when someone listens).
-    pub fn emit_contact(&self, conn: &mut DbConnection, kind: EventType, contact_id: &str) -> Result<()> {
+    pub fn emit_contact(&self, conn: &mut DbConnection, kind: EventType, contact_id: ContactId) -> Result<()> {
         if self.wanting(kind).is_empty() {
             return Ok(());
         }
@@ -113,12 +113,12 @@ impl Listeners {
 }
 
 /// Queues a contact event with the contact as it now is (read only when someone listens).
-pub fn emit_contact(conn: &mut DbConnection, kind: EventType, contact_id: &str) -> Result<()> {
+pub fn emit_contact(conn: &mut DbConnection, kind: EventType, contact_id: ContactId) -> Result<()> {
     Listeners::read(conn)?.emit_contact(conn, kind, contact_id)
 }
 
 /// Erasure: events still held about the contact keep their type and time, not the person.
-pub fn redact_contact(conn: &mut DbConnection, contact_id: &str, lead_ids: &[String]) -> Result<()> {
+pub fn redact_contact(conn: &mut DbConnection, contact_id: ContactId, lead_ids: &[LeadId]) -> Result<()> {
     for mut row in repo::list_deliveries_mentioning(conn, contact_id, lead_ids)? {
         let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
         row.payload = json!({
@@ -145,14 +145,14 @@ pub fn emit_to_partner(
     conn: &mut DbConnection,
     partner: &PartnerRow,
     kind: EventType,
-    lead_id: &str,
+    lead_id: LeadId,
     data: Value,
 ) -> Result<()> {
     let event_id = uuid::Uuid::now_v7().to_string();
     let payload = envelope(&event_id, kind, Utc::now(), data);
     let mut row = delivery_row(format!("partner:{}", partner.id), &event_id, kind, Some(lead_id), &payload);
     if partner.webhook_url.is_none() {
-        row.status = DeliveryStatus::Pull.as_str().to_owned();
+        row.status = DeliveryStatus::Pull;
     }
     repo::insert_deliveries(conn, &[row])?;
     Ok(())

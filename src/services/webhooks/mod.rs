@@ -87,7 +87,7 @@ fn check_secret(secret: &str) -> std::result::Result<(), &'static str> {
 fn subscription(row: SubscriptionRow) -> Result<Subscription> {
     let types: Vec<String> = serde_json::from_str(&row.event_types).map_err(Error::internal)?;
     Ok(Subscription {
-        id: storage::models::parse_id("webhook id", &row.id)?,
+        id: row.id,
         url: row.url,
         secret: row.secret,
         event_types: types.iter().filter_map(|t| t.parse().ok()).collect(),
@@ -120,7 +120,7 @@ pub async fn create_subscription(db: &Db, policy: &OutboundPolicy, draft: Subscr
     let types = check_draft(policy, &draft)?;
     let now = storage::now();
     let row = SubscriptionRow {
-        id: WebhookId::new().to_string(),
+        id: WebhookId::new(),
         url: draft.url,
         secret: draft.secret.unwrap_or_else(generate_secret),
         event_types: serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
@@ -145,7 +145,7 @@ pub async fn update_subscription(
 ) -> Result<Subscription> {
     let types = check_draft(policy, &draft)?;
     db.write(move |conn| {
-        let current = repo::find_subscription(conn, &id.to_string())?.ok_or_else(|| subscription_not_found(id))?;
+        let current = repo::find_subscription(conn, id)?.ok_or_else(|| subscription_not_found(id))?;
         let row = SubscriptionRow {
             url: draft.url,
             secret: draft.secret.unwrap_or(current.secret.clone()),
@@ -163,10 +163,8 @@ pub async fn update_subscription(
 }
 
 pub async fn find_subscription(db: &Db, id: WebhookId) -> Result<Subscription> {
-    db.read(move |conn| {
-        subscription(repo::find_subscription(conn, &id.to_string())?.ok_or_else(|| subscription_not_found(id))?)
-    })
-    .await
+    db.read(move |conn| subscription(repo::find_subscription(conn, id)?.ok_or_else(|| subscription_not_found(id))?))
+        .await
 }
 
 pub async fn list_subscriptions(db: &Db, page: PageRequest) -> Result<Page<Subscription>> {
@@ -183,7 +181,7 @@ pub async fn list_subscriptions(db: &Db, page: PageRequest) -> Result<Page<Subsc
 /// Deletes a subscription; its deliveries still pending end dead (nowhere to go).
 pub async fn delete_subscription(db: &Db, id: WebhookId) -> Result<()> {
     db.write(move |conn| {
-        if repo::delete_subscription(conn, &id.to_string())? == 0 {
+        if repo::delete_subscription(conn, id)? == 0 {
             return Err(subscription_not_found(id));
         }
         Ok(())

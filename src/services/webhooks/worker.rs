@@ -64,17 +64,21 @@ pub(super) enum Destination {
 
 pub(super) fn destination(conn: &mut DbConnection, target: &str) -> Result<Destination> {
     Ok(match target.split_once(':') {
-        Some(("subscription", id)) => match repo::find_subscription(conn, id)? {
-            Some(s) => Destination::Url { url: s.url, secret: s.secret },
-            None => Destination::Gone("the subscription was deleted"),
-        },
-        Some(("partner", id)) => match partners::find_partner(conn, id)? {
-            Some(PartnerRow { webhook_url: Some(url), webhook_secret: Some(secret), .. }) => {
-                Destination::Url { url, secret }
+        Some(("subscription", id)) => {
+            match id.parse().ok().map(|id| repo::find_subscription(conn, id)).transpose()?.flatten() {
+                Some(s) => Destination::Url { url: s.url, secret: s.secret },
+                None => Destination::Gone("the subscription was deleted"),
             }
-            Some(_) => Destination::Pull,
-            None => Destination::Gone("the partner was deleted"),
-        },
+        }
+        Some(("partner", id)) => {
+            match id.parse().ok().map(|id| partners::find_partner(conn, id)).transpose()?.flatten() {
+                Some(PartnerRow { webhook_url: Some(url), webhook_secret: Some(secret), .. }) => {
+                    Destination::Url { url, secret }
+                }
+                Some(_) => Destination::Pull,
+                None => Destination::Gone("the partner was deleted"),
+            }
+        }
         _ => Destination::Gone("unknown target"),
     })
 }
@@ -195,7 +199,7 @@ impl WebhookWorker {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature_header(&secret, timestamp, &body))
             .header("Consento-Event-Id", &delivery.event_id)
-            .header("Consento-Event-Type", &delivery.event_type)
+            .header("Consento-Event-Type", delivery.event_type.as_str())
             .header("Consento-Delivery-Attempt", (delivery.attempts + 1).to_string())
             .body(body)
             .send()
@@ -235,25 +239,25 @@ pub(super) fn record(conn: &mut DbConnection, outcome: Outcome, options: &Delive
     delivery.lease_until = None;
     match final_status {
         Some(DeliveryStatus::Pull) => {
-            delivery.status = DeliveryStatus::Pull.as_str().to_owned();
+            delivery.status = DeliveryStatus::Pull;
             repo::update_delivery(conn, &delivery)?;
             return Ok(());
         }
         Some(status) => {
-            delivery.status = status.as_str().to_owned();
+            delivery.status = status;
             delivery.last_error = error.clone();
         }
         None => {
             delivery.attempts += 1;
             match &error {
                 None => {
-                    delivery.status = DeliveryStatus::Delivered.as_str().to_owned();
+                    delivery.status = DeliveryStatus::Delivered;
                     delivery.delivered_at = Some(now);
                     delivery.last_error = None;
                 }
                 Some(message) if delivery.attempts as u32 >= options.max_attempts => {
                     tracing::warn!(delivery = %delivery.id, target = %delivery.target, error = %message, "webhook dead-lettered");
-                    delivery.status = DeliveryStatus::Dead.as_str().to_owned();
+                    delivery.status = DeliveryStatus::Dead;
                     delivery.last_error = Some(message.clone());
                 }
                 Some(message) => {
@@ -270,7 +274,7 @@ pub(super) fn record(conn: &mut DbConnection, outcome: Outcome, options: &Delive
         conn,
         &AttemptRow {
             id: uuid::Uuid::now_v7().to_string(),
-            delivery_id: delivery.id.clone(),
+            delivery_id: delivery.id,
             attempted_at: started,
             duration_ms: elapsed.as_millis().min(i64::MAX as u128) as i64,
             status_code: status_code.map(i32::from),
