@@ -139,7 +139,7 @@ pub enum MergeRule {
 }
 
 /// A contact's profile as stored: attributes, company and country (ISO code).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub attributes: serde_json::Map<String, serde_json::Value>,
     pub company: Option<String>,

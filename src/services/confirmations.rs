@@ -85,24 +85,19 @@ pub(crate) struct ConfirmationRequest<'a> {
 /// requests (from however many IPs), an address gets at most `confirmation_mails_per_day`
 /// such mails a day: a form cannot be used to bomb someone's inbox. A request whose mail
 /// the cap withholds is not recorded: no link could ever confirm it.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn request_confirmation(
     conn: &mut DbConnection,
     keys: &Keys,
     config: &SignupConfig,
-    contact_id: ContactId,
-    form: Option<(FormId, i32)>,
-    purposes: &[Purpose],
-    email_key: &str,
+    request: ConfirmationRequest<'_>,
     draft: impl FnOnce(&mut DbConnection, &str) -> Result<Draft>,
 ) -> Result<()> {
-    if daily_cap_reached(conn, config, email_key)? {
+    if daily_cap_reached(conn, config, request.email_key)? {
         tracing::info!("confirmation mail withheld: the address reached its daily cap");
         return Ok(());
     }
     let (id, expires_at, confirm_url) = confirmation_link(keys, config);
     let mail = mail::compose(&draft(conn, &confirm_url)?, &config.message_domain, None)?;
-    let request = ConfirmationRequest { contact_id, form, purposes, email_key, values: None };
     record_confirmation(conn, request, PreparedConfirmation { id, expires_at, mail })
 }
 
@@ -149,6 +144,17 @@ pub struct Ask {
     pub consent_text: Option<String>,
 }
 
+/// A person asked to confirm: what (each purpose with its words), on what evidence, by
+/// whom, and in which language the mail is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking<'a> {
+    pub contact: &'a Contact,
+    pub asks: &'a [Ask],
+    pub evidence: &'a Evidence,
+    pub actor: &'a Actor,
+    pub locale: &'a str,
+}
+
 /// What a request came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Started {
@@ -161,17 +167,8 @@ pub struct Started {
 /// Records a pending grant for each purpose not already in force (basis `single_opt_in`
 /// for a person, or `b2b_role_address` for a role address: what the request is, until a
 /// confirmation adds its evidence), and queues the confirmation mail in `locale`.
-#[allow(clippy::too_many_arguments)]
-pub fn start_in(
-    conn: &mut DbConnection,
-    keys: &Keys,
-    config: &SignupConfig,
-    contact: &Contact,
-    asks: &[Ask],
-    evidence: &Evidence,
-    actor: &Actor,
-    locale: &str,
-) -> Result<Started> {
+pub fn start_in(conn: &mut DbConnection, keys: &Keys, config: &SignupConfig, asking: Asking<'_>) -> Result<Started> {
+    let Asking { contact, asks, evidence, actor, locale } = asking;
     let contact_id = contact.id;
     let current = load_contact_consents(conn, contact_id)?.current;
     let mut started = Started::default();
@@ -210,25 +207,23 @@ pub fn start_in(
         )?;
     }
     let to = contact.email.to_string();
-    request_confirmation(
-        conn,
-        keys,
-        config,
+    let request = ConfirmationRequest {
         contact_id,
-        None,
-        &started.pending,
-        &contact.email.key(),
-        |_, confirm_url| {
-            Ok(Draft {
-                from: config.mail_from.clone(),
-                to,
-                subject: crate::i18n::text(locale, "confirm_mail_subject").to_owned(),
-                text: render(template, &names, confirm_url)?,
-                headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
-                ..Draft::default()
-            })
-        },
-    )?;
+        form: None,
+        purposes: &started.pending,
+        email_key: &contact.email.key(),
+        values: None,
+    };
+    request_confirmation(conn, keys, config, request, |_, confirm_url| {
+        Ok(Draft {
+            from: config.mail_from.clone(),
+            to,
+            subject: crate::i18n::text(locale, "confirm_mail_subject").to_owned(),
+            text: render(template, &names, confirm_url)?,
+            headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+            ..Draft::default()
+        })
+    })?;
     Ok(started)
 }
 
@@ -295,7 +290,8 @@ pub async fn start_for_contact(
             errors.finish(|| Some(()))?;
             let asks: Vec<Ask> = purposes.into_iter().map(|purpose| Ask { purpose, consent_text: None }).collect();
             let evidence = Evidence { method: "api".to_owned(), ..Evidence::default() };
-            start_in(conn, &keys, &config, &contact, &asks, &evidence, &actor, &locale)
+            let asking = Asking { contact: &contact, asks: &asks, evidence: &evidence, actor: &actor, locale: &locale };
+            start_in(conn, &keys, &config, asking)
         })
         .await?;
     services.wake.mail.notify_one();

@@ -218,16 +218,14 @@ pub async fn save_preferences(
             }
             let confirmation_requested = !asks.is_empty();
             if confirmation_requested {
-                confirmations::start_in(
-                    conn,
-                    &keys,
-                    &config,
-                    &preferences.contact,
-                    &asks,
-                    &evidence,
-                    &Actor::Public,
-                    &info.locale,
-                )?;
+                let asking = confirmations::Asking {
+                    contact: &preferences.contact,
+                    asks: &asks,
+                    evidence: &evidence,
+                    actor: &Actor::Public,
+                    locale: &info.locale,
+                };
+                confirmations::start_in(conn, &keys, &config, asking)?;
             }
             let Some(preferences) = load_preferences(conn, id, &info.locale)? else {
                 return Ok(None);

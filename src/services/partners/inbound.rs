@@ -315,44 +315,42 @@ pub(super) fn send_reconfirmation(
     contact_id: ContactId,
     pending: &[Purpose],
 ) -> Result<()> {
-    confirmations::request_confirmation(
-        conn,
-        keys,
-        config,
+    let request = confirmations::ConfirmationRequest {
         contact_id,
-        None,
-        pending,
-        &checked.email.key(),
-        |conn, confirm_url| {
-            let mut names = Vec::new();
-            for purpose in pending {
-                if let Some(id) = purpose.list_id()
-                    && let Some(list) = lists::find_list(conn, id)?
-                {
-                    names.push(list.name);
-                }
+        form: None,
+        purposes: pending,
+        email_key: &checked.email.key(),
+        values: None,
+    };
+    confirmations::request_confirmation(conn, keys, config, request, |conn, confirm_url| {
+        let mut names = Vec::new();
+        for purpose in pending {
+            if let Some(id) = purpose.list_id()
+                && let Some(list) = lists::find_list(conn, id)?
+            {
+                names.push(list.name);
             }
-            let text = format!(
-                "You gave your e-mail address to {} ({}) on {} and agreed to hear from us.\n\n\
+        }
+        let text = format!(
+            "You gave your e-mail address to {} ({}) on {} and agreed to hear from us.\n\n\
              We will send you: {}.\n\n\
              If that was you and you want it, confirm here:\n{confirm_url}\n\n\
              If not, ignore this message: nothing is sent to you unless you confirm, and we keep your address \
              for no longer than it takes to let the request expire.\n",
-                partner.legal_name,
-                partner.name,
-                checked.collected_at.format("%Y-%m-%d"),
-                names.join(", "),
-            );
-            Ok(crate::mail::Draft {
-                from: config.mail_from.clone(),
-                to: checked.email.to_string(),
-                subject: format!("Please confirm: your address came to us from {}", partner.name),
-                text,
-                headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
-                ..crate::mail::Draft::default()
-            })
-        },
-    )
+            partner.legal_name,
+            partner.name,
+            checked.collected_at.format("%Y-%m-%d"),
+            names.join(", "),
+        );
+        Ok(crate::mail::Draft {
+            from: config.mail_from.clone(),
+            to: checked.email.to_string(),
+            subject: format!("Please confirm: your address came to us from {}", partner.name),
+            text,
+            headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
+            ..crate::mail::Draft::default()
+        })
+    })
 }
 
 /// After a confirmation: the contact's inbound leads waiting for it are accepted.

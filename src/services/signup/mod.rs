@@ -12,8 +12,7 @@ pub use unsubscribe::*;
 use crate::domain::ContactId;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::consent::{apply_event_for, load_contact_consents};
 
@@ -325,7 +324,6 @@ pub fn partner_consent_text(locale: &str, partner: &PartnerRow) -> crate::i18n::
 }
 
 /// Records what a signup was planned to record, with its confirmation mail if any.
-#[allow(clippy::too_many_arguments)]
 fn record_plan(
     conn: &mut DbConnection,
     keys: &Keys,
@@ -337,7 +335,7 @@ fn record_plan(
 ) -> Result<Submitted> {
     let SignupInput { form, submission, info, .. } = input;
     let now = storage::now();
-    let values = ContactValues::of(submission);
+    let values = submitted_profile(submission);
     // Read once for the events this signup emits: the form submitted, the contact created
     // or updated, each consent granted.
     let listeners = webhooks::Listeners::read(conn)?;
@@ -410,20 +408,11 @@ fn record_plan(
 
 /// The contact's own fields a submit carries. For a person already known they wait with
 /// the confirmation request and apply when the person confirms.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct ContactValues {
-    attributes: Map<String, Value>,
-    company: Option<String>,
-    country: Option<String>,
-}
-
-impl ContactValues {
-    fn of(submission: &ValidSubmission) -> Self {
-        Self {
-            attributes: submission.attributes.clone(),
-            company: submission.company.clone(),
-            country: submission.country.as_ref().map(|c| c.as_str().to_owned()),
-        }
+fn submitted_profile(submission: &ValidSubmission) -> Profile {
+    Profile {
+        attributes: submission.attributes.clone(),
+        company: submission.company.clone(),
+        country: submission.country.as_ref().map(|c| c.as_str().to_owned()),
     }
 }
 
@@ -432,16 +421,11 @@ impl ContactValues {
 fn fill_empty_fields(
     conn: &mut DbConnection,
     mut row: ContactRow,
-    values: &ContactValues,
+    incoming: &Profile,
     now: chrono::NaiveDateTime,
     listeners: &webhooks::Listeners,
 ) -> Result<()> {
-    let incoming = Profile {
-        attributes: values.attributes.clone(),
-        company: values.company.clone(),
-        country: values.country.clone(),
-    };
-    if crate::services::contacts::merge_into_row(&mut row, &incoming, MergeRule::FillUnknown) {
+    if crate::services::contacts::merge_into_row(&mut row, incoming, MergeRule::FillUnknown) {
         row.updated_at = now;
         contacts::update_contact(conn, &row)?;
         listeners.emit_contact(conn, EventType::ContactUpdated, row.id)?;
@@ -449,19 +433,18 @@ fn fill_empty_fields(
     Ok(())
 }
 
-/// The person confirmed: the values they submitted with the request are theirs, and apply.
-fn apply_waiting_values(conn: &mut DbConnection, contact_id: ContactId, values: ContactValues) -> Result<()> {
+/// The person confirmed: the values they submitted with the request are theirs, and
+/// replace what was held.
+fn apply_waiting_values(conn: &mut DbConnection, contact_id: ContactId, submitted: Profile) -> Result<()> {
     let Some(mut row) = contacts::find_contact_row_by_id(conn, contact_id)? else {
         return Ok(());
     };
-    let mut attributes: Value = serde_json::from_str(&row.attributes).unwrap_or(Value::Object(Map::new()));
-    super::contacts::merge_patch(&mut attributes, Value::Object(values.attributes));
-    row.attributes = attributes.to_string();
-    row.company = values.company.or(row.company);
-    row.country = values.country.or(row.country);
-    row.updated_at = storage::now();
-    contacts::update_contact(conn, &row)?;
-    webhooks::emit_contact(conn, EventType::ContactUpdated, row.id)
+    if crate::services::contacts::merge_into_row(&mut row, &submitted, MergeRule::Overwrite) {
+        row.updated_at = storage::now();
+        contacts::update_contact(conn, &row)?;
+        webhooks::emit_contact(conn, EventType::ContactUpdated, row.id)?;
+    }
+    Ok(())
 }
 
 fn insert_contact(
