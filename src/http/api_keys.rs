@@ -16,6 +16,7 @@ use crate::services::pagination::PageRequest;
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyRequest {
     /// What the key is for, e.g. "shop sync".
+    #[schema(value_type = super::values::LineText)]
     pub name: String,
     #[schema(value_type = super::values::RoleName, inline)]
     pub role: String,

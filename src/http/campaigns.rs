@@ -33,8 +33,10 @@ pub struct TrackingSettings {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignRequest {
+    #[schema(value_type = super::values::LineText)]
     pub name: String,
     /// A template (minijinja), like the bodies.
+    #[schema(value_type = super::values::LineText)]
     pub subject: String,
     /// The sender mailbox, `Name <address>`; default: the `mail_from` setting.
     pub from: Option<String>,
@@ -43,6 +45,7 @@ pub struct CampaignRequest {
     /// `{{ unsubscribe_url }}`, `{{ preferences_url }}` are available.
     pub html_body: Option<String>,
     /// Plain-text template (every message has a text part).
+    #[schema(value_type = super::values::NonBlankText)]
     pub text_body: String,
     /// Lists whose consenting members are the audience (ids; at least one).
     #[schema(value_type = Vec<uuid::Uuid>, min_items = 1)]
@@ -77,7 +80,9 @@ impl RequestBody for CampaignRequest {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignPatch {
+    #[schema(value_type = Option<super::values::LineText>, inline)]
     pub name: Option<String>,
+    #[schema(value_type = Option<super::values::LineText>, inline)]
     pub subject: Option<String>,
     pub from: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
@@ -86,7 +91,9 @@ pub struct CampaignPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub html_body: Option<Option<String>>,
+    #[schema(value_type = Option<super::values::NonBlankText>, inline)]
     pub text_body: Option<String>,
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     pub lists: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -528,6 +535,7 @@ pub async fn cancel_campaign(
 #[serde(deny_unknown_fields)]
 pub struct TestSendRequest {
     /// Up to 20 addresses.
+    #[schema(value_type = Vec<super::values::EmailText>)]
     pub to: Vec<String>,
     /// The contact to render for; default a sample contact.
     pub contact_id: Option<String>,

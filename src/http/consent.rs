@@ -134,11 +134,14 @@ impl From<ContactConsents> for ContactConsentsResponse {
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRequest {
     /// How it was collected, e.g. `checkout checkbox`.
+    #[schema(value_type = super::values::LineText)]
     pub method: String,
     /// The exact words the person agreed to.
+    #[schema(value_type = super::values::NonBlankText)]
     pub consent_text: String,
     /// The person's IP address as the integrator saw it (IPv4 or IPv6).
     pub ip: Option<String>,
+    #[schema(value_type = Option<super::values::ShortText>, inline)]
     pub user_agent: Option<String>,
     /// The page where it was collected (`http://` or `https://`).
     pub source_url: Option<String>,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
+use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id, validation_errors};
 use crate::domain::{Contact, ContactId, Country, Email, ListId, Tag, contact::parse_short_text};
 use crate::error::{FieldErrors, Result};
 use crate::services::contacts::{self as service, ContactChanges, ContactQuery, NewContact};
@@ -22,7 +22,7 @@ const COMPANY_MAX: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct ContactRequest {
     /// Trimmed and stored with its domain lower-cased; unique, ignoring case.
-    #[schema(example = "marie.curie@example.org")]
+    #[schema(value_type = super::values::EmailText, example = "marie.curie@example.org")]
     pub email: String,
     /// Free-form JSON object; absent: none.
     #[serde(default, deserialize_with = "super::double_option")]
@@ -30,10 +30,13 @@ pub struct ContactRequest {
     pub attributes: Option<Option<Value>>,
     /// Tags: letters, digits, `-`, `_`, `:`, `.`; stored lower-cased.
     #[serde(default)]
+    #[schema(value_type = Vec<super::values::TagText>)]
     pub tags: Vec<String>,
     /// Ids of the lists the contact is on.
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub lists: Vec<String>,
+    #[schema(value_type = Option<super::values::ShortText>, inline)]
     pub company: Option<String>,
     /// ISO 3166-1 alpha-2 code.
     #[schema(example = "FR")]
@@ -49,17 +52,12 @@ impl RequestBody for ContactRequest {
 }
 
 /// The field errors of a parse, for [`RequestBody::rule_errors`].
-fn validation_errors<T>(parsed: Result<T>) -> Vec<crate::error::FieldError> {
-    match parsed {
-        Err(crate::error::Error::Validation(errors)) => errors,
-        _ => Vec::new(),
-    }
-}
 
 /// Changes to a contact. Absent fields stay as they are.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
+    #[schema(value_type = Option<super::values::EmailText>, inline)]
     pub email: Option<String>,
     /// A JSON merge patch (RFC 7396) on the attributes: keys set to `null` are removed,
     /// nested objects are merged. Not `null` itself: `{}` changes nothing.
@@ -67,12 +65,14 @@ pub struct ContactPatch {
     #[schema(value_type = Object)]
     pub attributes: Option<Option<Value>>,
     /// Replaces all tags.
+    #[schema(value_type = Option<Vec<super::values::TagText>>, inline)]
     pub tags: Option<Vec<String>>,
     /// Replaces all list memberships.
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     pub lists: Option<Vec<String>>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "super::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<super::values::ShortText>, inline)]
     pub company: Option<Option<String>>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "super::double_option")]
@@ -146,6 +146,7 @@ pub struct ContactListQuery {
     #[param(format = Uuid)]
     pub list: Option<String>,
     /// Only contacts with this tag.
+    #[param(value_type = Option<super::values::TagText>, inline)]
     pub tag: Option<String>,
     /// Only contacts with this status.
     #[param(value_type = Option<super::values::ContactStatusName>, inline)]

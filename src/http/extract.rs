@@ -30,6 +30,14 @@ pub trait RequestBody: DeserializeOwned {
     }
 }
 
+/// The fields a parse found at fault, for [`RequestBody::rule_errors`].
+pub fn validation_errors<T>(parsed: crate::error::Result<T>) -> Vec<FieldError> {
+    match parsed {
+        Err(crate::error::Error::Validation(errors)) => errors,
+        _ => Vec::new(),
+    }
+}
+
 /// A JSON request body. Unlike `web::Json` every failure is a problem document: a wrong
 /// content type (415), a body over the limit (413), malformed JSON (400, with line and
 /// column), and fields of the wrong type, missing, unknown or server-owned (422, each named).

@@ -21,6 +21,7 @@ pub struct FieldBody {
     /// The attribute it fills: a-z, 0-9 and `_`.
     #[schema(example = "first_name")]
     pub name: String,
+    #[schema(value_type = super::values::LineText)]
     pub label: String,
     /// `text`, `number`, `date`, `select`, `multi_select`, `checkbox` or `country`.
     #[serde(rename = "type")]
@@ -54,6 +55,7 @@ pub struct FormBody {
     #[schema(example = "newsletter")]
     pub slug: String,
     /// For admins; people see the title.
+    #[schema(value_type = super::values::LineText)]
     pub name: String,
     /// `en`, `fr`, `de` or `it` for the built-in texts; unset: the browser's language.
     pub locale: Option<String>,

@@ -23,17 +23,20 @@ use crate::services::pagination::PageRequest;
 #[serde(deny_unknown_fields)]
 pub struct ManifestRequest {
     /// Who supplied the list.
+    #[schema(value_type = super::values::LineText)]
     pub supplier: String,
     /// When the consents were collected.
     #[schema(value_type = String, format = Date)]
     pub collected_on: NaiveDate,
     /// The consent text the people saw.
+    #[schema(value_type = super::values::NonBlankText)]
     pub consent_text: String,
     /// Whether that text named us, the sender. Without it the consent is not ours to use
     /// (the default send policy then allows only a re-permission campaign).
     pub brand_named: bool,
     /// The partners listed where the people agreed.
     #[serde(default)]
+    #[schema(value_type = Vec<super::values::LineText>)]
     pub partners_shown: Vec<String>,
 }
 
@@ -129,8 +132,10 @@ pub struct ImportRequest {
     pub columns: BTreeMap<String, String>,
     /// Lists (ids or names) every row joins.
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub lists: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<super::values::TagText>)]
     pub tags: Vec<String>,
     /// The legal basis to record for each list a row joins (none: no consent recorded).
     pub basis: Option<String>,

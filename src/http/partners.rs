@@ -19,17 +19,18 @@ use crate::services::partners::{self as service, Lead, LeadAudience, Partner, Pa
 #[serde(deny_unknown_fields)]
 pub struct PartnerRequest {
     /// The name people see beside the partner's box.
-    #[schema(example = "Acme Travel")]
+    #[schema(value_type = super::values::LineText, example = "Acme Travel")]
     pub name: String,
     /// The controller that receives the data.
-    #[schema(example = "Acme Travel SAS")]
+    #[schema(value_type = super::values::LineText, example = "Acme Travel SAS")]
     pub legal_name: String,
     /// What the partner will use the data for, as people see it on the form.
-    #[schema(example = "Travel deals by e-mail, about twice a month.")]
+    #[schema(value_type = super::values::LineText, example = "Travel deals by e-mail, about twice a month.")]
     pub description: String,
-    #[schema(example = "https://acme.example/privacy")]
+    #[schema(value_type = super::values::HttpUrl, example = "https://acme.example/privacy")]
     pub privacy_policy_url: String,
     /// Where leads and withdrawals are POSTed, signed; unset: the partner pulls them.
+    #[schema(value_type = Option<super::values::HttpUrl>, inline)]
     pub webhook_url: Option<String>,
     /// The HMAC secret of the webhook (16 to 200 characters); unset with a URL: one is
     /// generated (or the current one kept).

@@ -124,6 +124,7 @@ pub struct DryRunRequest {
     /// …or the name of a plugin.
     pub plugin: Option<String>,
     /// The hook to call, e.g. `matches`.
+    #[schema(value_type = super::values::HookName)]
     pub hook: String,
     /// Sample arguments, each any JSON value…
     pub args: Option<Vec<Value>>,
@@ -320,6 +321,7 @@ pub async fn validate_plugin(
     request_body = DryRunRequest,
     responses(
         (status = 200, description = "What the hook answered, the operations used and the time taken; nothing was changed", body = DryRunResponse),
+        (status = 404, description = "There is no plugin of that name", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The script failed: the script, line, column and message", body = super::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

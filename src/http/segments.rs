@@ -16,6 +16,7 @@ use crate::services::segments::{self as service, Rule, Scan, Segment, SegmentDra
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentRequest {
+    #[schema(value_type = super::values::LineText)]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -34,6 +35,7 @@ impl RequestBody for SegmentRequest {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentPatch {
+    #[schema(value_type = Option<super::values::LineText>, inline)]
     pub name: Option<String>,
     pub description: Option<String>,
     pub script: Option<String>,
@@ -148,6 +150,7 @@ fn segment_id(raw: &str) -> Result<SegmentId> {
     responses(
         (status = 201, description = "The segment was created; its script compiles", body = SegmentResponse),
         (status = 409, description = "A segment with this name exists", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "There is no plugin of that name", body = super::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -330,6 +333,7 @@ pub async fn segment_members(
     request_body = EvaluateRequest,
     responses(
         (status = 200, description = "How many contacts a script not saved yet matches, and the first of them (editors and admins)", body = SegmentCount),
+        (status = 404, description = "There is no plugin of that name", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The script failed: the script, line, column and message", body = super::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -39,20 +39,23 @@ pub struct SuppressionPage {
 #[into_params(parameter_in = Query)]
 pub struct SuppressionQuery {
     /// Only this address's entry (hashed with the server's key to look it up).
+    #[param(value_type = Option<super::values::EmailText>, inline)]
     pub email: Option<String>,
     /// Page size, 1 to 200.
     #[param(default = 50, minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page: the id of the last item it held.
-    #[param(format = Uuid)]
+    /// `next_cursor` of the previous page: the keyed hash of the last entry it held.
+    #[param(pattern = "^([0-9a-fA-F]{64})?$")]
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddSuppressionRequest {
+    #[schema(value_type = super::values::EmailText)]
     pub email: String,
     /// Why, e.g. `unsubscribed` (by phone, by letter…), `bounced`, `complained`.
+    #[schema(value_type = super::values::LineText)]
     pub reason: String,
 }
 

@@ -58,8 +58,10 @@ impl From<&Question> for QuestionBody {
 #[serde(deny_unknown_fields)]
 pub struct SurveyRequest {
     /// For admins.
+    #[schema(value_type = super::values::LineText)]
     pub name: String,
     /// What people see as the heading.
+    #[schema(value_type = super::values::LineText)]
     pub title: String,
     #[serde(default)]
     pub intro: String,

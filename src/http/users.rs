@@ -16,6 +16,7 @@ use crate::services::users::{self as service, NewUser, UserChanges};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRequest {
+    #[schema(value_type = super::values::EmailText)]
     pub email: String,
     /// At least 12 characters.
     #[schema(format = Password, min_length = 12, max_length = 1024)]

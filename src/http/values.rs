@@ -177,3 +177,43 @@ pub enum SubscribableEventName {
     #[schema(rename = "consent.checkpoint")]
     ConsentCheckpoint,
 }
+
+/// A name or a line of text: not blank, and without control characters.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+#[allow(dead_code)]
+pub struct LineText(String);
+
+/// A tag: 1 to 64 letters, digits, `-`, `_`, `:` or `.` (spaces around it are trimmed).
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^\\s*[\\w:.-]{1,64}\\s*$")]
+#[allow(dead_code)]
+pub struct TagText(String);
+
+/// An e-mail address: `local@domain`, the domain a host name with a dot.
+#[derive(ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = "^\\s*(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+\\s*$",
+    example = "marie.curie@example.org"
+)]
+#[allow(dead_code)]
+pub struct EmailText(String);
+
+/// An `http://` or `https://` URL.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^https?://[^\\s/?#]+[^\\s]*$", example = "https://example.org/hook")]
+#[allow(dead_code)]
+pub struct HttpUrl(String);
+
+/// A hook's name: a Rhai function name.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z_][A-Za-z0-9_]*$", example = "eligible")]
+#[allow(dead_code)]
+pub struct HookName(String);
+
+/// Free text on one line, possibly empty: no control characters.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+#[allow(dead_code)]
+pub struct ShortText(String);
