@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
+use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id, validation_errors};
 use super::{AppState, PageQuery};
 use crate::domain::{List, ListId, ListName, OptInMode, contact::parse_short_text};
-use crate::error::{FieldErrors, Result};
+use crate::error::{FieldError, FieldErrors, Result};
 use crate::services::lists::{self as service, ListChanges, NewList};
 use crate::services::pagination::PageRequest;
 
@@ -17,27 +17,38 @@ const DESCRIPTION_MAX: usize = 2000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
-    #[schema(example = "Newsletter")]
+    #[schema(value_type = super::values::LineText, example = "Newsletter")]
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = super::values::ShortText)]
     pub description: String,
     /// `double` (the default) or `single`.
     #[schema(value_type = Option<super::values::ListOptInName>, inline, example = "double")]
     pub opt_in: Option<String>,
 }
 
-impl RequestBody for ListRequest {}
+impl RequestBody for ListRequest {
+    fn rule_errors(&self) -> Vec<FieldError> {
+        validation_errors(parse_new_list(self))
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListPatch {
+    #[schema(value_type = Option<super::values::LineText>, inline)]
     pub name: Option<String>,
+    #[schema(value_type = Option<super::values::ShortText>, inline)]
     pub description: Option<String>,
     #[schema(value_type = Option<super::values::ListOptInName>, inline)]
     pub opt_in: Option<String>,
 }
 
-impl RequestBody for ListPatch {}
+impl RequestBody for ListPatch {
+    fn rule_errors(&self) -> Vec<FieldError> {
+        validation_errors(parse_changes(self))
+    }
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ListResponse {
@@ -83,12 +94,7 @@ pub struct ListPage {
 )]
 #[post("/lists")]
 pub async fn create_list(_: Editor, state: web::Data<AppState>, body: ApiJson<ListRequest>) -> Result<HttpResponse> {
-    let request = body.0;
-    let mut errors = FieldErrors::new();
-    let name = errors.check("name", ListName::parse(&request.name));
-    let description = errors.check("description", parse_short_text(&request.description, DESCRIPTION_MAX));
-    let opt_in = request.opt_in.as_deref().map_or(Some(OptInMode::default()), |o| errors.check("opt_in", o.parse()));
-    let new = errors.finish(|| Some(NewList { name: name?, description: description?, opt_in: opt_in? }))?;
+    let new = parse_new_list(&body.0)?;
     let list = service::create_list(&state.db, new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/lists/{}", list.id)))
@@ -163,17 +169,7 @@ pub async fn update_list(
     body: ApiJson<ListPatch>,
 ) -> Result<web::Json<ListResponse>> {
     let id: ListId = parse_id(&id, "list")?;
-    let patch = body.0;
-    let mut errors = FieldErrors::new();
-    let changes = ListChanges {
-        name: patch.name.as_deref().and_then(|n| errors.check("name", ListName::parse(n))),
-        description: patch
-            .description
-            .as_deref()
-            .and_then(|d| errors.check("description", parse_short_text(d, DESCRIPTION_MAX))),
-        opt_in: patch.opt_in.as_deref().and_then(|o| errors.check("opt_in", o.parse())),
-    };
-    let changes = errors.finish(|| Some(changes))?;
+    let changes = parse_changes(&body.0)?;
     Ok(web::Json(service::update_list(&state.db, id, changes).await?.into()))
 }
 
@@ -188,4 +184,27 @@ pub async fn delete_list(_: Editor, state: web::Data<AppState>, id: web::Path<St
     let id: ListId = parse_id(&id, "list")?;
     service::delete_list(&state.db, id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A new list from a request: every field at fault named.
+fn parse_new_list(request: &ListRequest) -> Result<NewList> {
+    let mut errors = FieldErrors::new();
+    let name = errors.check("name", ListName::parse(&request.name));
+    let description = errors.check("description", parse_short_text(&request.description, DESCRIPTION_MAX));
+    let opt_in = request.opt_in.as_deref().map_or(Some(OptInMode::default()), |o| errors.check("opt_in", o.parse()));
+    errors.finish(|| Some(NewList { name: name?, description: description?, opt_in: opt_in? }))
+}
+
+/// A list's changes from a patch: every field at fault named.
+fn parse_changes(patch: &ListPatch) -> Result<ListChanges> {
+    let mut errors = FieldErrors::new();
+    let changes = ListChanges {
+        name: patch.name.as_deref().and_then(|n| errors.check("name", ListName::parse(n))),
+        description: patch
+            .description
+            .as_deref()
+            .and_then(|d| errors.check("description", parse_short_text(d, DESCRIPTION_MAX))),
+        opt_in: patch.opt_in.as_deref().and_then(|o| errors.check("opt_in", o.parse())),
+    };
+    errors.finish(|| Some(changes))
 }

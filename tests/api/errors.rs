@@ -135,3 +135,21 @@ async fn one_answer_names_every_field_at_fault_type_errors_and_rule_errors_toget
     let (_, listed) = app.send(app.get("/api/v1/contacts")).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "nothing is stored from a refused request");
 }
+
+#[tokio::test]
+async fn a_list_request_names_its_rule_errors_beside_its_type_errors() {
+    let app = spawn_app().await;
+    let body = r#"{"name": "   ", "opt_in": 5}"#;
+    let response = raw_json(&app, reqwest::Method::POST, "/api/v1/lists", body).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["name", "opt_in"], "{problem}");
+    assert_eq!(problem["errors"][0]["message"], "must not be empty");
+
+    let list = app.create_list("Weekly").await;
+    let body = r#"{"name": "", "description": 7, "opt_in": "sometimes"}"#;
+    let response = raw_json(&app, reqwest::Method::PATCH, &format!("/api/v1/lists/{list}"), body).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["name", "description", "opt_in"], "{problem}");
+    let (_, stored) = app.send(app.get(&format!("/api/v1/lists/{list}"))).await;
+    assert_eq!(stored["name"], "Weekly", "nothing is changed by a refused patch");
+}
