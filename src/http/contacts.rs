@@ -51,8 +51,6 @@ impl RequestBody for ContactRequest {
     }
 }
 
-/// The field errors of a parse, for [`RequestBody::rule_errors`].
-
 /// Changes to a contact. Absent fields stay as they are.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
