@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Admin, ApiJson, ApiQuery, RequestBody, parse_id};
+use super::extract::{Admin, ApiJson, ApiQuery, RequestBody, parse_id, validation_errors};
 use super::{AppState, PageQuery};
 use crate::domain::{Email, User, UserId};
 use crate::error::{FieldErrors, Result};
@@ -27,7 +27,7 @@ pub struct UserRequest {
 
 impl RequestBody for UserRequest {}
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[schema(value_type = Option<super::values::RoleName>, inline)]
@@ -36,7 +36,11 @@ pub struct UserPatch {
     pub password: Option<String>,
 }
 
-impl RequestBody for UserPatch {}
+impl RequestBody for UserPatch {
+    fn rule_errors(&self) -> Vec<crate::error::FieldError> {
+        validation_errors(parse_changes(self.clone()))
+    }
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserResponse {
@@ -137,11 +141,7 @@ pub async fn update_user(
     body: ApiJson<UserPatch>,
 ) -> Result<web::Json<UserResponse>> {
     let id: UserId = parse_id(&id, "user")?;
-    let patch = body.0;
-    let mut errors = FieldErrors::new();
-    let role = patch.role.as_deref().and_then(|r| errors.check("role", r.parse()));
-    let password = patch.password.and_then(|p| errors.check("password", check_password_rules(&p)).map(|()| p));
-    let changes = errors.finish(|| Some(UserChanges { role, password }))?;
+    let changes = parse_changes(body.0)?;
     Ok(web::Json(service::update_user(&state.db, id, changes).await?.into()))
 }
 
@@ -159,4 +159,12 @@ pub async fn delete_user(_: Admin, state: web::Data<AppState>, id: web::Path<Str
     let id: UserId = parse_id(&id, "user")?;
     service::delete_user(&state.db, id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A user's changes from a patch: every field at fault named.
+fn parse_changes(patch: UserPatch) -> Result<UserChanges> {
+    let mut errors = FieldErrors::new();
+    let role = patch.role.as_deref().and_then(|r| errors.check("role", r.parse()));
+    let password = patch.password.and_then(|p| errors.check("password", check_password_rules(&p)).map(|()| p));
+    errors.finish(|| Some(UserChanges { role, password }))
 }

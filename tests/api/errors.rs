@@ -153,3 +153,22 @@ async fn a_list_request_names_its_rule_errors_beside_its_type_errors() {
     let (_, stored) = app.send(app.get(&format!("/api/v1/lists/{list}"))).await;
     assert_eq!(stored["name"], "Weekly", "nothing is changed by a refused patch");
 }
+
+#[tokio::test]
+async fn a_user_patch_names_a_short_password_beside_a_role_of_the_wrong_type() {
+    let app = spawn_app().await;
+    let (status, user) = app
+        .send(app.post(
+            "/api/v1/users",
+            &json!({"email": "viewer@example.org", "password": "a long enough passphrase", "role": "viewer"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap();
+    let body = r#"{"role": 5, "password": "short"}"#;
+    let response = raw_json(&app, reqwest::Method::PATCH, &format!("/api/v1/users/{id}"), body).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields_at_fault(&problem), ["role", "password"], "{problem}");
+    let (_, stored) = app.send(app.get(&format!("/api/v1/users/{id}"))).await;
+    assert_eq!(stored["role"], "viewer", "nothing is changed by a refused patch");
+}
