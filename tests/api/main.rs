@@ -18,6 +18,7 @@ mod imports;
 mod ledger;
 mod lists;
 mod mail;
+mod migrations;
 mod openapi;
 mod ops;
 mod partners;
