@@ -64,15 +64,44 @@ impl Error {
         Error::Validation(vec![FieldError::new(field, message)])
     }
 
+    /// An internal error, with the place in the source that raised it (for the log).
+    #[track_caller]
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Error::Internal(cause.into())
+        Error::Internal(Box::new(Raised { at: std::panic::Location::caller(), cause: cause.into() }))
     }
 }
 
 impl From<diesel::result::Error> for Error {
+    /// A database fault, raised where `?` met it.
+    #[track_caller]
     fn from(error: diesel::result::Error) -> Self {
-        if is_unavailable(&error) { Error::Unavailable(Box::new(error)) } else { Error::Internal(Box::new(error)) }
+        if is_unavailable(&error) { Error::Unavailable(Box::new(error)) } else { Error::internal(error) }
     }
+}
+
+/// An internal error's cause and the place in the source that raised it. It reads as its
+/// cause: the place is for the log ([`raised_at`]), never for a client.
+#[derive(Debug)]
+pub struct Raised {
+    at: &'static std::panic::Location<'static>,
+    cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for Raised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.cause.fmt(f)
+    }
+}
+
+impl std::error::Error for Raised {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.source()
+    }
+}
+
+/// Where an internal error was raised (`src/….rs:line:column`), when it says.
+pub fn raised_at(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    cause.downcast_ref::<Raised>().map(|raised| raised.at.to_string())
 }
 
 /// Whether a database error means the database cannot serve now (restarting, shutting
@@ -156,4 +185,30 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod raised_tests {
+    use super::*;
+
+    fn cause(error: &Error) -> &(dyn std::error::Error + 'static) {
+        match error {
+            Error::Internal(cause) => cause.as_ref(),
+            other => panic!("not internal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_internal_error_names_where_it_was_raised_and_reads_as_its_cause() {
+        let (error, line) = (Error::internal("the disk is full"), line!());
+        let at = raised_at(cause(&error)).unwrap();
+        assert!(at.starts_with(&format!("{}:{line}:", file!())), "{at}");
+        assert_eq!(chain(cause(&error)), "the disk is full");
+
+        fn query() -> Result<()> {
+            Err(diesel::result::Error::NotFound)?
+        }
+        let at = raised_at(cause(&query().unwrap_err())).unwrap();
+        assert!(at.starts_with(&format!("{}:{}:", file!(), line!() - 3)), "{at}");
+    }
 }

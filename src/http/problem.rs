@@ -108,7 +108,8 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         if let Error::Internal(cause) | Error::Unavailable(cause) = self {
-            tracing::error!(error = %crate::error::chain(cause.as_ref()), "request failed");
+            let at = crate::error::raised_at(cause.as_ref());
+            tracing::error!(error = %crate::error::chain(cause.as_ref()), raised_at = at.as_deref(), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)));
