@@ -6,13 +6,13 @@
 //! complaint also checks its campaign's complaint rate and pauses the campaign above its
 //! threshold.
 
-use crate::domain::CampaignId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::keys::Keys;
+use crate::domain::CampaignId;
 use crate::domain::consent::{Actor, Evidence};
 use crate::domain::{CampaignStatus, RecipientStatus};
 use crate::domain::{ContactStatus, Email};

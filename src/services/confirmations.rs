@@ -4,8 +4,6 @@
 //! Each of the last two records a pending grant per purpose; only the person's click makes
 //! it a double opt-in.
 
-use crate::domain::ContactId;
-use crate::domain::FormId;
 use chrono::TimeDelta;
 
 use super::Services;
@@ -14,6 +12,8 @@ use super::keys::{Keys, LinkKind};
 use super::mailer;
 use crate::domain::ConfirmationId;
 use crate::domain::Contact;
+use crate::domain::ContactId;
+use crate::domain::FormId;
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::error::{Error, Result};
 use crate::mail;
@@ -21,7 +21,7 @@ use crate::mail::Draft;
 use crate::settings::Settings;
 use crate::storage::confirmations::{self as repo, ConfirmationRow};
 use crate::storage::consent::NewConsentEvent;
-use crate::storage::{self, DbConnection, lists, outbox, partners};
+use crate::storage::{self, DbConnection, lists, outbox};
 
 pub const CONFIRMATION_MAIL: &str = "confirmation";
 
@@ -184,7 +184,7 @@ pub fn start_in(conn: &mut DbConnection, keys: &Keys, config: &SignupConfig, ask
     if new_asks.is_empty() {
         return Ok(started);
     }
-    let names = purpose_names(conn, &started.pending)?;
+    let names = purpose_names(conn, &started.pending, locale)?;
     let template = crate::i18n::text(locale, "confirm_mail_text");
     let mail_words = render(template, &names, LINK_PLACEHOLDER)?;
     let basis = if contact.email.is_role_address() { ConsentBasis::B2bRoleAddress } else { ConsentBasis::SingleOptIn };
@@ -233,26 +233,29 @@ fn render(template: &str, names: &[String], confirm_url: &str) -> Result<String>
         .map_err(|e| Error::internal(e.to_string()))
 }
 
-/// A purpose in words: a list's name, or "sharing with <partner>".
-fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose]) -> Result<Vec<String>> {
+/// What the person is asked to agree to, in words in their language: list names, and
+/// "sharing with <partner>".
+pub(crate) fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose], locale: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for purpose in purposes {
-        match purpose {
-            Purpose::List(id) => {
-                if let Some(list) = lists::find_list(conn, *id)? {
-                    names.push(list.name);
-                }
-            }
-            Purpose::Partner(_) => {
-                if let Some(partner) =
-                    purpose.partner_id().map(|id| partners::find_partner(conn, id)).transpose()?.flatten()
-                {
-                    names.push(format!("sharing with {} ({})", partner.name, partner.legal_name));
-                }
-            }
-        }
+        names.extend(purpose_name(conn, purpose, locale)?);
     }
     Ok(names)
+}
+
+/// A list's name, or "sharing with <partner>"; `None` when it no longer exists.
+pub(crate) fn purpose_name(conn: &mut DbConnection, purpose: &Purpose, locale: &str) -> Result<Option<String>> {
+    Ok(match purpose {
+        Purpose::List(id) => lists::find_list(conn, *id)?.map(|list| list.name),
+        Purpose::Partner(_) => {
+            purpose.partner_id().map(|id| crate::storage::partners::find_partner(conn, id)).transpose()?.flatten().map(
+                |partner| {
+                    let sharing = crate::i18n::text(locale, "sharing_with");
+                    format!("{sharing} {} ({})", partner.name, partner.legal_name)
+                },
+            )
+        }
+    })
 }
 
 /// The API's way to a double opt-in: the integrator names the lists, the person gets the

@@ -6,7 +6,6 @@
 //! If the process dies, the leases run out and the recipients of the batch in flight are
 //! sent again, with the same Message-ID; nobody is skipped.
 
-use crate::domain::ContactId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use tokio::sync::{Mutex, Notify};
 use super::campaigns::{self, Campaign, CampaignContext, Prepared};
 use crate::domain::CampaignId;
 use crate::domain::CampaignStatus;
+use crate::domain::ContactId;
 use crate::error::{Error, Result};
 use crate::storage::campaigns::{self as repo, Claimed};
 use crate::storage::{self};

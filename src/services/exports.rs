@@ -2,7 +2,6 @@
 //! streamed a batch at a time, so memory stays flat whatever the size. The columns are
 //! those an import reads back (lists by name, attributes as one JSON object).
 
-use crate::domain::{ContactId, ListId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use super::keys::Keys;
 use super::plugins::Scripts;
 use super::segments::{self, Predicate};
 use crate::domain::{Contact, SegmentId};
+use crate::domain::{ContactId, ListId};
 use crate::error::{Error, Result};
 use crate::storage::{self, Db};
 

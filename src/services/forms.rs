@@ -1,12 +1,12 @@
 //! Signup forms: every change is a new version, and consent events point at the version
 //! the person saw.
 
-use crate::domain::{ListId, PartnerId};
 use chrono::{DateTime, Utc};
 
 use super::pagination::{Page, PageRequest};
 use crate::domain::FormId;
 use crate::domain::form::FormDefinition;
+use crate::domain::{ListId, PartnerId};
 use crate::error::{Error, FieldError, Result};
 use crate::storage::forms::{self as repo, FormRow, FormVersionRow};
 use crate::storage::models::utc;

@@ -2,7 +2,6 @@
 //! through the API (stored with their versions, so every node runs the same ones, and a
 //! change takes effect without a restart).
 
-use crate::domain::ContactId;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use figment::providers::Format;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::domain::ContactId;
 use crate::error::{Error, FieldError, Result};
 use crate::plugins::{Arguments, CallStats, PluginHost, Script, ScriptContact, ScriptError};
 use crate::storage::models::utc;

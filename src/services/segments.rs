@@ -1,7 +1,6 @@
 //! Segments: a Rhai predicate over a contact, evaluated over the address book in
 //! batches, on every core.
 
-use crate::domain::{ContactId, SegmentId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::pagination::{Page, PageRequest};
 use super::plugins::{Scripts, script_rejected};
 use crate::domain::Contact;
+use crate::domain::{ContactId, SegmentId};
 use crate::error::{Error, Result};
 use crate::plugins::contact::ContactFacts;
 use crate::plugins::pushdown::{self, SqlConditions};

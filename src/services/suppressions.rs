@@ -69,7 +69,7 @@ pub async fn list(
     let more = rows.len() > limit as usize;
     let mut items: Vec<Suppression> = rows.into_iter().map(Into::into).collect();
     items.truncate(limit as usize);
-    let next_cursor = if more { items.last().map(|last| encode_cursor(&last.email_hash)) } else { None };
+    let next_cursor = if more { items.last().map(|last| last.email_hash.clone()) } else { None };
     Ok(Page { items, next_cursor })
 }
 
@@ -198,12 +198,8 @@ fn read_addresses(body: &[u8]) -> (Vec<Email>, u64) {
     (addresses, invalid)
 }
 
-/// A page ends at an entry's keyed hash (the key the list is ordered by); the next page
-/// starts after it.
-fn encode_cursor(hash: &str) -> String {
-    hash.to_owned()
-}
-
+/// A page ends at an entry's keyed hash (the key the list is ordered by), which is the
+/// cursor; the next page starts after it.
 fn decode_cursor(cursor: &str) -> Result<String> {
     if cursor.len() != 64 || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::field("cursor", "is not a cursor this server issued"));

@@ -3,7 +3,6 @@
 //! `on_complete(contact, answers)` hook whose attribute and tag updates are checked before
 //! they are applied.
 
-use crate::domain::ContactId;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
@@ -11,6 +10,7 @@ use super::keys::{Keys, LinkKind};
 use super::pagination::{Page, PageRequest};
 use super::plugins::Scripts;
 use super::webhooks;
+use crate::domain::ContactId;
 use crate::domain::partner::EventType;
 use crate::domain::survey::{ProfileUpdates, Question, SurveyDefinition, check_answer};
 use crate::domain::{Contact, SurveyId};

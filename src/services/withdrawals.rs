@@ -2,12 +2,12 @@
 //! erased, each partner that received their lead is told once (`lead.withdrawn`), and a
 //! lead not shared yet is withheld.
 
-use crate::domain::ContactId;
-use crate::domain::PartnerId;
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::webhooks::emit_to_partner;
+use crate::domain::ContactId;
+use crate::domain::PartnerId;
 use crate::domain::partner::{EventType, LeadDirection, LeadStatus};
 use crate::error::Result;
 use crate::storage::partners as repo;

@@ -1,12 +1,12 @@
 //! The api_keys table. Only a hash of each secret is kept.
 
-use crate::domain::ApiKeyId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::models::ApiKeyRow;
 use super::schema::api_keys;
+use crate::domain::ApiKeyId;
 
 pub fn insert_api_key(conn: &mut DbConnection, row: &ApiKeyRow) -> QueryResult<()> {
     diesel::insert_into(api_keys::table).values(row).execute(conn).map(|_| ())

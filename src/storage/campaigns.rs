@@ -6,15 +6,14 @@
 //! recipient is marked sent only after the SMTP server accepted its message; a lease that
 //! runs out (the instance died) makes its recipients claimable again.
 
-use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ContactId, ListId, SegmentId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
-use crate::domain::{CampaignStatus, RecipientStatus};
-
 use super::DbConnection;
 use super::schema::{campaign_recipients, campaigns, delivery_events};
+use crate::domain::{CampaignId, CampaignKind, CampaignPurpose, ContactId, ListId, SegmentId};
+use crate::domain::{CampaignStatus, RecipientStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = campaigns, treat_none_as_null = true, treat_none_as_default_value = false)]

@@ -1,11 +1,11 @@
 //! Double opt-in requests waiting for the person's click.
 
-use crate::domain::{ConfirmationId, ContactId, FormId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::confirmations;
+use crate::domain::{ConfirmationId, ContactId, FormId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = confirmations, treat_none_as_default_value = false)]

@@ -1,11 +1,11 @@
 //! Forms and their versions.
 
-use crate::domain::FormId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{form_versions, forms};
+use crate::domain::FormId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = forms, treat_none_as_default_value = false)]

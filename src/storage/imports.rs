@@ -3,10 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::domain::ImportStatus;
-
 use super::DbConnection;
 use super::schema::{import_jobs, provenance_manifests};
+use crate::domain::ImportStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = provenance_manifests, treat_none_as_default_value = false)]

@@ -1,14 +1,14 @@
 //! Partners, their keys and the leads exchanged with them.
 
-use crate::domain::{
-    ContactId, LeadId, PartnerId, partner::InboundPolicy, partner::LeadDirection, partner::LeadStatus,
-    partner::PartnerStatus,
-};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{partner_keys, partner_leads, partners};
+use crate::domain::{
+    ContactId, LeadId, PartnerId, partner::InboundPolicy, partner::LeadDirection, partner::LeadStatus,
+    partner::PartnerStatus,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = partners, treat_none_as_null = true, treat_none_as_default_value = false)]

@@ -1,11 +1,11 @@
 //! Plugins stored through the API, their versions, and segments.
 
-use crate::domain::SegmentId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{plugin_versions, plugins, segments};
+use crate::domain::SegmentId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = plugins, treat_none_as_default_value = false)]

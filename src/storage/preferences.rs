@@ -1,12 +1,12 @@
 //! What guards the preference centre: when a contact's links were last revoked, and the
 //! single-use requests to download or erase a person's data.
 
-use crate::domain::ContactId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{contact_link_revocations, data_requests};
+use crate::domain::ContactId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = data_requests, treat_none_as_default_value = false)]

@@ -1,11 +1,11 @@
 //! Surveys and the answers people gave.
 
-use crate::domain::{ContactId, SurveyId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{survey_responses, surveys};
+use crate::domain::{ContactId, SurveyId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = surveys, treat_none_as_null = true, treat_none_as_default_value = false)]

@@ -1,11 +1,11 @@
 //! The users table.
 
-use crate::domain::UserId;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::models::UserRow;
 use super::schema::users;
+use crate::domain::UserId;
 
 pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> QueryResult<()> {
     diesel::insert_into(users::table).values(row).execute(conn).map(|_| ())

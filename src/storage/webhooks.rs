@@ -1,11 +1,11 @@
 //! Webhook subscriptions, the outbox of events to deliver, and every delivery attempt.
 
-use crate::domain::{ContactId, DeliveryId, LeadId, WebhookId, partner::DeliveryStatus, partner::EventType};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{delivery_attempts, webhook_deliveries, webhook_subscriptions};
+use crate::domain::{ContactId, DeliveryId, LeadId, WebhookId, partner::DeliveryStatus, partner::EventType};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = webhook_subscriptions, treat_none_as_default_value = false)]

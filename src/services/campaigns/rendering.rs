@@ -1,11 +1,11 @@
 //! One message of a campaign, rendered for a contact: for sending, for a preview and for
 //! a test send.
 
-use crate::domain::ContactId;
 use std::collections::BTreeMap;
 
 use super::{Campaign, CampaignContext, MailContact, Rendered, Templates, find_campaign, template_context};
 use crate::domain::CampaignId;
+use crate::domain::ContactId;
 use crate::error::{Error, FieldError, Result};
 use crate::mail::{Draft, template};
 use crate::storage::DbConnection;

@@ -1,6 +1,5 @@
 //! What a campaign's send did: its counts and its recipients.
 
-use crate::domain::{ContactId, ListId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -8,6 +7,7 @@ use serde::Serialize;
 
 use super::not_found;
 use crate::domain::{CampaignId, RecipientStatus};
+use crate::domain::{ContactId, ListId};
 use crate::error::{Error, Result};
 use crate::services::pagination::{Page, PageRequest};
 use crate::storage::campaigns::RecipientRow;

@@ -1,9 +1,9 @@
 //! A campaign's subject and bodies: compiled once per send, rendered for each contact in
 //! the template sandbox.
 
-use crate::domain::ContactId;
 use serde::Serialize;
 
+use crate::domain::ContactId;
 use crate::error::FieldError;
 use crate::mail::template;
 

@@ -2,11 +2,11 @@
 //! signed. Aggregate counts by default; per recipient only with individual tracking, and
 //! then the link names the recipient, not the address.
 
-use crate::domain::CampaignId;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Campaign, CampaignContext};
+use crate::domain::CampaignId;
 use crate::error::Result;
 use crate::services::keys::{Keys, LinkKind};
 use crate::storage::campaigns::{self as repo, Outcome};

@@ -383,10 +383,9 @@ mod tests {
     use super::*;
     use crate::domain::consent::Evidence;
 
-    fn lines_of(csv: &str) -> Vec<u64> {
-        let path = std::env::temp_dir().join(format!("consento-lines-{}.csv", uuid::Uuid::new_v4()));
-        std::fs::write(&path, csv).unwrap();
-        let plan = Plan {
+    /// A plan that maps nothing: the columns take their defaults.
+    fn empty_plan() -> Plan {
+        Plan {
             columns: BTreeMap::new(),
             lists: Vec::new(),
             tags: Vec::new(),
@@ -394,7 +393,13 @@ mod tests {
             evidence: Evidence::default(),
             known_lists: HashMap::new(),
             actor: String::new(),
-        };
+        }
+    }
+
+    fn lines_of(csv: &str) -> Vec<u64> {
+        let path = std::env::temp_dir().join(format!("consento-lines-{}.csv", uuid::Uuid::new_v4()));
+        std::fs::write(&path, csv).unwrap();
+        let plan = empty_plan();
         let mut lines = Vec::new();
         read_records(&path, ImportFormat::Csv, &ImportOptions::default(), &plan, 0, |chunk| {
             lines.extend(chunk.iter().map(|r| r.line));
@@ -440,15 +445,7 @@ mod tests {
             let mut file = b"email,name\n".to_vec();
             file.extend(&body);
             std::fs::write(&path, &file).unwrap();
-            let plan = Plan {
-                columns: BTreeMap::new(),
-                lists: Vec::new(),
-                tags: Vec::new(),
-                basis: None,
-                evidence: Evidence::default(),
-                known_lists: HashMap::new(),
-                actor: String::new(),
-            };
+            let plan = empty_plan();
             let format = if ndjson { ImportFormat::Ndjson } else { ImportFormat::Csv };
             let mut indexes = Vec::new();
             let _ = read_records(&path, format, &ImportOptions::default(), &plan, 0, |chunk| {

@@ -1,11 +1,11 @@
 //! Writing a chunk of rows: contacts merged, consent events recorded, suppressed addresses
 //! skipped, all in the chunk's one transaction.
 
-use crate::domain::ContactId;
 use std::collections::{BTreeSet, HashMap};
 
 use super::decode::{Record, Row};
 use super::{Plan, Report, RowError};
+use crate::domain::ContactId;
 use crate::domain::consent::{Actor, ConsentAction, ConsentStatus, Evidence, Purpose, current_consents};
 use crate::domain::contact::{MergeRule, Profile};
 use crate::domain::{ContactStatus, ListId};

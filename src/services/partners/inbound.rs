@@ -1,11 +1,11 @@
 //! Leads partners send us: checked, mapped or refused by the `accept_lead` hook, with their
 //! proof of consent; accepted, or confirmed by the person first.
 
-use crate::domain::ContactId;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{DEFAULT_PLUGIN, Lead, Partner, lead, not_found};
+use crate::domain::ContactId;
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::domain::contact::{MergeRule, Profile, parse_required_text, parse_short_text};
 use crate::domain::partner::{EventType, InboundPolicy, LeadDirection, LeadStatus};

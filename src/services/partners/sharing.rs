@@ -1,7 +1,6 @@
 //! Leads shared with partners a person chose: queued with the signup or the confirmation,
 //! shaped by the partner's `share` hook outside any transaction, delivered once.
 
-use crate::domain::{ContactId, PartnerId};
 use std::sync::Arc;
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -11,6 +10,7 @@ use super::DEFAULT_PLUGIN;
 use crate::domain::LeadId;
 use crate::domain::consent::{ConsentAction, ConsentStatus, Purpose};
 use crate::domain::partner::{EventType, LeadDirection, LeadStatus, PartnerStatus};
+use crate::domain::{ContactId, PartnerId};
 use crate::error::{Error, Result};
 use crate::plugins::Script;
 use crate::services::consent::load_contact_consents;

@@ -2,19 +2,17 @@
 //! the click's evidence, the values waiting with the request applied, the receipt mailed;
 //! and the purge of requests never confirmed.
 
-use crate::domain::ConfirmationId;
 use chrono::TimeDelta;
 
-use super::{
-    CONSENT_RECEIPT_MAIL, RequestInfo, apply_waiting_values, preferences_link, purpose_name, purpose_names,
-    unsubscribe_link,
-};
+use super::{CONSENT_RECEIPT_MAIL, RequestInfo, apply_waiting_values, preferences_link, unsubscribe_link};
+use crate::domain::ConfirmationId;
 use crate::domain::ContactStatus;
 use crate::domain::consent::{Actor, ConsentAction, ConsentBasis, ConsentStatus, Evidence, Purpose};
 use crate::domain::form::{FormSurvey, SurveyMoment};
 use crate::error::Result;
 use crate::mail::Draft;
 use crate::services::confirmations::SignupConfig;
+use crate::services::confirmations::{purpose_name, purpose_names};
 use crate::services::consent::{ContactConsents, apply_event, erase_in, load_contact_consents};
 use crate::services::keys::{Keys, LinkKind};
 use crate::services::{Services, mailer, partners, surveys};

@@ -1,20 +1,19 @@
 //! A form's confirmation mail: rendered from the admin's template in the sandbox, with
 //! the names of what the person is asked to agree to in their language.
 
-use crate::domain::ConfirmationId;
 use std::sync::Arc;
 
 use super::{SignupInput, pending_of, stored_purposes};
-use crate::domain::consent::Purpose;
+use crate::domain::ConfirmationId;
 use crate::domain::form::ValidSubmission;
 use crate::error::{Error, Result};
 use crate::mail;
 use crate::mail::Draft;
-use crate::services::confirmations::{PreparedConfirmation, SignupConfig, confirmation_link};
+use crate::services::confirmations::{PreparedConfirmation, SignupConfig, confirmation_link, purpose_names};
 use crate::services::consent::load_contact_consents;
 use crate::services::forms::Form;
 use crate::services::keys::{Keys, LinkKind};
-use crate::storage::{Db, DbConnection, confirmations, lists};
+use crate::storage::{Db, confirmations};
 
 /// Renders a form's confirmation mail off the async workers and outside any transaction:
 /// the template is the admin's, and may be slow.
@@ -42,31 +41,6 @@ pub(super) fn render_confirmation(
     let draft = confirmation_draft(config, &input.form, &input.submission, names, &confirm_url, &input.info.locale)?;
     let mail = mail::compose(&draft, &config.message_domain, None)?;
     Ok(PreparedConfirmation { id, expires_at, mail })
-}
-
-/// What the person is asked to agree to, in words in their language: list names, and
-/// "sharing with <partner>".
-pub(super) fn purpose_names(conn: &mut DbConnection, purposes: &[Purpose], locale: &str) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for purpose in purposes {
-        names.extend(purpose_name(conn, purpose, locale)?);
-    }
-    Ok(names)
-}
-
-/// A list's name, or "sharing with <partner>"; `None` when it no longer exists.
-pub(super) fn purpose_name(conn: &mut DbConnection, purpose: &Purpose, locale: &str) -> Result<Option<String>> {
-    Ok(match purpose {
-        Purpose::List(id) => lists::find_list(conn, *id)?.map(|list| list.name),
-        Purpose::Partner(_) => {
-            purpose.partner_id().map(|id| crate::storage::partners::find_partner(conn, id)).transpose()?.flatten().map(
-                |partner| {
-                    let sharing = crate::i18n::text(locale, "sharing_with");
-                    format!("{sharing} {} ({})", partner.name, partner.legal_name)
-                },
-            )
-        }
-    })
 }
 
 pub(super) fn confirmation_draft(

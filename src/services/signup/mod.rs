@@ -9,7 +9,6 @@ pub use confirm::*;
 pub use confirmation_mail::*;
 pub use unsubscribe::*;
 
-use crate::domain::ContactId;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -18,11 +17,12 @@ use super::consent::{apply_event_for, load_contact_consents};
 
 use super::Services;
 use super::confirmations::{
-    ConfirmationRequest, PreparedConfirmation, SignupConfig, daily_cap_reached, record_confirmation,
+    ConfirmationRequest, PreparedConfirmation, SignupConfig, daily_cap_reached, purpose_names, record_confirmation,
 };
 use super::forms::Form;
 use super::keys::Keys;
 use super::{partners, surveys, webhooks};
+use crate::domain::ContactId;
 use crate::domain::consent::{Actor, ConsentAction, ConsentStatus, Evidence, Purpose};
 use crate::domain::contact::{MergeRule, Profile};
 use crate::domain::form::{FormOptIn, ValidSubmission};

@@ -1,11 +1,11 @@
 //! Deliveries and their attempts, as admins read and retry them.
 
-use crate::domain::{LeadId, partner::EventType};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::DeliveryId;
 use crate::domain::partner::DeliveryStatus;
+use crate::domain::{LeadId, partner::EventType};
 use crate::error::{Error, Result};
 use crate::services::pagination::{Page, PageRequest};
 use crate::storage;
