@@ -11,8 +11,8 @@ use super::contact::parse_short_text;
 use super::{Country, Email, ListId, PartnerId, SurveyId};
 use crate::error::FieldError;
 
-/// The languages built-in page and mail strings exist in.
-pub const LOCALES: &[&str] = &["en", "fr", "de", "it"];
+/// The languages built-in page and mail strings exist in (`src/i18n`), English first.
+pub const LOCALES: [&str; 8] = ["en", "fr", "de", "it", "es", "pt", "nl", "pl"];
 
 /// The hidden field bots fill in and people do not see.
 pub const HONEYPOT_FIELD: &str = "website";
@@ -117,7 +117,7 @@ impl FormDefinition {
         if let Some(locale) = &self.locale
             && !LOCALES.contains(&locale.as_str())
         {
-            push("locale".into(), "must be one of en, fr, de, it");
+            push("locale".into(), &format!("must be one of {}", LOCALES.join(", ")));
         }
         let mut seen = Vec::new();
         for (i, field) in self.fields.iter().enumerate() {

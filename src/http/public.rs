@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::i18n;
 use crate::services::forms::{self, Form};
 use crate::services::preferences::{self, DataAction, DataOutcome, ListState};
-use crate::services::signup::{self, SubmitOutcome, Submitted};
+use crate::services::signup::{self, LinkState, SubmitOutcome, Submitted};
 
 /// A JSON signup, as a site's own script sends it.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -46,7 +46,9 @@ impl super::extract::RequestBody for SignupRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignupResponse {
-    /// `pending_confirmation` (a confirmation mail is on its way) or `subscribed`.
+    /// `pending_confirmation` (a confirmation mail is on its way), `confirmation_already_sent`
+    /// (the address had its confirmation mail of the day: the link in it, or the preference
+    /// centre, confirms at once) or `subscribed`.
     pub status: String,
     /// What to tell the person, in the form's language.
     pub message: String,
@@ -238,16 +240,20 @@ async fn submit(
         }
     };
     let Submitted { outcome, survey_url } = outcome;
-    let (title_key, message) = match outcome {
-        SubmitOutcome::PendingConfirmation => ("pending_title", i18n::text(&locale, "pending_text").to_owned()),
-        SubmitOutcome::Subscribed if form.definition.thank_you_text.trim().is_empty() => {
-            ("thanks_title", i18n::text(&locale, "thanks_text").to_owned())
-        }
-        SubmitOutcome::Subscribed => ("thanks_title", form.definition.thank_you_text.clone()),
+    // The admin's thank-you text, when there is one, says what happens next on every kind
+    // of form; a capped confirmation mail is said as it is, since the person must act.
+    let own_text = Some(form.definition.thank_you_text.trim()).filter(|text| !text.is_empty());
+    let (title_key, message) = match (outcome, own_text) {
+        (SubmitOutcome::AlreadyMailed, _) => ("pending_title", i18n::text(&locale, "already_mailed_text").to_owned()),
+        (SubmitOutcome::PendingConfirmation, None) => ("pending_title", i18n::text(&locale, "pending_text").to_owned()),
+        (SubmitOutcome::PendingConfirmation, Some(text)) => ("pending_title", text.to_owned()),
+        (SubmitOutcome::Subscribed, None) => ("thanks_title", i18n::text(&locale, "thanks_text").to_owned()),
+        (SubmitOutcome::Subscribed, Some(text)) => ("thanks_title", text.to_owned()),
     };
     if is_json {
         let status = match outcome {
             SubmitOutcome::PendingConfirmation => "pending_confirmation",
+            SubmitOutcome::AlreadyMailed => "confirmation_already_sent",
             SubmitOutcome::Subscribed => "subscribed",
         };
         return Ok(HttpResponse::Ok().json(SignupResponse { status: status.to_owned(), message, survey_url }));
@@ -440,7 +446,45 @@ pub async fn show_confirmation(
     }
     match signup::confirmation_preview(&state.db, &state.keys, &token, &locale).await? {
         None => state.pages.invalid_link(&locale),
-        Some(lists) => action_page(&state, &locale, "confirm_title", "confirm_text", "confirm_button", &lists, &req),
+        Some(LinkState::Waiting(lists)) => {
+            action_page(&state, &locale, "confirm_title", "confirm_text", "confirm_button", &lists, &req)
+        }
+        Some(settled) => settled_link_page(&state, &locale, &settled, None),
+    }
+}
+
+/// The page of a confirmation link with nothing left to confirm: what is true now.
+fn settled_link_page(
+    state: &AppState,
+    locale: &str,
+    link_state: &LinkState,
+    survey_url: Option<&str>,
+) -> Result<HttpResponse> {
+    let survey = survey_url.map(|url| (url, i18n::text(locale, "survey_invite")));
+    match link_state {
+        LinkState::Waiting(names) => state.pages.message_with_link(
+            StatusCode::OK,
+            locale,
+            "confirmed_title",
+            &[i18n::text(locale, "confirmed_text")],
+            names,
+            survey,
+        ),
+        LinkState::AlreadyConfirmed(names) => state.pages.message_with_link(
+            StatusCode::OK,
+            locale,
+            "already_confirmed_title",
+            &[i18n::text(locale, "already_confirmed_text")],
+            names,
+            survey,
+        ),
+        LinkState::Withdrawn => state.pages.message(
+            StatusCode::OK,
+            locale,
+            "withdrawn_link_title",
+            &[i18n::text(locale, "withdrawn_link_text")],
+            &[],
+        ),
     }
 }
 
@@ -448,7 +492,7 @@ pub async fn show_confirmation(
     tag = "public",
     params(("token" = String, Path, description = "The token from the confirmation mail")),
     responses(
-        (status = 200, description = "Confirmed (again: a second use changes nothing)", content_type = "text/html", body = String),
+        (status = 200, description = "Confirmed; or, pressed again or after the person left, a page saying what holds now (nothing changes)", content_type = "text/html", body = String),
         (status = 404, description = "The link is not valid or has expired", content_type = "text/html", body = String),
     )
 )]
@@ -459,17 +503,9 @@ pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::P
         return too_many_html(&state, &locale, wait);
     }
     let info = request_info(&req, locale.clone());
-    let confirmed = signup::confirm(&state.services, &token, info).await?;
-    match confirmed {
+    match signup::confirm(&state.services, &token, info).await? {
         None => state.pages.invalid_link(&locale),
-        Some(confirmed) => state.pages.message_with_link(
-            StatusCode::OK,
-            &locale,
-            "confirmed_title",
-            &[i18n::text(&locale, "confirmed_text")],
-            &confirmed.names,
-            confirmed.survey_url.as_deref().map(|url| (url, i18n::text(&locale, "survey_invite"))),
-        ),
+        Some(confirmed) => settled_link_page(&state, &locale, &confirmed.state, confirmed.survey_url.as_deref()),
     }
 }
 

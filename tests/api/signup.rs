@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, fields_at_fault, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, body_json, fields_at_fault, spawn_app, spawn_app_with};
 use crate::partners::create_partner;
 use crate::surveys::branching_survey;
 
@@ -732,4 +732,97 @@ async fn a_double_click_on_a_new_address_records_one_person_and_answers_every_cl
     // However many clicks, one pending grant: repeated submits do not grow the ledger.
     let events = app.consents_of(contact["id"].as_str().unwrap()).await["events"].clone();
     assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+}
+
+#[tokio::test]
+async fn a_confirmation_link_pressed_after_the_person_left_says_so_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("left", "double", json!({})).await;
+    let email = "gone.since@example.org";
+    app.submit_form("left", &[("email", email), ("consent", &list)]).await;
+    let link = app.mail.wait_for(email, 1).await[0].link(&format!("{}/confirm/", app.address));
+    let confirmed = app.client.post(&link).send().await.unwrap().text().await.unwrap();
+    assert!(confirmed.contains("Subscription confirmed"), "{confirmed}");
+
+    // Pressed again while subscribed: nothing new, and the page says so.
+    let again = app.client.post(&link).send().await.unwrap().text().await.unwrap();
+    assert!(again.contains("Already confirmed") && again.contains("List for left"), "{again}");
+    assert!(!again.contains("Subscription confirmed"), "{again}");
+
+    let id = app.contact_by_email(email).await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (_, links) = app.send(app.get(&format!("/api/v1/contacts/{id}/links"))).await;
+    let unsubscribe = links["unsubscribe_url"].as_str().unwrap();
+    assert_eq!(app.client.post(unsubscribe).send().await.unwrap().status(), StatusCode::OK);
+
+    for page in [
+        app.client.get(&link).send().await.unwrap().text().await.unwrap(),
+        app.client.post(&link).send().await.unwrap().text().await.unwrap(),
+    ] {
+        assert!(page.contains("You are not subscribed"), "{page}");
+        assert!(!page.contains("confirmed"), "{page}");
+    }
+    let contact = app.contact_by_email(email).await.unwrap();
+    assert_eq!(contact["status"], "unsubscribed", "the old link undid nothing: {contact}");
+    assert_eq!(contact["lists"], json!([]));
+    let (_, suppressed) = app.send(app.get(&format!("/api/v1/suppressions?email={email}"))).await;
+    assert_eq!(suppressed["items"].as_array().map(Vec::len), Some(1), "still suppressed: {suppressed}");
+}
+
+#[tokio::test]
+async fn a_subscriber_adding_a_second_list_the_same_day_is_told_the_truth_and_the_earlier_link_adds_it() {
+    let app = spawn_app().await;
+    let (_, news) = app.form_on_new_list("first", "double", json!({})).await;
+    let (_, offers) = app.form_on_new_list("second", "double", json!({})).await;
+    let email = "twice.today@example.org";
+    app.submit_form("first", &[("email", email), ("consent", &news)]).await;
+    let link = app.mail.wait_for(email, 1).await[0].link(&format!("{}/confirm/", app.address));
+    app.client.post(&link).send().await.unwrap();
+
+    // The daily cap lets no second confirmation mail go: the page says so, not "we sent".
+    let page = app.submit_form("second", &[("email", email), ("consent", &offers)]).await.text().await.unwrap();
+    assert!(page.contains("already sent to this address in the last 24 hours"), "{page}");
+    assert!(!page.contains("We have sent you an e-mail"), "{page}");
+    let json = app
+        .client
+        .post(app.url("/f/second"))
+        .json(&json!({"email": email, "consents": [offers]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_json(json).await["status"], "confirmation_already_sent");
+    assert_eq!(app.mail.received().iter().filter(|m| m.to.iter().any(|to| to == email)).count(), 1);
+
+    // The link the person confirmed before proves the mailbox: its page names the new list
+    // and its press confirms it at once.
+    let shown = app.client.get(&link).send().await.unwrap().text().await.unwrap();
+    assert!(shown.contains("List for second") && shown.contains("Confirm"), "{shown}");
+    let pressed = app.client.post(&link).send().await.unwrap().text().await.unwrap();
+    assert!(pressed.contains("Subscription confirmed") && pressed.contains("List for second"), "{pressed}");
+    let contact = app.contact_by_email(email).await.unwrap();
+    let mut lists: Vec<String> =
+        contact["lists"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
+    lists.sort();
+    let mut expected = vec![news.clone(), offers.clone()];
+    expected.sort();
+    assert_eq!(lists, expected);
+    let consents = app.consents_of(contact["id"].as_str().unwrap()).await;
+    let confirmed = consents["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "confirmed" && e["purpose"] == format!("list:{offers}"))
+        .cloned()
+        .unwrap();
+    assert_eq!(confirmed["basis"], "double_opt_in");
+}
+
+#[tokio::test]
+async fn a_double_opt_in_form_shows_its_own_thank_you_text() {
+    let app = spawn_app().await;
+    let extra = json!({"thank_you_text": "Almost there: one click in the mail we just sent and you are in."});
+    let (_, list) = app.form_on_new_list("thanks", "double", extra).await;
+    let page =
+        app.submit_form("thanks", &[("email", "thanked@example.org"), ("consent", &list)]).await.text().await.unwrap();
+    assert!(page.contains("Almost there: one click in the mail we just sent and you are in."), "{page}");
+    assert!(!page.contains("We have sent you an e-mail with a link"), "{page}");
 }

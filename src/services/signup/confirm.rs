@@ -21,12 +21,59 @@ use crate::storage::consent::NewConsentEvent;
 use crate::storage::{Db, DbConnection, confirmations, consent as ledger, contacts};
 use crate::{mail, storage};
 
-/// What a confirmation confirmed, and the survey offered next.
+/// What a press of a confirmation link did, and the survey offered next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmed {
-    /// The lists (and partners) confirmed.
-    pub names: Vec<String>,
+    pub state: LinkState,
     pub survey_url: Option<String>,
+}
+
+/// What a confirmation link stands for now, as its page says it: so that a link pressed
+/// again, or after the person left, never reads "confirmed" when nothing was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Pressing it confirms these (before the press), or it confirmed them (after).
+    Waiting(Vec<String>),
+    /// Nothing waits: these of its request are in force already.
+    AlreadyConfirmed(Vec<String>),
+    /// Nothing of its request waits or is in force: the person withdrew since.
+    Withdrawn,
+}
+
+/// What a link's press would confirm: the purposes its own request named that are still
+/// pending; once those are done (the link was used, or they were withdrawn), whatever
+/// else of the person's is pending, such as a list asked for on a day the daily cap let no
+/// mail go. The link was mailed to the address, so pressing it proves the person holds
+/// the mailbox, and the page names every purpose before the press.
+pub(super) fn waiting_purposes(
+    current: &[crate::domain::consent::PurposeConsent],
+    row: &ConfirmationRow,
+) -> Vec<Purpose> {
+    let requested = stored_purposes(row);
+    let own = pending_of(current, &requested);
+    if !own.is_empty() {
+        return own;
+    }
+    current.iter().filter(|c| c.status == ConsentStatus::Pending).map(|c| c.purpose.clone()).collect()
+}
+
+/// The state of a link whose press has nothing to confirm: those of its request in force.
+pub(super) fn settled_state(
+    conn: &mut DbConnection,
+    current: &[crate::domain::consent::PurposeConsent],
+    row: &ConfirmationRow,
+    locale: &str,
+) -> Result<LinkState> {
+    let requested = stored_purposes(row);
+    let active: Vec<Purpose> = current
+        .iter()
+        .filter(|c| c.status == ConsentStatus::Active && requested.contains(&c.purpose))
+        .map(|c| c.purpose.clone())
+        .collect();
+    if active.is_empty() {
+        return Ok(LinkState::Withdrawn);
+    }
+    Ok(LinkState::AlreadyConfirmed(purpose_names(conn, &active, locale)?))
 }
 
 /// The basis a confirmed grant keeps. A confirmation is evidence added to the grant, not
@@ -100,15 +147,21 @@ pub(super) async fn confirm_queueing(
                 _ => Ok(None),
             }
         };
-        let requested = stored_purposes(&row);
-        if row.confirmed_at.is_some() {
-            let names = purpose_names(conn, &requested, &info.locale)?;
-            return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
-        }
         let consents = load_contact_consents(conn, row.contact_id)?;
-        let pending = pending_of(&consents.current, &requested);
+        let pending = waiting_purposes(&consents.current, &row);
+        if pending.is_empty() {
+            // Nothing to confirm: nothing changes, not even the address's suppression,
+            // which a withdrawal put there and only a new confirmation lifts.
+            let state = settled_state(conn, &consents.current, &row, &info.locale)?;
+            let survey_url = match state {
+                LinkState::Withdrawn => None,
+                _ => survey_url(conn)?,
+            };
+            return Ok(Some(Confirmed { state, survey_url }));
+        }
         for purpose in &pending {
             let basis = confirmed_basis(granted_basis(&consents, purpose, &row));
+            let grant = confirmed_grant(&consents, purpose, &row);
             apply_event(
                 conn,
                 NewConsentEvent {
@@ -119,8 +172,9 @@ pub(super) async fn confirm_queueing(
                     basis,
                     requires_confirmation: false,
                     evidence: Evidence {
-                        form_id: row.form_id,
-                        form_version: row.form_version,
+                        // The form the person saw when asking for this purpose.
+                        form_id: grant.map_or(row.form_id, |g| g.evidence.form_id),
+                        form_version: grant.map_or(row.form_version, |g| g.evidence.form_version),
                         source_url: None,
                         ..info.evidence("confirmation")
                     },
@@ -129,7 +183,9 @@ pub(super) async fn confirm_queueing(
             )?;
         }
         let now = storage::now();
-        confirmations::mark_confirmed(conn, row.id, now)?;
+        if row.confirmed_at.is_none() {
+            confirmations::mark_confirmed(conn, row.id, now)?;
+        }
         if let Some(values) = row.contact_values.as_deref().and_then(|v| serde_json::from_str(v).ok()) {
             apply_waiting_values(conn, row.contact_id, values)?;
         }
@@ -142,10 +198,6 @@ pub(super) async fn confirm_queueing(
             }
         }
         partners::mark_inbound_confirmed(conn, row.contact_id)?;
-        if pending.is_empty() {
-            let names = purpose_names(conn, &requested, &info.locale)?;
-            return Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }));
-        }
         let named = pending
             .iter()
             .map(|purpose| Ok((purpose, purpose_name(conn, purpose, &info.locale)?)))
@@ -163,7 +215,7 @@ pub(super) async fn confirm_queueing(
             mailer::enqueue(conn, CONSENT_RECEIPT_MAIL, &contact.email.key(), &mail)?;
         }
         let names = named.into_iter().filter_map(|(_, name)| name).collect();
-        Ok(Some(Confirmed { names, survey_url: survey_url(conn)? }))
+        Ok(Some(Confirmed { state: LinkState::Waiting(names), survey_url: survey_url(conn)? }))
     })
     .await
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{SignupInput, pending_of, stored_purposes};
+use super::{LinkState, SignupInput, settled_state, waiting_purposes};
 use crate::domain::ConfirmationId;
 use crate::domain::form::ValidSubmission;
 use crate::error::{Error, Result};
@@ -92,7 +92,7 @@ pub(super) fn render_mail(
 
 /// What a confirmation link would confirm, for its page, in the page's language; `None`
 /// when the link is not valid, whatever the reason.
-pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str, locale: &str) -> Result<Option<Vec<String>>> {
+pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str, locale: &str) -> Result<Option<LinkState>> {
     let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
         return Ok(None);
     };
@@ -104,10 +104,12 @@ pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str, locale: &st
         let Some(row) = confirmations::find_confirmation(conn, id)? else {
             return Ok(None);
         };
-        let requested = stored_purposes(&row);
-        let pending = pending_of(&load_contact_consents(conn, row.contact_id)?.current, &requested);
-        let purposes = if pending.is_empty() { requested } else { pending };
-        Ok(Some(purpose_names(conn, &purposes, &locale)?))
+        let current = load_contact_consents(conn, row.contact_id)?.current;
+        let waiting = waiting_purposes(&current, &row);
+        if waiting.is_empty() {
+            return Ok(Some(settled_state(conn, &current, &row, &locale)?));
+        }
+        Ok(Some(LinkState::Waiting(purpose_names(conn, &waiting, &locale)?)))
     })
     .await
 }
