@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use super::consent::ConsentBasis;
 use super::contact::parse_short_text;
-use super::{Country, Email, ListId, PartnerId, SurveyId};
+use super::brand::Color;
+use super::{BrandId, Country, Email, ListId, PartnerId, SurveyId};
 use crate::error::FieldError;
 
 /// The languages built-in page and mail strings exist in (`src/i18n`), English first.
@@ -84,6 +85,104 @@ pub struct FormDefinition {
     /// The survey offered once the person signed up or confirmed.
     #[serde(default)]
     pub survey: Option<FormSurvey>,
+    /// Who is asking; `None`: the default brand.
+    #[serde(default)]
+    pub brand_id: Option<BrandId>,
+    /// How the form looks, chosen without writing HTML.
+    #[serde(default)]
+    pub look: FormLook,
+}
+
+/// The typeface of a form, from the fonts every system has (no font is downloaded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormFont {
+    #[default]
+    System,
+    Serif,
+    Rounded,
+    Monospace,
+}
+
+impl FormFont {
+    /// The CSS font stack.
+    pub fn stack(self) -> &'static str {
+        match self {
+            Self::System => "system-ui, -apple-system, \"Segoe UI\", Roboto, sans-serif",
+            Self::Serif => "Georgia, \"Times New Roman\", serif",
+            Self::Rounded => "ui-rounded, \"SF Pro Rounded\", \"Nunito\", system-ui, sans-serif",
+            Self::Monospace => "ui-monospace, \"SFMono-Regular\", Menlo, Consolas, monospace",
+        }
+    }
+}
+
+/// How the fields sit: one under the other, or two side by side where the width allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormLayout {
+    #[default]
+    Stacked,
+    TwoColumns,
+}
+
+/// A form's look. Colours left unset come from the brand, then from the built-in theme.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormLook {
+    #[serde(default)]
+    pub accent_color: Option<Color>,
+    #[serde(default)]
+    pub background_color: Option<Color>,
+    #[serde(default)]
+    pub text_color: Option<Color>,
+    #[serde(default)]
+    pub font: FormFont,
+    /// The submit button's words; `None`: the built-in "Subscribe" in the page's language.
+    #[serde(default)]
+    pub button_label: Option<String>,
+    #[serde(default)]
+    pub layout: FormLayout,
+    /// CSS applied to the form only (nested under the form's own element).
+    #[serde(default)]
+    pub custom_css: Option<String>,
+}
+
+/// The largest custom stylesheet accepted.
+pub const CUSTOM_CSS_MAX: usize = 20_000;
+
+/// Checks custom CSS: it is placed in a `<style>` element of the page and of the embed, so
+/// it may not close that element, and it may not load anything (the pages' policy would
+/// block it anyway, and a host page's might not).
+pub fn check_custom_css(css: &str) -> Result<(), &'static str> {
+    let lower = css.to_ascii_lowercase();
+    if css.len() > CUSTOM_CSS_MAX {
+        Err("must be at most 20000 bytes")
+    } else if css.contains('<') {
+        Err("may not contain '<'")
+    } else if lower.contains("@import") || lower.contains("url(") || lower.contains("image-set(") {
+        Err("may not load anything: no @import, url() or image-set()")
+    } else if css.matches('{').count() != css.matches('}').count() {
+        Err("has unbalanced braces")
+    } else {
+        Ok(())
+    }
+}
+
+/// A word or phrase that alone names no purpose: a box beside it is not specific consent.
+const VAGUE_TEXTS: &[&str] = &[
+    "yes", "ok", "okay", "i agree", "agree", "i accept", "accept", "subscribe", "sign me up", "yes please",
+    "oui", "d'accord", "j'accepte", "ja", "einverstanden", "ich stimme zu", "sì", "si", "accetto", "va bene",
+];
+
+/// Whether a consent text is too vague to be specific (GDPR Art. 4(11)): a bare "Yes" or
+/// "OK", or under four words.
+pub fn is_vague_consent_text(text: &str) -> bool {
+    let plain: String = text
+        .chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || *c == '\'')
+        .collect::<String>()
+        .to_lowercase();
+    let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    VAGUE_TEXTS.contains(&plain.as_str()) || plain.split(' ').filter(|w| !w.is_empty()).count() < 4
 }
 
 /// When a form offers its survey.
@@ -160,6 +259,16 @@ impl FormDefinition {
             }
             partners.push(*partner);
         }
+        if let Some(css) = &self.look.custom_css
+            && let Err(message) = check_custom_css(css)
+        {
+            push("look.custom_css".into(), message);
+        }
+        if let Some(label) = &self.look.button_label
+            && (label.trim().is_empty() || label.chars().count() > 60 || label.chars().any(char::is_control))
+        {
+            push("look.button_label".into(), "must be 1 to 60 characters on one line");
+        }
         if let Some(url) = &self.redirect_url
             && !is_http_url(url)
         {
@@ -171,6 +280,36 @@ impl FormDefinition {
             }
         }
         errors
+    }
+
+    /// What an admin should know before people meet this form: it saves, but these would
+    /// make its consent weak or its page unclear. Each is named by its path.
+    pub fn warnings(&self, has_brand: bool) -> Vec<FieldError> {
+        let mut warnings = Vec::new();
+        if self.opt_in == FormOptIn::Passive && !self.b2b {
+            warnings.push(FieldError::new(
+                "opt_in",
+                "pre-ticked boxes are not valid consent for consumers in the EU (CJEU Planet49): signups are \
+                 recorded as passive_opt_in and the built-in send policy does not mail them",
+            ));
+        }
+        for (i, consent) in self.consents.iter().enumerate() {
+            if is_vague_consent_text(&consent.text) {
+                warnings.push(FieldError::new(
+                    format!("consents[{i}].text"),
+                    "is too vague to be specific consent: say what the person will receive, such as \
+                     \"Send me the monthly newsletter\"",
+                ));
+            }
+        }
+        if !has_brand {
+            warnings.push(FieldError::new(
+                "brand_id",
+                "no brand is set up: the page does not say who is asking nor link a privacy policy \
+                 (create one with POST /api/v1/brands)",
+            ));
+        }
+        warnings
     }
 
     /// The legal basis of a grant through this form, for this address.

@@ -65,3 +65,4 @@ id_type!(SurveyId);
 id_type!(WebhookId);
 id_type!(DeliveryId);
 id_type!(LeadId);
+id_type!(BrandId);

@@ -1,5 +1,6 @@
 //! Domain types and pure rules: no I/O, no framework types.
 
+pub mod brand;
 pub mod campaign;
 pub mod consent;
 pub mod contact;
@@ -22,7 +23,7 @@ pub use contact::{Contact, ContactStatus, Tag};
 pub use country::Country;
 pub use email::Email;
 pub use ids::{
-    ApiKeyId, CampaignId, ConfirmationId, ContactId, DeliveryId, FormId, LeadId, ListId, PartnerId, SegmentId,
+    ApiKeyId, BrandId, CampaignId, ConfirmationId, ContactId, DeliveryId, FormId, LeadId, ListId, PartnerId, SegmentId,
     SurveyId, UserId, WebhookId,
 };
 pub use import::ImportStatus;

@@ -9,8 +9,12 @@ use utoipa::ToSchema;
 use super::extract::{ApiJson, ApiQuery, Editor, RequestBody, Viewer, parse_id};
 use super::{AppState, PageQuery};
 use crate::domain::FormId;
-use crate::domain::form::{ConsentCheckbox, FieldKind, FormDefinition, FormField, FormOptIn, FormSurvey, SurveyMoment};
-use crate::error::{Error, FieldErrors, Result};
+use crate::domain::brand::Color;
+use crate::domain::form::{
+    ConsentCheckbox, FieldKind, FormDefinition, FormField, FormFont, FormLayout, FormLook, FormOptIn, FormSurvey,
+    SurveyMoment,
+};
+use crate::error::{Error, FieldError, FieldErrors, Result};
 use crate::services::forms::{self as service, Form, check_slug};
 use crate::services::pagination::PageRequest;
 
@@ -45,6 +49,89 @@ pub struct ConsentCheckboxBody {
     pub list_id: String,
     #[schema(example = "Send me the monthly newsletter. I can unsubscribe at any time.")]
     pub text: String,
+}
+
+/// How a form looks, chosen without writing HTML. Colours left out come from the brand.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookBody {
+    /// Buttons, links and focus rings, as `#rrggbb`.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$", example = "#7c2d12")]
+    pub accent_color: Option<String>,
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$", example = "#fffbeb")]
+    pub background_color: Option<String>,
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$", example = "#1c1917")]
+    pub text_color: Option<String>,
+    /// `system` (the default), `serif`, `rounded` or `monospace`: fonts every device has.
+    #[schema(example = "system")]
+    pub font: Option<String>,
+    /// The submit button's words; unset: "Subscribe" in the page's language.
+    pub button_label: Option<String>,
+    /// `stacked` (the default) or `two_columns`.
+    #[schema(example = "stacked")]
+    pub layout: Option<String>,
+    /// CSS for this form only (it applies inside the form's own element). It may not load
+    /// anything (`@import`, `url()`) nor contain `<`.
+    pub custom_css: Option<String>,
+}
+
+impl LookBody {
+    fn from_look(look: &FormLook) -> Self {
+        let color = |c: &Option<Color>| c.as_ref().map(|c| c.as_str().to_owned());
+        Self {
+            accent_color: color(&look.accent_color),
+            background_color: color(&look.background_color),
+            text_color: color(&look.text_color),
+            font: Some(
+                match look.font {
+                    FormFont::System => "system",
+                    FormFont::Serif => "serif",
+                    FormFont::Rounded => "rounded",
+                    FormFont::Monospace => "monospace",
+                }
+                .to_owned(),
+            ),
+            button_label: look.button_label.clone(),
+            layout: Some(
+                match look.layout {
+                    FormLayout::Stacked => "stacked",
+                    FormLayout::TwoColumns => "two_columns",
+                }
+                .to_owned(),
+            ),
+            custom_css: look.custom_css.clone(),
+        }
+    }
+
+    fn parse(self, errors: &mut FieldErrors) -> FormLook {
+        let mut color = |field: &str, value: Option<String>| {
+            value.and_then(|value| errors.check(&format!("look.{field}"), Color::parse(&value)))
+        };
+        let accent_color = color("accent_color", self.accent_color);
+        let background_color = color("background_color", self.background_color);
+        let text_color = color("text_color", self.text_color);
+        let font = match self.font.as_deref() {
+            None | Some("system") => FormFont::System,
+            Some("serif") => FormFont::Serif,
+            Some("rounded") => FormFont::Rounded,
+            Some("monospace") => FormFont::Monospace,
+            Some(_) => {
+                errors.push("look.font", "must be system, serif, rounded or monospace");
+                FormFont::System
+            }
+        };
+        let layout = match self.layout.as_deref() {
+            None | Some("stacked") => FormLayout::Stacked,
+            Some("two_columns") => FormLayout::TwoColumns,
+            Some(_) => {
+                errors.push("look.layout", "must be stacked or two_columns");
+                FormLayout::Stacked
+            }
+        };
+        let button_label = self.button_label.map(|l| l.trim().to_owned());
+        let custom_css = self.custom_css.filter(|css| !css.trim().is_empty());
+        FormLook { accent_color, background_color, text_color, font, button_label, layout, custom_css }
+    }
 }
 
 /// A form's definition.
@@ -91,6 +178,12 @@ pub struct FormBody {
     /// `signup` (the page after submitting) or `confirmation` (the page after confirming a
     /// double opt-in); unset: `confirmation` on double opt-in forms, else `signup`.
     pub survey_after: Option<String>,
+    /// The brand (`/api/v1/brands`) whose name, address and privacy policy the pages and
+    /// mails show; unset: the default brand.
+    #[schema(format = Uuid)]
+    pub brand_id: Option<String>,
+    #[serde(default)]
+    pub look: LookBody,
 }
 
 fn default_opt_in() -> String {
@@ -127,6 +220,9 @@ pub struct FormResponse {
     pub created_at: DateTime<Utc>,
     /// When this version was made.
     pub updated_at: DateTime<Utc>,
+    /// What to know before people meet the form: it is saved, but a passive form, a vague
+    /// consent text or a missing brand would weaken its consent or its page.
+    pub warnings: Vec<super::problem::FieldFault>,
 }
 
 impl utoipa::PartialSchema for FormResponse {
@@ -139,7 +235,14 @@ impl utoipa::PartialSchema for FormResponse {
         };
         object.additional_properties = None;
         object.description = Some("A form: its definition, its version and its addresses.".to_owned());
-        let own: [(&str, RefOr<Schema>); 6] = [
+        let warnings = utoipa::openapi::schema::ArrayBuilder::new()
+            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("FieldFault")))
+            .description(Some(
+                "What to know before people meet the form: it is saved, but a passive form, a vague consent text \
+                 or a missing brand would weaken its consent or its page.",
+            ));
+        let own: [(&str, RefOr<Schema>); 7] = [
+            ("warnings", warnings.into()),
             (
                 "id",
                 ObjectBuilder::new()
@@ -276,6 +379,8 @@ impl FormBody {
                 }
                 .to_owned()
             }),
+            brand_id: d.brand_id.map(|id| id.to_string()),
+            look: LookBody::from_look(&d.look),
         }
     }
 
@@ -339,7 +444,14 @@ impl FormBody {
                 .and_then(|survey_id| after.map(|after| FormSurvey { survey_id, after })),
             None => None,
         };
+        let brand_id = match &self.brand_id {
+            Some(id) => errors.check("brand_id", id.parse().map_err(|_| "must be a brand id")),
+            None => None,
+        };
+        let look = self.look.parse(&mut errors);
         let definition = FormDefinition {
+            brand_id,
+            look,
             partners,
             survey,
             name: self.name,
@@ -368,8 +480,9 @@ impl FormBody {
 }
 
 impl FormResponse {
-    fn new(form: Form, base_url: &str) -> Self {
+    fn new(form: Form, base_url: &str, warnings: Vec<FieldError>) -> Self {
         Self {
+            warnings: warnings.iter().map(Into::into).collect(),
             id: form.id.to_string(),
             version: form.version,
             hosted_url: format!("{base_url}/f/{}", form.slug),
@@ -397,7 +510,20 @@ pub async fn create_form(editor: Editor, state: web::Data<AppState>, body: ApiJs
     let form = service::create_form(&state.db, slug, definition, editor.caller.actor().to_string()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/forms/{}", form.id)))
-        .json(FormResponse::new(form, &state.signup.base_url)))
+        .json(one_response(&state, form).await?))
+}
+
+/// The answers for forms, each with its warnings.
+async fn responses(state: &AppState, forms: Vec<Form>) -> Result<Vec<FormResponse>> {
+    let definitions = forms.iter().map(|f| f.definition.clone()).collect();
+    let warnings = service::warnings(&state.db, definitions).await?;
+    let base = &state.signup.base_url;
+    Ok(forms.into_iter().zip(warnings).map(|(form, warnings)| FormResponse::new(form, base, warnings)).collect())
+}
+
+async fn one_response(state: &AppState, form: Form) -> Result<FormResponse> {
+    let mut answers = responses(state, vec![form]).await?;
+    answers.pop().ok_or_else(|| Error::internal("a form without its answer"))
 }
 
 #[utoipa::path(
@@ -414,11 +540,7 @@ pub async fn list_forms(
 ) -> Result<web::Json<FormPage>> {
     let page = PageRequest::parse(query.0.cursor.as_deref(), query.0.limit)?;
     let page = service::list_forms(&state.db, page).await?;
-    let base = &state.signup.base_url;
-    Ok(web::Json(FormPage {
-        items: page.items.into_iter().map(|f| FormResponse::new(f, base)).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(web::Json(FormPage { items: responses(&state, page.items).await?, next_cursor: page.next_cursor }))
 }
 
 #[utoipa::path(
@@ -430,7 +552,7 @@ pub async fn list_forms(
 #[get("/forms/{id}")]
 pub async fn get_form(_: Viewer, state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<FormResponse>> {
     let id: FormId = parse_id(&id, "form")?;
-    Ok(web::Json(FormResponse::new(service::find_form(&state.db, id).await?, &state.signup.base_url)))
+    Ok(web::Json(one_response(&state, service::find_form(&state.db, id).await?).await?))
 }
 
 #[utoipa::path(
@@ -446,9 +568,8 @@ pub async fn list_form_versions(
     id: web::Path<String>,
 ) -> Result<web::Json<FormVersionsResponse>> {
     let id: FormId = parse_id(&id, "form")?;
-    let base = &state.signup.base_url;
     let versions = service::list_versions(&state.db, id).await?;
-    Ok(web::Json(FormVersionsResponse { items: versions.into_iter().map(|f| FormResponse::new(f, base)).collect() }))
+    Ok(web::Json(FormVersionsResponse { items: responses(&state, versions).await? }))
 }
 
 #[utoipa::path(
@@ -476,7 +597,7 @@ pub async fn update_form(
         .map_err(|e| Error::field(e.path().to_string(), e.inner().to_string()))?;
     let (slug, definition) = changed.parse()?;
     let form = service::update_form(&state.db, id, Some(slug), definition, editor.caller.actor().to_string()).await?;
-    Ok(web::Json(FormResponse::new(form, &state.signup.base_url)))
+    Ok(web::Json(one_response(&state, form).await?))
 }
 
 #[utoipa::path(

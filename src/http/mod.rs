@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod bounces;
+pub mod brands;
 pub mod campaigns;
 pub mod consent;
 pub mod contacts;
@@ -96,6 +97,7 @@ where
         (name = "users", description = "People who administer consento (admin only)"),
         (name = "api-keys", description = "Keys for integrations (admin only)"),
         (name = "forms", description = "Signup forms; every change is a new version"),
+        (name = "brands", description = "Who is asking: the sender's identity on public pages and system mails"),
         (name = "consent", description = "The consent ledger, exports and erasure"),
         (name = "public", description = "Pages and endpoints for the people who sign up"),
         (name = "plugins", description = "Rhai scripts: managed, validated, dry-run"),
@@ -254,6 +256,7 @@ where
         .service(ledger::checkpoint)
         .service(ledger::verifier_key)
         .service(ledger::receipt_proof)
+        .service(brands::show_logo)
         .service(bounces::track)
         .service(bounces::generic_bounce)
         .service(bounces::ses_bounce)
@@ -281,6 +284,12 @@ where
                 .service(api_keys::list_api_keys)
                 .service(api_keys::get_api_key)
                 .service(api_keys::revoke_api_key)
+                .service(brands::create_brand)
+                .service(brands::list_brands)
+                .service(brands::get_brand)
+                .service(brands::replace_brand)
+                .service(brands::delete_brand)
+                .service(brands::upload_logo)
                 .service(forms::create_form)
                 .service(forms::list_forms)
                 .service(forms::get_form)

@@ -130,7 +130,9 @@ mod tests {
     #[test]
     fn accept_language_picks_the_best_supported_language() {
         assert_eq!(negotiate(Some("de-CH,de;q=0.9,en;q=0.8")), "de");
-        assert_eq!(negotiate(Some("es-ES,it;q=0.5,fr;q=0.7")), "fr");
+        assert_eq!(negotiate(Some("ja-JP,it;q=0.5,fr;q=0.7")), "fr");
+        assert_eq!(negotiate(Some("es-ES,en;q=0.5")), "es");
+        assert_eq!(negotiate(Some("pl,nl;q=0.9")), "pl");
         assert_eq!(negotiate(Some("ja")), "en");
         assert_eq!(negotiate(None), "en");
     }

@@ -23,6 +23,25 @@ pub struct Form {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What an admin should know of these forms before people meet them (see
+/// [`FormDefinition::warnings`]), for each form in order.
+pub async fn warnings(db: &Db, forms: Vec<FormDefinition>) -> Result<Vec<Vec<FieldError>>> {
+    db.read(move |conn| {
+        let has_default = crate::storage::brands::find_default_brand(conn)?.is_some();
+        forms
+            .iter()
+            .map(|definition| {
+                let named = match definition.brand_id {
+                    Some(id) => super::brands::exists_in(conn, id)?,
+                    None => false,
+                };
+                Ok(definition.warnings(has_default || named))
+            })
+            .collect()
+    })
+    .await
+}
+
 /// Checks a slug: what the hosted page's URL ends with.
 pub fn check_slug(slug: &str) -> Result<(), &'static str> {
     let valid = !slug.is_empty()
@@ -174,6 +193,11 @@ fn check_definition(
         && crate::storage::surveys::find_survey(conn, survey.survey_id)?.is_none()
     {
         errors.push(FieldError::new("survey_id", format!("there is no survey {}", survey.survey_id)));
+    }
+    if let Some(id) = definition.brand_id
+        && !super::brands::exists_in(conn, id)?
+    {
+        errors.push(FieldError::new("brand_id", format!("there is no brand {id}")));
     }
     errors.extend(template_faults);
     if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod brands;
 pub mod bounces;
 pub mod campaigns;
 pub mod confirmations;

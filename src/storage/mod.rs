@@ -8,6 +8,7 @@
 mod writer;
 
 pub mod api_keys;
+pub mod brands;
 pub mod campaigns;
 pub mod confirmations;
 pub mod consent;

@@ -58,6 +58,25 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        locale -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    brands (id) {
+        id -> Text,
+        name -> Text,
+        legal_name -> Text,
+        postal_address -> Text,
+        privacy_policy_url -> Text,
+        accent_color -> Nullable<Text>,
+        background_color -> Nullable<Text>,
+        footer -> Nullable<Text>,
+        logo -> Nullable<Text>,
+        logo_type -> Nullable<Text>,
+        is_default -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
     }
 }
 

@@ -78,6 +78,7 @@ stored_as_text!(
     domain::SurveyId,
     domain::WebhookId,
     domain::DeliveryId,
+    domain::BrandId,
     domain::LeadId,
     domain::ContactStatus,
     domain::OptInMode,

@@ -1,0 +1,2 @@
+ALTER TABLE contacts DROP COLUMN locale;
+DROP TABLE brands;
