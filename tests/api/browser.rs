@@ -1,5 +1,6 @@
 //! The signup flow in a real browser: headless Chromium driven over WebDriver
-//! (chromedriver), mail received by a real SMTP server.
+//! (chromedriver), mail received by a real SMTP server. `Browser` is shared with the
+//! accessibility test.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +18,7 @@ use crate::surveys::branching_survey;
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A headless Chromium session through chromedriver's W3C WebDriver API.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     session: String,
     driver: Child,
@@ -25,7 +26,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()))
             .arg(format!("--port={port}"))
@@ -49,6 +50,8 @@ impl Browser {
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // axe-core takes a few seconds over a page; the default of 30 s leaves room.
+            "timeouts": {"script": 60_000},
             "goog:chromeOptions": {
                 "binary": binary,
                 "args": [
@@ -74,38 +77,38 @@ impl Browser {
         response["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.command(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let found =
             self.command(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
         found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
     /// The text of an element as the browser renders it.
-    async fn text_of(&self, css: &str) -> String {
+    pub(crate) async fn text_of(&self, css: &str) -> String {
         let element = self.find(css).await;
         self.command(reqwest::Method::GET, &format!("/element/{element}/text"), None).await.as_str().unwrap().to_owned()
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.command(reqwest::Method::GET, "/source", None).await.as_str().unwrap().to_owned()
     }
 
     /// Waits until the page holds `text`.
-    async fn wait_for_text(&self, text: &str) -> String {
+    pub(crate) async fn wait_for_text(&self, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let source = self.source().await;
@@ -117,8 +120,21 @@ impl Browser {
         }
     }
 
+    /// Runs `script` as the body of a function in the page, with `args` as its `arguments`;
+    /// answers what it returns. Scripts run this way are not the page's, so its
+    /// Content-Security-Policy does not apply to them.
+    pub(crate) async fn execute(&self, script: &str, args: Value) -> Value {
+        self.command(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args}))).await
+    }
+
+    /// As `execute`, for a script that answers by calling its last argument, the callback
+    /// WebDriver adds (within the session's script timeout).
+    pub(crate) async fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.command(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": args}))).await
+    }
+
     /// Saves a screenshot under target/screenshots, for people to look at.
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.command(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
         let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");

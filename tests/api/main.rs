@@ -2,6 +2,7 @@
 //! PostgreSQL when `CONSENTO_TEST_DATABASE_URL` is set (see `helpers`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accessibility;
 mod api_keys;
 mod auth;
 mod bounces;
