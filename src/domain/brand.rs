@@ -156,7 +156,11 @@ pub fn parse_policy_url(input: &str) -> Result<String, Invalid> {
     let url = input.trim();
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !url.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
             Ok(url.to_owned())
         }
         _ => Err(Invalid::new("must be an https:// URL")),

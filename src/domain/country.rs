@@ -12,6 +12,11 @@ PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH
 ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS \
 YE YT ZA ZM ZW";
 
+/// Every assigned code, in order.
+pub fn all_codes() -> Vec<&'static str> {
+    CODES.split(' ').collect()
+}
+
 /// A country, as its upper-case ISO 3166-1 alpha-2 code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Country(String);

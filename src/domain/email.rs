@@ -70,31 +70,63 @@ const ROLE_LOCAL_PARTS: &[&str] = &[
 
 const MAX_LENGTH: usize = 254;
 
+/// Why a text is not an e-mail address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailFault {
+    Empty,
+    TooLong,
+    Spaces,
+    NoAt,
+    LocalPart,
+    Domain,
+    Malformed,
+}
+
+impl EmailFault {
+    /// What is wrong, in English, for the API.
+    pub fn message(self) -> String {
+        match self {
+            Self::Empty => "must not be empty".to_owned(),
+            Self::TooLong => format!("must be at most {MAX_LENGTH} characters"),
+            Self::Spaces => "must not contain spaces or control characters".to_owned(),
+            Self::NoAt => "must contain an @".to_owned(),
+            Self::LocalPart => "the part before @ must be 1 to 64 characters".to_owned(),
+            Self::Domain => "the domain after @ is not a valid host name".to_owned(),
+            Self::Malformed => "is not a valid e-mail address".to_owned(),
+        }
+    }
+}
+
 impl Email {
     pub fn parse(input: &str) -> Result<Self, Invalid> {
+        Self::check(input).map_err(|fault| Invalid::new(fault.message()))
+    }
+
+    /// Parses an address, saying what is wrong as a value the caller may put in words.
+    pub fn check(input: &str) -> Result<Self, EmailFault> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
-            return Err(Invalid::new("must not be empty"));
+            return Err(EmailFault::Empty);
         }
         if trimmed.len() > MAX_LENGTH {
-            return Err(Invalid::new(format!("must be at most {MAX_LENGTH} characters")));
+            return Err(EmailFault::TooLong);
         }
         if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Invalid::new("must not contain spaces or control characters"));
+            return Err(EmailFault::Spaces);
         }
         let Some((local, domain)) = trimmed.rsplit_once('@') else {
-            return Err(Invalid::new("must contain an @"));
+            return Err(EmailFault::NoAt);
         };
         if local.is_empty() || local.len() > 64 {
-            return Err(Invalid::new("the part before @ must be 1 to 64 characters"));
+            return Err(EmailFault::LocalPart);
         }
         let domain = domain.to_lowercase();
         if !is_valid_domain(&domain) {
-            return Err(Invalid::new("the domain after @ is not a valid host name"));
+            return Err(EmailFault::Domain);
         }
         let normalised = format!("{local}@{domain}");
         if !email_address::EmailAddress::is_valid(&normalised) {
-            return Err(Invalid::new("is not a valid e-mail address"));
+            return Err(EmailFault::Malformed);
         }
         Ok(Self(normalised))
     }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::consent::ConsentBasis;
-use super::contact::parse_short_text;
 use super::brand::Color;
+use super::consent::ConsentBasis;
+use super::email::EmailFault;
 use super::{BrandId, Country, Email, ListId, PartnerId, SurveyId};
 use crate::error::FieldError;
 
@@ -169,8 +169,26 @@ pub fn check_custom_css(css: &str) -> Result<(), &'static str> {
 
 /// A word or phrase that alone names no purpose: a box beside it is not specific consent.
 const VAGUE_TEXTS: &[&str] = &[
-    "yes", "ok", "okay", "i agree", "agree", "i accept", "accept", "subscribe", "sign me up", "yes please",
-    "oui", "d'accord", "j'accepte", "ja", "einverstanden", "ich stimme zu", "sì", "si", "accetto", "va bene",
+    "yes",
+    "ok",
+    "okay",
+    "i agree",
+    "agree",
+    "i accept",
+    "accept",
+    "subscribe",
+    "sign me up",
+    "yes please",
+    "oui",
+    "d'accord",
+    "j'accepte",
+    "ja",
+    "einverstanden",
+    "ich stimme zu",
+    "sì",
+    "si",
+    "accetto",
+    "va bene",
 ];
 
 /// Whether a consent text is too vague to be specific (GDPR Art. 4(11)): a bare "Yes" or
@@ -354,6 +372,102 @@ impl RawSubmission {
     }
 }
 
+/// Why a submitted value is refused: a value the page puts in the person's language.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Required,
+    MustBeTicked,
+    Email(EmailFault),
+    TooLong(usize),
+    ControlCharacters,
+    OneValue,
+    NotANumber,
+    OutOfRange { min: Option<f64>, max: Option<f64> },
+    NotADate,
+    NotAnOption { options: Vec<String> },
+    NotOneOf { value: String, options: Vec<String> },
+    NotTickable,
+    NotACountry,
+    NotAList(String),
+    NoConsent,
+    PartnerGone(String),
+    NotAPartner(String),
+}
+
+impl Fault {
+    /// The key of its words among the built-in strings (`src/i18n`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Required => "fault_required",
+            Self::MustBeTicked => "fault_must_be_ticked",
+            Self::Email(EmailFault::Empty) => "fault_required",
+            Self::Email(EmailFault::TooLong) => "fault_email_too_long",
+            Self::Email(EmailFault::Spaces) => "fault_email_spaces",
+            Self::Email(EmailFault::NoAt) => "fault_email_no_at",
+            Self::Email(EmailFault::LocalPart) => "fault_email_local_part",
+            Self::Email(EmailFault::Domain) => "fault_email_domain",
+            Self::Email(EmailFault::Malformed) => "fault_email_malformed",
+            Self::TooLong(_) => "fault_too_long",
+            Self::ControlCharacters => "fault_control_characters",
+            Self::OneValue => "fault_one_value",
+            Self::NotANumber => "fault_not_a_number",
+            Self::OutOfRange { min: Some(_), max: Some(_) } => "fault_between",
+            Self::OutOfRange { min: Some(_), max: None } => "fault_at_least",
+            Self::OutOfRange { .. } => "fault_at_most",
+            Self::NotADate => "fault_not_a_date",
+            Self::NotAnOption { .. } => "fault_not_an_option",
+            Self::NotOneOf { .. } => "fault_not_one_of",
+            Self::NotTickable => "fault_not_tickable",
+            Self::NotACountry => "fault_not_a_country",
+            Self::NotAList(_) => "fault_not_a_list",
+            Self::NoConsent => "fault_no_consent",
+            Self::PartnerGone(_) => "fault_partner_gone",
+            Self::NotAPartner(_) => "fault_not_a_partner",
+        }
+    }
+
+    /// The values its words name, by placeholder.
+    pub fn arguments(&self) -> Vec<(&'static str, String)> {
+        let number = |n: f64| n.to_string();
+        match self {
+            Self::TooLong(max) => vec![("max", max.to_string())],
+            Self::OutOfRange { min, max } => {
+                [min.map(|m| ("min", number(m))), max.map(|m| ("max", number(m)))].into_iter().flatten().collect()
+            }
+            Self::NotAnOption { options } => vec![("options", options.join(", "))],
+            Self::NotOneOf { value, options } => vec![("value", value.clone()), ("options", options.join(", "))],
+            Self::NotAList(value) | Self::PartnerGone(value) | Self::NotAPartner(value) => {
+                vec![("value", value.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A fault and the input it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionFault {
+    pub field: String,
+    pub fault: Fault,
+}
+
+impl SubmissionFault {
+    fn new(field: impl Into<String>, fault: Fault) -> Self {
+        Self { field: field.into(), fault }
+    }
+}
+
+/// A single-line text of at most `max` characters.
+fn check_text(value: &str, max: usize) -> Result<String, Fault> {
+    if value.chars().count() > max {
+        Err(Fault::TooLong(max))
+    } else if value.chars().any(char::is_control) {
+        Err(Fault::ControlCharacters)
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 /// A submission that matches its form.
 #[derive(Debug, Clone)]
 pub struct ValidSubmission {
@@ -375,22 +489,24 @@ pub fn check_submission(
     form: &FormDefinition,
     offered_partners: &[PartnerId],
     raw: &RawSubmission,
-) -> Result<ValidSubmission, Vec<FieldError>> {
+) -> Result<ValidSubmission, Vec<SubmissionFault>> {
     let mut errors = Vec::new();
     let email = match raw.first("email").map(str::trim).filter(|e| !e.is_empty()) {
         None => {
-            errors.push(FieldError::new("email", "is required"));
+            errors.push(SubmissionFault::new("email", Fault::Required));
             None
         }
-        Some(email) => Email::parse(email).map_err(|e| errors.push(FieldError::new("email", e))).ok(),
+        Some(email) => {
+            Email::check(email).map_err(|e| errors.push(SubmissionFault::new("email", Fault::Email(e)))).ok()
+        }
     };
     let company = match raw.first("company").map(str::trim).filter(|c| !c.is_empty()) {
         None if form.b2b => {
-            errors.push(FieldError::new("company", "is required"));
+            errors.push(SubmissionFault::new("company", Fault::Required));
             None
         }
         None => None,
-        Some(company) => parse_short_text(company, 200).map_err(|e| errors.push(FieldError::new("company", e))).ok(),
+        Some(company) => check_text(company, 200).map_err(|e| errors.push(SubmissionFault::new("company", e))).ok(),
     };
     let mut attributes = Map::new();
     let mut country = None;
@@ -398,9 +514,9 @@ pub fn check_submission(
         let values: Vec<&str> = raw.all(&field.name).iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
         if values.is_empty() {
             if field.required && field.kind != FieldKind::Checkbox {
-                errors.push(FieldError::new(&field.name, "is required"));
+                errors.push(SubmissionFault::new(&field.name, Fault::Required));
             } else if field.required {
-                errors.push(FieldError::new(&field.name, "must be ticked"));
+                errors.push(SubmissionFault::new(&field.name, Fault::MustBeTicked));
             } else if field.kind == FieldKind::Checkbox {
                 attributes.insert(field.name.clone(), Value::Bool(false));
             }
@@ -413,7 +529,7 @@ pub fn check_submission(
             Ok(value) => {
                 attributes.insert(field.name.clone(), value);
             }
-            Err(message) => errors.push(FieldError::new(&field.name, message)),
+            Err(fault) => errors.push(SubmissionFault::new(&field.name, fault)),
         }
     }
     let ticked = raw.all("consent");
@@ -421,22 +537,21 @@ pub fn check_submission(
         form.consents.iter().filter(|c| ticked.iter().any(|t| t.trim() == c.list_id.to_string())).cloned().collect();
     for value in ticked {
         if !form.consents.iter().any(|c| c.list_id.to_string() == value.trim()) {
-            errors.push(FieldError::new("consent", format!("{value} is not a list of this form")));
+            errors.push(SubmissionFault::new("consent", Fault::NotAList(value.clone())));
         }
     }
     if consents.is_empty() && errors.iter().all(|e| e.field != "consent") {
-        errors.push(FieldError::new("consent", "tick at least one box to subscribe"));
+        errors.push(SubmissionFault::new("consent", Fault::NoConsent));
     }
     let mut partners = Vec::new();
     for value in raw.all("partner") {
         match form.partners.iter().find(|p| p.to_string() == value.trim()) {
-            Some(partner) if !offered_partners.contains(partner) => errors.push(FieldError::new(
-                "partner",
-                format!("{value} is no longer offered on this form: nothing was shared with it"),
-            )),
+            Some(partner) if !offered_partners.contains(partner) => {
+                errors.push(SubmissionFault::new("partner", Fault::PartnerGone(value.clone())));
+            }
             Some(partner) if !partners.contains(partner) => partners.push(*partner),
             Some(_) => {}
-            None => errors.push(FieldError::new("partner", format!("{value} is not a partner of this form"))),
+            None => errors.push(SubmissionFault::new("partner", Fault::NotAPartner(value.clone()))),
         }
     }
     match email {
@@ -447,45 +562,41 @@ pub fn check_submission(
     }
 }
 
-fn check_value(field: &FormField, values: &[&str]) -> Result<Value, String> {
+fn check_value(field: &FormField, values: &[&str]) -> Result<Value, Fault> {
     if field.kind != FieldKind::MultiSelect && values.len() > 1 {
-        return Err("must have one value".into());
+        return Err(Fault::OneValue);
     }
     let value = values[0];
     match field.kind {
         FieldKind::Text => {
             let max = field.max_length.unwrap_or(1000) as usize;
-            parse_short_text(value, max).map(Value::String).map_err(|e| e.to_string())
+            check_text(value, max).map(Value::String)
         }
         FieldKind::Number => {
-            let number: f64 = value.parse().map_err(|_| "must be a number".to_owned())?;
+            let number: f64 = value.parse().map_err(|_| Fault::NotANumber)?;
             if !number.is_finite() {
-                return Err("must be a number".into());
+                return Err(Fault::NotANumber);
             }
             if field.min.is_some_and(|min| number < min) || field.max.is_some_and(|max| number > max) {
-                return Err(format!(
-                    "must be between {} and {}",
-                    field.min.map_or("any".into(), |m| m.to_string()),
-                    field.max.map_or("any".into(), |m| m.to_string())
-                ));
+                return Err(Fault::OutOfRange { min: field.min, max: field.max });
             }
             Ok(serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number))
         }
         FieldKind::Date => chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
             .map(|d| Value::String(d.to_string()))
-            .map_err(|_| "must be a date as YYYY-MM-DD".to_owned()),
+            .map_err(|_| Fault::NotADate),
         FieldKind::Select => {
             if field.options.iter().any(|o| o == value) {
                 Ok(Value::String(value.to_owned()))
             } else {
-                Err(format!("must be one of {}", field.options.join(", ")))
+                Err(Fault::NotAnOption { options: field.options.clone() })
             }
         }
         FieldKind::MultiSelect => {
             let mut chosen = Vec::new();
             for value in values {
                 if !field.options.iter().any(|o| o == value) {
-                    return Err(format!("{value:?} is not one of {}", field.options.join(", ")));
+                    return Err(Fault::NotOneOf { value: (*value).to_owned(), options: field.options.clone() });
                 }
                 chosen.push(Value::String((*value).to_owned()));
             }
@@ -494,10 +605,10 @@ fn check_value(field: &FormField, values: &[&str]) -> Result<Value, String> {
         FieldKind::Checkbox => match value {
             "on" | "true" | "1" | "yes" => Ok(Value::Bool(true)),
             "off" | "false" | "0" | "no" => Ok(Value::Bool(false)),
-            _ => Err("must be ticked or not".into()),
+            _ => Err(Fault::NotTickable),
         },
         FieldKind::Country => {
-            Country::parse(value).map(|c| Value::String(c.as_str().to_owned())).map_err(|e| e.to_string())
+            Country::parse(value).map(|c| Value::String(c.as_str().to_owned())).map_err(|_| Fault::NotACountry)
         }
     }
 }

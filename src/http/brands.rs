@@ -143,7 +143,11 @@ pub async fn list_brands(
     security(("bearer" = []))
 )]
 #[get("/brands/{id}")]
-pub async fn get_brand(_: Viewer, state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<BrandResponse>> {
+pub async fn get_brand(
+    _: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<BrandResponse>> {
     let id: BrandId = parse_id(&id, "brand")?;
     Ok(web::Json(service::find_brand(&state.db, id).await?.into()))
 }

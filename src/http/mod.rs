@@ -241,6 +241,7 @@ where
         .service(ops::metrics)
         .service(public::show_form)
         .service(public::embed_form)
+        .service(public::embed_script)
         .service(public::submit_form)
         .service(public::preflight_form)
         .service(public::show_confirmation)

@@ -136,12 +136,12 @@ pub async fn telemetry(
 )]
 #[get("/")]
 pub async fn home(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let frame = super::pages::Frame::new("en".to_owned(), None, None);
     let context = minijinja::context! {
-        t => crate::i18n::strings("en"),
         version => env!("CARGO_PKG_VERSION"),
         base_url => state.settings.base_url(),
     };
-    state.pages.page(actix_web::http::StatusCode::OK, "home.html", context)
+    state.pages.page(actix_web::http::StatusCode::OK, "home.html", &frame, context)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

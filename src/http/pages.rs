@@ -10,6 +10,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::domain::brand::{Brand, Color};
+use crate::domain::form::{FormLayout, FormLook};
 use crate::error::{Error, Result};
 use crate::i18n;
 use crate::services::signup::RequestInfo;
@@ -32,14 +34,26 @@ impl Pages {
             ("preferences.html", include_str!("templates/preferences.html")),
             ("survey.html", include_str!("templates/survey.html")),
             ("home.html", include_str!("templates/home.html")),
+            ("theme.css", include_str!("templates/theme.css")),
+            ("frame_header.html", include_str!("templates/frame_header.html")),
+            ("frame_footer.html", include_str!("templates/frame_footer.html")),
+            ("embed.html", include_str!("templates/embed.html")),
         ] {
             env.add_template(name, source).map_err(|e| Error::internal(format!("template {name}: {e}")))?;
         }
+        env.set_formatter(html_formatter);
+        env.add_filter("consent_html", |text: &str| minijinja::Value::from_safe_string(consent_html(text)));
         Ok(Self { env })
     }
 
-    /// Renders a template to HTML text.
-    pub fn render(&self, name: &str, context: impl Serialize) -> Result<String> {
+    /// Renders a template to HTML text, in the frame's language and look: the template sees
+    /// `frame` (who is asking, the theme) and `t` (the built-in strings) beside `context`.
+    pub fn render(&self, name: &str, frame: &Frame, context: impl Serialize) -> Result<String> {
+        let context = minijinja::context! {
+            frame => frame,
+            t => i18n::strings(&frame.locale),
+            ..minijinja::Value::from_serialize(context)
+        };
         self.env
             .get_template(name)
             .and_then(|template| template.render(context))
@@ -47,8 +61,8 @@ impl Pages {
     }
 
     /// A page response with the headers every public page carries.
-    pub fn page(&self, status: StatusCode, name: &str, context: impl Serialize) -> Result<HttpResponse> {
-        let html = self.render(name, context)?;
+    pub fn page(&self, status: StatusCode, name: &str, frame: &Frame, context: impl Serialize) -> Result<HttpResponse> {
+        let html = self.render(name, frame, context)?;
         Ok(html_response(status, html))
     }
 
@@ -56,41 +70,191 @@ impl Pages {
     pub fn message(
         &self,
         status: StatusCode,
-        locale: &str,
+        frame: &Frame,
         title_key: &str,
         lines: &[&str],
         items: &[String],
     ) -> Result<HttpResponse> {
-        self.message_with_link(status, locale, title_key, lines, items, None)
+        self.message_with_link(status, frame, title_key, lines, items, None)
     }
 
     /// A message page with a link onwards (to a survey, say).
     pub fn message_with_link(
         &self,
         status: StatusCode,
-        locale: &str,
+        frame: &Frame,
         title_key: &str,
         lines: &[&str],
         items: &[String],
         link: Option<(&str, &str)>,
     ) -> Result<HttpResponse> {
-        let t = i18n::strings(locale);
-        let title = t.get(title_key).copied().unwrap_or_default();
+        let title = i18n::text(&frame.locale, title_key);
         let link = link.map(|(url, text)| minijinja::context! { url, text });
-        self.page(status, "message.html", minijinja::context! { t, title, lines, items, link })
+        self.page(status, "message.html", frame, minijinja::context! { title, lines, items, link })
     }
 
     /// The page for a link that is not valid, whatever the reason (forged, stale, used
     /// for an erased person): the answer is the same, so it reveals nothing.
-    pub fn invalid_link(&self, locale: &str) -> Result<HttpResponse> {
-        self.message(StatusCode::NOT_FOUND, locale, "invalid_title", &[i18n::text(locale, "invalid_text")], &[])
+    pub fn invalid_link(&self, frame: &Frame) -> Result<HttpResponse> {
+        let text = i18n::text(&frame.locale, "invalid_text");
+        self.message(StatusCode::NOT_FOUND, frame, "invalid_title", &[text], &[])
     }
+}
+
+/// Who speaks on a page, in which language, and how the page looks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Frame {
+    pub locale: String,
+    pub brand: Option<BrandView>,
+    pub theme: Theme,
+}
+
+impl Frame {
+    /// A page of `brand` (or of nobody yet), in `locale`, in the look of `look` where a
+    /// form has one.
+    pub fn new(locale: String, brand: Option<&Brand>, look: Option<&FormLook>) -> Self {
+        Self { theme: Theme::new(brand, look), brand: brand.map(BrandView::from), locale }
+    }
+}
+
+/// What a page says of the sender.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrandView {
+    pub name: String,
+    pub legal_name: String,
+    pub address_lines: Vec<String>,
+    pub privacy_policy_url: String,
+    pub footer: Option<String>,
+    pub logo_url: Option<String>,
+}
+
+impl From<&Brand> for BrandView {
+    fn from(brand: &Brand) -> Self {
+        let profile = &brand.profile;
+        Self {
+            name: profile.name.clone(),
+            legal_name: profile.legal_name.clone(),
+            address_lines: profile.postal_address.lines().map(str::to_owned).collect(),
+            privacy_policy_url: profile.privacy_policy_url.clone(),
+            footer: profile.footer.clone(),
+            logo_url: brand.logo.map(|_| super::brands::logo_path(brand.id)),
+        }
+    }
+}
+
+/// A page's colours and type, as CSS values: the form's look, else the brand's colours,
+/// else the built-in theme (which follows the system's light or dark mode).
+#[derive(Debug, Clone, Serialize)]
+pub struct Theme {
+    pub accent: String,
+    /// The words on an accent-coloured button: white or black, whichever reads.
+    pub on_accent: String,
+    pub background: String,
+    pub text: String,
+    /// `light` once a colour is chosen (the page keeps it), else `light dark`.
+    pub color_scheme: &'static str,
+    pub font: &'static str,
+    pub two_columns: bool,
+    pub button_label: Option<String>,
+    pub custom_css: Option<String>,
+}
+
+impl Theme {
+    pub fn new(brand: Option<&Brand>, look: Option<&FormLook>) -> Self {
+        let from_brand = |pick: fn(&Brand) -> Option<&Color>| brand.and_then(pick).cloned();
+        let accent =
+            look.and_then(|l| l.accent_color.clone()).or_else(|| from_brand(|b| b.profile.accent_color.as_ref()));
+        let background = look
+            .and_then(|l| l.background_color.clone())
+            .or_else(|| from_brand(|b| b.profile.background_color.as_ref()));
+        let text = look.and_then(|l| l.text_color.clone());
+        let chosen = background.is_some() || text.is_some();
+        let on_accent = accent.as_ref().map_or("#ffffff", Color::text_on).to_owned();
+        Self {
+            accent: accent.map_or_else(|| "#1d4ed8".to_owned(), |c| c.as_str().to_owned()),
+            on_accent,
+            text: text.map_or_else(
+                || if background.is_some() { "#111111".to_owned() } else { "CanvasText".to_owned() },
+                |c| c.as_str().to_owned(),
+            ),
+            background: background.map_or_else(|| "Canvas".to_owned(), |c| c.as_str().to_owned()),
+            color_scheme: if chosen { "light" } else { "light dark" },
+            font: look.map_or(crate::domain::form::FormFont::System, |l| l.font).stack(),
+            two_columns: look.is_some_and(|l| l.layout == FormLayout::TwoColumns),
+            button_label: look.and_then(|l| l.button_label.clone()),
+            custom_css: look.and_then(|l| l.custom_css.clone()),
+        }
+    }
+}
+
+/// HTML-escapes what a template prints, as minijinja does, except `/`: an address or a
+/// date reads as written in the page's source (and in the embed snippet people copy).
+fn html_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> std::result::Result<(), minijinja::Error> {
+    if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() && !value.is_none() {
+        let text = value.to_string();
+        let mut escaped = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '&' => escaped.push_str("&amp;"),
+                '<' => escaped.push_str("&lt;"),
+                '>' => escaped.push_str("&gt;"),
+                '"' => escaped.push_str("&quot;"),
+                '\'' => escaped.push_str("&#x27;"),
+                c => escaped.push(c),
+            }
+        }
+        return out
+            .write_str(&escaped)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()));
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
+/// A consent text as the page shows it: the small Markdown an admin may write (links,
+/// emphasis, strong) becomes HTML; anything else is shown as the text it is. Links go to
+/// http(s) and mailto addresses only, and open in a new tab so the form keeps its state.
+/// The ledger keeps the text as written, whose words and link targets are what was shown.
+pub fn consent_html(text: &str) -> String {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let escape =
+        |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let mut html = String::new();
+    let mut links = Vec::new();
+    for event in Parser::new(text) {
+        match event {
+            Event::Text(text) | Event::Code(text) | Event::Html(text) | Event::InlineHtml(text) => {
+                html.push_str(&escape(&text));
+            }
+            Event::SoftBreak | Event::HardBreak => html.push(' '),
+            Event::Start(Tag::Emphasis) => html.push_str("<em>"),
+            Event::End(TagEnd::Emphasis) => html.push_str("</em>"),
+            Event::Start(Tag::Strong) => html.push_str("<strong>"),
+            Event::End(TagEnd::Strong) => html.push_str("</strong>"),
+            Event::Start(Tag::Link { dest_url, .. }) => {
+                let url = dest_url.trim();
+                let safe = ["https://", "http://", "mailto:"].iter().any(|p| url.to_ascii_lowercase().starts_with(p));
+                if safe {
+                    html.push_str(&format!("<a href=\"{}\" target=\"_blank\" rel=\"noopener\">", escape(url)));
+                }
+                links.push(safe);
+            }
+            Event::End(TagEnd::Link) if links.pop().unwrap_or(false) => html.push_str("</a>"),
+            Event::End(TagEnd::Paragraph) if !html.is_empty() => html.push(' '),
+            _ => {}
+        }
+    }
+    html.trim_end().to_owned()
 }
 
 /// The policy of every public page. `frame-ancestors 'none'`: no other site may frame a
 /// page, so none can overlay a confirm or unsubscribe button with its own (clickjacking);
 /// a form goes on another site by pasting its embed snippet, never in a frame.
-pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
+pub const PAGE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The embed snippet is text to paste, not a page to frame.
 pub const SNIPPET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

@@ -11,12 +11,14 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::LimitedBody;
-use super::pages::{locale, request_info};
+use super::pages::{Frame, locale, request_info};
 use crate::domain::ListId;
 use crate::domain::form::{RawSubmission, check_submission};
 use crate::error::{Error, Result};
 use crate::i18n;
+use crate::services::brands;
 use crate::services::forms::{self, Form};
+use crate::services::keys::LinkKind;
 use crate::services::preferences::{self, DataAction, DataOutcome, ListState};
 use crate::services::signup::{self, LinkState, SubmitOutcome, Submitted};
 
@@ -67,40 +69,135 @@ pub struct SignupResponse {
 )]
 #[get("/f/{slug}")]
 pub async fn show_form(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse> {
-    let Some(form) = forms::find_form_by_slug(&state.db, slug.into_inner()).await? else {
-        let locale = locale(&req, None);
-        return state.pages.message(StatusCode::NOT_FOUND, &locale, "not_found_title", &[], &[]);
+    let form = forms::find_form_by_slug(&state.db, slug.into_inner()).await?;
+    let frame = form_frame(&state, &req, form.as_ref()).await?;
+    let Some(form) = form else {
+        return state.pages.message(StatusCode::NOT_FOUND, &frame, "not_found_title", &[], &[]);
     };
-    let locale = locale(&req, form.definition.locale.as_deref());
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
-    let html = render_form(&state, &form, &locale, "form.html", &RawSubmission::default(), &[]).await?;
-    Ok(super::pages::html_response(StatusCode::OK, html))
+    let context = FormContext { template: "form.html", target: None, script_url: None };
+    let html = render_form(&state, &req, &form, &frame, context, &RawSubmission::default(), &[]).await?;
+    let mut response = super::pages::html_response(StatusCode::OK, html);
+    allow_framing(&mut response, &form);
+    Ok(response)
+}
+
+/// Which embed snippet to give.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EmbedQuery {
+    /// `html` (the default: the form in a shadow root declared in HTML, which keeps its
+    /// look on any page and needs no JavaScript), `script` (the same, with a small script
+    /// that submits it with fetch and shows the answer in place; the page's origin must be
+    /// one of the form's `allowed_origins`) or `iframe` (the hosted page in a frame; the
+    /// page's origin must be one of the form's `allowed_origins`).
+    #[param(example = "html")]
+    pub variant: Option<String>,
 }
 
 #[utoipa::path(
     tag = "public",
-    params(("slug" = String, Path, description = "The form's slug")),
-    responses((status = 200, description = "HTML to paste into a page: the form, posting to this server", content_type = "text/plain", body = String))
+    params(("slug" = String, Path, description = "The form's slug"), EmbedQuery),
+    responses(
+        (status = 200, description = "HTML to paste into a page: the form as configured, posting to this server", content_type = "text/plain", body = String),
+        (status = 404, description = "No form at this address", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a variant", body = super::Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/f/{slug}/embed")]
-pub async fn embed_form(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse> {
+pub async fn embed_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    query: super::extract::ApiQuery<EmbedQuery>,
+) -> Result<HttpResponse> {
     let form = forms::find_form_by_slug(&state.db, slug.into_inner())
         .await?
         .ok_or_else(|| Error::NotFound("there is no form at this address".to_owned()))?;
-    let locale = locale(&req, form.definition.locale.as_deref());
-    let body = render_form(&state, &form, &locale, "form_body.html", &RawSubmission::default(), &[]).await?;
-    let snippet = format!(
-        "<!-- consento signup form \"{}\": paste where the form should appear -->\n<div class=\"consento-form\" lang=\"{locale}\">\n<h2>{}</h2>\n{body}</div>\n",
-        form.slug,
-        escape(&form.definition.title)
-    );
+    let mut frame = form_frame(&state, &req, Some(&form)).await?;
+    // The snippet lives on another site: its addresses must name this server.
+    let base = &state.signup.base_url;
+    if let Some(brand) = frame.brand.as_mut() {
+        brand.logo_url = brand.logo_url.take().map(|path| format!("{base}{path}"));
+    }
+    let snippet = match query.0.variant.as_deref().unwrap_or("html") {
+        "iframe" => format!(
+            "<!-- consento signup form \"{slug}\": paste it where the form should appear. The frame works on the form's allowed origins only. -->\n\
+             <iframe src=\"{base}/f/{slug}\" title=\"{title}\" style=\"width:100%;min-height:44rem;border:0\" loading=\"lazy\"></iframe>\n",
+            slug = form.slug,
+            title = escape(&form.definition.title),
+        ),
+        variant @ ("html" | "script") => {
+            let script_url = (variant == "script").then(|| format!("{base}/embed.js"));
+            let context = FormContext { template: "embed.html", target: None, script_url };
+            render_form(&state, &req, &form, &frame, context, &RawSubmission::default(), &[]).await?
+        }
+        _ => return Err(Error::field("variant", "must be html, script or iframe")),
+    };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header((actix_web::http::header::CONTENT_SECURITY_POLICY, super::pages::SNIPPET_CSP))
         .insert_header((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(snippet))
+}
+
+#[utoipa::path(
+    tag = "public",
+    responses((status = 200, description = "The script of the `script` embed: it submits each embedded form with fetch and shows the answer in place", content_type = "text/javascript", body = String))
+)]
+#[get("/embed.js")]
+pub async fn embed_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(include_str!("assets/embed.js"))
+}
+
+/// Lets the form's own origins frame its hosted page (the `iframe` embed); every other
+/// page, and this one for any other site, may not be framed.
+fn allow_framing(response: &mut HttpResponse, form: &Form) {
+    let origins = &form.definition.allowed_origins;
+    if origins.is_empty() {
+        return;
+    }
+    let policy = super::pages::PAGE_CSP.replace(
+        "frame-ancestors 'none'",
+        &format!(
+            "frame-ancestors 'self' {}",
+            origins.iter().map(|o| o.trim_end_matches('/')).collect::<Vec<_>>().join(" ")
+        ),
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// The frame of a form's pages: its brand (or the default), its look, and its language
+/// (else the browser's).
+async fn form_frame(state: &AppState, req: &HttpRequest, form: Option<&Form>) -> Result<Frame> {
+    let locale = locale(req, form.and_then(|f| f.definition.locale.as_deref()));
+    let brand = brands::brand_for(&state.db, form.and_then(|f| f.definition.brand_id)).await?;
+    Ok(Frame::new(locale, brand.as_ref(), form.map(|f| &f.definition.look)))
+}
+
+/// The frame of a page with no form nor person behind it: the browser's language and the
+/// default brand.
+pub(super) async fn default_frame(state: &AppState, req: &HttpRequest) -> Result<Frame> {
+    let brand = brands::brand_for(&state.db, None).await?;
+    Ok(Frame::new(locale(req, None), brand.as_ref(), None))
+}
+
+/// The frame of a person's link page: the language they signed up in (else the
+/// browser's) and the brand asking.
+async fn link_frame(state: &AppState, req: &HttpRequest, kind: LinkKind, token: &str) -> Result<Frame> {
+    let audience = brands::link_audience(&state.db, &state.keys, kind, token).await?;
+    let locale = locale(req, audience.locale.as_deref());
+    let brand = brands::brand_for(&state.db, audience.brand_id).await?;
+    Ok(Frame::new(locale, brand.as_ref(), None))
 }
 
 #[utoipa::path(
@@ -147,7 +244,7 @@ pub async fn submit_form(
     };
     // A person's browser gets a page in their language; a site's script (JSON) the problem.
     let outcome = match outcome {
-        Err(error) if !is_json => browser_error_page(&req, &state, form.as_ref(), error),
+        Err(error) if !is_json => browser_error_page(&req, &state, form.as_ref(), error).await,
         outcome => outcome,
     };
     let mut response = match outcome {
@@ -157,25 +254,34 @@ pub async fn submit_form(
     if let Some(origin) = origin {
         add_cors(&mut response, &origin);
     }
+    if let Some(form) = &form {
+        allow_framing(&mut response, form);
+    }
     Ok(response)
 }
 
 /// The page a browser's post gets for a fault of the request itself: an unknown form
 /// (404) or a body over the limit (413), in the form's language or the browser's. Other
 /// errors keep their problem document.
-fn browser_error_page(req: &HttpRequest, state: &AppState, form: Option<&Form>, error: Error) -> Result<HttpResponse> {
-    let locale = locale(req, form.and_then(|f| f.definition.locale.as_deref()));
+async fn browser_error_page(
+    req: &HttpRequest,
+    state: &AppState,
+    form: Option<&Form>,
+    error: Error,
+) -> Result<HttpResponse> {
+    let frame = form_frame(state, req, form).await?;
+    let locale = frame.locale.clone();
     match error {
         Error::NotFound(_) => state.pages.message(
             StatusCode::NOT_FOUND,
-            &locale,
+            &frame,
             "not_found_title",
             &[i18n::text(&locale, "form_not_found_text")],
             &[],
         ),
         Error::PayloadTooLarge { .. } => state.pages.message(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &locale,
+            &frame,
             "too_large_title",
             &[i18n::text(&locale, "too_large_text")],
             &[],
@@ -196,12 +302,13 @@ async fn submit(
     let Some(form) = form else {
         return Err(Error::NotFound("there is no form at this address".to_owned()));
     };
-    let locale = locale(req, form.definition.locale.as_deref());
+    let frame = form_frame(state, req, Some(form)).await?;
+    let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(req) {
         return if is_json {
             Err(Error::TooManyRequests { retry_after: wait })
         } else {
-            too_many_html(state, &locale, wait)
+            too_many_html(state, &frame, wait)
         };
     }
     if is_json && req.headers().contains_key(header::ORIGIN) && !origin_allowed {
@@ -230,11 +337,13 @@ async fn submit(
         };
         Submitted { outcome, survey_url: None }
     } else {
-        match check_submission(&form.definition, &offered, &raw) {
+        match check_submission(&form.definition, &offered, &raw).map_err(|faults| i18n::fault_errors(&locale, &faults))
+        {
             Ok(valid) => signup::submit(&state.services, form.clone(), valid, info).await?,
             Err(errors) if is_json => return Err(Error::Validation(errors)),
             Err(errors) => {
-                let html = render_form(state, form, &locale, "form.html", &raw, &errors).await?;
+                let context = FormContext { template: "form.html", target: None, script_url: None };
+                let html = render_form(state, req, form, &frame, context, &raw, &errors).await?;
                 return Ok(super::pages::html_response(StatusCode::UNPROCESSABLE_ENTITY, html));
             }
         }
@@ -263,7 +372,7 @@ async fn submit(
     }
     let invite = i18n::text(&locale, "survey_invite");
     let link = survey_url.as_deref().map(|url| (url, invite));
-    state.pages.message_with_link(StatusCode::OK, &locale, title_key, &[message.as_str()], &[], link)
+    state.pages.message_with_link(StatusCode::OK, &frame, title_key, &[message.as_str()], &[], link)
 }
 
 #[utoipa::path(
@@ -353,14 +462,25 @@ async fn offered_partners(state: &AppState, form: &Form) -> Result<Vec<crate::do
     Ok(shown.iter().map(|p| p.id).collect())
 }
 
+/// Which rendering of a form, and what it needs beside the form.
+struct FormContext {
+    template: &'static str,
+    /// The frame a post goes to, for a form shown in another page's frame.
+    target: Option<&'static str>,
+    /// The embed's script, for the `script` snippet.
+    script_url: Option<String>,
+}
+
 async fn render_form(
     state: &AppState,
+    req: &HttpRequest,
     form: &Form,
-    locale: &str,
-    template: &str,
+    frame: &Frame,
+    context: FormContext,
     raw: &RawSubmission,
     errors: &[crate::error::FieldError],
 ) -> Result<String> {
+    let locale = frame.locale.as_str();
     let definition = &form.definition;
     let values: Map<String, Value> =
         raw.values.iter().map(|(k, v)| (k.clone(), Value::String(v.first().cloned().unwrap_or_default()))).collect();
@@ -399,21 +519,37 @@ async fn render_form(
             .collect()
     };
     let ticked_partners = raw.all("partner").to_vec();
+    let has_country = definition.fields.iter().any(|f| f.kind == crate::domain::form::FieldKind::Country);
+    let countries = if has_country { i18n::countries(locale) } else { Vec::new() };
+    let suggested_country = if has_country { suggested_country(req, locale) } else { None };
+    let FormContext { template, target, script_url } = context;
     state.pages.render(
         template,
+        frame,
         minijinja::context! {
-            t, form => definition, title => &definition.title, action, values, multi, ticked,
-            errors => error_map, labels, partners, ticked_partners,
+            form => definition, title => &definition.title, action, values, multi, ticked,
+            errors => error_map, labels, partners, ticked_partners, countries, suggested_country,
+            target, script_url, slug => &form.slug,
         },
     )
 }
 
-fn too_many_html(state: &AppState, locale: &str, wait: u64) -> Result<HttpResponse> {
+/// The country a browser's language suggests (`fr-CH`: Switzerland), offered first in the
+/// select and never chosen for the person: it decides which rules apply to their consent.
+fn suggested_country(req: &HttpRequest, locale: &str) -> Option<i18n::CountryName> {
+    let accept = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok())?;
+    let first = accept.split(',').next()?.split(';').next()?.trim();
+    let region = first.split(['-', '_']).nth(1)?;
+    let country = crate::domain::Country::parse(region).ok()?;
+    i18n::countries(locale).into_iter().find(|c| c.code == country.as_str())
+}
+
+fn too_many_html(state: &AppState, frame: &Frame, wait: u64) -> Result<HttpResponse> {
     let mut response = state.pages.message(
         StatusCode::TOO_MANY_REQUESTS,
-        locale,
+        frame,
         "too_many_title",
-        &[i18n::text(locale, "too_many_text")],
+        &[i18n::text(&frame.locale, "too_many_text")],
         &[],
     )?;
     if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
@@ -440,31 +576,33 @@ pub async fn show_confirmation(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::Confirm, &token).await?;
+    let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
     match signup::confirmation_preview(&state.db, &state.keys, &token, &locale).await? {
-        None => state.pages.invalid_link(&locale),
+        None => state.pages.invalid_link(&frame),
         Some(LinkState::Waiting(lists)) => {
-            action_page(&state, &locale, "confirm_title", "confirm_text", "confirm_button", &lists, &req)
+            action_page(&state, &frame, "confirm_title", "confirm_text", "confirm_button", &lists, &req)
         }
-        Some(settled) => settled_link_page(&state, &locale, &settled, None),
+        Some(settled) => settled_link_page(&state, &frame, &settled, None),
     }
 }
 
 /// The page of a confirmation link with nothing left to confirm: what is true now.
 fn settled_link_page(
     state: &AppState,
-    locale: &str,
+    frame: &Frame,
     link_state: &LinkState,
     survey_url: Option<&str>,
 ) -> Result<HttpResponse> {
+    let locale = frame.locale.as_str();
     let survey = survey_url.map(|url| (url, i18n::text(locale, "survey_invite")));
     match link_state {
         LinkState::Waiting(names) => state.pages.message_with_link(
             StatusCode::OK,
-            locale,
+            frame,
             "confirmed_title",
             &[i18n::text(locale, "confirmed_text")],
             names,
@@ -472,7 +610,7 @@ fn settled_link_page(
         ),
         LinkState::AlreadyConfirmed(names) => state.pages.message_with_link(
             StatusCode::OK,
-            locale,
+            frame,
             "already_confirmed_title",
             &[i18n::text(locale, "already_confirmed_text")],
             names,
@@ -480,7 +618,7 @@ fn settled_link_page(
         ),
         LinkState::Withdrawn => state.pages.message(
             StatusCode::OK,
-            locale,
+            frame,
             "withdrawn_link_title",
             &[i18n::text(locale, "withdrawn_link_text")],
             &[],
@@ -498,14 +636,15 @@ fn settled_link_page(
 )]
 #[post("/confirm/{token}")]
 pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse> {
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::Confirm, &token).await?;
+    let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
     let info = request_info(&req, locale.clone());
     match signup::confirm(&state.services, &token, info).await? {
-        None => state.pages.invalid_link(&locale),
-        Some(confirmed) => settled_link_page(&state, &locale, &confirmed.state, confirmed.survey_url.as_deref()),
+        None => state.pages.invalid_link(&frame),
+        Some(confirmed) => settled_link_page(&state, &frame, &confirmed.state, confirmed.survey_url.as_deref()),
     }
 }
 
@@ -523,15 +662,19 @@ pub async fn show_unsubscribe(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::Unsubscribe, &token).await?;
+    let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
     match signup::unsubscribe_preview(&state.db, &state.keys, &token).await? {
-        None => state.pages.invalid_link(&locale),
+        None => state.pages.invalid_link(&frame),
         Some(list) => {
-            let what = list.unwrap_or_else(|| i18n::text(&locale, "all_mail").to_owned());
-            action_page(&state, &locale, "unsubscribe_title", "unsubscribe_from", "unsubscribe_button", &[what], &req)
+            let what = list.unwrap_or_else(|| match &frame.brand {
+                Some(brand) => i18n::text(&locale, "all_mail_from").replace("{sender}", &brand.name),
+                None => i18n::text(&locale, "all_mail").to_owned(),
+            });
+            action_page(&state, &frame, "unsubscribe_title", "unsubscribe_from", "unsubscribe_button", &[what], &req)
         }
     }
 }
@@ -553,37 +696,39 @@ pub async fn unsubscribe(
 ) -> Result<HttpResponse> {
     // No rate limit here: mailbox providers send one-click unsubscribes for many people
     // from few addresses, and the signed token already bounds what a request can do.
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::Unsubscribe, &token).await?;
+    let locale = frame.locale.clone();
     let info = request_info(&req, locale.clone());
     if signup::unsubscribe(&state.db, &state.keys, &token, info).await? {
         state.pages.message(
             StatusCode::OK,
-            &locale,
+            &frame,
             "unsubscribed_title",
             &[i18n::text(&locale, "unsubscribed_text")],
             &[],
         )
     } else {
-        state.pages.invalid_link(&locale)
+        state.pages.invalid_link(&frame)
     }
 }
 
 fn action_page(
     state: &AppState,
-    locale: &str,
+    frame: &Frame,
     title_key: &str,
     text_key: &str,
     button_key: &str,
     items: &[String],
     req: &HttpRequest,
 ) -> Result<HttpResponse> {
-    let t = i18n::strings(locale);
+    let text = |key| i18n::text(&frame.locale, key);
     let empty: Map<String, Value> = Map::new();
     state.pages.page(
         StatusCode::OK,
         "action.html",
+        frame,
         minijinja::context! {
-            t, title => t[title_key], text => t[text_key], button => t[button_key], items,
+            title => text(title_key), text => text(text_key), button => text(button_key), items,
             action => req.path(), hidden => empty,
         },
     )
@@ -613,13 +758,14 @@ pub async fn show_preferences(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::Preferences, &token).await?;
+    let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
     match preferences::preferences(&state.db, &state.keys, &token, &locale).await? {
-        None => state.pages.invalid_link(&locale),
-        Some(preferences) => preferences_page(&state, &locale, &req, preferences, None),
+        None => state.pages.invalid_link(&frame),
+        Some(preferences) => preferences_page(&state, &frame, &req, preferences, None),
     }
 }
 
@@ -640,9 +786,10 @@ pub async fn update_preferences(
     body: LimitedBody,
 ) -> Result<HttpResponse> {
     let body = body.0;
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::Preferences, &token).await?;
+    let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
     let fields = parse_form_submission(&body);
     let info = request_info(&req, locale.clone());
@@ -651,13 +798,13 @@ pub async fn update_preferences(
             return if preferences::leave_all(&state.db, &state.keys, &token, info).await? {
                 state.pages.message(
                     StatusCode::OK,
-                    &locale,
+                    &frame,
                     "unsubscribed_title",
                     &[i18n::text(&locale, "unsubscribed_text")],
                     &[],
                 )
             } else {
-                state.pages.invalid_link(&locale)
+                state.pages.invalid_link(&frame)
             };
         }
         "request_download" | "download" => DataAction::Download,
@@ -665,24 +812,24 @@ pub async fn update_preferences(
         _ => {
             let chosen: Vec<ListId> = fields.all("list").iter().filter_map(|id| id.parse().ok()).collect();
             return match preferences::save_preferences(&state.services, &token, chosen, info).await? {
-                None => state.pages.invalid_link(&locale),
+                None => state.pages.invalid_link(&frame),
                 Some(saved) => {
                     let notice = if saved.confirmation_requested { "preference_confirm_sent" } else { "saved" };
-                    preferences_page(&state, &locale, &req, saved.preferences, Some(i18n::text(&locale, notice)))
+                    preferences_page(&state, &frame, &req, saved.preferences, Some(i18n::text(&locale, notice)))
                 }
             };
         }
     };
     if preferences::request_data(&state.services, &token, data_action, &locale).await? {
-        state.pages.message(StatusCode::OK, &locale, "pending_title", &[i18n::text(&locale, "request_sent_text")], &[])
+        state.pages.message(StatusCode::OK, &frame, "pending_title", &[i18n::text(&locale, "request_sent_text")], &[])
     } else {
-        state.pages.invalid_link(&locale)
+        state.pages.invalid_link(&frame)
     }
 }
 
 fn preferences_page(
     state: &AppState,
-    locale: &str,
+    frame: &Frame,
     req: &HttpRequest,
     preferences: preferences::Preferences,
     notice: Option<&str>,
@@ -701,8 +848,9 @@ fn preferences_page(
     state.pages.page(
         StatusCode::OK,
         "preferences.html",
+        frame,
         minijinja::context! {
-            t => i18n::strings(locale), title => i18n::text(locale, "preferences_title"), lists, notice,
+            title => i18n::text(&frame.locale, "preferences_title"), lists, notice,
             email => preferences.contact.email.to_string(), action => req.path(),
         },
     )
@@ -722,16 +870,16 @@ pub async fn show_data_request(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::DataRequest, &token).await?;
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
     match preferences::data_request_preview(&state.db, &state.keys, &token).await? {
-        None => state.pages.invalid_link(&locale),
+        None => state.pages.invalid_link(&frame),
         Some(DataAction::Download) => {
-            action_page(&state, &locale, "download_title", "download_text", "download", &[], &req)
+            action_page(&state, &frame, "download_title", "download_text", "download", &[], &req)
         }
-        Some(DataAction::Erase) => action_page(&state, &locale, "erase_title", "erase_text", "erase", &[], &req),
+        Some(DataAction::Erase) => action_page(&state, &frame, "erase_title", "erase_text", "erase", &[], &req),
     }
 }
 
@@ -749,14 +897,15 @@ pub async fn carry_out_data_request(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let locale = locale(&req, None);
+    let frame = link_frame(&state, &req, LinkKind::DataRequest, &token).await?;
+    let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(&req) {
-        return too_many_html(&state, &locale, wait);
+        return too_many_html(&state, &frame, wait);
     }
     match preferences::carry_out(&state.db, &state.keys, &token).await? {
-        None => state.pages.invalid_link(&locale),
+        None => state.pages.invalid_link(&frame),
         Some(DataOutcome::Erased) => {
-            state.pages.message(StatusCode::OK, &locale, "erased_title", &[i18n::text(&locale, "erased_text")], &[])
+            state.pages.message(StatusCode::OK, &frame, "erased_title", &[i18n::text(&locale, "erased_text")], &[])
         }
         Some(DataOutcome::Downloaded(export)) => Ok(HttpResponse::Ok()
             .content_type("application/json")

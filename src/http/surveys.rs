@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, ApiQuery, Editor, LimitedBody, RequestBody, Viewer, parse_id};
-use super::pages::locale;
 use super::{AppState, PageQuery};
 use crate::domain::SurveyId;
 use crate::domain::survey::{Question, QuestionKind, SurveyDefinition, answer_values};
@@ -363,16 +362,16 @@ pub async fn show_survey(
         let survey = survey.ok_or_else(invalid_link)?;
         return Ok(HttpResponse::Ok().json(SurveyStateResponse::from(survey)));
     }
-    let locale = locale(&req, None);
+    let frame = super::public::default_frame(&state, &req).await?;
     match survey {
-        None => state.pages.invalid_link(&locale),
-        Some(survey) => survey_page(&state, &locale, &token, survey, None),
+        None => state.pages.invalid_link(&frame),
+        Some(survey) => survey_page(&state, &frame, &token, survey, None),
     }
 }
 
 fn survey_page(
     state: &AppState,
-    locale: &str,
+    frame: &super::pages::Frame,
     token: &str,
     survey: SurveyState,
     error: Option<String>,
@@ -380,9 +379,9 @@ fn survey_page(
     let Some(question) = survey.question.as_ref() else {
         return state.pages.message(
             StatusCode::OK,
-            locale,
+            frame,
             "survey_done_title",
-            &[i18n::text(locale, "survey_done_text")],
+            &[i18n::text(&frame.locale, "survey_done_text")],
             &[],
         );
     };
@@ -391,8 +390,8 @@ fn survey_page(
     state.pages.page(
         status,
         "survey.html",
+        frame,
         minijinja::context! {
-            t => i18n::strings(locale),
             title => survey.title,
             intro => survey.intro,
             first => survey.answers.is_empty(),
@@ -463,17 +462,17 @@ pub async fn answer_survey(
         let survey = outcome?.ok_or_else(invalid_link)?;
         return Ok(HttpResponse::Ok().json(SurveyStateResponse::from(survey)));
     }
-    let locale = locale(&req, None);
+    let frame = super::public::default_frame(&state, &req).await?;
     match outcome {
-        Ok(None) => state.pages.invalid_link(&locale),
+        Ok(None) => state.pages.invalid_link(&frame),
         Ok(Some(_)) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("{}/s/{token}", state.signup.base_url)))
             .finish()),
         Err(Error::Validation(errors)) => {
             let message = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
             match service::state(&state.db, &state.keys, &state.scripts, token.clone()).await? {
-                Some(survey) => survey_page(&state, &locale, &token, survey, Some(message)),
-                None => state.pages.invalid_link(&locale),
+                Some(survey) => survey_page(&state, &frame, &token, survey, Some(message)),
+                None => state.pages.invalid_link(&frame),
             }
         }
         Err(error) => Err(error),

@@ -30,6 +30,78 @@ fn column(locale: &str) -> usize {
     LOCALES.iter().position(|l| *l == locale).unwrap_or(0)
 }
 
+/// A country's code and its name in one language.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CountryName {
+    pub code: &'static str,
+    pub name: &'static str,
+}
+
+/// Every country's name, per language, from `countries.tsv` (CLDR's names, written by
+/// `scripts/gen-countries`): a header of language codes, then a code and its names per line.
+static COUNTRIES: LazyLock<Vec<(&'static str, Vec<&'static str>)>> = LazyLock::new(|| {
+    include_str!("countries.tsv")
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut cells = line.split('\t');
+            let code = cells.next()?;
+            Some((code, cells.collect()))
+        })
+        .collect()
+});
+
+/// Every country, named in `locale` (English where the file lacks a name), in the
+/// language's alphabetical order as far as letters without their accents give it.
+pub fn countries(locale: &str) -> Vec<CountryName> {
+    let header: Vec<&str> = include_str!("countries.tsv").lines().next().unwrap_or("").split('\t').skip(1).collect();
+    let column = header.iter().position(|l| *l == locale).unwrap_or(0);
+    let mut names: Vec<CountryName> = COUNTRIES
+        .iter()
+        .map(|(code, names)| {
+            let name = names.get(column).or_else(|| names.first()).copied().unwrap_or(code);
+            CountryName { code, name }
+        })
+        .collect();
+    names.sort_by_cached_key(|country| sort_key(country.name));
+    names
+}
+
+/// A name without case or accents, for sorting.
+fn sort_key(name: &str) -> String {
+    name.to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ą' => 'a',
+            'ç' | 'ć' | 'č' => 'c',
+            'è' | 'é' | 'ê' | 'ë' | 'ę' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ł' => 'l',
+            'ñ' | 'ń' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => 'o',
+            'ś' | 'š' => 's',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ý' | 'ÿ' => 'y',
+            'ź' | 'ż' | 'ž' => 'z',
+            c => c,
+        })
+        .collect()
+}
+
+/// A submission's faults in words of `locale`, each naming its input.
+pub fn fault_errors(locale: &str, faults: &[crate::domain::form::SubmissionFault]) -> Vec<crate::error::FieldError> {
+    faults
+        .iter()
+        .map(|fault| {
+            let mut message = text(locale, fault.fault.key()).to_owned();
+            for (name, value) in fault.fault.arguments() {
+                message = message.replace(&format!("{{{name}}}"), &value);
+            }
+            crate::error::FieldError::new(&fault.field, message)
+        })
+        .collect()
+}
+
 /// A built-in string; English when the locale is not supported or lacks the key.
 pub fn text(locale: &str, key: &str) -> &'static str {
     let catalogue = &*CATALOGUE;
@@ -125,6 +197,22 @@ mod tests {
              privacy: https://acme.example/privacy"
         );
         assert!(text.text().starts_with(&text.lead));
+    }
+
+    #[test]
+    fn every_country_has_a_name_in_every_language() {
+        let codes = crate::domain::country::all_codes();
+        for locale in LOCALES {
+            let names = countries(locale);
+            assert_eq!(names.len(), codes.len(), "{locale}");
+            assert!(names.iter().all(|c| !c.name.trim().is_empty() && c.name != c.code), "{locale}");
+        }
+        let german = countries("de");
+        let name = |code: &str| german.iter().find(|c| c.code == code).map(|c| c.name);
+        assert_eq!((name("DE"), name("CH")), (Some("Deutschland"), Some("Schweiz")));
+        let position = |code: &str| german.iter().position(|c| c.code == code);
+        // Sorted by name, an accented letter beside its plain one: Österreich among the O.
+        assert!(position("DE") < position("AT") && position("AT") < position("PL"), "{german:?}");
     }
 
     #[test]

@@ -3,13 +3,15 @@
 
 use base64::Engine;
 
+use super::keys::{Keys, LinkKind};
 use super::pagination::{Page, PageRequest};
 use crate::domain::brand::{Brand, BrandProfile, Color, LogoType};
+use crate::domain::form::FormDefinition;
 use crate::domain::{BrandId, ContactId};
 use crate::error::{Error, Result};
 use crate::storage::brands::{self as repo, BrandRow};
 use crate::storage::models::utc;
-use crate::storage::{self, Db, DbConnection};
+use crate::storage::{self, Db, DbConnection, confirmations};
 
 /// A brand as a new or replacing definition.
 #[derive(Debug, Clone)]
@@ -204,4 +206,48 @@ fn duplicate_name(name: &str) -> String {
 
 fn not_found(id: BrandId) -> Error {
     Error::NotFound(format!("there is no brand {id}"))
+}
+
+/// Whom a person's link speaks to: their language, if known, and the brand asking (the
+/// form's, for a confirmation; else the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkAudience {
+    pub locale: Option<String>,
+    pub brand_id: Option<BrandId>,
+}
+
+/// The audience of a link, read without acting on it; the default for a link that is not
+/// valid (its page says so in the browser's language, and reveals nothing).
+pub async fn link_audience(db: &Db, keys: &Keys, kind: LinkKind, token: &str) -> Result<LinkAudience> {
+    let subject = match kind {
+        LinkKind::Preferences => keys.verify_preferences(token).map(|claims| claims.contact),
+        _ => keys.verify_link(kind, token).map(|claims| claims.subject),
+    };
+    let Some(subject) = subject else {
+        return Ok(LinkAudience::default());
+    };
+    db.read(move |conn| {
+        let (contact, form) = match kind {
+            LinkKind::Confirm => match subject.parse().ok().map(|id| confirmations::find_confirmation(conn, id)) {
+                Some(found) => found?.map_or((None, None), |row| (Some(row.contact_id), row.form_id)),
+                None => (None, None),
+            },
+            LinkKind::DataRequest => {
+                (crate::storage::preferences::find_data_request(conn, &subject)?.map(|row| row.contact_id), None)
+            }
+            _ => (subject.parse::<ContactId>().ok(), None),
+        };
+        let brand_id = match form {
+            Some(id) => crate::storage::forms::find_form(conn, id)?
+                .and_then(|(_, version)| serde_json::from_str::<FormDefinition>(&version.definition).ok())
+                .and_then(|definition| definition.brand_id),
+            None => None,
+        };
+        let locale = match contact {
+            Some(id) => repo::find_contact_locale(conn, id)?,
+            None => None,
+        };
+        Ok(LinkAudience { locale, brand_id })
+    })
+    .await
 }

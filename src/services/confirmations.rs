@@ -214,12 +214,16 @@ pub fn start_in(conn: &mut DbConnection, keys: &Keys, config: &SignupConfig, ask
         email_key: &contact.email.key(),
         values: None,
     };
-    request_confirmation(conn, keys, config, request, |_, confirm_url| {
+    request_confirmation(conn, keys, config, request, |conn, confirm_url| {
+        let mut text = render(template, &names, confirm_url)?;
+        if let Some(brand) = super::brands::brand_for_in(conn, None)? {
+            text.push_str(&super::brands::mail_footer(&brand, locale));
+        }
         Ok(Draft {
             from: config.mail_from.clone(),
             to,
             subject: crate::i18n::text(locale, "confirm_mail_subject").to_owned(),
-            text: render(template, &names, confirm_url)?,
+            text,
             headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
             ..Draft::default()
         })

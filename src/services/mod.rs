@@ -2,8 +2,8 @@
 
 pub mod api_keys;
 pub mod auth;
-pub mod brands;
 pub mod bounces;
+pub mod brands;
 pub mod campaigns;
 pub mod confirmations;
 pub mod consent;

@@ -297,11 +297,15 @@ pub async fn request_data(services: &Services, token: &str, action: DataAction, 
                 DataAction::Download => "download_mail_subject",
                 DataAction::Erase => "erase_mail_subject",
             };
+            let mut text = crate::i18n::text(&locale, "data_mail_text").replace("{link}", &link);
+            if let Some(brand) = super::brands::brand_for_in(conn, None)? {
+                text.push_str(&super::brands::mail_footer(&brand, &locale));
+            }
             let draft = Draft {
                 from: config.mail_from.clone(),
                 to: contact.email.to_string(),
                 subject: crate::i18n::text(&locale, subject).to_owned(),
-                text: crate::i18n::text(&locale, "data_mail_text").replace("{link}", &link),
+                text,
                 headers: vec![("Auto-Submitted".to_owned(), "auto-generated".to_owned())],
                 ..Draft::default()
             };

@@ -59,9 +59,7 @@ pub fn delete_brand(conn: &mut DbConnection, id: BrandId) -> QueryResult<usize> 
 /// Stores a logo (base64) and its media type; `None` removes it.
 pub fn update_logo(conn: &mut DbConnection, id: BrandId, logo: Option<(String, String)>) -> QueryResult<usize> {
     let (logo, media_type) = logo.unzip();
-    diesel::update(brands::table.find(id))
-        .set((brands::logo.eq(logo), brands::logo_type.eq(media_type)))
-        .execute(conn)
+    diesel::update(brands::table.find(id)).set((brands::logo.eq(logo), brands::logo_type.eq(media_type))).execute(conn)
 }
 
 /// A brand's logo (base64) and its media type.
@@ -73,8 +71,7 @@ pub fn find_logo(conn: &mut DbConnection, id: BrandId) -> QueryResult<Option<(St
 
 /// The language a contact signed up in, if one is known.
 pub fn find_contact_locale(conn: &mut DbConnection, id: ContactId) -> QueryResult<Option<String>> {
-    let found: Option<Option<String>> =
-        contacts::table.find(id).select(contacts::locale).first(conn).optional()?;
+    let found: Option<Option<String>> = contacts::table.find(id).select(contacts::locale).first(conn).optional()?;
     Ok(found.flatten())
 }
 

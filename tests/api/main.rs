@@ -22,6 +22,7 @@ mod mail;
 mod migrations;
 mod openapi;
 mod ops;
+mod pages;
 mod partners;
 mod plugins;
 mod receiver;

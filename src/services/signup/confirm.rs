@@ -191,6 +191,8 @@ pub(super) async fn confirm_queueing(
         }
         contacts::update_status(conn, row.contact_id, ContactStatus::Active, now)?;
         ledger::delete_suppression(conn, &hash)?;
+        // The person's own act: the page they confirmed on speaks their language.
+        crate::services::brands::set_contact_locale_in(conn, row.contact_id, &info.locale)?;
         // The opt-in is complete: partners the person chose get the lead once this commits.
         for purpose in &pending {
             if let Some(partner_id) = purpose.partner_id() {
@@ -210,7 +212,14 @@ pub(super) async fn confirm_queueing(
                     (name.clone().unwrap_or_default(), text)
                 })
                 .collect();
-            let receipt = receipt_draft(&keys, &config, &contact, &agreed, now, &info.locale);
+            let mut receipt = receipt_draft(&keys, &config, &contact, &agreed, now, &info.locale);
+            let form_brand = match row.form_id {
+                Some(id) => crate::services::forms::find_in(conn, id)?.and_then(|f| f.definition.brand_id),
+                None => None,
+            };
+            if let Some(brand) = crate::services::brands::brand_for_in(conn, form_brand)? {
+                receipt.text.push_str(&crate::services::brands::mail_footer(&brand, &info.locale));
+            }
             let mail = mail::compose(&receipt, &config.message_domain, None)?;
             mailer::enqueue(conn, CONSENT_RECEIPT_MAIL, &contact.email.key(), &mail)?;
         }

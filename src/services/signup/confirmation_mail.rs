@@ -38,7 +38,11 @@ pub(super) fn render_confirmation(
     names: &[String],
 ) -> Result<PreparedConfirmation> {
     let (id, expires_at, confirm_url) = confirmation_link(keys, config);
-    let draft = confirmation_draft(config, &input.form, &input.submission, names, &confirm_url, &input.info.locale)?;
+    let mut draft =
+        confirmation_draft(config, &input.form, &input.submission, names, &confirm_url, &input.info.locale)?;
+    if let Some(brand) = &input.brand {
+        draft.text.push_str(&crate::services::brands::mail_footer(brand, &input.info.locale));
+    }
     let mail = mail::compose(&draft, &config.message_domain, None)?;
     Ok(PreparedConfirmation { id, expires_at, mail })
 }

@@ -105,7 +105,8 @@ pub async fn submit(
 ) -> Result<Submitted> {
     let Services { db, keys, signup: config, scripts, .. } = services;
     let suppression_hash = keys.email_hash(&submission.email.key());
-    let signup = Arc::new(SignupInput { form, submission, info, suppression_hash });
+    let brand = super::brands::brand_for(db, form.definition.brand_id).await?;
+    let signup = Arc::new(SignupInput { form, submission, info, suppression_hash, brand });
     let (submitted, shares) = match db.has_one_writer() {
         true => submit_read_then_write(db, keys, config, &signup).await?,
         false => submit_in_one_transaction(db, keys, config, &signup).await?,
@@ -215,6 +216,8 @@ struct SignupInput {
     submission: ValidSubmission,
     info: RequestInfo,
     suppression_hash: String,
+    /// Who is asking, named at the foot of the confirmation mail.
+    brand: Option<crate::domain::brand::Brand>,
 }
 
 /// A box ticked that gets a `granted` event: its purpose, the words beside it, and for a
@@ -256,7 +259,7 @@ impl SignupPlan {
 }
 
 fn plan_signup(conn: &mut DbConnection, input: &SignupInput) -> Result<SignupPlan> {
-    let SignupInput { form, submission, info, suppression_hash } = input;
+    let SignupInput { form, submission, info, suppression_hash, .. } = input;
     let contact = contacts::find_contact_row_by_email_key(conn, &submission.email.key())?;
     let suppressed = ledger::is_suppressed(conn, suppression_hash)?;
     let needs_confirmation = suppressed || form.definition.opt_in == FormOptIn::Double;
@@ -349,7 +352,12 @@ fn record_plan(
             fill_empty_fields(conn, row.clone(), &values, now, &listeners)?;
             (row.id, None)
         }
-        None => (insert_contact(conn, submission, now, &listeners)?, None),
+        None => {
+            let id = insert_contact(conn, submission, now, &listeners)?;
+            // The language the person signed up in: their later pages and mails speak it.
+            super::brands::set_contact_locale_in(conn, id, &info.locale)?;
+            (id, None)
+        }
     };
     listeners.emit(
         conn,
