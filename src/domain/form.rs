@@ -302,8 +302,30 @@ impl FormDefinition {
 
     /// What an admin should know before people meet this form: it saves, but these would
     /// make its consent weak or its page unclear. Each is named by its path.
-    pub fn warnings(&self, has_brand: bool) -> Vec<FieldError> {
+    pub fn warnings(&self, brand: Option<&super::brand::Brand>) -> Vec<FieldError> {
         let mut warnings = Vec::new();
+        let has_brand = brand.is_some();
+        let accent = self.look.accent_color.clone().or_else(|| brand.and_then(|b| b.profile.accent_color.clone()));
+        let background =
+            self.look.background_color.clone().or_else(|| brand.and_then(|b| b.profile.background_color.clone()));
+        if let Some(background) = &background {
+            // The page's words are dark unless the look chooses their colour.
+            let text = self.look.text_color.clone().or_else(|| super::brand::Color::parse("#111111").ok());
+            if text.is_some_and(|text| super::brand::contrast(&text, background) < 4.5) {
+                warnings.push(FieldError::new(
+                    "look.text_color",
+                    "reads poorly on the background (contrast under 4.5:1, WCAG AA): choose a darker or lighter one",
+                ));
+            }
+            if let Some(accent) = &accent
+                && super::brand::contrast(accent, background) < 3.0
+            {
+                warnings.push(FieldError::new(
+                    "look.accent_color",
+                    "hardly stands out from the background (contrast under 3:1): buttons and links are hard to see",
+                ));
+            }
+        }
         if self.opt_in == FormOptIn::Passive && !self.b2b {
             warnings.push(FieldError::new(
                 "opt_in",

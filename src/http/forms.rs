@@ -526,6 +526,54 @@ async fn one_response(state: &AppState, form: Form) -> Result<FormResponse> {
     answers.pop().ok_or_else(|| Error::internal("a form without its answer"))
 }
 
+/// The language of a preview.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// The page's language for a form without its own (`en`, `fr`, `de`, `it`, `es`, `pt`,
+    /// `nl`, `pl`); unset: the form's, else English.
+    #[param(example = "fr")]
+    pub locale: Option<String>,
+}
+
+#[utoipa::path(
+    tag = "forms",
+    params(PreviewQuery),
+    request_body = FormBody,
+    responses((status = 200, description = "The hosted page as a person will see it, for a definition not saved yet", content_type = "text/html", body = String)),
+    security(("bearer" = []))
+)]
+#[post("/forms/preview")]
+pub async fn preview_new_form(
+    _: Viewer,
+    state: web::Data<AppState>,
+    query: ApiQuery<PreviewQuery>,
+    body: ApiJson<FormBody>,
+) -> Result<HttpResponse> {
+    let (slug, definition) = body.0.parse()?;
+    let now = Utc::now();
+    let form = Form { id: FormId::new(), slug, version: 0, definition, created_at: now, updated_at: now };
+    super::public::preview_page(&state, &form, query.0.locale.as_deref()).await
+}
+
+#[utoipa::path(
+    tag = "forms",
+    params(("id" = String, Path, description = "The form's id"), PreviewQuery),
+    responses((status = 200, description = "The hosted page as a person sees it now", content_type = "text/html", body = String)),
+    security(("bearer" = []))
+)]
+#[get("/forms/{id}/preview")]
+pub async fn preview_form(
+    _: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: ApiQuery<PreviewQuery>,
+) -> Result<HttpResponse> {
+    let id: FormId = parse_id(&id, "form")?;
+    let form = service::find_form(&state.db, id).await?;
+    super::public::preview_page(&state, &form, query.0.locale.as_deref()).await
+}
+
 #[utoipa::path(
     tag = "forms",
     params(PageQuery),

@@ -78,7 +78,8 @@ pub async fn show_form(req: HttpRequest, state: web::Data<AppState>, slug: web::
         return too_many_html(&state, &frame, wait);
     }
     let context = FormContext { template: "form.html", target: None, script_url: None };
-    let html = render_form(&state, &req, &form, &frame, context, &RawSubmission::default(), &[]).await?;
+    let html =
+        render_form(&state, accept_language(&req), &form, &frame, context, &RawSubmission::default(), &[]).await?;
     let mut response = super::pages::html_response(StatusCode::OK, html);
     allow_framing(&mut response, &form);
     Ok(response)
@@ -132,7 +133,7 @@ pub async fn embed_form(
         variant @ ("html" | "script") => {
             let script_url = (variant == "script").then(|| format!("{base}/embed.js"));
             let context = FormContext { template: "embed.html", target: None, script_url };
-            render_form(&state, &req, &form, &frame, context, &RawSubmission::default(), &[]).await?
+            render_form(&state, accept_language(&req), &form, &frame, context, &RawSubmission::default(), &[]).await?
         }
         _ => return Err(Error::field("variant", "must be html, script or iframe")),
     };
@@ -182,6 +183,22 @@ async fn form_frame(state: &AppState, req: &HttpRequest, form: Option<&Form>) ->
     let locale = locale(req, form.and_then(|f| f.definition.locale.as_deref()));
     let brand = brands::brand_for(&state.db, form.and_then(|f| f.definition.brand_id)).await?;
     Ok(Frame::new(locale, brand.as_ref(), form.map(|f| &f.definition.look)))
+}
+
+/// A form's hosted page as a person would see it, for an admin: in `locale` (else the
+/// form's, else English), never framed by another site and never cached.
+pub(super) async fn preview_page(state: &AppState, form: &Form, locale: Option<&str>) -> Result<HttpResponse> {
+    if let Some(locale) = locale
+        && !i18n::LOCALES.contains(&locale)
+    {
+        return Err(Error::field("locale", format!("must be one of {}", i18n::LOCALES.join(", "))));
+    }
+    let locale = locale.or(form.definition.locale.as_deref()).unwrap_or("en").to_owned();
+    let brand = brands::brand_for(&state.db, form.definition.brand_id).await?;
+    let frame = Frame::new(locale, brand.as_ref(), Some(&form.definition.look));
+    let context = FormContext { template: "form.html", target: None, script_url: None };
+    let html = render_form(state, None, form, &frame, context, &RawSubmission::default(), &[]).await?;
+    Ok(super::pages::html_response(StatusCode::OK, html))
 }
 
 /// The frame of a page with no form nor person behind it: the browser's language and the
@@ -343,7 +360,7 @@ async fn submit(
             Err(errors) if is_json => return Err(Error::Validation(errors)),
             Err(errors) => {
                 let context = FormContext { template: "form.html", target: None, script_url: None };
-                let html = render_form(state, req, form, &frame, context, &raw, &errors).await?;
+                let html = render_form(state, accept_language(req), form, &frame, context, &raw, &errors).await?;
                 return Ok(super::pages::html_response(StatusCode::UNPROCESSABLE_ENTITY, html));
             }
         }
@@ -473,7 +490,7 @@ struct FormContext {
 
 async fn render_form(
     state: &AppState,
-    req: &HttpRequest,
+    accept_language: Option<&str>,
     form: &Form,
     frame: &Frame,
     context: FormContext,
@@ -521,7 +538,7 @@ async fn render_form(
     let ticked_partners = raw.all("partner").to_vec();
     let has_country = definition.fields.iter().any(|f| f.kind == crate::domain::form::FieldKind::Country);
     let countries = if has_country { i18n::countries(locale) } else { Vec::new() };
-    let suggested_country = if has_country { suggested_country(req, locale) } else { None };
+    let suggested_country = if has_country { accept_language.and_then(|a| suggested_country(a, locale)) } else { None };
     let FormContext { template, target, script_url } = context;
     state.pages.render(
         template,
@@ -534,11 +551,14 @@ async fn render_form(
     )
 }
 
+fn accept_language(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok())
+}
+
 /// The country a browser's language suggests (`fr-CH`: Switzerland), offered first in the
 /// select and never chosen for the person: it decides which rules apply to their consent.
-fn suggested_country(req: &HttpRequest, locale: &str) -> Option<i18n::CountryName> {
-    let accept = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok())?;
-    let first = accept.split(',').next()?.split(';').next()?.trim();
+fn suggested_country(accept_language: &str, locale: &str) -> Option<i18n::CountryName> {
+    let first = accept_language.split(',').next()?.split(';').next()?.trim();
     let region = first.split(['-', '_']).nth(1)?;
     let country = crate::domain::Country::parse(region).ok()?;
     i18n::countries(locale).into_iter().find(|c| c.code == country.as_str())

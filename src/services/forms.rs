@@ -27,15 +27,11 @@ pub struct Form {
 /// [`FormDefinition::warnings`]), for each form in order.
 pub async fn warnings(db: &Db, forms: Vec<FormDefinition>) -> Result<Vec<Vec<FieldError>>> {
     db.read(move |conn| {
-        let has_default = crate::storage::brands::find_default_brand(conn)?.is_some();
         forms
             .iter()
             .map(|definition| {
-                let named = match definition.brand_id {
-                    Some(id) => super::brands::exists_in(conn, id)?,
-                    None => false,
-                };
-                Ok(definition.warnings(has_default || named))
+                let brand = super::brands::brand_for_in(conn, definition.brand_id)?;
+                Ok(definition.warnings(brand.as_ref()))
             })
             .collect()
     })

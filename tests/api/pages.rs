@@ -298,3 +298,77 @@ async fn later_pages_speak_the_language_the_person_signed_up_in() {
     let json = app.client.post(app.url("/f/lang")).json(&json!({"email": "x@example.org", "consents": [list]}));
     assert_eq!(body_json(json.send().await.unwrap()).await["status"], "subscribed");
 }
+
+#[tokio::test]
+async fn an_admin_previews_a_form_as_a_person_will_see_it_before_and_after_saving() {
+    let app = spawn_app().await;
+    let list = app.create_list("Preview list").await;
+    let definition = json!({"slug": "draft", "name": "Draft", "title": "Unsaved title", "opt_in": "double",
+        "fields": [{"name": "land", "label": "Land", "type": "country"}],
+        "look": {"accent_color": "#7c2d12", "button_label": "Ja, gerne"},
+        "consents": [{"list_id": list, "text": "Schickt mir den Newsletter."}]});
+    let viewer = app.user_token("viewer").await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/forms/preview?locale=de"))
+        .bearer_auth(&viewer)
+        .json(&definition)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = response.text().await.unwrap();
+    for shown in ["<html lang=\"de\">", "Unsaved title", ">Ja, gerne</button>", "--accent: #7c2d12", ">Deutschland<"] {
+        assert!(html.contains(shown), "{shown:?}: {html}");
+    }
+    assert_eq!(app.client.get(app.url("/f/draft")).send().await.unwrap().status(), StatusCode::NOT_FOUND, "not saved");
+
+    let form = app.create_form(definition).await;
+    let path = format!("/api/v1/forms/{}/preview?locale=it", form["id"].as_str().unwrap());
+    let html = app.admin(app.client.get(app.url(&path))).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("<html lang=\"it\">") && html.contains(">Germania<"), "{html}");
+    let bad = app.admin(app.client.get(app.url(&path.replace("=it", "=xx")))).send().await.unwrap();
+    assert_eq!(fields_at_fault(&assert_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation").await), ["locale"]);
+    let anonymous = app.client.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn colours_that_read_poorly_are_warned_of() {
+    let app = spawn_app().await;
+    create_brand(&app, "Readable").await;
+    let look = json!({"look": {"background_color": "#777777", "accent_color": "#787878"}});
+    let (form, _) = app.form_on_new_list("grey", "double", look).await;
+    let warned: Vec<&str> = form["warnings"].as_array().unwrap().iter().map(|w| w["field"].as_str().unwrap()).collect();
+    assert_eq!(warned, ["look.text_color", "look.accent_color"], "{form}");
+}
+
+#[tokio::test]
+async fn a_signup_page_names_each_fault_in_the_pages_language() {
+    let app = spawn_app().await;
+    let fields = json!({"locale": "fr", "fields": [
+        {"name": "age", "label": "Âge", "type": "number", "min": 18, "max": 120},
+        {"name": "cgu", "label": "J'accepte les conditions", "type": "checkbox", "required": true},
+    ]});
+    app.form_on_new_list("erreurs", "double", fields).await;
+    let page = app.submit_form("erreurs", &[("email", "sans-arobase"), ("age", "7")]).await;
+    assert_eq!(page.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = page.text().await.unwrap();
+    for message in [
+        "doit contenir un @",
+        "doit être entre 18 et 120",
+        "doit être cochée",
+        "cochez au moins une case pour vous abonner",
+        "Veuillez corriger les champs indiqués.",
+    ] {
+        assert!(page.contains(message), "{message:?}: {page}");
+    }
+    // A site's script gets the same words, for the person it shows them to.
+    let json =
+        app.client.post(app.url("/f/erreurs")).json(&json!({"email": "x@", "consents": []})).send().await.unwrap();
+    let problem = assert_problem(json, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let messages: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert!(messages.contains(&"cochez au moins une case pour vous abonner"), "{problem}");
+}
