@@ -35,8 +35,8 @@ pub struct BrandRequest {
     /// The page's background, as `#rrggbb`.
     #[schema(pattern = "^#[0-9A-Fa-f]{6}$", example = "#fffbeb")]
     pub background_color: Option<String>,
-    /// A line at the foot of pages and mails, as written.
-    #[schema(value_type = Option<super::values::LineText>)]
+    /// A line at the foot of pages and mails, as written; empty or left out: none.
+    #[schema(value_type = Option<super::values::ShortText>)]
     pub footer: Option<String>,
     /// The brand of every page and mail that names none (the first brand is, until another
     /// is made it).
