@@ -130,6 +130,9 @@ pub struct Brand {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The colour of a page's words when a background is chosen and no text colour is.
+pub const TEXT_ON_CHOSEN_BACKGROUND: &str = "#111111";
+
 /// Checks a name, legal name or address: not blank, bounded, no control characters
 /// (an address may hold line breaks).
 pub fn parse_brand_text(input: &str, max: usize, lines: bool) -> Result<String, Invalid> {
@@ -151,10 +154,16 @@ pub fn parse_brand_text(input: &str, max: usize, lines: bool) -> Result<String, 
     parse_short_text(text, max)
 }
 
-/// Checks a privacy policy's address: an https:// URL (http:// only for a local host).
+/// Checks a privacy policy's address: an https:// URL (http:// only for a local host, to
+/// try things out).
 pub fn parse_policy_url(input: &str) -> Result<String, Invalid> {
     let url = input.trim();
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let local = |rest: &str| {
+        ["localhost", "127.0.0.1"]
+            .iter()
+            .any(|h| rest == *h || rest.starts_with(&format!("{h}:")) || rest.starts_with(&format!("{h}/")))
+    };
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://").filter(|rest| local(rest)));
     match rest {
         Some(rest)
             if !rest.is_empty()

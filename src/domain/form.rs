@@ -149,22 +149,72 @@ pub struct FormLook {
 /// The largest custom stylesheet accepted.
 pub const CUSTOM_CSS_MAX: usize = 20_000;
 
-/// Checks custom CSS: it is placed in a `<style>` element of the page and of the embed, so
-/// it may not close that element, and it may not load anything (the pages' policy would
-/// block it anyway, and a host page's might not).
+/// Checks custom CSS. It is placed in a `<style>` element of the page and of the embed,
+/// nested under the form's own element, so it may not close that element (`<`), nor leave
+/// the nesting (a `}` before its `{`), nor load anything (`@import`, `url()`,
+/// `image-set()`: the pages' policy would block it, a host page's might not), nor use
+/// escapes, with which any of these could be spelt otherwise. Comments and strings are
+/// skipped as CSS reads them.
 pub fn check_custom_css(css: &str) -> Result<(), &'static str> {
-    let lower = css.to_ascii_lowercase();
     if css.len() > CUSTOM_CSS_MAX {
-        Err("must be at most 20000 bytes")
-    } else if css.contains('<') {
-        Err("may not contain '<'")
-    } else if lower.contains("@import") || lower.contains("url(") || lower.contains("image-set(") {
-        Err("may not load anything: no @import, url() or image-set()")
-    } else if css.matches('{').count() != css.matches('}').count() {
-        Err("has unbalanced braces")
-    } else {
-        Ok(())
+        return Err("must be at most 20000 bytes");
     }
+    if css.contains('<') {
+        return Err("may not contain '<'");
+    }
+    if css.contains('\\') {
+        return Err("may not contain escapes ('\\')");
+    }
+    let mut code = String::with_capacity(css.len());
+    let mut depth = 0usize;
+    let mut chars = css.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                loop {
+                    match chars.next() {
+                        Some('/') if last == '*' => break,
+                        Some(next) => last = next,
+                        None => return Err("has a comment that does not end"),
+                    }
+                }
+                code.push(' ');
+            }
+            '"' | '\'' => {
+                loop {
+                    match chars.next() {
+                        Some(end) if end == c => break,
+                        Some('\n') | None => return Err("has a string that does not end"),
+                        Some(_) => {}
+                    }
+                }
+                code.push_str("\"\"");
+            }
+            '{' => {
+                depth += 1;
+                code.push(c);
+            }
+            '}' => {
+                depth = depth.checked_sub(1).ok_or("has a '}' before its '{'")?;
+                code.push(c);
+            }
+            c => code.push(c),
+        }
+    }
+    if depth != 0 {
+        return Err("has a '{' that is not closed");
+    }
+    let lower = code.to_ascii_lowercase();
+    if lower.contains("@import")
+        || lower.contains("url(")
+        || lower.contains("image-set(")
+        || lower.contains("@font-face")
+    {
+        return Err("may not load anything: no @import, @font-face, url() or image-set()");
+    }
+    Ok(())
 }
 
 /// A word or phrase that alone names no purpose: a box beside it is not specific consent.
@@ -310,7 +360,11 @@ impl FormDefinition {
             self.look.background_color.clone().or_else(|| brand.and_then(|b| b.profile.background_color.clone()));
         if let Some(background) = &background {
             // The page's words are dark unless the look chooses their colour.
-            let text = self.look.text_color.clone().or_else(|| super::brand::Color::parse("#111111").ok());
+            let text = self
+                .look
+                .text_color
+                .clone()
+                .or_else(|| super::brand::Color::parse(super::brand::TEXT_ON_CHOSEN_BACKGROUND).ok());
             if text.is_some_and(|text| super::brand::contrast(&text, background) < 4.5) {
                 warnings.push(FieldError::new(
                     "look.text_color",
@@ -369,8 +423,19 @@ fn is_http_url(url: &str) -> bool {
     rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !url.chars().any(char::is_whitespace))
 }
 
+/// An origin as `scheme://host[:port]`: a host of letters, digits, `-` and `.`, and a
+/// port of digits; nothing else (no `*`, `;` or quote could reach a header built from it).
 fn is_origin(origin: &str) -> bool {
-    is_http_url(origin) && !origin.trim_end_matches('/').split("://").nth(1).unwrap_or("/").contains('/')
+    let origin = origin.trim_end_matches('/');
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
+        return false;
+    };
+    let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
+    let host_ok = !host.is_empty()
+        && !host.starts_with(['-', '.'])
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let port_ok = port.is_empty() || (port.len() <= 5 && port.chars().all(|c| c.is_ascii_digit()));
+    host_ok && port_ok && (port.is_empty() == !rest.contains(':'))
 }
 
 /// A submission as received: every value as text, keyed by input name (several values
@@ -631,6 +696,51 @@ fn check_value(field: &FormField, values: &[&str]) -> Result<Value, Fault> {
         },
         FieldKind::Country => {
             Country::parse(value).map(|c| Value::String(c.as_str().to_owned())).map_err(|_| Fault::NotACountry)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_css_stays_inside_the_form_and_loads_nothing() {
+        assert!(
+            check_custom_css("h1 { letter-spacing: .05em; } @media (min-width: 30rem) { p { margin: 0 } }").is_ok()
+        );
+        assert!(check_custom_css("p::before { content: '}'; } /* } */").is_ok(), "braces in strings and comments");
+        for escaping in [
+            "} .imprint, .sender { display: none } .x {",
+            "</style><script>alert(1)</script>",
+            "a { background: url(https://t.example/x) }",
+            "a { background: \\75rl(https://t.example/x) }",
+            "@\\69mport 'x.css';",
+            "@import 'x.css';",
+            "a { color: red",
+            "a { content: 'open }",
+            "/* never closed",
+        ] {
+            assert!(check_custom_css(escaping).is_err(), "{escaping}");
+        }
+    }
+
+    #[test]
+    fn an_allowed_origin_is_a_scheme_a_host_and_a_port_only() {
+        for good in ["https://shop.example", "http://localhost:8080", "https://www.example.org/"] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "https://*",
+            "https://*.com",
+            "https://a.example;script-src *",
+            "https://a.example/path",
+            "https://a.example:",
+            "https://'self'",
+            "ftp://a.example",
+            "https://a.example:99999x",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
         }
     }
 }

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::domain::brand::{Brand, Color};
+use crate::domain::brand::{Brand, Color, TEXT_ON_CHOSEN_BACKGROUND};
 use crate::domain::form::{FormLayout, FormLook};
 use crate::error::{Error, Result};
 use crate::i18n;
@@ -38,6 +38,7 @@ impl Pages {
             ("frame_header.html", include_str!("templates/frame_header.html")),
             ("frame_footer.html", include_str!("templates/frame_footer.html")),
             ("embed.html", include_str!("templates/embed.html")),
+            ("also_waiting.html", include_str!("templates/also_waiting.html")),
         ] {
             env.add_template(name, source).map_err(|e| Error::internal(format!("template {name}: {e}")))?;
         }
@@ -174,7 +175,7 @@ impl Theme {
             accent: accent.map_or_else(|| "#1d4ed8".to_owned(), |c| c.as_str().to_owned()),
             on_accent,
             text: text.map_or_else(
-                || if background.is_some() { "#111111".to_owned() } else { "CanvasText".to_owned() },
+                || if background.is_some() { TEXT_ON_CHOSEN_BACKGROUND.to_owned() } else { "CanvasText".to_owned() },
                 |c| c.as_str().to_owned(),
             ),
             background: background.map_or_else(|| "Canvas".to_owned(), |c| c.as_str().to_owned()),
@@ -187,6 +188,23 @@ impl Theme {
     }
 }
 
+/// Text made safe for HTML, in an element or a quoted attribute: `&`, `<`, `>`, `"` and
+/// `'` escaped, and nothing else (an address reads as written).
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
 /// HTML-escapes what a template prints, as minijinja does, except `/`: an address or a
 /// date reads as written in the page's source (and in the embed snippet people copy).
 fn html_formatter(
@@ -195,20 +213,8 @@ fn html_formatter(
     value: &minijinja::Value,
 ) -> std::result::Result<(), minijinja::Error> {
     if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() && !value.is_none() {
-        let text = value.to_string();
-        let mut escaped = String::with_capacity(text.len());
-        for c in text.chars() {
-            match c {
-                '&' => escaped.push_str("&amp;"),
-                '<' => escaped.push_str("&lt;"),
-                '>' => escaped.push_str("&gt;"),
-                '"' => escaped.push_str("&quot;"),
-                '\'' => escaped.push_str("&#x27;"),
-                c => escaped.push(c),
-            }
-        }
         return out
-            .write_str(&escaped)
+            .write_str(&escape_html(&value.to_string()))
             .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()));
     }
     minijinja::escape_formatter(out, state, value)

@@ -48,9 +48,8 @@ impl super::extract::RequestBody for SignupRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignupResponse {
-    /// `pending_confirmation` (a confirmation mail is on its way), `confirmation_already_sent`
-    /// (the address had its confirmation mail of the day: the link in it, or the preference
-    /// centre, confirms at once) or `subscribed`.
+    /// `pending_confirmation` (a confirmation mail is on its way, unless one went to the
+    /// address in the last 24 hours) or `subscribed`.
     pub status: String,
     /// What to tell the person, in the form's language.
     pub message: String,
@@ -77,7 +76,7 @@ pub async fn show_form(req: HttpRequest, state: web::Data<AppState>, slug: web::
     if let Err(wait) = state.limiter.check(&req) {
         return too_many_html(&state, &frame, wait);
     }
-    let context = FormContext { template: "form.html", target: None, script_url: None };
+    let context = FormContext { template: "form.html", preview: false, script_url: None };
     let html =
         render_form(&state, accept_language(&req), &form, &frame, context, &RawSubmission::default(), &[]).await?;
     let mut response = super::pages::html_response(StatusCode::OK, html);
@@ -128,11 +127,11 @@ pub async fn embed_form(
             "<!-- consento signup form \"{slug}\": paste it where the form should appear. The frame works on the form's allowed origins only. -->\n\
              <iframe src=\"{base}/f/{slug}\" title=\"{title}\" style=\"width:100%;min-height:44rem;border:0\" loading=\"lazy\"></iframe>\n",
             slug = form.slug,
-            title = escape(&form.definition.title),
+            title = super::pages::escape_html(&form.definition.title),
         ),
         variant @ ("html" | "script") => {
             let script_url = (variant == "script").then(|| format!("{base}/embed.js"));
-            let context = FormContext { template: "embed.html", target: None, script_url };
+            let context = FormContext { template: "embed.html", preview: false, script_url };
             render_form(&state, accept_language(&req), &form, &frame, context, &RawSubmission::default(), &[]).await?
         }
         _ => return Err(Error::field("variant", "must be html, script or iframe")),
@@ -196,7 +195,7 @@ pub(super) async fn preview_page(state: &AppState, form: &Form, locale: Option<&
     let locale = locale.or(form.definition.locale.as_deref()).unwrap_or("en").to_owned();
     let brand = brands::brand_for(&state.db, form.definition.brand_id).await?;
     let frame = Frame::new(locale, brand.as_ref(), Some(&form.definition.look));
-    let context = FormContext { template: "form.html", target: None, script_url: None };
+    let context = FormContext { template: "form.html", preview: true, script_url: None };
     let html = render_form(state, None, form, &frame, context, &RawSubmission::default(), &[]).await?;
     Ok(super::pages::html_response(StatusCode::OK, html))
 }
@@ -359,7 +358,7 @@ async fn submit(
             Ok(valid) => signup::submit(&state.services, form.clone(), valid, info).await?,
             Err(errors) if is_json => return Err(Error::Validation(errors)),
             Err(errors) => {
-                let context = FormContext { template: "form.html", target: None, script_url: None };
+                let context = FormContext { template: "form.html", preview: false, script_url: None };
                 let html = render_form(state, accept_language(req), form, &frame, context, &raw, &errors).await?;
                 return Ok(super::pages::html_response(StatusCode::UNPROCESSABLE_ENTITY, html));
             }
@@ -367,19 +366,20 @@ async fn submit(
     };
     let Submitted { outcome, survey_url } = outcome;
     // The admin's thank-you text, when there is one, says what happens next on every kind
-    // of form; a capped confirmation mail is said as it is, since the person must act.
+    // of form. A double opt-in form also says that a mail may have gone already today: the
+    // daily cap withholds a second one, and whether it did is not said (it would tell a
+    // stranger that the address is known).
     let own_text = Some(form.definition.thank_you_text.trim()).filter(|text| !text.is_empty());
     let (title_key, message) = match (outcome, own_text) {
-        (SubmitOutcome::AlreadyMailed, _) => ("pending_title", i18n::text(&locale, "already_mailed_text").to_owned()),
         (SubmitOutcome::PendingConfirmation, None) => ("pending_title", i18n::text(&locale, "pending_text").to_owned()),
         (SubmitOutcome::PendingConfirmation, Some(text)) => ("pending_title", text.to_owned()),
         (SubmitOutcome::Subscribed, None) => ("thanks_title", i18n::text(&locale, "thanks_text").to_owned()),
         (SubmitOutcome::Subscribed, Some(text)) => ("thanks_title", text.to_owned()),
     };
+    let hint = (outcome == SubmitOutcome::PendingConfirmation).then(|| i18n::text(&locale, "pending_hint"));
     if is_json {
         let status = match outcome {
             SubmitOutcome::PendingConfirmation => "pending_confirmation",
-            SubmitOutcome::AlreadyMailed => "confirmation_already_sent",
             SubmitOutcome::Subscribed => "subscribed",
         };
         return Ok(HttpResponse::Ok().json(SignupResponse { status: status.to_owned(), message, survey_url }));
@@ -389,7 +389,8 @@ async fn submit(
     }
     let invite = i18n::text(&locale, "survey_invite");
     let link = survey_url.as_deref().map(|url| (url, invite));
-    state.pages.message_with_link(StatusCode::OK, &frame, title_key, &[message.as_str()], &[], link)
+    let lines: Vec<&str> = [Some(message.as_str()), hint].into_iter().flatten().collect();
+    state.pages.message_with_link(StatusCode::OK, &frame, title_key, &lines, &[], link)
 }
 
 #[utoipa::path(
@@ -482,8 +483,8 @@ async fn offered_partners(state: &AppState, form: &Form) -> Result<Vec<crate::do
 /// Which rendering of a form, and what it needs beside the form.
 struct FormContext {
     template: &'static str,
-    /// The frame a post goes to, for a form shown in another page's frame.
-    target: Option<&'static str>,
+    /// A preview for an admin: the form posts nowhere.
+    preview: bool,
     /// The embed's script, for the `script` snippet.
     script_url: Option<String>,
 }
@@ -513,12 +514,11 @@ async fn render_form(
     };
     let error_map: Map<String, Value> =
         errors.iter().map(|e| (e.field.clone(), Value::String(e.message.clone()))).collect();
-    let t = i18n::strings(locale);
     let mut labels: Map<String, Value> =
         definition.fields.iter().map(|f| (f.name.clone(), Value::String(f.label.clone()))).collect();
-    labels.insert("email".into(), Value::String(t["email"].to_owned()));
-    labels.insert("company".into(), Value::String(t["company"].to_owned()));
-    labels.insert("consent".into(), Value::String(t["consents"].to_owned()));
+    for (field, key) in [("email", "email"), ("company", "company"), ("consent", "consents")] {
+        labels.insert(field.into(), Value::String(i18n::text(locale, key).to_owned()));
+    }
     let action = format!("{}/f/{}", state.signup.base_url, form.slug);
     let partners: Vec<Value> = if definition.partners.is_empty() {
         Vec::new()
@@ -539,14 +539,15 @@ async fn render_form(
     let has_country = definition.fields.iter().any(|f| f.kind == crate::domain::form::FieldKind::Country);
     let countries = if has_country { i18n::countries(locale) } else { Vec::new() };
     let suggested_country = if has_country { accept_language.and_then(|a| suggested_country(a, locale)) } else { None };
-    let FormContext { template, target, script_url } = context;
+    let FormContext { template, preview, script_url } = context;
+    let action = if preview { "#".to_owned() } else { action };
     state.pages.render(
         template,
         frame,
         minijinja::context! {
             form => definition, title => &definition.title, action, values, multi, ticked,
             errors => error_map, labels, partners, ticked_partners, countries, suggested_country,
-            target, script_url, slug => &form.slug,
+            preview, script_url, slug => &form.slug,
         },
     )
 }
@@ -578,10 +579,6 @@ fn too_many_html(state: &AppState, frame: &Frame, wait: u64) -> Result<HttpRespo
     Ok(response)
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 #[utoipa::path(
     tag = "public",
     params(("token" = String, Path, description = "The token from the confirmation mail")),
@@ -603,10 +600,7 @@ pub async fn show_confirmation(
     }
     match signup::confirmation_preview(&state.db, &state.keys, &token, &locale).await? {
         None => state.pages.invalid_link(&frame),
-        Some(LinkState::Waiting(lists)) => {
-            action_page(&state, &frame, "confirm_title", "confirm_text", "confirm_button", &lists, &req)
-        }
-        Some(settled) => settled_link_page(&state, &frame, &settled, None),
+        Some(link_state) => settled_link_page(&state, &frame, &req, &link_state, None),
     }
 }
 
@@ -614,13 +608,23 @@ pub async fn show_confirmation(
 fn settled_link_page(
     state: &AppState,
     frame: &Frame,
+    req: &HttpRequest,
     link_state: &LinkState,
     survey_url: Option<&str>,
 ) -> Result<HttpResponse> {
     let locale = frame.locale.as_str();
     let survey = survey_url.map(|url| (url, i18n::text(locale, "survey_invite")));
     match link_state {
-        LinkState::Waiting(names) => state.pages.message_with_link(
+        LinkState::Waiting(names) => {
+            action_page(state, frame, "confirm_title", "confirm_text", "confirm_button", names, req)
+        }
+        LinkState::AlreadyConfirmed { names, also } if !also.is_empty() => {
+            let link = survey.map(|(url, text)| minijinja::context! { url, text });
+            let title = i18n::text(locale, "already_confirmed_title");
+            let context = minijinja::context! { title, names, also, link, action => req.path() };
+            state.pages.page(StatusCode::OK, "also_waiting.html", frame, context)
+        }
+        LinkState::Confirmed(names) => state.pages.message_with_link(
             StatusCode::OK,
             frame,
             "confirmed_title",
@@ -628,7 +632,7 @@ fn settled_link_page(
             names,
             survey,
         ),
-        LinkState::AlreadyConfirmed(names) => state.pages.message_with_link(
+        LinkState::AlreadyConfirmed { names, .. } => state.pages.message_with_link(
             StatusCode::OK,
             frame,
             "already_confirmed_title",
@@ -649,22 +653,30 @@ fn settled_link_page(
 #[utoipa::path(
     tag = "public",
     params(("token" = String, Path, description = "The token from the confirmation mail")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Nothing on a first press. On the page of a link already used, `purpose` once per box the person ticked (`list:<id>`): only those of the lists waiting are confirmed."),
     responses(
         (status = 200, description = "Confirmed; or, pressed again or after the person left, a page saying what holds now (nothing changes)", content_type = "text/html", body = String),
         (status = 404, description = "The link is not valid or has expired", content_type = "text/html", body = String),
     )
 )]
 #[post("/confirm/{token}")]
-pub async fn confirm(req: HttpRequest, state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse> {
+pub async fn confirm(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    body: LimitedBody,
+) -> Result<HttpResponse> {
     let frame = link_frame(&state, &req, LinkKind::Confirm, &token).await?;
     let locale = frame.locale.clone();
     if let Err(wait) = state.limiter.check(&req) {
         return too_many_html(&state, &frame, wait);
     }
     let info = request_info(&req, locale.clone());
-    match signup::confirm(&state.services, &token, info).await? {
+    // The boxes ticked on the page of a link already used (nothing on a first press).
+    let chosen = parse_form_submission(&body.0).all("purpose").iter().filter_map(|p| p.parse().ok()).collect();
+    match signup::confirm(&state.services, &token, info, chosen).await? {
         None => state.pages.invalid_link(&frame),
-        Some(confirmed) => settled_link_page(&state, &frame, &confirmed.state, confirmed.survey_url.as_deref()),
+        Some(confirmed) => settled_link_page(&state, &frame, &req, &confirmed.state, confirmed.survey_url.as_deref()),
     }
 }
 
@@ -690,8 +702,14 @@ pub async fn show_unsubscribe(
     match signup::unsubscribe_preview(&state.db, &state.keys, &token).await? {
         None => state.pages.invalid_link(&frame),
         Some(list) => {
-            let what = list.unwrap_or_else(|| match &frame.brand {
-                Some(brand) => i18n::text(&locale, "all_mail_from").replace("{sender}", &brand.name),
+            // Leaving everything leaves every brand's mail: a brand is named only when it
+            // is the one there is.
+            let sole = match &frame.brand {
+                Some(brand) if brands::count_brands(&state.db).await? == 1 => Some(brand.name.clone()),
+                _ => None,
+            };
+            let what = list.unwrap_or_else(|| match sole {
+                Some(name) => i18n::text(&locale, "all_mail_from").replace("{sender}", &name),
                 None => i18n::text(&locale, "all_mail").to_owned(),
             });
             action_page(&state, &frame, "unsubscribe_title", "unsubscribe_from", "unsubscribe_button", &[what], &req)

@@ -124,9 +124,9 @@ pub fn exists_in(conn: &mut DbConnection, id: BrandId) -> Result<bool> {
     Ok(repo::find_brand(conn, id)?.is_some())
 }
 
-/// The language a person signed up in, if known.
-pub fn contact_locale_in(conn: &mut DbConnection, id: ContactId) -> Result<Option<String>> {
-    Ok(repo::find_contact_locale(conn, id)?)
+/// How many brands there are: with one, "all our e-mails" are that brand's.
+pub async fn count_brands(db: &Db) -> Result<usize> {
+    db.read(|conn| Ok(repo::list_brands(conn, None, 2)?.len())).await
 }
 
 /// Records the language a person speaks: the one of the page they signed up or confirmed on.

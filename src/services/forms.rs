@@ -31,7 +31,16 @@ pub async fn warnings(db: &Db, forms: Vec<FormDefinition>) -> Result<Vec<Vec<Fie
             .iter()
             .map(|definition| {
                 let brand = super::brands::brand_for_in(conn, definition.brand_id)?;
-                Ok(definition.warnings(brand.as_ref()))
+                let mut warnings = definition.warnings(brand.as_ref());
+                if let Some(id) = definition.brand_id
+                    && !super::brands::exists_in(conn, id)?
+                {
+                    warnings.push(FieldError::new(
+                        "brand_id",
+                        format!("the brand {id} was deleted: the pages show the default brand instead"),
+                    ));
+                }
+                Ok(warnings)
             })
             .collect()
     })

@@ -761,6 +761,14 @@ async fn a_confirmation_link_pressed_after_the_person_left_says_so_and_changes_n
         assert!(page.contains("You are not subscribed"), "{page}");
         assert!(!page.contains("confirmed"), "{page}");
     }
+    // Someone else then signs the address up again (no mail goes: the daily cap); the old
+    // link still confirms nothing, whatever is posted to it.
+    let (_, other) = app.form_on_new_list("again", "double", json!({})).await;
+    app.submit_form("again", &[("email", email), ("consent", &other)]).await;
+    let purpose = format!("list:{other}");
+    let page =
+        app.client.post(&link).form(&[("purpose", purpose.as_str())]).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("You are not subscribed") && !page.contains("List for again"), "{page}");
     let contact = app.contact_by_email(email).await.unwrap();
     assert_eq!(contact["status"], "unsubscribed", "the old link undid nothing: {contact}");
     assert_eq!(contact["lists"], json!([]));
@@ -778,25 +786,32 @@ async fn a_subscriber_adding_a_second_list_the_same_day_is_told_the_truth_and_th
     let link = app.mail.wait_for(email, 1).await[0].link(&format!("{}/confirm/", app.address));
     app.client.post(&link).send().await.unwrap();
 
-    // The daily cap lets no second confirmation mail go: the page says so, not "we sent".
+    // The daily cap lets no second confirmation mail go. The page says that one may have
+    // gone and what to do; it does not say whether one did (that would tell a stranger the
+    // address is known): a new address reads the same.
     let page = app.submit_form("second", &[("email", email), ("consent", &offers)]).await.text().await.unwrap();
-    assert!(page.contains("already sent to this address in the last 24 hours"), "{page}");
-    assert!(!page.contains("We have sent you an e-mail"), "{page}");
-    let json = app
-        .client
-        .post(app.url("/f/second"))
-        .json(&json!({"email": email, "consents": [offers]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(body_json(json).await["status"], "confirmation_already_sent");
+    assert!(page.contains("We send at most one confirmation e-mail to an address in 24 hours"), "{page}");
+    let stranger = app.submit_form("second", &[("email", "new.one@example.org"), ("consent", &offers)]).await;
+    assert_eq!(stranger.text().await.unwrap(), page.replace(email, "new.one@example.org"));
+    let json = app.client.post(app.url("/f/second")).json(&json!({"email": email, "consents": [offers]}));
+    assert_eq!(body_json(json.send().await.unwrap()).await["status"], "pending_confirmation");
     assert_eq!(app.mail.received().iter().filter(|m| m.to.iter().any(|to| to == email)).count(), 1);
 
-    // The link the person confirmed before proves the mailbox: its page names the new list
-    // and its press confirms it at once.
+    // The link the person confirmed before proves the mailbox: its page offers the new list
+    // with an unticked box and its words; a press without the box ticked confirms nothing.
     let shown = app.client.get(&link).send().await.unwrap().text().await.unwrap();
-    assert!(shown.contains("List for second") && shown.contains("Confirm"), "{shown}");
-    let pressed = app.client.post(&link).send().await.unwrap().text().await.unwrap();
+    assert!(shown.contains("Already confirmed") && shown.contains("Also waiting for your confirmation"), "{shown}");
+    let offered = format!("name=\"purpose\" value=\"list:{offers}\">");
+    assert!(shown.contains(&offered) && shown.contains("List for second"), "an unticked box: {shown}");
+    let untouched = app.client.post(&link).send().await.unwrap().text().await.unwrap();
+    assert!(untouched.contains("Already confirmed"), "{untouched}");
+    let contact = app.contact_by_email(email).await.unwrap();
+    assert_eq!(contact["lists"], json!([news]), "nothing ticked, nothing confirmed");
+
+    // Ticked, it is confirmed at once, as a double opt-in that names the link's page.
+    let purpose = format!("list:{offers}");
+    let pressed = app.client.post(&link).form(&[("purpose", purpose.as_str())]).send().await.unwrap();
+    let pressed = pressed.text().await.unwrap();
     assert!(pressed.contains("Subscription confirmed") && pressed.contains("List for second"), "{pressed}");
     let contact = app.contact_by_email(email).await.unwrap();
     let mut lists: Vec<String> =
@@ -810,10 +825,11 @@ async fn a_subscriber_adding_a_second_list_the_same_day_is_told_the_truth_and_th
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["action"] == "confirmed" && e["purpose"] == format!("list:{offers}"))
+        .find(|e| e["action"] == "confirmed" && e["purpose"] == purpose.as_str())
         .cloned()
         .unwrap();
     assert_eq!(confirmed["basis"], "double_opt_in");
+    assert!(confirmed["proof"]["confirmed_on_page_of"].is_string(), "{confirmed}");
 }
 
 #[tokio::test]

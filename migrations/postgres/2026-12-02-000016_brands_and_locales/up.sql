@@ -18,6 +18,8 @@ CREATE TABLE brands (
     updated_at TIMESTAMP NOT NULL
 );
 CREATE UNIQUE INDEX brands_name ON brands (name);
+-- At most one default brand, held by the database itself.
+CREATE UNIQUE INDEX brands_one_default ON brands (is_default) WHERE is_default = 1;
 
 -- The language a person signed up in: their later pages and mails speak it.
 ALTER TABLE contacts ADD COLUMN locale TEXT;

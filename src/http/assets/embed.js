@@ -5,6 +5,13 @@
   "use strict";
   function enhance(host) {
     var root = host.shadowRoot;
+    // A snippet inserted by a script (innerHTML) gets no declared shadow root: attach it.
+    var template = host.querySelector("template[shadowrootmode]");
+    if (!root && template && host.attachShadow) {
+      root = host.attachShadow({ mode: "open" });
+      root.appendChild(template.content.cloneNode(true));
+      template.remove();
+    }
     if (!root) return;
     var form = root.querySelector("form");
     if (!form || form.dataset.enhanced) return;
@@ -22,7 +29,7 @@
         else if (name === "website") body.website = value;
         else if (name === "consent") body.consents.push(value);
         else if (name === "partner") body.partners.push(value);
-        else if (input.type === "checkbox" && root.querySelectorAll('input[name="' + name + '"]').length > 1) {
+        else if (input.type === "checkbox" && input.hasAttribute("data-multi")) {
           (multi[name] = multi[name] || []).push(value);
         } else if (input.type === "checkbox") body.fields[name] = true;
         else body.fields[name] = value;
@@ -40,8 +47,12 @@
         if (button) button.disabled = false;
         if (result.status === 200) return showDone(form, result.answer);
         if (result.status === 422 && result.answer.errors) return showErrors(form, result.answer);
-        form.submit();
+        // The server answered (too many requests, a fault): say so; sending again as a
+        // plain post could record the signup twice.
+        showProblem(form, result.answer);
       }).catch(function () {
+        // No answer at all (this origin is not allowed, or the network failed): the
+        // request did not go, so the form posts as plain HTML.
         if (button) button.disabled = false;
         form.submit();
       });
@@ -55,6 +66,13 @@
     done.textContent = answer.message;
     form.replaceWith(done);
     done.focus();
+  }
+  function showProblem(form, problem) {
+    var box = form.querySelector(".result.live") || document.createElement("p");
+    box.className = "result live";
+    box.setAttribute("role", "alert");
+    box.textContent = (problem && (problem.detail || problem.title)) || "The form could not be sent. Please try again later.";
+    form.appendChild(box);
   }
   function showErrors(form, problem) {
     Array.prototype.forEach.call(form.querySelectorAll(".error.live"), function (e) { e.remove(); });

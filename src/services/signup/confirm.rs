@@ -32,40 +32,49 @@ pub struct Confirmed {
 /// again, or after the person left, never reads "confirmed" when nothing was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
-    /// Pressing it confirms these (before the press), or it confirmed them (after).
+    /// What its own request named waits: pressing confirms these.
     Waiting(Vec<String>),
-    /// Nothing waits: these of its request are in force already.
-    AlreadyConfirmed(Vec<String>),
-    /// Nothing of its request waits or is in force: the person withdrew since.
+    /// The press confirmed these.
+    Confirmed(Vec<String>),
+    /// Its request is in force already (these). `also` is what else of the person's waits
+    /// for a confirmation, such as a list asked for on a day the daily cap let no mail go:
+    /// the page offers each with an unticked box, and only what the person ticks there is
+    /// confirmed.
+    AlreadyConfirmed { names: Vec<String>, also: Vec<AlsoWaiting> },
+    /// Nothing of its request waits or is in force: the person withdrew since, and the link
+    /// no longer confirms anything.
     Withdrawn,
 }
 
-/// What a link's press would confirm: the purposes its own request named that are still
-/// pending; once those are done (the link was used, or they were withdrawn), whatever
-/// else of the person's is pending, such as a list asked for on a day the daily cap let no
-/// mail go. The link was mailed to the address, so pressing it proves the person holds
-/// the mailbox, and the page names every purpose before the press.
+/// A list waiting for the person's confirmation, offered on the page of a link already used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlsoWaiting {
+    /// `list:<id>`, as the page's box posts it.
+    pub purpose: String,
+    pub name: String,
+    /// The words beside the box when the person asked for it.
+    pub text: Option<String>,
+}
+
+/// What a link's press confirms: the purposes its own request named that are still
+/// pending, and nothing else.
 pub(super) fn waiting_purposes(
     current: &[crate::domain::consent::PurposeConsent],
     row: &ConfirmationRow,
 ) -> Vec<Purpose> {
-    let requested = stored_purposes(row);
-    let own = pending_of(current, &requested);
-    if !own.is_empty() {
-        return own;
-    }
-    current.iter().filter(|c| c.status == ConsentStatus::Pending).map(|c| c.purpose.clone()).collect()
+    pending_of(current, &stored_purposes(row))
 }
 
-/// The state of a link whose press has nothing to confirm: those of its request in force.
+/// The state of a link whose own request has nothing left to confirm.
 pub(super) fn settled_state(
     conn: &mut DbConnection,
-    current: &[crate::domain::consent::PurposeConsent],
+    consents: &ContactConsents,
     row: &ConfirmationRow,
     locale: &str,
 ) -> Result<LinkState> {
     let requested = stored_purposes(row);
-    let active: Vec<Purpose> = current
+    let active: Vec<Purpose> = consents
+        .current
         .iter()
         .filter(|c| c.status == ConsentStatus::Active && requested.contains(&c.purpose))
         .map(|c| c.purpose.clone())
@@ -73,7 +82,40 @@ pub(super) fn settled_state(
     if active.is_empty() {
         return Ok(LinkState::Withdrawn);
     }
-    Ok(LinkState::AlreadyConfirmed(purpose_names(conn, &active, locale)?))
+    let names = purpose_names(conn, &active, locale)?;
+    Ok(LinkState::AlreadyConfirmed { names, also: also_waiting(conn, consents, &requested, locale)? })
+}
+
+/// The lists of the person's that wait for a confirmation and that a link's own request
+/// did not name. Partners are never offered so: sharing with one is confirmed by the mail
+/// that names it.
+fn also_waiting(
+    conn: &mut DbConnection,
+    consents: &ContactConsents,
+    requested: &[Purpose],
+    locale: &str,
+) -> Result<Vec<AlsoWaiting>> {
+    let mut also = Vec::new();
+    for consent in &consents.current {
+        let purpose = &consent.purpose;
+        if consent.status != ConsentStatus::Pending
+            || requested.contains(purpose)
+            || !matches!(purpose, Purpose::List(_))
+        {
+            continue;
+        }
+        let Some(name) = purpose_name(conn, purpose, locale)? else {
+            continue;
+        };
+        let text = consents
+            .events
+            .iter()
+            .rev()
+            .find(|e| &e.purpose == purpose && e.action == ConsentAction::Granted)
+            .and_then(|e| e.evidence.consent_text.clone());
+        also.push(AlsoWaiting { purpose: purpose.to_string(), name, text });
+    }
+    Ok(also)
 }
 
 /// The basis a confirmed grant keeps. A confirmation is evidence added to the grant, not
@@ -97,12 +139,21 @@ pub fn confirmed_basis(granted: ConsentBasis) -> ConsentBasis {
 /// pending gets a `confirmed` event, with the request's form and version, the basis of the
 /// grant it confirms (see [`confirmed_basis`]) and the time, IP and user agent of the
 /// click; what someone else asked for with the same address stays pending. The values
-/// submitted with the request apply; the address leaves the suppression list. A second
-/// use changes nothing and answers the same. `None` when the link is not valid.
-pub async fn confirm(services: &Services, token: &str, info: RequestInfo) -> Result<Option<Confirmed>> {
+/// submitted with the request apply; the address leaves the suppression list.
+///
+/// Pressed again once its own request is in force, the link confirms those of `chosen`
+/// (the boxes the person ticked on its page) that wait among the person's other lists;
+/// nothing else. Pressed after the person withdrew what it named, it changes nothing.
+/// `None` when the link is not valid.
+pub async fn confirm(
+    services: &Services,
+    token: &str,
+    info: RequestInfo,
+    chosen: Vec<Purpose>,
+) -> Result<Option<Confirmed>> {
     let Services { db, keys, signup: config, scripts, .. } = services;
     let shares = partners::SharesAfterCommit::default();
-    let confirmed = confirm_queueing(db, keys, config, shares.clone(), token, info).await?;
+    let confirmed = confirm_queueing(db, keys, config, shares.clone(), token, info, chosen).await?;
     if config.consent_receipt_mail {
         services.wake.mail.notify_one();
     }
@@ -118,6 +169,7 @@ pub(super) async fn confirm_queueing(
     queue: partners::SharesAfterCommit,
     token: &str,
     info: RequestInfo,
+    chosen: Vec<Purpose>,
 ) -> Result<Option<Confirmed>> {
     let Some(claims) = keys.verify_link(LinkKind::Confirm, token) else {
         return Ok(None);
@@ -134,7 +186,6 @@ pub(super) async fn confirm_queueing(
         let Some(contact) = contacts::find_contact(conn, row.contact_id)? else {
             return Ok(None);
         };
-        let hash = keys.email_hash(&contact.email.key());
         let survey_url = |conn: &mut DbConnection| -> Result<Option<String>> {
             let form = match row.form_id {
                 Some(id) => crate::services::forms::find_in(conn, id)?,
@@ -148,85 +199,135 @@ pub(super) async fn confirm_queueing(
             }
         };
         let consents = load_contact_consents(conn, row.contact_id)?;
-        let pending = waiting_purposes(&consents.current, &row);
-        if pending.is_empty() {
-            // Nothing to confirm: nothing changes, not even the address's suppression,
-            // which a withdrawal put there and only a new confirmation lifts.
-            let state = settled_state(conn, &consents.current, &row, &info.locale)?;
-            let survey_url = match state {
-                LinkState::Withdrawn => None,
-                _ => survey_url(conn)?,
+        let own = waiting_purposes(&consents.current, &row);
+        let pressed = if own.is_empty() {
+            // Nothing of its own to confirm: only what the person ticked among what else
+            // waits, and nothing at all once they withdrew what the link named (that
+            // withdrawal, and the suppression it made, stand).
+            let state = settled_state(conn, &consents, &row, &info.locale)?;
+            let ticked: Vec<Purpose> = match &state {
+                LinkState::AlreadyConfirmed { also, .. } => {
+                    chosen.into_iter().filter(|p| also.iter().any(|a| a.purpose == p.to_string())).collect()
+                }
+                _ => Vec::new(),
             };
-            return Ok(Some(Confirmed { state, survey_url }));
-        }
-        for purpose in &pending {
-            let basis = confirmed_basis(granted_basis(&consents, purpose, &row));
-            let grant = confirmed_grant(&consents, purpose, &row);
-            apply_event(
-                conn,
-                NewConsentEvent {
-                    contact_id: row.contact_id,
-                    email_key: None,
-                    purpose: purpose.clone(),
-                    action: ConsentAction::Confirmed,
-                    basis,
-                    requires_confirmation: false,
-                    evidence: Evidence {
-                        // The form the person saw when asking for this purpose.
-                        form_id: grant.map_or(row.form_id, |g| g.evidence.form_id),
-                        form_version: grant.map_or(row.form_version, |g| g.evidence.form_version),
-                        source_url: None,
-                        ..info.evidence("confirmation")
-                    },
-                    actor: Actor::Public.to_string(),
+            if ticked.is_empty() {
+                let survey_url = match state {
+                    LinkState::Withdrawn => None,
+                    _ => survey_url(conn)?,
+                };
+                return Ok(Some(Confirmed { state, survey_url }));
+            }
+            Pressed { purposes: ticked, own: false }
+        } else {
+            Pressed { purposes: own, own: true }
+        };
+        let link =
+            PressedLink { keys: &keys, config: &config, queue: &queue, contact: &contact, row: &row, info: &info };
+        let names = confirm_in(conn, &link, &consents, &pressed)?;
+        Ok(Some(Confirmed { state: LinkState::Confirmed(names), survey_url: survey_url(conn)? }))
+    })
+    .await
+}
+
+/// What one press confirms: the link's own request, or lists the person ticked on the page
+/// of a link already used.
+struct Pressed {
+    purposes: Vec<Purpose>,
+    own: bool,
+}
+
+/// The link pressed, whose person and request a press confirms for.
+struct PressedLink<'a> {
+    keys: &'a Keys,
+    config: &'a SignupConfig,
+    queue: &'a partners::SharesAfterCommit,
+    contact: &'a crate::domain::Contact,
+    row: &'a ConfirmationRow,
+    info: &'a RequestInfo,
+}
+
+/// Records the confirmation of `pressed` and what follows it: the person is active and no
+/// longer suppressed, the values waiting with the request apply (on its first press only),
+/// the partners chosen get the lead, and the receipt goes out. The names confirmed.
+fn confirm_in(
+    conn: &mut DbConnection,
+    link: &PressedLink<'_>,
+    consents: &ContactConsents,
+    pressed: &Pressed,
+) -> Result<Vec<String>> {
+    let PressedLink { keys, config, queue, contact, row, info } = *link;
+    for purpose in &pressed.purposes {
+        let basis = confirmed_basis(granted_basis(consents, purpose, row));
+        let grant = confirmed_grant(consents, purpose, row);
+        // A list confirmed from the page of a link already used says which link it was.
+        let proof =
+            (!pressed.own).then(|| serde_json::json!({ "confirmed_on_page_of": row.id.to_string() }).to_string());
+        apply_event(
+            conn,
+            NewConsentEvent {
+                contact_id: row.contact_id,
+                email_key: None,
+                purpose: purpose.clone(),
+                action: ConsentAction::Confirmed,
+                basis,
+                requires_confirmation: false,
+                evidence: Evidence {
+                    // The form the person saw when asking for this purpose.
+                    form_id: grant.map_or(row.form_id, |g| g.evidence.form_id),
+                    form_version: grant.map_or(row.form_version, |g| g.evidence.form_version),
+                    source_url: None,
+                    proof,
+                    ..info.evidence("confirmation")
                 },
-            )?;
-        }
-        let now = storage::now();
-        if row.confirmed_at.is_none() {
-            confirmations::mark_confirmed(conn, row.id, now)?;
-        }
+                actor: Actor::Public.to_string(),
+            },
+        )?;
+    }
+    let now = storage::now();
+    if row.confirmed_at.is_none() {
+        confirmations::mark_confirmed(conn, row.id, now)?;
+        // The values submitted with the request apply once, at its first press.
         if let Some(values) = row.contact_values.as_deref().and_then(|v| serde_json::from_str(v).ok()) {
             apply_waiting_values(conn, row.contact_id, values)?;
         }
-        contacts::update_status(conn, row.contact_id, ContactStatus::Active, now)?;
-        ledger::delete_suppression(conn, &hash)?;
-        // The person's own act: the page they confirmed on speaks their language.
-        crate::services::brands::set_contact_locale_in(conn, row.contact_id, &info.locale)?;
-        // The opt-in is complete: partners the person chose get the lead once this commits.
-        for purpose in &pending {
-            if let Some(partner_id) = purpose.partner_id() {
-                queue.queue_in(conn, row.contact_id, partner_id)?;
-            }
+    }
+    contacts::update_status(conn, row.contact_id, ContactStatus::Active, now)?;
+    ledger::delete_suppression(conn, &keys.email_hash(&contact.email.key()))?;
+    // The person's own act: the page they confirmed on speaks their language.
+    crate::services::brands::set_contact_locale_in(conn, row.contact_id, &info.locale)?;
+    // The opt-in is complete: partners the person chose get the lead once this commits.
+    for purpose in &pressed.purposes {
+        if let Some(partner_id) = purpose.partner_id() {
+            queue.queue_in(conn, row.contact_id, partner_id)?;
         }
-        partners::mark_inbound_confirmed(conn, row.contact_id)?;
-        let named = pending
+    }
+    partners::mark_inbound_confirmed(conn, row.contact_id)?;
+    let named = pressed
+        .purposes
+        .iter()
+        .map(|purpose| Ok((purpose, purpose_name(conn, purpose, &info.locale)?)))
+        .collect::<Result<Vec<_>>>()?;
+    if config.consent_receipt_mail {
+        let agreed: Vec<(String, Option<String>)> = named
             .iter()
-            .map(|purpose| Ok((purpose, purpose_name(conn, purpose, &info.locale)?)))
-            .collect::<Result<Vec<_>>>()?;
-        if config.consent_receipt_mail {
-            let agreed: Vec<(String, Option<String>)> = named
-                .iter()
-                .map(|(purpose, name)| {
-                    let text = confirmed_grant(&consents, purpose, &row).and_then(|e| e.evidence.consent_text.clone());
-                    (name.clone().unwrap_or_default(), text)
-                })
-                .collect();
-            let mut receipt = receipt_draft(&keys, &config, &contact, &agreed, now, &info.locale);
-            let form_brand = match row.form_id {
-                Some(id) => crate::services::forms::find_in(conn, id)?.and_then(|f| f.definition.brand_id),
-                None => None,
-            };
-            if let Some(brand) = crate::services::brands::brand_for_in(conn, form_brand)? {
-                receipt.text.push_str(&crate::services::brands::mail_footer(&brand, &info.locale));
-            }
-            let mail = mail::compose(&receipt, &config.message_domain, None)?;
-            mailer::enqueue(conn, CONSENT_RECEIPT_MAIL, &contact.email.key(), &mail)?;
+            .map(|(purpose, name)| {
+                let text = confirmed_grant(consents, purpose, row).and_then(|e| e.evidence.consent_text.clone());
+                (name.clone().unwrap_or_default(), text)
+            })
+            .collect();
+        let mut receipt = receipt_draft(keys, config, contact, &agreed, now, &info.locale);
+        let form_brand = match row.form_id {
+            Some(id) => crate::services::forms::find_in(conn, id)?.and_then(|f| f.definition.brand_id),
+            None => None,
+        };
+        if let Some(brand) = crate::services::brands::brand_for_in(conn, form_brand)? {
+            receipt.text.push_str(&crate::services::brands::mail_footer(&brand, &info.locale));
         }
-        let names = named.into_iter().filter_map(|(_, name)| name).collect();
-        Ok(Some(Confirmed { state: LinkState::Waiting(names), survey_url: survey_url(conn)? }))
-    })
-    .await
+        let mail = mail::compose(&receipt, &config.message_domain, None)?;
+        mailer::enqueue(conn, CONSENT_RECEIPT_MAIL, &contact.email.key(), &mail)?;
+    }
+    Ok(named.into_iter().filter_map(|(_, name)| name).collect())
 }
 
 /// The consent receipt mailed at confirmation (when `consent_receipt_mail` is on): what the

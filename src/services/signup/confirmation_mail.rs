@@ -108,10 +108,10 @@ pub async fn confirmation_preview(db: &Db, keys: &Keys, token: &str, locale: &st
         let Some(row) = confirmations::find_confirmation(conn, id)? else {
             return Ok(None);
         };
-        let current = load_contact_consents(conn, row.contact_id)?.current;
-        let waiting = waiting_purposes(&current, &row);
+        let consents = load_contact_consents(conn, row.contact_id)?;
+        let waiting = waiting_purposes(&consents.current, &row);
         if waiting.is_empty() {
-            return Ok(Some(settled_state(conn, &current, &row, &locale)?));
+            return Ok(Some(settled_state(conn, &consents, &row, &locale)?));
         }
         Ok(Some(LinkState::Waiting(purpose_names(conn, &waiting, &locale)?)))
     })

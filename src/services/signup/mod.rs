@@ -64,10 +64,6 @@ pub enum SubmitOutcome {
     Subscribed,
     /// Waiting for the person to confirm by the mailed link.
     PendingConfirmation,
-    /// Waiting for the person to confirm, but the address had its confirmation mail of the
-    /// day already (the daily cap): the person is told so, and that the link of that mail
-    /// or the preference centre confirms at once. Only a double opt-in form says so.
-    AlreadyMailed,
 }
 
 /// What a signup came to, and the survey offered next (if the form offers one now).
@@ -400,7 +396,6 @@ fn record_plan(
             queue.queue_in(conn, contact_id, partner_id)?;
         }
     }
-    let withheld = plan.requests_confirmation() && mail.is_none();
     if let Some(prepared) = mail {
         let request = ConfirmationRequest {
             contact_id,
@@ -413,7 +408,6 @@ fn record_plan(
     }
     // The same answer whether the address was new, known, unsubscribed or erased.
     let outcome = match form.definition.opt_in {
-        FormOptIn::Double if withheld => SubmitOutcome::AlreadyMailed,
         FormOptIn::Double => SubmitOutcome::PendingConfirmation,
         FormOptIn::Single | FormOptIn::Passive => SubmitOutcome::Subscribed,
     };
