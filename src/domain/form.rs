@@ -435,7 +435,7 @@ fn is_origin(origin: &str) -> bool {
         && !host.starts_with(['-', '.'])
         && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     let port_ok = port.is_empty() || (port.len() <= 5 && port.chars().all(|c| c.is_ascii_digit()));
-    host_ok && port_ok && (port.is_empty() == !rest.contains(':'))
+    host_ok && port_ok && (port.is_empty() != rest.contains(':'))
 }
 
 /// A submission as received: every value as text, keyed by input name (several values
