@@ -16,6 +16,7 @@ use crate::receiver::Receiver;
 use crate::surveys::branching_survey;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const SHADOW_ROOT: &str = "shadow-6066-11e4-a52e-4f735466cecf";
 
 /// A headless Chromium session through chromedriver's W3C WebDriver API.
 pub(crate) struct Browser {
@@ -27,6 +28,16 @@ pub(crate) struct Browser {
 
 impl Browser {
     pub(crate) async fn start() -> Self {
+        Self::launch(None).await
+    }
+
+    /// A session whose browser asks for pages in `languages` (an `Accept-Language` value
+    /// such as `fr-FR,fr`), as the browser of a person who set those languages does.
+    pub(crate) async fn start_in(languages: &str) -> Self {
+        Self::launch(Some(languages)).await
+    }
+
+    async fn launch(languages: Option<&str>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()))
             .arg(format!("--port={port}"))
@@ -48,7 +59,7 @@ impl Browser {
         }
         let profile = std::env::temp_dir().join(format!("consento-chromium-{}", uuid::Uuid::new_v4()));
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
+        let mut capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             // axe-core takes a few seconds over a page; the default of 30 s leaves room.
             "timeouts": {"script": 60_000},
@@ -61,6 +72,10 @@ impl Browser {
                 ]
             }
         }}});
+        if let Some(languages) = languages {
+            capabilities["capabilities"]["alwaysMatch"]["goog:chromeOptions"]["prefs"] =
+                json!({"intl.accept_languages": languages});
+        }
         let response: Value =
             http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
         let session = response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}"));
@@ -87,20 +102,71 @@ impl Browser {
         found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
     }
 
+    /// An element of the shadow root of the element `host` (WebDriver's shadow root
+    /// commands: how a person's clicks and keys reach a form embedded in a shadow root).
+    pub(crate) async fn find_in_shadow(&self, host: &str, css: &str) -> String {
+        let host = self.find(host).await;
+        let root = self.command(reqwest::Method::GET, &format!("/element/{host}/shadow"), None).await;
+        let root = root[SHADOW_ROOT].as_str().unwrap_or_else(|| panic!("no shadow root: {root}")).to_owned();
+        let found = self
+            .command(
+                reqwest::Method::POST,
+                &format!("/shadow/{root}/element"),
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css} in the shadow root: {found}")).to_owned()
+    }
+
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
+        self.type_into_element(&element, text).await;
+    }
+
+    /// Types into the element of that id (from `find` or `find_in_shadow`).
+    pub(crate) async fn type_into_element(&self, element: &str, text: &str) {
         self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
+    }
+
+    /// Empties a text field.
+    pub(crate) async fn clear(&self, css: &str) {
+        let element = self.find(css).await;
+        self.clear_element(&element).await;
+    }
+
+    pub(crate) async fn clear_element(&self, element: &str) {
+        self.command(reqwest::Method::POST, &format!("/element/{element}/clear"), Some(json!({}))).await;
     }
 
     pub(crate) async fn click(&self, css: &str) {
         let element = self.find(css).await;
+        self.click_element(&element).await;
+    }
+
+    pub(crate) async fn click_element(&self, element: &str) {
         self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
     /// The text of an element as the browser renders it.
     pub(crate) async fn text_of(&self, css: &str) -> String {
         let element = self.find(css).await;
+        self.text_of_element(&element).await
+    }
+
+    pub(crate) async fn text_of_element(&self, element: &str) -> String {
         self.command(reqwest::Method::GET, &format!("/element/{element}/text"), None).await.as_str().unwrap().to_owned()
+    }
+
+    /// An attribute of an element as written in the page, if it has it.
+    pub(crate) async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.find(css).await;
+        let value = self.command(reqwest::Method::GET, &format!("/element/{element}/attribute/{name}"), None).await;
+        value.as_str().map(str::to_owned)
+    }
+
+    /// The address of the page the browser shows.
+    pub(crate) async fn url(&self) -> String {
+        self.command(reqwest::Method::GET, "/url", None).await.as_str().unwrap().to_owned()
     }
 
     pub(crate) async fn source(&self) -> String {
@@ -136,11 +202,30 @@ impl Browser {
     /// Saves a screenshot under target/screenshots, for people to look at.
     pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.command(reqwest::Method::GET, "/screenshot", None).await;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
-        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(folder.join(format!("{name}.png")), bytes).unwrap();
+        save_screenshot(name, png.as_str().unwrap());
     }
+
+    /// As `screenshot`, of the whole page rather than the window (Chromium's own command,
+    /// through chromedriver).
+    pub(crate) async fn screenshot_page(&self, name: &str) {
+        let cdp = |cmd: &str, params: Value| {
+            self.command(reqwest::Method::POST, "/goog/cdp/execute", Some(json!({"cmd": cmd, "params": params})))
+        };
+        let metrics = cdp("Page.getLayoutMetrics", json!({})).await;
+        let size = &metrics["cssContentSize"];
+        let clip = json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
+        let png =
+            cdp("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true, "clip": clip})).await;
+        save_screenshot(name, png["data"].as_str().unwrap());
+    }
+}
+
+/// Writes a base64 PNG to target/screenshots/<name>.png.
+fn save_screenshot(name: &str, base64_png: &str) {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(base64_png).unwrap();
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(format!("{name}.png")), bytes).unwrap();
 }
 
 impl Drop for Browser {

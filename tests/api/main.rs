@@ -6,6 +6,7 @@ mod accessibility;
 mod api_keys;
 mod auth;
 mod bounces;
+mod branded_pages;
 mod browser;
 mod campaigns;
 mod cli;
