@@ -209,7 +209,8 @@ fn not_found(id: BrandId) -> Error {
 }
 
 /// Whom a person's link speaks to: their language, if known, and the brand asking (the
-/// form's, for a confirmation; else the default).
+/// form's, for a confirmation; else that of the form they last signed up on; else the
+/// default).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkAudience {
     pub locale: Option<String>,
@@ -236,6 +237,12 @@ pub async fn link_audience(db: &Db, keys: &Keys, kind: LinkKind, token: &str) ->
                 (crate::storage::preferences::find_data_request(conn, &subject)?.map(|row| row.contact_id), None)
             }
             _ => (subject.parse::<ContactId>().ok(), None),
+        };
+        // Without a form of its own, the link speaks for the form the person last signed
+        // up or confirmed on.
+        let form = match (form, contact) {
+            (None, Some(contact)) => repo::find_latest_form_of_contact(conn, contact)?,
+            (form, _) => form,
         };
         let brand_id = match form {
             Some(id) => crate::storage::forms::find_form(conn, id)?

@@ -3,8 +3,8 @@
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::schema::{brands, contacts};
-use crate::domain::{BrandId, ContactId};
+use super::schema::{brands, consent_events, contacts};
+use crate::domain::{BrandId, ContactId, FormId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = brands, treat_none_as_default_value = false)]
@@ -77,4 +77,17 @@ pub fn find_contact_locale(conn: &mut DbConnection, id: ContactId) -> QueryResul
 
 pub fn update_contact_locale(conn: &mut DbConnection, id: ContactId, locale: &str) -> QueryResult<usize> {
     diesel::update(contacts::table.find(id)).set(contacts::locale.eq(locale)).execute(conn)
+}
+
+/// The form of a contact's latest consent event that came through one: the form whose
+/// brand speaks to them.
+pub fn find_latest_form_of_contact(conn: &mut DbConnection, id: ContactId) -> QueryResult<Option<FormId>> {
+    let found: Option<Option<String>> = consent_events::table
+        .filter(consent_events::contact_id.eq(id))
+        .filter(consent_events::form_id.is_not_null())
+        .order(consent_events::seq.desc())
+        .select(consent_events::form_id)
+        .first(conn)
+        .optional()?;
+    Ok(found.flatten().and_then(|id| id.parse().ok()))
 }
