@@ -35,6 +35,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    setup_code: Option<String>,
 }
 
 impl Application {
@@ -56,6 +57,13 @@ impl Application {
         let ledger_key = LedgerKey::load(&settings)?;
         ledger::register_key(&db, &ledger_key).await?;
         bootstrap_admin(&db, &settings).await?;
+        // With no user at all, the console's first page creates the first admin, with a
+        // code only the server's log shows: reaching the port first is not enough.
+        let setup_code = crate::services::sessions::prepare_setup_code(&db).await?;
+        if let Some(code) = &setup_code {
+            let url = format!("{}/admin/setup", settings.base_url());
+            tracing::warn!(setup_code = %code, "no user yet: open {url} and enter the setup code {code} to create the first admin");
+        }
         let scripts = Scripts::load(&settings.plugins_dir, settings.script_limits())?;
         let transport = mail_transport(&settings)?;
         let mail_wake = Arc::new(Notify::new());
@@ -159,7 +167,7 @@ impl Application {
             .map_err(Error::internal)?
             .shutdown_timeout(shutdown_timeout)
             .run();
-        Ok(Self { port, server, state })
+        Ok(Self { port, server, state, setup_code })
     }
 
     pub fn port(&self) -> u16 {
@@ -167,6 +175,11 @@ impl Application {
     }
 
     /// The shared state, for tests that need the token signer or the database.
+    /// The first-run setup code printed in the log at start, while no user existed.
+    pub fn setup_code(&self) -> Option<&str> {
+        self.setup_code.as_deref()
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }

@@ -7,6 +7,7 @@ pub mod bounces;
 pub mod brands;
 pub mod campaigns;
 pub mod consent;
+pub mod console;
 pub mod contacts;
 pub mod extract;
 pub mod forms;
@@ -429,6 +430,7 @@ pub fn app(
         .into_app()
         .service(SwaggerUi::new("/docs/{_:.*}").external_url_unchecked("/openapi.json", spec))
         .service(web::redirect("/docs", "/docs/"))
+        .service(console::scope())
         .default_service(web::to(fallback))
 }
 

@@ -128,20 +128,15 @@ pub async fn telemetry(
 
 /// The landing page
 ///
-/// What this server is, where its API is documented, how to create the first admin and
-/// sign in (until the admin console exists).
+/// Leads to the console (`/admin`), whose first page says how to sign in (or, before the
+/// first admin exists, how to create one) and where the API is documented.
 #[utoipa::path(
     tag = "operations",
-    responses((status = 200, description = "What this server is and where to start", content_type = "text/html", body = String))
+    responses((status = 303, description = "To the console", headers(("Location" = String, description = "`/admin`"))))
 )]
 #[get("/")]
-pub async fn home(state: web::Data<AppState>) -> Result<HttpResponse> {
-    let frame = super::pages::Frame::new("en".to_owned(), None, None);
-    let context = minijinja::context! {
-        version => env!("CARGO_PKG_VERSION"),
-        base_url => state.settings.base_url(),
-    };
-    state.pages.page(actix_web::http::StatusCode::OK, "home.html", &frame, context)
+pub async fn home() -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, "/admin")).finish()
 }
 
 #[derive(Debug, Serialize, ToSchema)]

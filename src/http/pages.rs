@@ -33,12 +33,21 @@ impl Pages {
             ("action.html", include_str!("templates/action.html")),
             ("preferences.html", include_str!("templates/preferences.html")),
             ("survey.html", include_str!("templates/survey.html")),
-            ("home.html", include_str!("templates/home.html")),
             ("theme.css", include_str!("templates/theme.css")),
             ("frame_header.html", include_str!("templates/frame_header.html")),
             ("frame_footer.html", include_str!("templates/frame_footer.html")),
             ("embed.html", include_str!("templates/embed.html")),
             ("also_waiting.html", include_str!("templates/also_waiting.html")),
+            ("console/base.html", include_str!("console/templates/base.html")),
+            ("console/error.html", include_str!("console/templates/error.html")),
+            ("console/sign_in.html", include_str!("console/templates/sign_in.html")),
+            ("console/setup.html", include_str!("console/templates/setup.html")),
+            ("console/dashboard.html", include_str!("console/templates/dashboard.html")),
+            ("console/contacts.html", include_str!("console/templates/contacts.html")),
+            ("console/contact.html", include_str!("console/templates/contact.html")),
+            ("console/lists.html", include_str!("console/templates/lists.html")),
+            ("console/suppressions.html", include_str!("console/templates/suppressions.html")),
+            ("console/erase.html", include_str!("console/templates/erase.html")),
         ] {
             env.add_template(name, source).map_err(|e| Error::internal(format!("template {name}: {e}")))?;
         }

@@ -198,7 +198,7 @@ impl LoginGuard {
 
     /// Counts an attempt before its password is checked, so that concurrent attempts
     /// cannot all slip under the limit; a success takes it back ([`LoginGuard::succeeded`]).
-    fn attempt(&self, ip: Option<IpAddr>, account: &str) -> Result<()> {
+    pub(crate) fn attempt(&self, ip: Option<IpAddr>, account: &str) -> Result<()> {
         let now = Instant::now();
         let ip = ip.map(ip_key);
         // Over either limit: refused before any hashing, and not counted again, so that
@@ -241,6 +241,19 @@ pub async fn issue_token(
     email: &str,
     password: String,
 ) -> Result<IssuedToken> {
+    let user = check_credentials(db, guard, ip, email, password).await?;
+    tokens.issue(user.id, user.session_generation)
+}
+
+/// Checks an e-mail and password, within the login limits: the user they are, or 401
+/// (the same answer, taking as long, whether the address is known or not).
+pub async fn check_credentials(
+    db: &Db,
+    guard: &LoginGuard,
+    ip: Option<IpAddr>,
+    email: &str,
+    password: String,
+) -> Result<crate::storage::models::UserRow> {
     let refused = || Error::Unauthorized("the e-mail or password is wrong".to_owned());
     // Malformed addresses are counted under their trimmed, lowercased text, so that they
     // too are limited per account.
@@ -262,7 +275,7 @@ pub async fn issue_token(
     match user {
         Some(user) if matches => {
             guard.succeeded(ip, &key);
-            tokens.issue(user.id, user.session_generation)
+            Ok(user)
         }
         _ => Err(refused()),
     }

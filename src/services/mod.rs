@@ -24,6 +24,7 @@ pub mod partners;
 pub mod plugins;
 pub mod preferences;
 pub mod segments;
+pub mod sessions;
 pub mod signup;
 pub mod stats;
 pub mod suppressions;

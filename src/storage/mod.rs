@@ -24,6 +24,7 @@ pub mod plugins;
 pub mod preferences;
 pub mod schema;
 pub mod secrets;
+pub mod sessions;
 mod sql_types;
 pub mod stats;
 pub mod suppressions;

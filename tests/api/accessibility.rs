@@ -148,8 +148,8 @@ async fn every_public_page_has_no_serious_or_critical_accessibility_violation() 
     let mut audit = Audit::new();
 
     browser.goto(&app.url("/")).await;
-    browser.wait_for_text("consento").await;
-    audit.check(&browser, "home page").await;
+    browser.wait_for_text("Sign in").await;
+    audit.check(&browser, "console sign-in (the root leads there)").await;
 
     browser.goto(&app.url("/f/everything")).await;
     browser.wait_for_text("Our newsletter").await;
@@ -236,6 +236,49 @@ async fn every_public_page_has_no_serious_or_critical_accessibility_violation() 
     browser.wait_for_text("Page not found").await;
     audit.check(&browser, "unknown form").await;
 
+    // The console, as the admin meets it: a wrong password, then its pages.
+    browser.goto(&app.url("/admin/sign-in")).await;
+    browser.type_into("#email", crate::helpers::ADMIN_EMAIL).await;
+    browser.type_into("#password", "not the password").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("The e-mail or password is wrong.").await;
+    audit.check(&browser, "console sign-in refused").await;
+    browser.type_into("#password", crate::helpers::ADMIN_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Consents over the last 30 days").await;
+    audit.check(&browser, "console dashboard").await;
+    // The person above erased their data: another contact, with a consent of its own.
+    let (_, reader) = app.send(app.post("/api/v1/contacts", &json!({"email": "console.reader@example.org"}))).await;
+    let id = reader["id"].as_str().unwrap();
+    let consent =
+        json!({"purpose": format!("list:{list}"), "basis": "single_opt_in", "consent_text": "Send me the newsletter."});
+    app.send(app.post(&format!("/api/v1/contacts/{id}/consents"), &consent)).await;
+    browser.goto(&app.url("/admin/contacts?q=console.reader")).await;
+    browser.wait_for_text("console.reader@example.org").await;
+    audit.check(&browser, "console contacts").await;
+    browser.click("td a").await;
+    browser.wait_for_text("Consent timeline").await;
+    audit.check(&browser, "console contact").await;
+
+    if let Some(report) = audit.report() {
+        panic!("{report}");
+    }
+}
+
+#[tokio::test]
+async fn the_console_setup_page_has_no_serious_or_critical_accessibility_violation() {
+    let app = crate::helpers::spawn_app_without_users().await;
+    let browser = Browser::start().await;
+    let mut audit = Audit::new();
+    browser.goto(&app.url("/admin")).await;
+    browser.wait_for_text("Create the first admin").await;
+    audit.check(&browser, "console setup").await;
+    browser.type_into("#code", "WRONG").await;
+    browser.type_into("#email", "first@example.org").await;
+    browser.type_into("#password", "a long first passphrase").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("the setup code is wrong").await;
+    audit.check(&browser, "console setup refused").await;
     if let Some(report) = audit.report() {
         panic!("{report}");
     }

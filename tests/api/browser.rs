@@ -199,6 +199,11 @@ impl Browser {
         self.command(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": args}))).await
     }
 
+    /// Resizes the window (a desktop's, for pages made for one).
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
+        self.command(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
+    }
+
     /// Saves a screenshot under target/screenshots, for people to look at.
     pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.command(reqwest::Method::GET, "/screenshot", None).await;

@@ -35,6 +35,8 @@ pub struct TestApp {
     pub mail: MailServer,
     /// Removed when the test ends.
     pub database: TestDatabase,
+    /// The first-run code the server printed at start, while it had no user.
+    pub setup_code: Option<String>,
 }
 
 /// A data folder and, when testing PostgreSQL, a database, both new and removed on drop.
@@ -71,6 +73,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// A test app with some settings changed. Its mail goes to a real SMTP server of its own.
 pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut app = spawn_app_without_users_with(change).await;
+    let email = Email::parse(ADMIN_EMAIL).unwrap();
+    users::create_user(&app.state.db, NewUser { email, password: ADMIN_PASSWORD.to_owned(), role: Role::Admin })
+        .await
+        .expect("the admin is created");
+    app.admin_token = app.token_for(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    app
+}
+
+/// A server on its first run: no user yet, so its console asks for the setup code.
+pub async fn spawn_app_without_users() -> TestApp {
+    spawn_app_without_users_with(|_| {}).await
+}
+
+async fn spawn_app_without_users_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let database = TestDatabase::new();
     let mail = MailServer::start();
     let mut settings = Settings {
@@ -91,16 +108,9 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let app = Application::build(settings).await.expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
+    let setup_code = app.setup_code().map(str::to_owned);
     tokio::spawn(app.run_until_stopped());
-
-    let email = Email::parse(ADMIN_EMAIL).unwrap();
-    users::create_user(&state.db, NewUser { email, password: ADMIN_PASSWORD.to_owned(), role: Role::Admin })
-        .await
-        .expect("the admin is created");
-    let client = client();
-    let mut app = TestApp { address, client, state, admin_token: String::new(), mail, database };
-    app.admin_token = app.token_for(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    app
+    TestApp { address, client: client(), state, admin_token: String::new(), mail, database, setup_code }
 }
 
 /// An HTTP client that opens a connection per request: a kept-alive connection the

@@ -11,6 +11,7 @@ mod browser;
 mod campaigns;
 mod cli;
 mod consent;
+mod console;
 mod contacts;
 mod erasure;
 mod errors;

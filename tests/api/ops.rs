@@ -6,26 +6,6 @@ use serde_json::json;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
-async fn the_root_is_a_page_that_says_what_the_server_is_and_where_to_start() {
-    let app = spawn_app().await;
-    let response = app.client.get(app.url("/")).header("accept", "text/html").send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    let html = response.text().await.unwrap();
-    assert!(html.contains("consent-first email marketing server"), "{html}");
-    assert!(html.contains("consento user create --email") && html.contains("CONSENTO_ADMIN_PASSWORD"), "{html}");
-    // As a browser shows it (the template escapes the slashes of the server's own address).
-    let shown = html.replace("&#x2f;", "/");
-    assert!(shown.contains(&format!("curl -s -X POST {}/api/v1/auth/token", app.address)), "{html}");
-    // Its links lead somewhere.
-    for link in ["/docs/", "/openapi.json", "/healthz"] {
-        assert!(html.contains(&format!("href=\"{link}\"")), "{link} missing: {html}");
-        let response = app.client.get(app.url(link)).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{link}");
-    }
-}
-
-#[tokio::test]
 async fn health_and_readiness_answer_ok() {
     let app = spawn_app().await;
     for path in ["/healthz", "/readyz"] {

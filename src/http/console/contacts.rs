@@ -1,0 +1,249 @@
+//! Contacts: search and filter, and a contact's page with its consent timeline, the
+//! evidence of each event and the proof to download.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{Console, failure, page};
+use crate::domain::{ContactId, ContactStatus, ListId, Tag};
+use crate::error::{Error, FieldErrors};
+use crate::http::AppState;
+use crate::http::consent::ConsentEventResponse;
+use crate::services::contacts::{self, ContactQuery};
+use crate::services::pagination::PageRequest;
+use crate::services::{consent, ledger, lists};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ContactFilters {
+    /// Part of the address.
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    list: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    status: String,
+    cursor: Option<String>,
+    /// Set after an erasure, to say it happened.
+    erased: Option<String>,
+}
+
+impl ContactFilters {
+    fn parse(&self) -> Result<ContactQuery, Error> {
+        let mut errors = FieldErrors::new();
+        let some = |text: &str| Some(text.trim()).filter(|t| !t.is_empty()).map(str::to_owned);
+        let list = match some(&self.list) {
+            Some(id) => errors.check("list", id.parse::<ListId>().map_err(|_| "must be a list")),
+            None => None,
+        };
+        let tag = match some(&self.tag) {
+            Some(tag) => errors.check("tag", Tag::parse(&tag)),
+            None => None,
+        };
+        let status = match some(&self.status) {
+            Some(status) => errors.check("status", status.parse::<ContactStatus>()),
+            None => None,
+        };
+        let email = some(&self.q);
+        errors.finish(|| Some(ContactQuery { list, tag, status, email }))
+    }
+}
+
+const PAGE_SIZE: u32 = 50;
+
+pub async fn list(state: web::Data<AppState>, console: Console, filters: web::Query<ContactFilters>) -> HttpResponse {
+    let found = async {
+        let query = filters.parse()?;
+        let page = PageRequest::parse(filters.cursor.as_deref(), Some(PAGE_SIZE))?;
+        let contacts = contacts::list_contacts(&state.db, query, page).await?;
+        let lists = lists::list_lists(&state.db, PageRequest::parse(None, Some(200))?).await?;
+        Ok::<_, Error>((contacts, lists))
+    };
+    let (contacts, lists) = match found.await {
+        Ok(found) => found,
+        Err(error) => return failure(&state, &console.frame, error),
+    };
+    let rows: Vec<minijinja::Value> = contacts
+        .items
+        .iter()
+        .map(|c| {
+            minijinja::context! {
+                id => c.id.to_string(), email => c.email.as_str(), status => c.status.to_string(),
+                country => c.country.as_ref().map(|c| c.as_str().to_owned()),
+                tags => c.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
+                lists => c.lists.len(), created_at => c.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            }
+        })
+        .collect();
+    let list_options: Vec<minijinja::Value> =
+        lists.items.iter().map(|l| minijinja::context! { id => l.id.to_string(), name => &l.name }).collect();
+    let next = contacts.next_cursor.map(|cursor| {
+        let query = serde_urlencoded::to_string([
+            ("q", filters.q.as_str()),
+            ("list", filters.list.as_str()),
+            ("tag", filters.tag.as_str()),
+            ("status", filters.status.as_str()),
+            ("cursor", cursor.as_str()),
+        ])
+        .unwrap_or_default();
+        format!("/admin/contacts?{query}")
+    });
+    let context = minijinja::context! {
+        title => crate::i18n::text(&console.frame.locale, "admin_contacts"),
+        rows, lists => list_options, next,
+        filters => minijinja::context! { q => &filters.q, list => &filters.list, tag => &filters.tag, status => &filters.status },
+        statuses => ["active", "unsubscribed", "bounced", "complained"], erased => filters.erased.is_some(),
+    };
+    page(&state, &console, "contacts.html", "contacts", context)
+}
+
+pub async fn show(state: web::Data<AppState>, console: Console, id: web::Path<String>) -> HttpResponse {
+    let found = async {
+        let id: ContactId = crate::http::extract::parse_id(&id, "contact")?;
+        consent::export_contact(&state.db, &state.keys, id).await
+    };
+    let export = match found.await {
+        Ok(export) => export,
+        Err(error) => return failure(&state, &console.frame, error),
+    };
+    let Some(contact) = export.contact.as_ref() else {
+        return failure(&state, &console.frame, Error::NotFound("this contact was erased".to_owned()));
+    };
+    let mut list_names = Vec::new();
+    for list in &contact.lists {
+        if let Ok(found) = lists::find_list(&state.db, *list).await {
+            list_names.push(found.name);
+        }
+    }
+    let events: Vec<ConsentEventResponse> = export.consents.events.iter().cloned().rev().map(Into::into).collect();
+    let current: Vec<minijinja::Value> = export
+        .consents
+        .current
+        .iter()
+        .map(|c| {
+            minijinja::context! {
+                purpose => c.purpose.to_string(), status => c.status.to_string(), basis => c.basis.to_string(),
+                granted_at => c.granted_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            }
+        })
+        .collect();
+    let campaigns: Vec<minijinja::Value> = export
+        .campaigns
+        .iter()
+        .map(|c| {
+            minijinja::context! {
+                name => &c.name, subject => &c.subject, status => c.status.to_string(), reason => &c.reason,
+                sent_at => c.sent_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()),
+            }
+        })
+        .collect();
+    let context = minijinja::context! {
+        title => contact.email.as_str(),
+        contact => minijinja::context! {
+            id => contact.id.to_string(), email => contact.email.as_str(), status => contact.status.to_string(),
+            company => &contact.company, country => contact.country.as_ref().map(|c| c.as_str().to_owned()),
+            tags => contact.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
+            attributes => serde_json::to_string_pretty(&contact.attributes).unwrap_or_default(),
+            has_attributes => !contact.attributes.is_empty(),
+            created_at => contact.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        },
+        lists => list_names, current, events, campaigns, surveys => export.survey_responses.len(),
+    };
+    page(&state, &console, "contact.html", "contacts", context)
+}
+
+/// The contact's proof bundle as a file to keep or hand to a regulator.
+pub async fn proof(state: web::Data<AppState>, console: Console, id: web::Path<String>) -> HttpResponse {
+    let found = async {
+        let id: ContactId = crate::http::extract::parse_id(&id, "contact")?;
+        ledger::contact_proof(&state.db, id).await.map(|bundle| (id, bundle))
+    };
+    match found.await {
+        Ok((id, bundle)) => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"consent-proof-{id}.json\"")))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(crate::http::ledger::ProofBundleResponse::from(bundle)),
+        Err(error) => failure(&state, &console.frame, error),
+    }
+}
+
+/// Everything held about the person, as the API's export gives it, to download.
+pub async fn export(state: web::Data<AppState>, console: Console, id: web::Path<String>) -> HttpResponse {
+    let found = async {
+        let id: ContactId = crate::http::extract::parse_id(&id, "contact")?;
+        consent::export_contact(&state.db, &state.keys, id).await.map(|export| (id, export))
+    };
+    match found.await {
+        Ok((id, export)) => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"contact-{id}.json\"")))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(crate::http::consent::ExportResponse::from(export)),
+        Err(error) => failure(&state, &console.frame, error),
+    }
+}
+
+/// The page that asks to confirm an erasure: the address typed again.
+pub async fn show_erase(state: web::Data<AppState>, console: Console, id: web::Path<String>) -> HttpResponse {
+    let found = async {
+        console.require(crate::domain::Role::Editor)?;
+        let id: ContactId = crate::http::extract::parse_id(&id, "contact")?;
+        contacts::find_contact(&state.db, id).await
+    };
+    match found.await {
+        Ok(contact) => {
+            let title = crate::i18n::text(&console.frame.locale, "admin_erase_title");
+            let context = minijinja::context! { title, id => contact.id.to_string(), email => contact.email.as_str(), error => false };
+            page(&state, &console, "erase.html", "contacts", context)
+        }
+        Err(error) => failure(&state, &console.frame, error),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EraseForm {
+    #[serde(default)]
+    csrf: String,
+    /// The address, typed again.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Erases a person once their address is typed again: their data goes, their ledger
+/// events keep no personal field, the address stays suppressed.
+pub async fn erase(
+    state: web::Data<AppState>,
+    console: Console,
+    id: web::Path<String>,
+    form: web::Form<EraseForm>,
+) -> HttpResponse {
+    let found = async {
+        console.check_csrf(&form.csrf)?;
+        console.require(crate::domain::Role::Editor)?;
+        let id: ContactId = crate::http::extract::parse_id(&id, "contact")?;
+        contacts::find_contact(&state.db, id).await
+    };
+    let contact = match found.await {
+        Ok(contact) => contact,
+        Err(error) => return failure(&state, &console.frame, error),
+    };
+    let typed = crate::domain::Email::parse(&form.confirm).map(|e| e.key()).unwrap_or_default();
+    if typed != contact.email.key() {
+        let title = crate::i18n::text(&console.frame.locale, "admin_erase_title");
+        let context =
+            minijinja::context! { title, id => contact.id.to_string(), email => contact.email.as_str(), error => true };
+        let mut response = page(&state, &console, "erase.html", "contacts", context);
+        *response.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+        return response;
+    }
+    match consent::erase_contact(&state.db, &state.keys, contact.id).await {
+        Ok(()) => {
+            tracing::info!(contact = %contact.id, user = %console.session.user.id, "a contact was erased from the console");
+            super::redirect("/admin/contacts?erased=1")
+        }
+        Err(error) => failure(&state, &console.frame, error),
+    }
+}

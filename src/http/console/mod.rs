@@ -1,0 +1,229 @@
+//! The console under `/admin`: server-rendered pages for the people who run consento, on
+//! the same services as the API (no rule of its own). It works without JavaScript and with
+//! every asset in the binary.
+//!
+//! Pages are not part of the OpenAPI document, which describes the API: they are
+//! registered here, outside it.
+//!
+//! Sign-in opens a session held in an HttpOnly, SameSite cookie (Secure behind HTTPS);
+//! every state change is a POST carrying the session's CSRF token, and a POST from
+//! another origin is refused whatever it carries.
+
+mod auth;
+mod contacts;
+mod dashboard;
+mod lists;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use super::AppState;
+use super::pages::Frame;
+use crate::domain::Role;
+use crate::error::Error;
+use crate::i18n;
+use crate::services::sessions::{self, Session};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "consento_session";
+
+/// The policy of every console page: nothing from elsewhere, no framing.
+const CONSOLE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; \
+                           base-uri 'none'; frame-ancestors 'none'";
+
+/// The console's routes.
+pub fn scope() -> actix_web::Scope {
+    web::scope("/admin")
+        .route("", web::get().to(dashboard::show))
+        .route("/", web::get().to(dashboard::show))
+        .route("/setup", web::get().to(auth::show_setup))
+        .route("/setup", web::post().to(auth::setup))
+        .route("/sign-in", web::get().to(auth::show_sign_in))
+        .route("/sign-in", web::post().to(auth::sign_in))
+        .route("/sign-out", web::post().to(auth::sign_out))
+        .route("/contacts", web::get().to(contacts::list))
+        .route("/contacts/{id}", web::get().to(contacts::show))
+        .route("/contacts/{id}/proof", web::get().to(contacts::proof))
+        .route("/contacts/{id}/export", web::get().to(contacts::export))
+        .route("/contacts/{id}/erase", web::get().to(contacts::show_erase))
+        .route("/contacts/{id}/erase", web::post().to(contacts::erase))
+        .route("/lists", web::get().to(lists::list))
+        .route("/suppressions", web::get().to(lists::show_suppressions))
+        .route("/suppressions", web::post().to(lists::add_suppression))
+}
+
+/// A signed-in user, found from the session cookie. A request without a valid session is
+/// sent to the sign-in page (or, before the first admin exists, to the setup page).
+pub struct Console {
+    pub session: Session,
+    pub frame: Frame,
+}
+
+impl Console {
+    /// `Ok` when the user's role covers `needed`; else the refusal page.
+    pub fn require(&self, needed: Role) -> Result<(), Error> {
+        self.session.require(needed)
+    }
+
+    /// Checks a form's CSRF token against the session's, in constant time.
+    pub fn check_csrf(&self, token: &str) -> Result<(), Error> {
+        let expected = self.session.csrf_token.as_bytes();
+        let given = token.as_bytes();
+        let same =
+            expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                "the form is out of date or was not sent from the console: reload it and try again".to_owned(),
+            ))
+        }
+    }
+}
+
+impl FromRequest for Console {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+                return Err(actix_web::error::ErrorInternalServerError("no state"));
+            };
+            let unsigned = |to: &str| actix_web::error::InternalError::from_response("", redirect(to)).into();
+            if req.method() == actix_web::http::Method::POST && !same_origin(&req, &state) {
+                let frame = frame(&req, None);
+                let page = error_page(
+                    &state,
+                    &frame,
+                    StatusCode::FORBIDDEN,
+                    "admin_forbidden_title",
+                    "the request came from another site",
+                );
+                return Err(actix_web::error::InternalError::from_response("", page).into());
+            }
+            let secret = req.cookie(COOKIE).map(|c| c.value().to_owned());
+            let session = match secret {
+                Some(secret) => sessions::find_session(&state.db, &secret)
+                    .await
+                    .map_err(actix_web::error::ErrorInternalServerError)?,
+                None => None,
+            };
+            match session {
+                Some(session) => Ok(Console { frame: frame(&req, None), session }),
+                None if sessions::setup_needed(&state.db).await.unwrap_or(false) => Err(unsigned("/admin/setup")),
+                None => Err(unsigned("/admin/sign-in")),
+            }
+        })
+    }
+}
+
+/// Whether a POST comes from this server's own pages: its `Origin` (or, without one, its
+/// `Referer`) names this server. A browser always sends one of them with a form post.
+fn same_origin(req: &HttpRequest, state: &AppState) -> bool {
+    let base = state.signup.base_url.trim_end_matches('/');
+    let own = |url: &str| url == base || url.starts_with(&format!("{base}/"));
+    match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => own(origin),
+        None => req.headers().get(header::REFERER).and_then(|v| v.to_str().ok()).is_some_and(own),
+    }
+}
+
+/// The console's language: the browser's.
+pub fn frame(req: &HttpRequest, brand: Option<&crate::domain::brand::Brand>) -> Frame {
+    Frame::new(super::pages::locale(req, None), brand, None)
+}
+
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to.to_owned())).finish()
+}
+
+/// A console page's response: private, never cached, never framed.
+pub fn html(status: StatusCode, html: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONSOLE_CSP))
+        .body(html)
+}
+
+/// Renders a console page for a signed-in user: the template sees `user`, `csrf` and `nav`.
+pub fn page(state: &AppState, console: &Console, name: &str, nav: &str, context: impl Serialize) -> HttpResponse {
+    let session = &console.session;
+    let user = minijinja::context! { email => session.user.email.as_str(), role => session.user.role.to_string(),
+    can_edit => session.user.role.allows(Role::Editor), is_admin => session.user.role.allows(Role::Admin) };
+    let context =
+        minijinja::context! { user, csrf => &session.csrf_token, nav, ..minijinja::Value::from_serialize(context) };
+    match state.pages.render(&format!("console/{name}"), &console.frame, context) {
+        Ok(body) => html(StatusCode::OK, body),
+        Err(error) => failure(state, &console.frame, error),
+    }
+}
+
+/// The page for an error met while serving a console page.
+pub fn failure(state: &AppState, frame: &Frame, error: Error) -> HttpResponse {
+    match error {
+        Error::Unauthorized(_) => redirect("/admin/sign-in"),
+        Error::Forbidden(message) => error_page(state, frame, StatusCode::FORBIDDEN, "admin_forbidden_title", &message),
+        Error::NotFound(message) => error_page(state, frame, StatusCode::NOT_FOUND, "admin_not_found_title", &message),
+        Error::Validation(errors) => {
+            let message = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+            error_page(state, frame, StatusCode::UNPROCESSABLE_ENTITY, "admin_invalid_title", &message)
+        }
+        Error::TooManyRequests { retry_after } => {
+            let message = i18n::text(&frame.locale, "too_many_text");
+            let mut response = error_page(state, frame, StatusCode::TOO_MANY_REQUESTS, "too_many_title", message);
+            if let Ok(value) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        other => {
+            tracing::error!(error = %other, cause = ?std::error::Error::source(&other), "a console page failed");
+            error_page(
+                state,
+                frame,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "admin_error_title",
+                i18n::text(&frame.locale, "admin_error_text"),
+            )
+        }
+    }
+}
+
+fn error_page(state: &AppState, frame: &Frame, status: StatusCode, title_key: &str, message: &str) -> HttpResponse {
+    let title = i18n::text(&frame.locale, title_key);
+    match state.pages.render("console/error.html", frame, minijinja::context! { title, message }) {
+        Ok(body) => html(status, body),
+        Err(_) => HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(message.to_owned()),
+    }
+}
+
+/// The session cookie for a secret: HttpOnly, SameSite=Lax, for the console's paths
+/// only, Secure when the server is reached over HTTPS.
+pub fn session_cookie(state: &AppState, secret: &str) -> Cookie<'static> {
+    let secure = state.signup.base_url.starts_with("https://");
+    Cookie::build(COOKIE, secret.to_owned())
+        .path("/admin")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(actix_web::cookie::time::Duration::seconds(sessions::SESSION_LIFETIME.num_seconds()))
+        .finish()
+}
+
+/// A cookie that removes the session cookie.
+pub fn cleared_cookie(state: &AppState) -> Cookie<'static> {
+    let mut cookie = session_cookie(state, "");
+    cookie.make_removal();
+    cookie
+}

@@ -1,0 +1,430 @@
+//! The console under `/admin`: first run, sign-in, sessions and CSRF, and what its pages
+//! show, as the people who run consento use it (a browser's form posts, its cookie).
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, spawn_app, spawn_app_without_users};
+
+/// A signed-in browser: its session cookie and the CSRF token its pages carry.
+pub struct SignedIn {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// The `Set-Cookie` of a response, whole.
+fn set_cookie(response: &reqwest::Response) -> String {
+    response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token of a page's forms.
+fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a form with its CSRF token") + 19;
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+impl TestApp {
+    /// A POST as a browser sends it from a console page: form-encoded, from this origin.
+    pub fn console_post(&self, path: &str, cookie: Option<&str>) -> reqwest::RequestBuilder {
+        let request = self.client.post(self.url(path)).header("origin", &self.address);
+        match cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        }
+    }
+
+    pub async fn console_get(&self, path: &str, cookie: &str) -> (StatusCode, String) {
+        let response = self.client.get(self.url(path)).header("cookie", cookie).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> SignedIn {
+        let response = self
+            .console_post("/admin/sign-in", None)
+            .form(&[("email", email), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", response.text().await.unwrap());
+        let cookie = cookie_pair(&set_cookie(&response));
+        let (status, html) = self.console_get("/admin", &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        SignedIn { csrf: csrf_of(&html), cookie }
+    }
+}
+
+#[tokio::test]
+async fn the_root_leads_to_the_console_whose_sign_in_page_points_to_the_api() {
+    let app = spawn_app().await;
+    let root = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!((root.status(), root.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/admin"));
+    let console = app.client.get(app.url("/admin")).send().await.unwrap();
+    assert_eq!(
+        (console.status(), console.headers()["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/admin/sign-in")
+    );
+    let page = app.client.get(app.url("/admin/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<h1>Sign in</h1>") && html.contains("autocomplete=\"current-password\""), "{html}");
+    for link in ["/docs/", "/openapi.json", "/healthz"] {
+        assert!(html.contains(&format!("href=\"{link}\"")), "{link}: {html}");
+        assert_eq!(app.client.get(app.url(link)).send().await.unwrap().status(), StatusCode::OK, "{link}");
+    }
+}
+
+#[tokio::test]
+async fn the_first_admin_is_created_only_with_the_setup_code_from_the_servers_log() {
+    let app = spawn_app_without_users().await;
+    let code = app.setup_code.clone().expect("a first run prints a setup code");
+    let to = app.client.get(app.url("/admin")).send().await.unwrap();
+    assert_eq!(to.headers()["location"], "/admin/setup", "no user yet: the console asks for the setup");
+    let page = app.client.get(app.url("/admin/setup")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("setup code"), "{page}");
+
+    let setup = |code: String| {
+        app.console_post("/admin/setup", None).form(&[
+            ("code", code.as_str()),
+            ("email", "first@example.org"),
+            ("password", "a long first passphrase"),
+        ])
+    };
+    // Whoever reaches the port first without the code takes nothing.
+    let wrong = setup("AAAA-BBBB-CCCC-DDDD-EEEE".to_owned()).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert!(wrong.text().await.unwrap().contains("the setup code is wrong or was used"));
+    let (status, _) = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/auth/token"))
+                .json(&json!({"email": "first@example.org", "password": "a long first passphrase"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no user was made");
+
+    // The code as typed by a person (lower case, without dashes) works, once.
+    let typed = code.replace('-', "").to_lowercase();
+    let done = setup(typed.clone()).send().await.unwrap();
+    assert_eq!((done.status(), done.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/admin"));
+    let cookie = set_cookie(&done);
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{attribute}: {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP on loopback: {cookie}");
+    let (status, dashboard) = app.console_get("/admin", &cookie_pair(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(dashboard.contains("first@example.org (admin)") && dashboard.contains("<h1>Dashboard</h1>"), "{dashboard}");
+    let again = setup(code).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::FORBIDDEN, "the code works once");
+    let page = app.client.get(app.url("/admin/setup")).send().await.unwrap();
+    assert_eq!(page.headers()["location"], "/admin/sign-in", "the setup page is gone once an admin exists");
+}
+
+#[tokio::test]
+async fn sign_in_refuses_a_wrong_password_and_sign_out_ends_the_session() {
+    let app = spawn_app().await;
+    let wrong = app
+        .console_post("/admin/sign-in", None)
+        .form(&[("email", ADMIN_EMAIL), ("password", "not the password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&wrong).is_empty(), "no session for a wrong password");
+    let page = wrong.text().await.unwrap();
+    assert!(page.contains("The e-mail or password is wrong.") && page.contains(ADMIN_EMAIL), "{page}");
+
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    // A POST without the page's CSRF token changes nothing; neither does one from another site.
+    let forged =
+        app.console_post("/admin/sign-out", Some(&session.cookie)).form(&[("csrf", "guessed")]).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let elsewhere = app
+        .client
+        .post(app.url("/admin/sign-out"))
+        .header("origin", "https://evil.example")
+        .header("cookie", &session.cookie)
+        .form(&[("csrf", session.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.console_get("/admin", &session.cookie).await.0, StatusCode::OK, "still signed in");
+
+    let out = app
+        .console_post("/admin/sign-out", Some(&session.cookie))
+        .form(&[("csrf", session.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((out.status(), out.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/admin/sign-in"));
+    assert!(set_cookie(&out).contains("Max-Age=0"), "the cookie is removed");
+    let after = app.client.get(app.url("/admin")).header("cookie", &session.cookie).send().await.unwrap();
+    assert_eq!(after.headers()["location"], "/admin/sign-in", "the old cookie opens nothing");
+}
+
+#[tokio::test]
+async fn a_session_ends_when_idle_too_long_and_when_the_password_changes() {
+    let app = spawn_app().await;
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    app.state
+        .db
+        .write(|conn| {
+            use consento::storage::schema::console_sessions;
+            use diesel::prelude::*;
+            let long_ago = consento::storage::now() - chrono::TimeDelta::hours(3);
+            diesel::update(console_sessions::table).set(console_sessions::last_seen_at.eq(long_ago)).execute(conn)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let idle = app.client.get(app.url("/admin")).header("cookie", &session.cookie).send().await.unwrap();
+    assert_eq!(idle.headers()["location"], "/admin/sign-in", "idle for three hours");
+
+    let viewer_token = app.user_token("viewer").await;
+    let (_, me) = app.send(app.client.get(app.url("/api/v1/users?limit=10")).bearer_auth(&app.admin_token)).await;
+    let viewer = me["items"].as_array().unwrap().iter().find(|u| u["role"] == "viewer").unwrap().clone();
+    let email = viewer["email"].as_str().unwrap().to_owned();
+    let session = app.sign_in(&email, "a user passphrase").await;
+    let (status, page) = app.console_get("/admin/contacts", &session.cookie).await;
+    assert_eq!(status, StatusCode::OK, "a viewer reads: {page}");
+    assert!(page.contains(&format!("{email} (viewer)")), "{page}");
+    let id = viewer["id"].as_str().unwrap();
+    let (status, _) =
+        app.send(app.patch(&format!("/api/v1/users/{id}"), &json!({"password": "another long passphrase"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let changed = app.client.get(app.url("/admin")).header("cookie", &session.cookie).send().await.unwrap();
+    assert_eq!(changed.headers()["location"], "/admin/sign-in", "a new password ends the old sessions");
+    drop(viewer_token);
+}
+
+#[tokio::test]
+async fn a_contacts_page_shows_its_consent_timeline_with_the_evidence_and_its_proof_downloads() {
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("timeline", "double", json!({})).await;
+    let email = "ada.timeline@example.org";
+    app.submit_form("timeline", &[("email", email), ("consent", &list)]).await;
+    let link = app.mail.wait_for(email, 1).await[0].link(&format!("{}/confirm/", app.address));
+    app.client.post(&link).header("user-agent", "ConfirmingBrowser/2.0").send().await.unwrap();
+    app.ledger_sequenced().await;
+
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (status, found) = app.console_get("/admin/contacts?q=timeline", &session.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = app.contact_by_email(email).await.unwrap()["id"].as_str().unwrap().to_owned();
+    assert!(found.contains(&format!("<a href=\"/admin/contacts/{id}\">{email}</a>")), "{found}");
+    let (_, none) = app.console_get("/admin/contacts?q=nobody-here", &session.cookie).await;
+    assert!(none.contains("No contact matches."), "{none}");
+    let (status, bad) = app.console_get("/admin/contacts?status=sleeping", &session.cookie).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert!(bad.contains("status"), "the page names the filter at fault: {bad}");
+
+    let (status, page) = app.console_get(&format!("/admin/contacts/{id}"), &session.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for shown in [
+        "confirmed",
+        "granted",
+        "double_opt_in",
+        "single_opt_in",
+        "“Send me the newsletter. I can unsubscribe at any time.”",
+        "TestBrowser/1.0",
+        "ConfirmingBrowser/2.0",
+        "https://www.example.org/newsletter",
+        "127.0.0.1",
+        "List for timeline",
+        "public",
+    ] {
+        assert!(page.contains(shown), "the timeline shows {shown:?}: {page}");
+    }
+    let proof = app
+        .client
+        .get(app.url(&format!("/admin/contacts/{id}/proof")))
+        .header("cookie", &session.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proof.status(), StatusCode::OK);
+    assert!(proof.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let bundle: serde_json::Value = proof.json().await.unwrap();
+    assert_eq!(bundle["format"], "consento-proof-bundle/1");
+    assert_eq!(bundle["events"].as_array().map(Vec::len), Some(2), "{bundle}");
+
+    let anonymous = app.client.get(app.url(&format!("/admin/contacts/{id}"))).send().await.unwrap();
+    assert_eq!(anonymous.headers()["location"], "/admin/sign-in", "nobody reads a contact without signing in");
+}
+
+#[tokio::test]
+async fn a_viewer_reads_lists_and_suppressions_and_is_refused_every_change() {
+    let app = spawn_app().await;
+    let list = app.create_list("Console list").await;
+    let contact = app.create_contact(json!({"email": "kept@example.org"})).await;
+    let id = contact["id"].as_str().unwrap();
+    let viewer_token = app.user_token("viewer").await;
+    let (_, users) = app.send(app.get("/api/v1/users?limit=10")).await;
+    let email = users["items"].as_array().unwrap().iter().find(|u| u["role"] == "viewer").unwrap()["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(viewer_token);
+    let viewer = app.sign_in(&email, "a user passphrase").await;
+
+    let (status, lists) = app.console_get("/admin/lists", &viewer.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(lists.contains(&format!("<a href=\"/admin/contacts?list={list}\">Console list</a>")), "{lists}");
+    let (_, suppressions) = app.console_get("/admin/suppressions", &viewer.cookie).await;
+    assert!(
+        !suppressions.contains("action=\"/admin/suppressions\" method")
+            && !suppressions.contains("Suppress an address"),
+        "a viewer is not offered the change: {suppressions}"
+    );
+    let (_, contact_page) = app.console_get(&format!("/admin/contacts/{id}"), &viewer.cookie).await;
+    assert!(!contact_page.contains("Erase this person"), "{contact_page}");
+
+    // Posted anyway, with a valid token, each change is refused and nothing changes.
+    let suppress = app
+        .console_post("/admin/suppressions", Some(&viewer.cookie))
+        .form(&[("csrf", viewer.csrf.as_str()), ("email", "kept@example.org"), ("reason", "manual")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suppress.status(), StatusCode::FORBIDDEN);
+    let erase = app
+        .console_post(&format!("/admin/contacts/{id}/erase"), Some(&viewer.cookie))
+        .form(&[("csrf", viewer.csrf.as_str()), ("confirm", "kept@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erase.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.console_get(&format!("/admin/contacts/{id}/erase"), &viewer.cookie).await.0, StatusCode::FORBIDDEN);
+    assert!(app.contact_by_email("kept@example.org").await.is_some());
+    let (_, found) = app.send(app.get("/api/v1/suppressions?email=kept@example.org")).await;
+    assert_eq!(found["items"], json!([]));
+}
+
+#[tokio::test]
+async fn an_editor_suppresses_an_address_and_erases_a_person_only_after_typing_it_again() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let added = app
+        .console_post("/admin/suppressions", Some(&admin.cookie))
+        .form(&[("csrf", admin.csrf.as_str()), ("email", "Phoned.In@example.org"), ("reason", "manual")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::OK);
+    assert!(added.text().await.unwrap().contains("The address is suppressed."));
+    let (_, found) = app.console_get("/admin/suppressions?email=phoned.in@example.org", &admin.cookie).await;
+    assert!(found.contains("<td>manual</td>"), "{found}");
+    let bad = app
+        .console_post("/admin/suppressions", Some(&admin.cookie))
+        .form(&[("csrf", admin.csrf.as_str()), ("email", "not an address"), ("reason", "manual")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.unwrap().contains("email: "), "the field at fault is named");
+
+    let contact = app.create_contact(json!({"email": "leaving@example.org"})).await;
+    let id = contact["id"].as_str().unwrap();
+    let (status, ask) = app.console_get(&format!("/admin/contacts/{id}/erase"), &admin.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ask.contains("This cannot be undone.") && ask.contains("leaving@example.org"), "{ask}");
+    let mistyped = app
+        .console_post(&format!("/admin/contacts/{id}/erase"), Some(&admin.cookie))
+        .form(&[("csrf", admin.csrf.as_str()), ("confirm", "leavin@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mistyped.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(app.contact_by_email("leaving@example.org").await.is_some(), "nothing erased on a mistyped address");
+    let export = app
+        .client
+        .get(app.url(&format!("/admin/contacts/{id}/export")))
+        .header("cookie", &admin.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(export.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert_eq!(export.json::<serde_json::Value>().await.unwrap()["contact"]["email"], "leaving@example.org");
+    let erased = app
+        .console_post(&format!("/admin/contacts/{id}/erase"), Some(&admin.cookie))
+        .form(&[("csrf", admin.csrf.as_str()), ("confirm", "LEAVING@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (erased.status(), erased.headers()["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/admin/contacts?erased=1")
+    );
+    assert!(app.contact_by_email("leaving@example.org").await.is_none());
+    let (_, found) = app.send(app.get("/api/v1/suppressions?email=leaving@example.org")).await;
+    assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "the address stays suppressed");
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_in_a_browser_finds_a_person_and_reads_their_consent_timeline() {
+    use crate::browser::Browser;
+    let app = spawn_app().await;
+    let (_, list) = app.form_on_new_list("coffee", "double", json!({"title": "The coffee letter"})).await;
+    for (email, agent) in [("grace@example.org", "Firefox/140.0"), ("alan@example.org", "Safari/18.4")] {
+        let response = app
+            .client
+            .post(app.url("/f/coffee"))
+            .header("user-agent", agent)
+            .header("referer", "https://www.example.org/newsletter")
+            .form(&[("email", email), ("consent", list.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let link = app.mail.wait_for(email, 1).await[0].link(&format!("{}/confirm/", app.address));
+        app.client.post(&link).header("user-agent", agent).send().await.unwrap();
+    }
+    app.ledger_sequenced().await;
+
+    let browser = Browser::start().await;
+    browser.resize(1280, 900).await;
+    browser.goto(&app.url("/")).await;
+    browser.wait_for_text("Sign in").await;
+    browser.type_into("#email", ADMIN_EMAIL).await;
+    browser.type_into("#password", "a wrong passphrase").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("The e-mail or password is wrong.").await;
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Consents over the last 30 days").await;
+    assert_eq!(browser.text_of(".cards .card:first-child .figure").await, "2", "two contacts");
+    browser.screenshot_page("console-dashboard").await;
+
+    browser.click("nav a[href='/admin/contacts']").await;
+    browser.wait_for_text("grace@example.org").await;
+    browser.type_into("#q", "grace").await;
+    browser.click(".filters button[type=submit]").await;
+    browser.wait_for_text("E-mail contains").await;
+    let listed = browser.text_of("table tbody").await;
+    assert!(listed.contains("grace@example.org") && !listed.contains("alan@example.org"), "{listed}");
+    browser.click("td a").await;
+    browser.wait_for_text("Consent timeline").await;
+    let timeline = browser.text_of("ol.timeline").await;
+    for shown in [
+        "confirmed",
+        "granted",
+        "double_opt_in",
+        "Firefox/140.0",
+        "Send me the newsletter. I can unsubscribe at any time.",
+        "https://www.example.org/newsletter",
+    ] {
+        assert!(timeline.contains(shown), "the timeline reads {shown:?}: {timeline}");
+    }
+    browser.screenshot_page("console-contact-timeline").await;
+
+    browser.click("header.top button[type=submit]").await;
+    browser.wait_for_text("Sign in").await;
+    browser.goto(&app.url("/admin/contacts")).await;
+    browser.wait_for_text("Sign in").await;
+}
