@@ -27,7 +27,7 @@ pub struct BrandRequest {
     /// The postal address, on one or several lines.
     #[schema(example = "12 rue des Fleurs\n75011 Paris\nFrance")]
     pub postal_address: String,
-    #[schema(value_type = super::values::HttpUrl, example = "https://acme.example/privacy")]
+    #[schema(value_type = super::values::PolicyUrl, example = "https://acme.example/privacy")]
     pub privacy_policy_url: String,
     /// Buttons and links, as `#rrggbb`.
     #[schema(pattern = "^#[0-9A-Fa-f]{6}$", example = "#7c2d12")]

@@ -236,7 +236,7 @@ impl utoipa::PartialSchema for FormResponse {
         object.additional_properties = None;
         object.description = Some("A form: its definition, its version and its addresses.".to_owned());
         let warnings = utoipa::openapi::schema::ArrayBuilder::new()
-            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("FieldFault")))
+            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("FieldError")))
             .description(Some(
                 "What to know before people meet the form: it is saved, but a passive form, a vague consent text \
                  or a missing brand would weaken its consent or its page.",

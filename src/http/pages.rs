@@ -46,6 +46,8 @@ impl Pages {
             ("console/contacts.html", include_str!("console/templates/contacts.html")),
             ("console/contact.html", include_str!("console/templates/contact.html")),
             ("console/lists.html", include_str!("console/templates/lists.html")),
+            ("console/forms.html", include_str!("console/templates/forms.html")),
+            ("console/form.html", include_str!("console/templates/form.html")),
             ("console/suppressions.html", include_str!("console/templates/suppressions.html")),
             ("console/erase.html", include_str!("console/templates/erase.html")),
         ] {

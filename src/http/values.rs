@@ -206,6 +206,16 @@ pub struct EmailText(String);
 #[allow(dead_code)]
 pub struct HttpUrl(String);
 
+/// A privacy policy's address: https, or http on the local machine (to try things out).
+#[derive(ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = "^(https://[^\\s/?#]+|http://(localhost|127\\.0\\.0\\.1)([:/][^\\s]*)?$)[^\\s]*$",
+    example = "https://example.org/privacy"
+)]
+#[allow(dead_code)]
+pub struct PolicyUrl(String);
+
 /// A hook's name: a Rhai function name.
 #[derive(ToSchema)]
 #[schema(value_type = String, pattern = "^[A-Za-z_][A-Za-z0-9_]*$", example = "eligible")]

@@ -259,6 +259,21 @@ async fn every_public_page_has_no_serious_or_critical_accessibility_violation() 
     browser.click("td a").await;
     browser.wait_for_text("Consent timeline").await;
     audit.check(&browser, "console contact").await;
+    browser.goto(&app.url("/admin/lists")).await;
+    browser.wait_for_text("Opt-in").await;
+    audit.check(&browser, "console lists").await;
+    browser.goto(&app.url("/admin/suppressions")).await;
+    browser.wait_for_text("Suppress an address").await;
+    audit.check(&browser, "console suppression list").await;
+    browser.goto(&app.url("/admin/forms")).await;
+    browser.wait_for_text("Warnings").await;
+    audit.check(&browser, "console forms").await;
+    browser.click("td a").await;
+    browser.wait_for_text("Embed it").await;
+    audit.check(&browser, "console form").await;
+    browser.goto(&app.url(&format!("/admin/contacts/{id}/erase"))).await;
+    browser.wait_for_text("This cannot be undone.").await;
+    audit.check(&browser, "console erasure").await;
 
     if let Some(report) = audit.report() {
         panic!("{report}");

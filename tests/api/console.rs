@@ -428,3 +428,39 @@ async fn an_admin_signs_in_in_a_browser_finds_a_person_and_reads_their_consent_t
     browser.goto(&app.url("/admin/contacts")).await;
     browser.wait_for_text("Sign in").await;
 }
+
+#[tokio::test]
+async fn a_forms_page_shows_its_warnings_its_previews_its_embed_code_and_what_each_version_changed() {
+    let app = spawn_app().await;
+    let (form, _) = app.form_on_new_list("weak", "passive", json!({"name": "Weak form"})).await;
+    let id = form["id"].as_str().unwrap();
+    let (status, _) = app.send(app.patch(&format!("/api/v1/forms/{id}"), &json!({"title": "A better title"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let viewer_token = app.user_token("viewer").await;
+    drop(viewer_token);
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+
+    let (status, list) = app.console_get("/admin/forms", &session.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains(&format!("<a href=\"/admin/forms/{id}\">Weak form</a>")) && list.contains("<strong>2</strong>"),
+        "{list}"
+    );
+    let (status, page) = app.console_get(&format!("/admin/forms/{id}"), &session.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for shown in [
+        "Planet49",
+        "<strong>brand_id</strong>",
+        &format!("{}/f/weak/embed?variant=script", app.address),
+        "Version 2",
+        "Changed: title",
+        "The first version.",
+        &format!("/admin/forms/{id}/preview?locale=pl"),
+    ] {
+        assert!(page.contains(shown), "{shown:?}: {page}");
+    }
+    let (status, preview) = app.console_get(&format!("/admin/forms/{id}/preview?locale=pl"), &session.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(preview.contains("<html lang=\"pl\">") && preview.contains("A better title"), "{preview}");
+    assert!(preview.contains("action=\"#\""), "a preview posts nowhere: {preview}");
+}

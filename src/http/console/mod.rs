@@ -12,6 +12,7 @@
 mod auth;
 mod contacts;
 mod dashboard;
+mod forms;
 mod lists;
 
 use std::future::Future;
@@ -53,6 +54,9 @@ pub fn scope() -> actix_web::Scope {
         .route("/contacts/{id}/export", web::get().to(contacts::export))
         .route("/contacts/{id}/erase", web::get().to(contacts::show_erase))
         .route("/contacts/{id}/erase", web::post().to(contacts::erase))
+        .route("/forms", web::get().to(forms::list))
+        .route("/forms/{id}", web::get().to(forms::show))
+        .route("/forms/{id}/preview", web::get().to(forms::preview))
         .route("/lists", web::get().to(lists::list))
         .route("/suppressions", web::get().to(lists::show_suppressions))
         .route("/suppressions", web::post().to(lists::add_suppression))
