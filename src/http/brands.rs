@@ -199,8 +199,8 @@ pub struct ImageBody(pub Vec<u8>);
     tag = "brands",
     params(("id" = String, Path, description = "The brand's id")),
     request_body(
-        description = "The logo: a PNG, JPEG, WebP or GIF image of at most 200 KiB (SVG is refused: it can carry script)",
-        content((ImageBody = "image/png"), (ImageBody = "image/jpeg"), (ImageBody = "image/webp"), (ImageBody = "image/gif"))
+        description = "The logo's bytes, whatever the Content-Type: a PNG, JPEG, WebP or GIF image of at most 200 KiB, known by its first bytes (SVG is refused: it can carry script)",
+        content((ImageBody = "application/octet-stream"))
     ),
     responses(
         (status = 200, description = "The brand, with its logo", body = BrandResponse),

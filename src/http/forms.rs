@@ -331,7 +331,7 @@ fn parse_kind(name: &str) -> Result<FieldKind, &'static str> {
 }
 
 impl FormBody {
-    fn from_form(form: &Form) -> Self {
+    pub(crate) fn from_form(form: &Form) -> Self {
         let d = &form.definition;
         Self {
             slug: form.slug.clone(),
@@ -385,7 +385,7 @@ impl FormBody {
     }
 
     /// The slug and the definition, or every fault at once.
-    fn parse(self) -> Result<(String, FormDefinition)> {
+    pub(crate) fn parse(self) -> Result<(String, FormDefinition)> {
         let mut errors = FieldErrors::new();
         let slug = errors.check("slug", check_slug(&self.slug)).map(|()| self.slug.clone());
         let opt_in = errors.check(

@@ -48,6 +48,7 @@ impl Pages {
             ("console/lists.html", include_str!("console/templates/lists.html")),
             ("console/forms.html", include_str!("console/templates/forms.html")),
             ("console/form.html", include_str!("console/templates/form.html")),
+            ("console/builder.html", include_str!("console/templates/builder.html")),
             ("console/suppressions.html", include_str!("console/templates/suppressions.html")),
             ("console/erase.html", include_str!("console/templates/erase.html")),
         ] {

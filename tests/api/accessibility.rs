@@ -271,6 +271,9 @@ async fn every_public_page_has_no_serious_or_critical_accessibility_violation() 
     browser.click("td a").await;
     browser.wait_for_text("Embed it").await;
     audit.check(&browser, "console form").await;
+    browser.click("main a.button").await;
+    browser.wait_for_text("The look").await;
+    audit.check(&browser, "console form builder").await;
     browser.goto(&app.url(&format!("/admin/contacts/{id}/erase"))).await;
     browser.wait_for_text("This cannot be undone.").await;
     audit.check(&browser, "console erasure").await;

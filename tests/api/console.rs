@@ -423,6 +423,14 @@ async fn an_admin_signs_in_in_a_browser_finds_a_person_and_reads_their_consent_t
     }
     browser.screenshot_page("console-contact-timeline").await;
 
+    browser.click("nav a[href='/admin/forms']").await;
+    browser.wait_for_text("Form coffee").await;
+    browser.click("td a").await;
+    browser.wait_for_text("Embed it").await;
+    browser.click("main a.button").await;
+    browser.wait_for_text("The look").await;
+    browser.screenshot_page("console-form-builder").await;
+
     browser.click("header.top button[type=submit]").await;
     browser.wait_for_text("Sign in").await;
     browser.goto(&app.url("/admin/contacts")).await;
@@ -463,4 +471,122 @@ async fn a_forms_page_shows_its_warnings_its_previews_its_embed_code_and_what_ea
     assert_eq!(status, StatusCode::OK);
     assert!(preview.contains("<html lang=\"pl\">") && preview.contains("A better title"), "{preview}");
     assert!(preview.contains("action=\"#\""), "a preview posts nowhere: {preview}");
+}
+
+#[tokio::test]
+async fn an_editor_builds_a_form_with_a_field_and_a_consent_box_without_writing_json() {
+    let app = spawn_app().await;
+    let list = app.create_list("Monthly letter").await;
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (status, blank) = app.console_get("/admin/forms/new", &session.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(blank.contains("name=\"fields[0].label\"") && blank.contains("name=\"consents[0].list_id\""), "{blank}");
+
+    // Saved with faults: each is named beside its input, and nothing is made.
+    let faulty = app
+        .console_post("/admin/forms/new", Some(&session.cookie))
+        .form(&[
+            ("csrf", session.csrf.as_str()),
+            ("name", "Letter"),
+            ("slug", "Not A Slug"),
+            ("title", "Our letter"),
+            ("opt_in", "double"),
+            ("consents[0].list_id", ""),
+            ("consents[0].text", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faulty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let faulty = faulty.text().await.unwrap();
+    assert!(faulty.contains("id=\"e-slug\"") && faulty.contains("must hold at least one list"), "{faulty}");
+    assert!(faulty.contains("value=\"Our letter\""), "what was typed is kept: {faulty}");
+    let (_, forms) = app.send(app.get("/api/v1/forms")).await;
+    assert_eq!(forms["items"], json!([]));
+
+    let saved = app
+        .console_post("/admin/forms/new", Some(&session.cookie))
+        .form(&[
+            ("csrf", session.csrf.as_str()),
+            ("name", "Letter"),
+            ("slug", "letter"),
+            ("title", "Our letter"),
+            ("opt_in", "double"),
+            ("fields[0].label", "First name"),
+            ("fields[0].name", "first_name"),
+            ("fields[0].type", "text"),
+            ("fields[0].required", "on"),
+            ("consents[0].list_id", list.as_str()),
+            ("consents[0].text", "Send me the monthly letter. I can unsubscribe at any time."),
+            ("look.accent_color", "#7c2d12"),
+            ("look.button_label", "Count me in"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER, "{}", saved.text().await.unwrap());
+    let (_, forms) = app.send(app.get("/api/v1/forms")).await;
+    let form = &forms["items"][0];
+    assert_eq!((form["slug"].as_str(), form["version"].as_i64()), (Some("letter"), Some(1)));
+    assert_eq!(form["fields"][0]["name"], "first_name");
+    assert_eq!(form["fields"][0]["required"], true);
+    assert_eq!(form["consents"][0]["list_id"], list.as_str());
+    assert_eq!(form["look"]["button_label"], "Count me in");
+    let hosted = app.client.get(app.url("/f/letter")).send().await.unwrap().text().await.unwrap();
+    assert!(hosted.contains("First name") && hosted.contains(">Count me in</button>"), "{hosted}");
+
+    // Edited: the row removed goes, a new version is made, the page says what changed.
+    let id = form["id"].as_str().unwrap();
+    let (status, edit) = app.console_get(&format!("/admin/forms/{id}/edit"), &session.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        edit.contains("value=\"first_name\"") && edit.contains("name=\"fields[1].label\""),
+        "an empty row to add: {edit}"
+    );
+    let edited = app
+        .console_post(&format!("/admin/forms/{id}/edit"), Some(&session.cookie))
+        .form(&[
+            ("csrf", session.csrf.as_str()),
+            ("name", "Letter"),
+            ("slug", "letter"),
+            ("title", "Our monthly letter"),
+            ("opt_in", "double"),
+            ("fields[0].label", "First name"),
+            ("fields[0].name", "first_name"),
+            ("fields[0].remove", "on"),
+            ("consents[0].list_id", list.as_str()),
+            ("consents[0].text", "Send me the monthly letter. I can unsubscribe at any time."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), StatusCode::SEE_OTHER);
+    let (_, page) = app.console_get(&format!("/admin/forms/{id}"), &session.cookie).await;
+    assert!(page.contains("Version 2") && page.contains("Changed: fields, look, title"), "{page}");
+
+    // A viewer is offered no builder and may not post one.
+    let _ = app.user_token("viewer").await;
+    let (_, users) = app.send(app.get("/api/v1/users?limit=10")).await;
+    let email = users["items"].as_array().unwrap().iter().find(|u| u["role"] == "viewer").unwrap()["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let viewer = app.sign_in(&email, "a user passphrase").await;
+    assert_eq!(app.console_get("/admin/forms/new", &viewer.cookie).await.0, StatusCode::FORBIDDEN);
+    let refused = app
+        .console_post(&format!("/admin/forms/{id}/edit"), Some(&viewer.cookie))
+        .form(&[
+            ("csrf", viewer.csrf.as_str()),
+            ("name", "Hijacked"),
+            ("slug", "letter"),
+            ("title", "x"),
+            ("consents[0].list_id", list.as_str()),
+            ("consents[0].text", "Send me the monthly letter please."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let (_, form) = app.send(app.get(&format!("/api/v1/forms/{id}"))).await;
+    assert_eq!(form["version"], 2, "the viewer changed nothing");
 }

@@ -47,7 +47,17 @@ fn changed_settings(before: &serde_json::Value, after: &serde_json::Value) -> Ve
     keys.into_iter().filter(|key| before.get(*key) != after.get(*key)).cloned().collect()
 }
 
-pub async fn show(state: web::Data<AppState>, console: Console, id: web::Path<String>) -> HttpResponse {
+#[derive(Debug, serde::Deserialize)]
+pub struct ShowQuery {
+    saved: Option<String>,
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    console: Console,
+    id: web::Path<String>,
+    query: web::Query<ShowQuery>,
+) -> HttpResponse {
     let found = async {
         let id: FormId = crate::http::extract::parse_id(&id, "form")?;
         let form = forms::find_form(&state.db, id).await?;
@@ -94,7 +104,7 @@ pub async fn show(state: web::Data<AppState>, console: Console, id: web::Path<St
             hosted_url => format!("{base}/f/{}", form.slug),
         },
         warnings => warnings.drain(..).next().unwrap_or_default().iter().map(|w| minijinja::context! { field => &w.field, message => &w.message }).collect::<Vec<_>>(),
-        consents, fields, history,
+        consents, fields, history, saved => query.saved.is_some(),
         locales => crate::i18n::LOCALES,
         embeds => [("html", embed("html")), ("script", embed("script")), ("iframe", embed("iframe"))],
     };

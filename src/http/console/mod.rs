@@ -10,6 +10,7 @@
 //! another origin is refused whatever it carries.
 
 mod auth;
+mod builder;
 mod contacts;
 mod dashboard;
 mod forms;
@@ -55,7 +56,11 @@ pub fn scope() -> actix_web::Scope {
         .route("/contacts/{id}/erase", web::get().to(contacts::show_erase))
         .route("/contacts/{id}/erase", web::post().to(contacts::erase))
         .route("/forms", web::get().to(forms::list))
+        .route("/forms/new", web::get().to(builder::show_new))
+        .route("/forms/new", web::post().to(builder::create))
         .route("/forms/{id}", web::get().to(forms::show))
+        .route("/forms/{id}/edit", web::get().to(builder::show_edit))
+        .route("/forms/{id}/edit", web::post().to(builder::update))
         .route("/forms/{id}/preview", web::get().to(forms::preview))
         .route("/lists", web::get().to(lists::list))
         .route("/suppressions", web::get().to(lists::show_suppressions))
