@@ -249,6 +249,9 @@ async fn maintenance(db: Db, retention_days: u32) {
             Ok(purged) => tracing::info!(purged, "purged signups never confirmed"),
             Err(error) => tracing::warn!(error = %error, "purging unconfirmed signups failed"),
         }
+        if let Err(error) = crate::services::sessions::purge_ended(&db).await {
+            tracing::warn!(error = %error, "purging ended console sessions failed");
+        }
     }
 }
 

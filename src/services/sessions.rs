@@ -126,6 +126,12 @@ pub async fn sign_out(db: &Db, secret: &str) -> Result<()> {
     db.write(move |conn| Ok(repo::delete_session(conn, &id)?)).await.map(|_| ())
 }
 
+/// Removes the sessions that have ended (past their lifetime or idle too long).
+pub async fn purge_ended(db: &Db) -> Result<usize> {
+    let now = storage::now();
+    db.write(move |conn| Ok(repo::delete_stale_sessions(conn, now, now - SESSION_IDLE)?)).await
+}
+
 /// Whether the console must first create its admin: no user exists.
 pub async fn setup_needed(db: &Db) -> Result<bool> {
     Ok(db.read(|conn| Ok(users::count_users(conn)?)).await? == 0)
@@ -169,11 +175,26 @@ pub async fn complete_setup(
     email: Email,
     password: String,
 ) -> Result<Opened> {
-    super::auth::check_password_rules(&password).map_err(|message| Error::field("password", message))?;
-    // The code is limited like a password: it must not be guessed by trying.
-    guard.attempt(ip, "console-setup")?;
-    let password_hash = hash_password(password).await?;
+    let refused =
+        || Error::Forbidden("the setup code is wrong or was used: read the one in the server's log".to_owned());
+    if !setup_needed(db).await? {
+        return Err(refused());
+    }
+    // Tries are limited per address (an 80-bit code is not guessed by trying): one that
+    // tries wrong codes locks out only itself, never the operator.
+    if let Some(ip) = ip {
+        guard.attempt(Some(ip), &format!("console-setup {ip}"))?;
+    }
     let hash = setup_hash(code);
+    let stored = {
+        let hash = hash.clone();
+        db.read(move |conn| Ok(repo::find_setup_code(conn)?.is_some_and(|stored| stored == hash))).await?
+    };
+    if !stored {
+        return Err(refused());
+    }
+    super::auth::check_password_rules(&password).map_err(|message| Error::field("password", message))?;
+    let password_hash = hash_password(password).await?;
     db.write(move |conn| {
         let refused =
             || Error::Forbidden("the setup code is wrong or was used: read the one in the server's log".to_owned());

@@ -590,3 +590,74 @@ async fn an_editor_builds_a_form_with_a_field_and_a_consent_box_without_writing_
     let (_, form) = app.send(app.get(&format!("/api/v1/forms/{id}"))).await;
     assert_eq!(form["version"], 2, "the viewer changed nothing");
 }
+
+#[tokio::test]
+async fn a_builder_save_keeps_what_only_the_api_sets() {
+    let app = spawn_app().await;
+    let extra = json!({
+        "confirmation_subject": "Please confirm, coffee lover",
+        "confirmation_text": "Open {{ confirm_url }} to get {{ lists }}.",
+        "fields": [{"name": "nickname", "label": "Nickname", "type": "text", "max_length": 20}],
+    });
+    let (form, list) = app.form_on_new_list("kept", "double", extra).await;
+    let id = form["id"].as_str().unwrap();
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let saved = app
+        .console_post(&format!("/admin/forms/{id}/edit"), Some(&session.cookie))
+        .form(&[
+            ("csrf", session.csrf.as_str()),
+            ("name", "Form kept"),
+            ("slug", "kept"),
+            ("title", "A new title"),
+            ("opt_in", "double"),
+            ("fields[0].label", "Nickname"),
+            ("fields[0].name", "nickname"),
+            ("fields[0].type", "text"),
+            ("consents[0].list_id", list.as_str()),
+            ("consents[0].text", "Send me the newsletter.\r\nI can unsubscribe at any time."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let (_, form) = app.send(app.get(&format!("/api/v1/forms/{id}"))).await;
+    assert_eq!(form["title"], "A new title");
+    assert_eq!(form["confirmation_subject"], "Please confirm, coffee lover", "{form}");
+    assert_eq!(form["confirmation_text"], "Open {{ confirm_url }} to get {{ lists }}.");
+    assert_eq!(form["fields"][0]["max_length"], 20);
+    assert_eq!(
+        form["consents"][0]["text"], "Send me the newsletter.\nI can unsubscribe at any time.",
+        "line breaks as typed"
+    );
+
+    // Rows past a form's limit are refused before anything is built from them.
+    let many: Vec<(String, String)> = (0..150).map(|i| (format!("fields[{i}].label"), format!("Q{i}"))).collect();
+    let mut posted: Vec<(String, String)> = vec![("csrf".into(), session.csrf.clone()), ("slug".into(), "kept".into())];
+    posted.extend(many);
+    let refused =
+        app.console_post(&format!("/admin/forms/{id}/edit"), Some(&session.cookie)).form(&posted).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn wrong_setup_codes_from_one_address_never_lock_out_the_right_one() {
+    let app = crate::helpers::spawn_app_without_users_with(|settings| {
+        settings.login_attempts_per_account = 2;
+        settings.login_attempts_per_ip = 2;
+        settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let code = app.setup_code.clone().unwrap();
+    let setup = |code: &str, from: &str| {
+        app.console_post("/admin/setup", None)
+            .header("x-forwarded-for", from.to_owned())
+            .form(&[("code", code), ("email", "first@example.org"), ("password", "a long first passphrase")])
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(setup("WRONG-WRONG-WRONG", "203.0.113.9").send().await.unwrap().status());
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "the guessing address is stopped: {statuses:?}");
+    let right = setup(&code, "198.51.100.7").send().await.unwrap();
+    assert_eq!(right.status(), StatusCode::SEE_OTHER, "the operator is not locked out");
+}

@@ -87,7 +87,7 @@ pub async fn spawn_app_without_users() -> TestApp {
     spawn_app_without_users_with(|_| {}).await
 }
 
-async fn spawn_app_without_users_with(change: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_without_users_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let database = TestDatabase::new();
     let mail = MailServer::start();
     let mut settings = Settings {

@@ -19,36 +19,56 @@ use crate::services::forms::{self, Form};
 use crate::services::pagination::PageRequest;
 use crate::services::{brands, lists};
 
+/// The most rows of each kind a form may have here.
+const MAX_FIELDS: usize = 100;
+const MAX_CONSENTS: usize = 50;
+
 /// The builder's inputs, as the browser posts them: repeated rows come as `fields[0].name`
-/// and so on, which [`BuilderForm::parse`] reads from the raw pairs.
+/// and so on, read once into a map (the first value of each name).
 #[derive(Debug, Default)]
 pub struct BuilderForm {
-    pairs: Vec<(String, String)>,
+    values: std::collections::HashMap<String, String>,
 }
 
 impl BuilderForm {
     fn from_body(body: &[u8]) -> Self {
-        Self { pairs: form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect() }
+        let mut values = std::collections::HashMap::new();
+        for (key, value) in form_urlencoded::parse(body) {
+            // A browser's textarea sends \r\n: the words kept are the words typed.
+            values.entry(key.into_owned()).or_insert_with(|| value.replace("\r\n", "\n"));
+        }
+        Self { values }
     }
 
     fn get(&self, name: &str) -> String {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned()).unwrap_or_default()
+        self.values.get(name).map(|v| v.trim().to_owned()).unwrap_or_default()
     }
 
     fn has(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(k, _)| k == name)
+        self.values.contains_key(name)
     }
 
     fn optional(&self, name: &str) -> Option<String> {
         Some(self.get(name)).filter(|v| !v.is_empty())
     }
 
+    /// Refuses more rows than a form may have, before anything is built from them.
+    fn check_rows(&self) -> Result<(), Error> {
+        for (prefix, max) in [("fields", MAX_FIELDS), ("consents", MAX_CONSENTS)] {
+            let rows = self.rows(prefix);
+            if rows.len() > max || rows.iter().any(|i| *i >= 10 * max) {
+                return Err(Error::field(prefix, format!("a form may have at most {max} of these")));
+            }
+        }
+        Ok(())
+    }
+
     /// The row numbers posted for `prefix` (`fields`, `consents`), in order.
     fn rows(&self, prefix: &str) -> Vec<usize> {
         let mut rows: Vec<usize> = self
-            .pairs
-            .iter()
-            .filter_map(|(k, _)| k.strip_prefix(&format!("{prefix}["))?.split(']').next()?.parse().ok())
+            .values
+            .keys()
+            .filter_map(|k| k.strip_prefix(&format!("{prefix}["))?.split(']').next()?.parse().ok())
             .collect();
         rows.sort_unstable();
         rows.dedup();
@@ -207,7 +227,13 @@ async fn save(state: &AppState, console: &Console, existing: Option<Form>, poste
     if let Err(error) = console.check_csrf(&posted.get("csrf")).and_then(|()| console.require(Role::Editor)) {
         return failure(state, &console.frame, error);
     }
-    let body = posted.body();
+    if let Err(error) = posted.check_rows() {
+        return failure(state, &console.frame, error);
+    }
+    let mut body = posted.body();
+    if let Some(form) = &existing {
+        keep_unshown_settings(&mut body, &FormBody::from_form(form));
+    }
     let author = format!("user:{}", console.session.user.id);
     let saved = async {
         let (slug, definition) = body.clone().parse()?;
@@ -248,5 +274,21 @@ pub async fn update(
     match found.await {
         Ok(form) => save(&state, &console, Some(form), &body.0).await,
         Err(error) => failure(&state, &console.frame, error),
+    }
+}
+
+/// What the builder does not show stays as it was: partners, the survey, the confirmation
+/// mail's words, and the limits of fields kept by name. A save here never drops a setting
+/// made through the API.
+fn keep_unshown_settings(body: &mut FormBody, before: &FormBody) {
+    body.confirmation_subject.clone_from(&before.confirmation_subject);
+    body.confirmation_text.clone_from(&before.confirmation_text);
+    body.partners.clone_from(&before.partners);
+    body.survey_id.clone_from(&before.survey_id);
+    body.survey_after.clone_from(&before.survey_after);
+    for field in &mut body.fields {
+        if let Some(old) = before.fields.iter().find(|old| old.name == field.name) {
+            (field.min, field.max, field.max_length) = (old.min, old.max, old.max_length);
+        }
     }
 }
