@@ -649,9 +649,11 @@ async fn wrong_setup_codes_from_one_address_never_lock_out_the_right_one() {
     .await;
     let code = app.setup_code.clone().unwrap();
     let setup = |code: &str, from: &str| {
-        app.console_post("/admin/setup", None)
-            .header("x-forwarded-for", from.to_owned())
-            .form(&[("code", code), ("email", "first@example.org"), ("password", "a long first passphrase")])
+        app.console_post("/admin/setup", None).header("x-forwarded-for", from.to_owned()).form(&[
+            ("code", code),
+            ("email", "first@example.org"),
+            ("password", "a long first passphrase"),
+        ])
     };
     let mut statuses = Vec::new();
     for _ in 0..4 {
