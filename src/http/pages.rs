@@ -278,6 +278,11 @@ pub const PAGE_CSP: &str =
 pub const SNIPPET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
+    html_response_under(status, html, PAGE_CSP)
+}
+
+/// A page with the headers every page of this server carries, under `policy`.
+pub fn html_response_under(status: StatusCode, html: String, policy: &'static str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -285,7 +290,7 @@ pub fn html_response(status: StatusCode, html: String) -> HttpResponse {
         // Links carry tokens: never leak them to another site through Referer. Same-origin
         // referers stay, so a signup records the page it was made on.
         .insert_header((header::REFERRER_POLICY, "same-origin"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
+        .insert_header((header::CONTENT_SECURITY_POLICY, policy))
         .body(html)
 }
 

@@ -132,7 +132,7 @@ pub async fn count_brands(db: &Db) -> Result<usize> {
 /// Records the language a person speaks: the one of the page they signed up or confirmed on.
 pub fn set_contact_locale_in(conn: &mut DbConnection, id: ContactId, locale: &str) -> Result<()> {
     if crate::domain::form::LOCALES.contains(&locale) {
-        repo::update_contact_locale(conn, id, locale)?;
+        crate::storage::contacts::update_contact_locale(conn, id, locale)?;
     }
     Ok(())
 }
@@ -241,7 +241,7 @@ pub async fn link_audience(db: &Db, keys: &Keys, kind: LinkKind, token: &str) ->
         // Without a form of its own, the link speaks for the form the person last signed
         // up or confirmed on.
         let form = match (form, contact) {
-            (None, Some(contact)) => repo::find_latest_form_of_contact(conn, contact)?,
+            (None, Some(contact)) => crate::storage::consent::find_latest_form_of_contact(conn, contact)?,
             (form, _) => form,
         };
         let brand_id = match form {
@@ -251,7 +251,7 @@ pub async fn link_audience(db: &Db, keys: &Keys, kind: LinkKind, token: &str) ->
             None => None,
         };
         let locale = match contact {
-            Some(id) => repo::find_contact_locale(conn, id)?,
+            Some(id) => crate::storage::contacts::find_contact_locale(conn, id)?,
             None => None,
         };
         Ok(LinkAudience { locale, brand_id })

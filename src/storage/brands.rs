@@ -1,10 +1,10 @@
-//! The brands table, and the language each contact is written to in.
+//! The brands table.
 
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::schema::{brands, consent_events, contacts};
-use crate::domain::{BrandId, ContactId, FormId};
+use super::schema::brands;
+use crate::domain::BrandId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = brands, treat_none_as_default_value = false)]
@@ -67,27 +67,4 @@ pub fn find_logo(conn: &mut DbConnection, id: BrandId) -> QueryResult<Option<(St
     let found: Option<(Option<String>, Option<String>)> =
         brands::table.find(id).select((brands::logo, brands::logo_type)).first(conn).optional()?;
     Ok(found.and_then(|(logo, media_type)| logo.zip(media_type)))
-}
-
-/// The language a contact signed up in, if one is known.
-pub fn find_contact_locale(conn: &mut DbConnection, id: ContactId) -> QueryResult<Option<String>> {
-    let found: Option<Option<String>> = contacts::table.find(id).select(contacts::locale).first(conn).optional()?;
-    Ok(found.flatten())
-}
-
-pub fn update_contact_locale(conn: &mut DbConnection, id: ContactId, locale: &str) -> QueryResult<usize> {
-    diesel::update(contacts::table.find(id)).set(contacts::locale.eq(locale)).execute(conn)
-}
-
-/// The form of a contact's latest consent event that came through one: the form whose
-/// brand speaks to them.
-pub fn find_latest_form_of_contact(conn: &mut DbConnection, id: ContactId) -> QueryResult<Option<FormId>> {
-    let found: Option<Option<String>> = consent_events::table
-        .filter(consent_events::contact_id.eq(id))
-        .filter(consent_events::form_id.is_not_null())
-        .order(consent_events::seq.desc())
-        .select(consent_events::form_id)
-        .first(conn)
-        .optional()?;
-    Ok(found.flatten().and_then(|id| id.parse().ok()))
 }

@@ -460,3 +460,16 @@ pub fn list_consent_changes_for_contacts(
     }
     Ok(grouped)
 }
+
+/// The form of a contact's latest consent event that came through one: the form whose
+/// brand speaks to them.
+pub fn find_latest_form_of_contact(conn: &mut DbConnection, id: ContactId) -> QueryResult<Option<FormId>> {
+    let found: Option<Option<String>> = consent_events::table
+        .filter(consent_events::contact_id.eq(id))
+        .filter(consent_events::form_id.is_not_null())
+        .order(consent_events::seq.desc())
+        .select(consent_events::form_id)
+        .first(conn)
+        .optional()?;
+    Ok(found.flatten().and_then(|id| id.parse().ok()))
+}

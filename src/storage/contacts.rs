@@ -483,3 +483,13 @@ pub fn count_matching(conn: &mut DbConnection, conditions: &SqlConditions) -> Re
     let query = apply_conditions(contacts::table.into_boxed(), conditions);
     Ok(query.count().get_result(conn)?)
 }
+
+/// The language a contact signed up in, if one is known.
+pub fn find_contact_locale(conn: &mut DbConnection, id: ContactId) -> QueryResult<Option<String>> {
+    let found: Option<Option<String>> = contacts::table.find(id).select(contacts::locale).first(conn).optional()?;
+    Ok(found.flatten())
+}
+
+pub fn update_contact_locale(conn: &mut DbConnection, id: ContactId, locale: &str) -> QueryResult<usize> {
+    diesel::update(contacts::table.find(id)).set(contacts::locale.eq(locale)).execute(conn)
+}

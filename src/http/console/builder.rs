@@ -10,7 +10,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
-use super::{Console, failure, page, redirect};
+use super::{Console, failure, page_with_status, redirect};
 use crate::domain::{FormId, Role};
 use crate::error::{Error, FieldError};
 use crate::http::AppState;
@@ -191,11 +191,7 @@ async fn builder_page(
         fonts => ["system", "serif", "rounded", "monospace"],
     };
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let mut response = page(state, console, "builder.html", "forms", context);
-    if response.status() == StatusCode::OK {
-        *response.status_mut() = status;
-    }
-    response
+    page_with_status(state, console, status, "builder.html", "forms", context)
 }
 
 pub async fn show_new(state: web::Data<AppState>, console: Console) -> HttpResponse {

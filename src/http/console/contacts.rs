@@ -235,9 +235,8 @@ pub async fn erase(
         let title = crate::i18n::text(&console.frame.locale, "admin_erase_title");
         let context =
             minijinja::context! { title, id => contact.id.to_string(), email => contact.email.as_str(), error => true };
-        let mut response = page(&state, &console, "erase.html", "contacts", context);
-        *response.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
-        return response;
+        let status = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+        return super::page_with_status(&state, &console, status, "erase.html", "contacts", context);
     }
     match consent::erase_contact(&state.db, &state.keys, contact.id).await {
         Ok(()) => {

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{Console, failure, page};
+use super::{Console, failure, page, page_with_status};
 use crate::domain::{Email, Role};
 use crate::error::{Error, FieldErrors};
 use crate::http::AppState;
@@ -82,11 +82,7 @@ async fn suppressions_page(
     let (status, error) = form_error.map_or((StatusCode::OK, None), |(status, error)| (status, Some(error)));
     let title = crate::i18n::text(&console.frame.locale, "admin_suppressions");
     let context = minijinja::context! { title, rows, next, search => &search.email, notice, error, searched => !search.email.trim().is_empty() };
-    let mut response = page(state, console, "suppressions.html", "suppressions", context);
-    if response.status() == StatusCode::OK {
-        *response.status_mut() = status;
-    }
-    response
+    page_with_status(state, console, status, "suppressions.html", "suppressions", context)
 }
 
 pub async fn show_suppressions(

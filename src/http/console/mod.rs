@@ -156,24 +156,30 @@ pub fn redirect(to: &str) -> HttpResponse {
 
 /// A console page's response: private, never cached, never framed.
 pub fn html(status: StatusCode, html: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "same-origin"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CONSOLE_CSP))
-        .body(html)
+    super::pages::html_response_under(status, html, CONSOLE_CSP)
 }
 
 /// Renders a console page for a signed-in user: the template sees `user`, `csrf` and `nav`.
 pub fn page(state: &AppState, console: &Console, name: &str, nav: &str, context: impl Serialize) -> HttpResponse {
+    page_with_status(state, console, StatusCode::OK, name, nav, context)
+}
+
+/// [`page`], answered with `status` (a form sent back with its faults).
+pub fn page_with_status(
+    state: &AppState,
+    console: &Console,
+    status: StatusCode,
+    name: &str,
+    nav: &str,
+    context: impl Serialize,
+) -> HttpResponse {
     let session = &console.session;
     let user = minijinja::context! { email => session.user.email.as_str(), role => session.user.role.to_string(),
     can_edit => session.user.role.allows(Role::Editor), is_admin => session.user.role.allows(Role::Admin) };
     let context =
         minijinja::context! { user, csrf => &session.csrf_token, nav, ..minijinja::Value::from_serialize(context) };
     match state.pages.render(&format!("console/{name}"), &console.frame, context) {
-        Ok(body) => html(StatusCode::OK, body),
+        Ok(body) => html(status, body),
         Err(error) => failure(state, &console.frame, error),
     }
 }
