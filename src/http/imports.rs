@@ -182,6 +182,9 @@ pub struct ImportResponse {
     /// Where to `PUT` the file while the status is `awaiting_file`.
     pub upload_url: String,
     pub file_bytes: i64,
+    /// The file's records as counted when the run began, to measure `report.records`
+    /// against (by its lines: a quoted value spanning lines counts more); null before.
+    pub records_expected: Option<i64>,
     pub report: ImportReport,
     /// Why a failed import stopped.
     pub failure: Option<String>,
@@ -199,6 +202,7 @@ impl From<ImportJob> for ImportResponse {
             status: job.status.to_string(),
             format: job.format.to_string(),
             file_bytes: job.file_bytes,
+            records_expected: job.records_expected,
             report: ImportReport {
                 records: job.report.records,
                 imported: job.report.imported,
@@ -293,25 +297,43 @@ pub async fn upload_import(
     if !job.awaits_file() {
         return Err(Error::Conflict(format!("the import is {}; its file was given already", job.status)));
     }
-    let folder = state.settings.imports_dir();
-    tokio::fs::create_dir_all(&folder).await.map_err(Error::internal)?;
-    let path = folder.join(format!("{id}.upload"));
-    let mut file = tokio::fs::File::create(&path).await.map_err(Error::internal)?;
-    let limit = state.settings.import_max_bytes;
-    let mut written: u64 = 0;
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Error::BadRequest(format!("the upload broke off: {e}")))?;
-        written += chunk.len() as u64;
-        if written > limit {
-            drop(file);
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(Error::PayloadTooLarge { limit: limit as usize });
-        }
-        file.write_all(&chunk).await.map_err(Error::internal)?;
-    }
-    file.sync_all().await.map_err(Error::internal)?;
+    let path = state.settings.imports_dir().join(format!("{id}.upload"));
+    let written = receive_file(&state, &path, &mut payload).await?;
     let job = service::attach_file(&state.services, id, path, written as i64).await?;
     Ok(HttpResponse::Accepted().json(ImportResponse::from(job)))
+}
+
+/// Writes an uploaded file to `path`, up to `import_max_bytes` (beyond, nothing is kept);
+/// answers its size.
+pub(crate) async fn receive_file<E: std::fmt::Display>(
+    state: &AppState,
+    path: &std::path::Path,
+    body: &mut (impl futures_util::Stream<Item = std::result::Result<web::Bytes, E>> + Unpin),
+) -> Result<u64> {
+    if let Some(folder) = path.parent() {
+        tokio::fs::create_dir_all(folder).await.map_err(Error::internal)?;
+    }
+    let mut file = tokio::fs::File::create(path).await.map_err(Error::internal)?;
+    let limit = state.settings.import_max_bytes;
+    let mut written: u64 = 0;
+    let outcome = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::BadRequest(format!("the upload broke off: {e}")))?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(Error::PayloadTooLarge { limit: limit as usize });
+            }
+            file.write_all(&chunk).await.map_err(Error::internal)?;
+        }
+        file.sync_all().await.map_err(Error::internal)
+    }
+    .await;
+    if let Err(error) = outcome {
+        drop(file);
+        let _ = tokio::fs::remove_file(path).await;
+        return Err(error);
+    }
+    Ok(written)
 }
 
 #[utoipa::path(

@@ -46,6 +46,9 @@ pub struct ImportJobRow {
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
+    /// The file's records as counted before the run began (its lines, less a CSV header):
+    /// what the progress is measured against.
+    pub records_expected: Option<i64>,
 }
 
 pub fn insert_manifest(conn: &mut DbConnection, row: &ManifestRow) -> QueryResult<usize> {

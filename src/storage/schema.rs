@@ -377,6 +377,7 @@ diesel::table! {
         created_at -> Timestamp,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        records_expected -> Nullable<BigInt>,
     }
 }
 

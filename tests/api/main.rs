@@ -12,6 +12,7 @@ mod campaigns;
 mod cli;
 mod consent;
 mod console;
+mod console_imports;
 mod contacts;
 mod erasure;
 mod errors;

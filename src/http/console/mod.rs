@@ -14,6 +14,7 @@ mod builder;
 mod contacts;
 mod dashboard;
 mod forms;
+mod imports;
 mod lists;
 
 use std::future::Future;
@@ -36,8 +37,10 @@ use crate::services::sessions::{self, Session};
 pub const COOKIE: &str = "consento_session";
 
 /// The policy of every console page: nothing from elsewhere, no framing.
-const CONSOLE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; \
-                           base-uri 'none'; frame-ancestors 'none'";
+/// Its one script is the console's own (`/admin/console.js`), which every page works
+/// without.
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
+                           img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The console's routes.
 pub fn scope() -> actix_web::Scope {
@@ -62,6 +65,13 @@ pub fn scope() -> actix_web::Scope {
         .route("/forms/{id}/edit", web::get().to(builder::show_edit))
         .route("/forms/{id}/edit", web::post().to(builder::update))
         .route("/forms/{id}/preview", web::get().to(forms::preview))
+        .route("/imports", web::get().to(imports::list))
+        .route("/imports", web::post().to(imports::upload))
+        .route("/imports/draft/{id}", web::get().to(imports::show_draft))
+        .route("/imports/draft/{id}", web::post().to(imports::start))
+        .route("/imports/{id}", web::get().to(imports::show))
+        .route("/imports/{id}/progress", web::get().to(imports::progress))
+        .route("/console.js", web::get().to(script))
         .route("/lists", web::get().to(lists::list))
         .route("/suppressions", web::get().to(lists::show_suppressions))
         .route("/suppressions", web::post().to(lists::add_suppression))
@@ -86,14 +96,46 @@ impl Console {
         let given = token.as_bytes();
         let same =
             expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(
-                "the form is out of date or was not sent from the console: reload it and try again".to_owned(),
-            ))
-        }
+        if same { Ok(()) } else { Err(csrf_refused()) }
     }
+}
+
+/// How the console names who acted: a user by their e-mail address, anyone else as the
+/// ledger records them (`api_key:…`, `partner:…`, `system`).
+pub async fn actor_names<'a>(
+    state: &AppState,
+    actors: impl Iterator<Item = &'a str>,
+) -> std::collections::HashMap<String, String> {
+    let mut names = std::collections::HashMap::new();
+    for actor in actors {
+        if names.contains_key(actor) {
+            continue;
+        }
+        let user = actor.strip_prefix("user:").and_then(|id| id.parse::<crate::domain::UserId>().ok());
+        let name = match user {
+            Some(id) => crate::services::users::find_user(&state.db, id)
+                .await
+                .map_or_else(|_| actor.to_owned(), |user| user.email.as_str().to_owned()),
+            None => actor.to_owned(),
+        };
+        names.insert(actor.to_owned(), name);
+    }
+    names
+}
+
+/// The refusal of a change whose form carries no valid CSRF token.
+pub fn csrf_refused() -> Error {
+    Error::Forbidden("the form is out of date or was not sent from the console: reload it and try again".to_owned())
+}
+
+/// The console's script: live progress and the drop zone of imports (every page works
+/// without it).
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(include_str!("../assets/console.js"))
 }
 
 impl FromRequest for Console {
@@ -193,6 +235,14 @@ pub fn failure(state: &AppState, frame: &Frame, error: Error) -> HttpResponse {
         Error::Validation(errors) => {
             let message = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
             error_page(state, frame, StatusCode::UNPROCESSABLE_ENTITY, "admin_invalid_title", &message)
+        }
+        Error::BadRequest(message) => {
+            error_page(state, frame, StatusCode::BAD_REQUEST, "admin_invalid_title", &message)
+        }
+        Error::Conflict(message) => error_page(state, frame, StatusCode::CONFLICT, "admin_invalid_title", &message),
+        Error::PayloadTooLarge { limit } => {
+            let message = format!("the file is larger than the {} MiB an import may hold", limit / (1024 * 1024));
+            error_page(state, frame, StatusCode::PAYLOAD_TOO_LARGE, "admin_invalid_title", &message)
         }
         Error::TooManyRequests { retry_after } => {
             let message = i18n::text(&frame.locale, "too_many_text");

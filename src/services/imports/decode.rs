@@ -204,7 +204,7 @@ pub(super) struct Decoding<R> {
 }
 
 impl<R: Read> Decoding<R> {
-    fn new(inner: R, encoding: &'static encoding_rs::Encoding) -> Self {
+    pub(super) fn new(inner: R, encoding: &'static encoding_rs::Encoding) -> Self {
         Self {
             inner,
             decoder: encoding.new_decoder_with_bom_removal(),

@@ -52,6 +52,16 @@ pub(super) fn to_manifest(row: ManifestRow) -> Result<Manifest> {
 }
 
 pub async fn create_manifest(db: &Db, draft: ManifestDraft, actor: &Actor) -> Result<Manifest> {
+    let row = manifest_row(draft, actor)?;
+    db.write(move |conn| {
+        repo::insert_manifest(conn, &row)?;
+        to_manifest(row)
+    })
+    .await
+}
+
+/// A draft checked, as the row to store; else every fault, each named.
+pub(super) fn manifest_row(draft: ManifestDraft, actor: &Actor) -> Result<ManifestRow> {
     let mut errors = Vec::new();
     if draft.supplier.trim().is_empty() {
         errors.push(FieldError::new("supplier", "must name who supplied the list"));
@@ -71,7 +81,7 @@ pub async fn create_manifest(db: &Db, draft: ManifestDraft, actor: &Actor) -> Re
         return Err(Error::Validation(errors));
     }
     let canonical = serde_json::to_vec(&draft).map_err(Error::internal)?;
-    let row = ManifestRow {
+    Ok(ManifestRow {
         id: uuid::Uuid::now_v7().to_string(),
         supplier: draft.supplier.trim().to_owned(),
         collected_on: draft.collected_on.to_string(),
@@ -81,12 +91,7 @@ pub async fn create_manifest(db: &Db, draft: ManifestDraft, actor: &Actor) -> Re
         sha256: crate::domain::consent::sha256_hex(&canonical),
         created_by: actor.to_string(),
         created_at: storage::now(),
-    };
-    db.write(move |conn| {
-        repo::insert_manifest(conn, &row)?;
-        to_manifest(row)
     })
-    .await
 }
 
 pub async fn find_manifest(db: &Db, id: String) -> Result<Manifest> {

@@ -10,11 +10,13 @@
 mod decode;
 mod manifests;
 mod plan;
+mod preview;
 mod worker;
 mod write;
 
 pub use manifests::*;
 pub use plan::*;
+pub use preview::*;
 pub use worker::*;
 
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ use super::Services;
 use super::pagination::{Page, PageRequest};
 use crate::domain::ImportStatus;
 use crate::domain::consent::Actor;
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::storage::imports::{self as repo, ImportJobRow};
 use crate::storage::{self, Db};
 
@@ -57,6 +59,9 @@ pub struct ImportJob {
     pub format: ImportFormat,
     pub options: ImportOptions,
     pub file_bytes: i64,
+    /// The file's records as counted when the run began (by its lines: a quoted value
+    /// spanning lines counts more); `None` before.
+    pub records_expected: Option<i64>,
     pub report: Report,
     pub failure: Option<String>,
     pub created_by: String,
@@ -113,6 +118,7 @@ fn to_job(row: ImportJobRow) -> Result<ImportJob> {
         id: row.id,
         status,
         file_bytes: row.file_bytes,
+        records_expected: row.records_expected,
         failure: row.failure,
         created_by: row.created_by,
         created_at: storage::models::utc(row.created_at),
@@ -131,19 +137,89 @@ pub async fn create_job(
     actor: &Actor,
 ) -> Result<ImportJob> {
     plan(db, &options).await?;
+    let row = job_row(format, &options, file, actor)?;
+    db.write(move |conn| {
+        repo::insert_job(conn, &row)?;
+        to_job(row)
+    })
+    .await
+}
+
+/// An import of a file already received, with the manifest of its list when it has none
+/// yet: the manifest and the job are stored together or not at all, and the job is queued.
+pub struct NewImport {
+    pub format: ImportFormat,
+    pub options: ImportOptions,
+    /// The provenance of a bought or rented list, stored with the job (its id fills
+    /// `options.manifest_id`).
+    pub manifest: Option<ManifestDraft>,
+    pub file: PathBuf,
+}
+
+/// Starts [`NewImport`]: every fault of the options and the manifest at once (a manifest's
+/// under `manifest.`), else the queued job.
+pub async fn start_import(services: &Services, new: NewImport, actor: &Actor) -> Result<ImportJob> {
+    let NewImport { format, mut options, manifest, file } = new;
+    let mut errors = Vec::new();
+    let manifest = match manifest.map(|draft| manifest_row(draft, actor)) {
+        Some(Ok(row)) => {
+            options.manifest_id = Some(row.id.clone());
+            Some(row)
+        }
+        Some(Err(Error::Validation(faults))) => {
+            errors.extend(faults.into_iter().map(|f| FieldError::new(format!("manifest.{}", f.field), f.message)));
+            None
+        }
+        Some(Err(other)) => return Err(other),
+        None => None,
+    };
+    // Without a valid manifest the plan misses it too: that fault is said once, above.
+    let manifest_faulty = !errors.is_empty();
+    match plan_given(&services.db, &options, manifest.as_ref()).await {
+        Ok(_) => {}
+        Err(Error::Validation(faults)) => {
+            errors.extend(faults.into_iter().filter(|f| !(manifest_faulty && f.field == "manifest_id")))
+        }
+        Err(other) => return Err(other),
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let row = job_row(format, &options, Some(file), actor)?;
+    let job = services
+        .db
+        .write(move |conn| {
+            if let Some(manifest) = &manifest {
+                repo::insert_manifest(conn, manifest)?;
+            }
+            repo::insert_job(conn, &row)?;
+            to_job(row)
+        })
+        .await?;
+    services.wake.import.notify_one();
+    Ok(job)
+}
+
+fn job_row(
+    format: ImportFormat,
+    options: &ImportOptions,
+    file: Option<PathBuf>,
+    actor: &Actor,
+) -> Result<ImportJobRow> {
     let file_bytes = match &file {
         Some(path) => {
             std::fs::metadata(path).map_err(|e| Error::field("file", format!("{}: {e}", path.display())))?.len() as i64
         }
         None => 0,
     };
-    let row = ImportJobRow {
+    Ok(ImportJobRow {
         id: uuid::Uuid::now_v7().to_string(),
         status: ImportStatus::new_job(file.is_some()),
         format: format.as_str().to_owned(),
-        options: serde_json::to_string(&options).map_err(Error::internal)?,
+        options: serde_json::to_string(options).map_err(Error::internal)?,
         file_path: file.map(|p| p.to_string_lossy().into_owned()),
         file_bytes,
+        records_expected: None,
         records_done: 0,
         imported: 0,
         updated: 0,
@@ -157,12 +233,7 @@ pub async fn create_job(
         created_at: storage::now(),
         started_at: None,
         finished_at: None,
-    };
-    db.write(move |conn| {
-        repo::insert_job(conn, &row)?;
-        to_job(row)
     })
-    .await
 }
 
 /// Records the uploaded file of a job waiting for it, and queues the job.

@@ -9,6 +9,7 @@ use crate::domain::consent::{ConsentBasis, Evidence};
 use crate::domain::{ListId, Tag};
 use crate::error::{Error, FieldError, Result};
 use crate::storage;
+use crate::storage::imports::ManifestRow;
 use crate::storage::{Db, imports as repo};
 
 /// What an import does with its file.
@@ -62,7 +63,7 @@ pub(super) enum Target {
 }
 
 impl Target {
-    fn parse(text: &str) -> Option<Self> {
+    pub(super) fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "email" => Target::Email,
             "company" => Target::Company,
@@ -75,6 +76,22 @@ impl Target {
             "ignore" => Target::Ignore,
             other => Target::Attribute(other.strip_prefix("attributes.").filter(|name| !name.is_empty())?.to_owned()),
         })
+    }
+
+    /// The target as options name it.
+    pub(super) fn name(&self) -> String {
+        match self {
+            Target::Email => "email".to_owned(),
+            Target::Company => "company".to_owned(),
+            Target::Country => "country".to_owned(),
+            Target::Tags => "tags".to_owned(),
+            Target::Lists => "lists".to_owned(),
+            Target::Attributes => "attributes".to_owned(),
+            Target::Attribute(name) => format!("attributes.{name}"),
+            Target::Status => "status".to_owned(),
+            Target::Suppressed => "suppressed".to_owned(),
+            Target::Ignore => "ignore".to_owned(),
+        }
     }
 
     pub(super) fn default_for(column: &str) -> Self {
@@ -109,6 +126,12 @@ pub(super) struct Plan {
 
 /// Checks options; answers the plan or every fault, each named.
 pub(super) async fn plan(db: &Db, options: &ImportOptions) -> Result<Plan> {
+    plan_given(db, options, None).await
+}
+
+/// [`plan`], for options naming `given`, a manifest not stored yet (it is stored with the
+/// job, in one transaction).
+pub(super) async fn plan_given(db: &Db, options: &ImportOptions, given: Option<&ManifestRow>) -> Result<Plan> {
     let mut errors = Vec::new();
     let mut columns = BTreeMap::new();
     for (column, target) in &options.columns {
@@ -166,6 +189,7 @@ pub(super) async fn plan(db: &Db, options: &ImportOptions) -> Result<Plan> {
         }
     }
     let manifest = match &options.manifest_id {
+        Some(id) if given.is_some_and(|m| m.id == *id) => given.cloned(),
         Some(id) => {
             let id = id.clone();
             let found = db.read(move |conn| Ok(repo::find_manifest(conn, &id)?)).await?;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::decode::{Record, read_records};
 use super::write::store_chunk;
-use super::{ImportFormat, ImportJob, ImportOptions, LEASE, MAX_ERRORS, Report, RowError, not_found, plan, to_job};
+use super::{
+    ImportFormat, ImportJob, ImportOptions, LEASE, MAX_ERRORS, Report, RowError, count_records, not_found, plan, to_job,
+};
 use crate::domain::ImportStatus;
 use crate::error::{Error, Result};
 use crate::services::keys::Keys;
@@ -113,11 +115,15 @@ pub async fn run_job(db: &Db, keys: &Keys, row: ImportJobRow, mut progress: impl
     let path = PathBuf::from(row.file_path.clone().ok_or_else(|| Error::internal("the import has no file"))?);
     let skip = row.records_done.max(0) as u64;
     let id = row.id.clone();
-    if row.started_at.is_none() {
+    if row.started_at.is_none() || row.records_expected.is_none() {
+        let counted = path.clone();
+        let expected =
+            tokio::task::spawn_blocking(move || count_records(&counted, format)).await.map_err(Error::internal)??;
         let job = id.clone();
         db.write(move |conn| {
             if let Some(mut row) = repo::find_job(conn, &job)? {
-                row.started_at = Some(storage::now());
+                row.started_at = row.started_at.or(Some(storage::now()));
+                row.records_expected = Some(expected as i64);
                 repo::update_job(conn, &row)?;
             }
             Ok(())
