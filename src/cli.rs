@@ -166,6 +166,13 @@ pub enum UserCommand {
         #[arg(long, value_enum, default_value_t = RoleArg::Admin)]
         role: RoleArg,
     },
+    /// Turn a user's two-factor sign-in off (they lost their authenticator app): they sign
+    /// in with their password alone until they turn it on again
+    ResetTwoFactor {
+        /// The user's e-mail address
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -282,6 +289,13 @@ pub async fn run(command: Command, settings: Settings) -> Result<u8> {
             let db = open_database(&settings).await?;
             let user = users::create_user(&db, NewUser { email, password, role: role.into() }).await?;
             eprintln!("Created {} user {} ({}).", user.role, user.email, user.id);
+            Ok(0)
+        }
+        Command::User { command: UserCommand::ResetTwoFactor { email } } => {
+            let email = Email::parse(&email).map_err(|e| Error::field("--email", e))?;
+            let db = open_database(&settings).await?;
+            crate::services::two_factor::reset_by_email(&db, &email).await?;
+            eprintln!("Two-factor sign-in is off for {email}.");
             Ok(0)
         }
         Command::Openapi => {

@@ -9,6 +9,8 @@ pub struct User {
     pub id: UserId,
     pub email: Email,
     pub role: Role,
+    /// Whether signing in takes a TOTP code after the password.
+    pub two_factor: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -16,6 +16,10 @@ pub struct TokenRequest {
     pub email: String,
     #[schema(format = Password)]
     pub password: String,
+    /// The code of the user's authenticator app, for a user who turned two-factor sign-in
+    /// on (in the console); ignored for others.
+    #[schema(example = "123456", pattern = "^[0-9 ]{6,7}$")]
+    pub totp_code: Option<String>,
 }
 
 impl RequestBody for TokenRequest {
@@ -54,7 +58,12 @@ pub async fn issue_token(
 ) -> Result<web::Json<TokenResponse>> {
     let request = body.0;
     let ip = super::pages::client_ip(&req);
-    let token = auth::issue_token(&state.db, &state.tokens, &state.login, ip, &request.email, request.password).await?;
+    let credentials = auth::Credentials {
+        email: &request.email,
+        password: request.password,
+        totp_code: request.totp_code.as_deref(),
+    };
+    let token = auth::issue_token(&state.db, &state.tokens, &state.login, ip, credentials).await?;
     Ok(web::Json(TokenResponse {
         access_token: token.access_token,
         token_type: "Bearer".to_owned(),

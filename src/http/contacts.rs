@@ -151,6 +151,9 @@ pub struct ContactListQuery {
     pub status: Option<String>,
     /// Only contacts whose address contains this text, ignoring case.
     pub email: Option<String>,
+    /// Only contacts of this country (ISO 3166-1 alpha-2, such as `FR`).
+    #[param(example = "FR")]
+    pub country: Option<String>,
 }
 
 #[utoipa::path(
@@ -199,6 +202,7 @@ pub async fn list_contacts(
         tag: query.tag.as_deref().and_then(|tag| errors.check("tag", Tag::parse(tag))),
         status: query.status.as_deref().and_then(|status| errors.check("status", status.parse())),
         email: query.email.filter(|text| !text.trim().is_empty()).map(|text| text.trim().to_owned()),
+        country: query.country.as_deref().and_then(|code| errors.check("country", Country::parse(code))),
     };
     errors.finish(|| Some(()))?;
     let page = service::list_contacts(&state.db, filter, page).await?;

@@ -46,6 +46,8 @@ impl Pages {
             ("console/contacts.html", include_str!("console/templates/contacts.html")),
             ("console/contact.html", include_str!("console/templates/contact.html")),
             ("console/lists.html", include_str!("console/templates/lists.html")),
+            ("console/sign_in_code.html", include_str!("console/templates/sign_in_code.html")),
+            ("console/account.html", include_str!("console/templates/account.html")),
             ("console/imports.html", include_str!("console/templates/imports.html")),
             ("console/import_map.html", include_str!("console/templates/import_map.html")),
             ("console/import.html", include_str!("console/templates/import.html")),

@@ -222,6 +222,11 @@ impl LoginGuard {
         Ok(())
     }
 
+    /// The account starts afresh (a second factor's code was right).
+    pub(crate) fn forgive(&self, account: &str) {
+        self.per_account.reset(&account.to_owned());
+    }
+
     /// A success: the account starts afresh, and the address gets its attempt back.
     fn succeeded(&self, ip: Option<IpAddr>, account: &str) {
         self.per_account.reset(&account.to_owned());
@@ -231,17 +236,27 @@ impl LoginGuard {
     }
 }
 
-/// Checks an e-mail and password and issues an access token. `ip` is the client's
-/// address, for the per-address limit.
+/// What a sign-in to the API gives.
+pub struct Credentials<'a> {
+    pub email: &'a str,
+    pub password: String,
+    /// The second factor's code, for a user who has one.
+    pub totp_code: Option<&'a str>,
+}
+
+/// Checks an e-mail and password (and the second factor's code, for a user who has one)
+/// and issues an access token. `ip` is the client's address, for the per-address limit.
 pub async fn issue_token(
     db: &Db,
     tokens: &Tokens,
     guard: &LoginGuard,
     ip: Option<IpAddr>,
-    email: &str,
-    password: String,
+    credentials: Credentials<'_>,
 ) -> Result<IssuedToken> {
-    let user = check_credentials(db, guard, ip, email, password).await?;
+    let user = check_credentials(db, guard, ip, credentials.email, credentials.password).await?;
+    if user.totp_secret.is_some() {
+        super::two_factor::check_code(db, guard, user.id, credentials.totp_code).await?;
+    }
     tokens.issue(user.id, user.session_generation)
 }
 

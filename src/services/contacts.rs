@@ -46,6 +46,120 @@ pub struct ContactQuery {
     pub tag: Option<Tag>,
     pub status: Option<ContactStatus>,
     pub email: Option<String>,
+    pub country: Option<Country>,
+}
+
+impl ContactQuery {
+    fn filter(self) -> ContactFilter {
+        ContactFilter {
+            list_id: self.list,
+            tag: self.tag.map(|tag| tag.as_str().to_owned()),
+            status: self.status,
+            email_contains: self.email,
+            country: self.country.map(|c| c.as_str().to_owned()),
+        }
+    }
+}
+
+/// One change made to every contact a query finds.
+#[derive(Debug, Clone)]
+pub enum BulkChange {
+    AddTag(Tag),
+    RemoveTag(Tag),
+    AddToList(ListId),
+    RemoveFromList(ListId),
+}
+
+/// What a bulk change did, and where it stopped when more contacts remain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkOutcome {
+    /// Contacts the query found (up to the limit).
+    pub found: u64,
+    /// Contacts changed (the others had the change already).
+    pub changed: u64,
+    /// Contacts left off a list because their address is suppressed.
+    pub suppressed: u64,
+    /// The contacts after this one remain, when the limit was reached.
+    pub next_cursor: Option<String>,
+}
+
+/// Contacts a bulk change goes through per transaction.
+const BULK_CHUNK: i64 = 500;
+
+/// Makes one change to the contacts `query` finds, after `after`, at most `limit` of them,
+/// by the rules of [`update_contact`]: a suppressed address is not put on a list (it is
+/// counted), and each change is announced to webhooks. Each chunk of contacts is changed
+/// in one transaction.
+pub async fn bulk_change(
+    db: &Db,
+    keys: &Keys,
+    query: ContactQuery,
+    change: BulkChange,
+    after: Option<String>,
+    limit: u64,
+) -> Result<BulkOutcome> {
+    if let BulkChange::AddToList(list) | BulkChange::RemoveFromList(list) = &change {
+        let wanted = BTreeSet::from([*list]);
+        db.read(move |conn| check_lists_exist(conn, &wanted)).await?;
+    }
+    let filter = query.filter();
+    let mut outcome = BulkOutcome::default();
+    let mut after = after;
+    loop {
+        let room = (limit - outcome.found).min(BULK_CHUNK as u64) as i64;
+        let (filter, change, keys, from) = (filter.clone(), change.clone(), keys.clone(), after.clone());
+        let (found, changed, suppressed, last) = db
+            .write(move |conn| {
+                let contacts = repo::list_contacts(conn, &filter, from.as_deref(), room)?;
+                let (mut changed, mut suppressed) = (0u64, 0u64);
+                let now = storage::now();
+                for contact in &contacts {
+                    let (mut tags, mut lists) = (contact.tags.clone(), contact.lists.clone());
+                    let done = match &change {
+                        BulkChange::AddTag(tag) => tags.insert(tag.clone()),
+                        BulkChange::RemoveTag(tag) => tags.remove(tag),
+                        BulkChange::AddToList(list) if !lists.contains(list) => {
+                            let hash = keys.email_hash(&contact.email.key());
+                            if ensure_not_suppressed(conn, &hash).is_err() {
+                                suppressed += 1;
+                                continue;
+                            }
+                            lists.insert(*list)
+                        }
+                        BulkChange::AddToList(_) => false,
+                        BulkChange::RemoveFromList(list) => lists.remove(list),
+                    };
+                    if !done {
+                        continue;
+                    }
+                    let tag_rows = (tags != contact.tags).then(|| tag_rows(contact.id, &tags));
+                    let list_rows = (lists != contact.lists).then(|| list_rows(contact.id, &lists, now));
+                    repo::replace_memberships(conn, contact.id, tag_rows.as_deref(), list_rows.as_deref())?;
+                    let updated = repo::find_contact(conn, contact.id)?
+                        .ok_or_else(|| Error::internal("a changed contact vanished"))?;
+                    webhooks::emit(
+                        conn,
+                        EventType::ContactUpdated,
+                        json!({"contact": webhooks::contact_json(&updated)}),
+                    )?;
+                    changed += 1;
+                }
+                Ok((contacts.len() as u64, changed, suppressed, contacts.last().map(|c| c.id.to_string())))
+            })
+            .await?;
+        outcome.found += found;
+        outcome.changed += changed;
+        outcome.suppressed += suppressed;
+        after = last;
+        if (found as i64) < room || after.is_none() {
+            return Ok(outcome);
+        }
+        if outcome.found >= limit {
+            // More may follow: the next run starts after the last contact seen.
+            outcome.next_cursor = after;
+            return Ok(outcome);
+        }
+    }
 }
 
 pub async fn create_contact(db: &Db, keys: &Keys, new: NewContact) -> Result<Contact> {
@@ -131,12 +245,7 @@ pub async fn find_contact(db: &Db, id: ContactId) -> Result<Contact> {
 }
 
 pub async fn list_contacts(db: &Db, query: ContactQuery, page: PageRequest) -> Result<Page<Contact>> {
-    let filter = ContactFilter {
-        list_id: query.list,
-        tag: query.tag.map(|tag| tag.as_str().to_owned()),
-        status: query.status,
-        email_contains: query.email,
-    };
+    let filter = query.filter();
     db.read(move |conn| {
         let rows = repo::list_contacts(conn, &filter, page.after.as_deref(), page.fetch_limit())?;
         Ok(page.page(rows, |contact| contact.id.to_string()))

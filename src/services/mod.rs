@@ -30,6 +30,7 @@ pub mod stats;
 pub mod suppressions;
 pub mod surveys;
 pub mod throttle;
+pub mod two_factor;
 pub mod users;
 pub mod webhooks;
 pub mod withdrawals;

@@ -18,6 +18,8 @@ use crate::storage::{self, Db, users};
 
 /// How long a session lasts at most, however busy.
 pub const SESSION_LIFETIME: TimeDelta = TimeDelta::hours(12);
+/// How long the code of a second factor may be given after the password.
+pub const SECOND_FACTOR_WAIT: TimeDelta = TimeDelta::minutes(5);
 /// How long a session lasts without a request.
 pub const SESSION_IDLE: TimeDelta = TimeDelta::hours(2);
 /// `last_seen_at` is written at most this often per session.
@@ -58,7 +60,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a right password opens: the session, or (for a user with a second factor) a
+/// session waiting for the code, whose cookie opens nothing else.
+#[derive(Debug, Clone)]
+pub enum SignIn {
+    Opened(Opened),
+    CodeNeeded(Opened),
+}
+
 fn open_in(conn: &mut storage::DbConnection, user: UserRow) -> Result<Opened> {
+    open_row(conn, user, false)
+}
+
+fn open_row(conn: &mut storage::DbConnection, user: UserRow, pending: bool) -> Result<Opened> {
     let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let now = storage::now();
     let row = SessionRow {
@@ -67,8 +81,9 @@ fn open_in(conn: &mut storage::DbConnection, user: UserRow) -> Result<Opened> {
         user_generation: user.session_generation,
         csrf_token: URL_SAFE_NO_PAD.encode(random_bytes::<24>()),
         created_at: now,
-        expires_at: now + SESSION_LIFETIME,
+        expires_at: now + if pending { SECOND_FACTOR_WAIT } else { SESSION_LIFETIME },
         last_seen_at: now,
+        second_factor_pending: pending,
     };
     repo::insert_session(conn, &row)?;
     let session = Session {
@@ -80,9 +95,35 @@ fn open_in(conn: &mut storage::DbConnection, user: UserRow) -> Result<Opened> {
 }
 
 /// Signs in with an e-mail and password, within the login limits.
-pub async fn sign_in(db: &Db, guard: &LoginGuard, ip: Option<IpAddr>, email: &str, password: String) -> Result<Opened> {
+pub async fn sign_in(db: &Db, guard: &LoginGuard, ip: Option<IpAddr>, email: &str, password: String) -> Result<SignIn> {
     let user = check_credentials(db, guard, ip, email, password).await?;
-    db.write(move |conn| open_in(conn, user)).await
+    let pending = user.totp_secret.is_some();
+    let opened = db.write(move |conn| open_row(conn, user, pending)).await?;
+    Ok(if pending { SignIn::CodeNeeded(opened) } else { SignIn::Opened(opened) })
+}
+
+/// Opens the session a right password began, with the code of the user's second factor:
+/// a new session (a new cookie), the waiting one gone. 401 with a wrong or spent code, or
+/// when the wait is over.
+pub async fn complete_second_factor(db: &Db, guard: &LoginGuard, secret: &str, code: &str) -> Result<Opened> {
+    let id = session_id(secret);
+    let found = {
+        let id = id.clone();
+        db.read(move |conn| Ok(repo::find_session(conn, &id)?)).await?
+    };
+    let now = storage::now();
+    let Some(row) = found.filter(|row| row.second_factor_pending && row.expires_at > now) else {
+        return Err(Error::Unauthorized("the sign-in took too long: enter the e-mail and password again".to_owned()));
+    };
+    super::two_factor::check_code(db, guard, row.user_id, Some(code)).await?;
+    db.write(move |conn| {
+        repo::delete_session(conn, &id)?;
+        let user = users::find_user(conn, row.user_id)?
+            .filter(|user| user.session_generation == row.user_generation)
+            .ok_or_else(|| Error::Unauthorized("the account changed meanwhile: sign in again".to_owned()))?;
+        open_in(conn, user)
+    })
+    .await
 }
 
 /// The session a cookie's secret opens, if it is still open; its last use is recorded.
@@ -102,6 +143,10 @@ pub async fn find_session(db: &Db, secret: &str) -> Result<Option<Session>> {
     let Some((row, Some(user))) = found else {
         return Ok(None);
     };
+    // A session still waiting for its second factor opens nothing.
+    if row.second_factor_pending {
+        return Ok(None);
+    }
     let now = storage::now();
     let open =
         row.expires_at > now && row.last_seen_at + SESSION_IDLE > now && row.user_generation == user.session_generation;
@@ -211,6 +256,8 @@ pub async fn complete_setup(
             created_at: now,
             updated_at: now,
             session_generation: 0,
+            totp_secret: None,
+            totp_last_step: None,
         };
         users::insert_user(conn, &row)?;
         open_in(conn, row)

@@ -33,6 +33,8 @@ pub async fn create_user(db: &Db, new: NewUser) -> Result<User> {
         created_at: now,
         updated_at: now,
         session_generation: 0,
+        totp_secret: None,
+        totp_last_step: None,
     };
     db.write(move |conn| {
         storage::or_conflict(repo::insert_user(conn, &row), || {

@@ -20,6 +20,8 @@ pub struct ContactFilter {
     pub status: Option<ContactStatus>,
     /// A piece of the address, matched against the lower-cased address.
     pub email_contains: Option<String>,
+    /// An ISO 3166-1 alpha-2 code.
+    pub country: Option<String>,
 }
 
 pub fn insert_contact(
@@ -60,6 +62,9 @@ macro_rules! filter_contacts {
     ($query:ident, $filter:expr) => {
         if let Some(status) = &$filter.status {
             $query = $query.filter(contacts::status.eq(*status));
+        }
+        if let Some(country) = &$filter.country {
+            $query = $query.filter(contacts::country.eq(country.clone()));
         }
         if let Some(text) = &$filter.email_contains {
             $query = $query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));

@@ -65,6 +65,10 @@ pub struct UserRow {
     pub updated_at: NaiveDateTime,
     /// Moves on when the password changes: tokens of an older generation are refused.
     pub session_generation: i64,
+    /// The TOTP secret (base32) of a user who signs in with a second factor.
+    pub totp_secret: Option<String>,
+    /// The last TOTP time step accepted: a code is accepted once.
+    pub totp_last_step: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -142,6 +146,7 @@ impl From<UserRow> for domain::User {
             id: row.id,
             email: Email::from_trusted(row.email),
             role: row.role,
+            two_factor: row.totp_secret.is_some(),
             created_at: utc(row.created_at),
             updated_at: utc(row.updated_at),
         }

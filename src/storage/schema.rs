@@ -19,6 +19,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         session_generation -> BigInt,
+        totp_secret -> Nullable<Text>,
+        totp_last_step -> Nullable<BigInt>,
     }
 }
 
@@ -71,6 +73,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         last_seen_at -> Timestamp,
+        second_factor_pending -> Bool,
     }
 }
 

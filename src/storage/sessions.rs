@@ -18,6 +18,8 @@ pub struct SessionRow {
     pub created_at: chrono::NaiveDateTime,
     pub expires_at: chrono::NaiveDateTime,
     pub last_seen_at: chrono::NaiveDateTime,
+    /// The password was right; the session opens once the second factor's code is too.
+    pub second_factor_pending: bool,
 }
 
 /// The secret holding the hash of the first-run setup code.

@@ -39,6 +39,24 @@ pub fn update_user(conn: &mut DbConnection, row: &UserRow) -> QueryResult<usize>
     diesel::update(users::table.find(&row.id)).set(row).execute(conn)
 }
 
+/// Turns the second factor on (a secret, and the step of the code that confirmed it) or off.
+pub fn set_totp(conn: &mut DbConnection, id: UserId, secret: Option<&str>, step: Option<i64>) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((users::totp_secret.eq(secret), users::totp_last_step.eq(step)))
+        .execute(conn)
+}
+
+/// Records a TOTP step as used, when it is later than the last one used: false when it is
+/// not (the code was used already), so that two requests cannot both spend one code.
+pub fn spend_totp_step(conn: &mut DbConnection, id: UserId, step: i64) -> QueryResult<bool> {
+    let updated = diesel::update(
+        users::table.find(id).filter(users::totp_last_step.is_null().or(users::totp_last_step.lt(step))),
+    )
+    .set(users::totp_last_step.eq(step))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
 pub fn delete_user(conn: &mut DbConnection, id: UserId) -> QueryResult<usize> {
     diesel::delete(users::table.find(id)).execute(conn)
 }

@@ -663,3 +663,81 @@ async fn wrong_setup_codes_from_one_address_never_lock_out_the_right_one() {
     let right = setup(&code, "198.51.100.7").send().await.unwrap();
     assert_eq!(right.status(), StatusCode::SEE_OTHER, "the operator is not locked out");
 }
+
+#[tokio::test]
+async fn an_editor_filters_contacts_by_country_and_segment_and_changes_all_it_finds_at_once() {
+    let app = spawn_app().await;
+    let list = app.create_list("Fair 2026").await;
+    for (email, country) in [("ana@example.org", "FR"), ("luc@example.org", "FR"), ("jan@example.org", "DE")] {
+        app.create_contact(json!({"email": email, "country": country})).await;
+    }
+    let gone = app.create_contact(json!({"email": "gone@example.org", "country": "FR"})).await;
+    let (_, links) = app.send(app.get(&format!("/api/v1/contacts/{}/links", gone["id"].as_str().unwrap()))).await;
+    app.client.post(links["unsubscribe_url"].as_str().unwrap()).send().await.unwrap();
+    let (_, segment) = app
+        .send(app.post("/api/v1/segments", &json!({"name": "Germans", "script": "contact.country == \"DE\""})))
+        .await;
+    let segment = segment["id"].as_str().unwrap();
+    let editor = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+
+    let (_, french) = app.console_get("/admin/contacts?country=FR", &editor.cookie).await;
+    assert!(french.contains("<option value=\"FR\" selected>France</option>"), "{french}");
+    assert!(french.contains("ana@example.org") && !french.contains("jan@example.org"), "{french}");
+    let (_, germans) = app.console_get(&format!("/admin/contacts?segment={segment}"), &editor.cookie).await;
+    assert!(germans.contains("jan@example.org") && !germans.contains("ana@example.org"), "{germans}");
+    assert!(!germans.contains("action=\"/admin/contacts/bulk\""), "no bulk change on a segment: {germans}");
+    let (status, _) = app.console_get("/admin/contacts?country=France", &editor.cookie).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let bulk = |fields: Vec<(&str, String)>| {
+        let mut form = vec![("csrf", editor.csrf.clone())];
+        form.extend(fields);
+        app.console_post("/admin/contacts/bulk", Some(&editor.cookie)).form(&form)
+    };
+    let tagged = bulk(vec![("country", "FR".into()), ("action", "add_tag".into()), ("bulk_tag", "salon".into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.status(), StatusCode::OK);
+    assert!(tagged.text().await.unwrap().contains("Changed 3 of the 3 contacts found."));
+    for (email, tagged) in [("ana@example.org", true), ("luc@example.org", true), ("jan@example.org", false)] {
+        let contact = app.contact_by_email(email).await.unwrap();
+        assert_eq!(contact["tags"].as_array().unwrap().contains(&json!("salon")), tagged, "{contact}");
+    }
+    let listed = bulk(vec![("tag", "salon".into()), ("action", "add_list".into()), ("bulk_list", list.clone())])
+        .send()
+        .await
+        .unwrap();
+    let page = listed.text().await.unwrap();
+    assert!(
+        page.contains("Changed 2 of the 3 contacts found.") && page.contains("1 were not put on the list"),
+        "{page}"
+    );
+    let gone = app.contact_by_email("gone@example.org").await.unwrap();
+    assert_eq!(gone["lists"], json!([]), "a suppressed address is never put on a list");
+    let ana = app.contact_by_email("ana@example.org").await.unwrap();
+    assert_eq!(ana["lists"], json!([list]));
+    let untagged = bulk(vec![("action", "remove_tag".into()), ("bulk_tag", "salon".into())]).send().await.unwrap();
+    assert!(untagged.text().await.unwrap().contains("Changed 3 of the 4 contacts found."));
+
+    // A viewer, a form without its token, a bad change: refused, nothing changed.
+    let viewer = app.console_user("viewer").await;
+    let as_viewer = app
+        .console_post("/admin/contacts/bulk", Some(&viewer.cookie))
+        .form(&[("csrf", viewer.csrf.as_str()), ("action", "add_tag"), ("bulk_tag", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_viewer.status(), StatusCode::FORBIDDEN);
+    let without = app
+        .console_post("/admin/contacts/bulk", Some(&editor.cookie))
+        .form(&[("action", "add_tag"), ("bulk_tag", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), StatusCode::FORBIDDEN);
+    let bad = bulk(vec![("action", "add_tag".into()), ("bulk_tag", "not a tag!".into())]).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, tagged_x) = app.send(app.get("/api/v1/contacts?tag=x")).await;
+    assert_eq!(tagged_x["items"], json!([]));
+}

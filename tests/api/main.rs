@@ -35,5 +35,6 @@ mod storage;
 mod suppressions;
 mod surveys;
 mod templates;
+mod two_factor;
 mod users;
 mod webhooks;

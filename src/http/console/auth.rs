@@ -102,9 +102,14 @@ pub async fn sign_in(req: HttpRequest, state: web::Data<AppState>, form: web::Fo
     }
     let form = form.into_inner();
     match sessions::sign_in(&state.db, &state.login, client_ip(&req), &form.email, form.password).await {
-        Ok(opened) => {
+        Ok(sessions::SignIn::Opened(opened)) => {
             let mut response = redirect("/admin");
             let _ = response.add_cookie(&session_cookie(&state, &opened.secret));
+            response
+        }
+        Ok(sessions::SignIn::CodeNeeded(waiting)) => {
+            let mut response = render(&state, &frame, StatusCode::OK, "sign_in_code.html", minijinja::context! {});
+            let _ = response.add_cookie(&session_cookie(&state, &waiting.secret));
             response
         }
         Err(Error::Unauthorized(_)) => {
@@ -116,6 +121,33 @@ pub async fn sign_in(req: HttpRequest, state: web::Data<AppState>, form: web::Fo
                 "sign_in.html",
                 minijinja::context! { email => &form.email, error },
             )
+        }
+        Err(error) => failure(&state, &frame, error),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+/// The second step of a sign-in with two factors: the code, under the waiting session's
+/// cookie; a right one opens a new session.
+pub async fn sign_in_code(req: HttpRequest, state: web::Data<AppState>, form: web::Form<CodeForm>) -> HttpResponse {
+    let frame = frame(&req, None);
+    if !super::same_origin(&req, &state) {
+        return failure(&state, &frame, Error::Forbidden("the request came from another site".to_owned()));
+    }
+    let secret = req.cookie(super::COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    match sessions::complete_second_factor(&state.db, &state.login, &secret, &form.code).await {
+        Ok(opened) => {
+            let mut response = redirect("/admin");
+            let _ = response.add_cookie(&session_cookie(&state, &opened.secret));
+            response
+        }
+        Err(Error::Unauthorized(error)) => {
+            render(&state, &frame, StatusCode::UNAUTHORIZED, "sign_in_code.html", minijinja::context! { error })
         }
         Err(error) => failure(&state, &frame, error),
     }

@@ -9,6 +9,7 @@
 //! every state change is a POST carrying the session's CSRF token, and a POST from
 //! another origin is refused whatever it carries.
 
+mod account;
 mod auth;
 mod builder;
 mod contacts;
@@ -51,8 +52,12 @@ pub fn scope() -> actix_web::Scope {
         .route("/setup", web::post().to(auth::setup))
         .route("/sign-in", web::get().to(auth::show_sign_in))
         .route("/sign-in", web::post().to(auth::sign_in))
+        .route("/sign-in/code", web::post().to(auth::sign_in_code))
         .route("/sign-out", web::post().to(auth::sign_out))
+        .route("/account", web::get().to(account::show))
+        .route("/account/two-factor", web::post().to(account::two_factor))
         .route("/contacts", web::get().to(contacts::list))
+        .route("/contacts/bulk", web::post().to(contacts::bulk))
         .route("/contacts/{id}", web::get().to(contacts::show))
         .route("/contacts/{id}/proof", web::get().to(contacts::proof))
         .route("/contacts/{id}/export", web::get().to(contacts::export))
