@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{ApiJson, RequestBody};
 use crate::error::Result;
-use crate::services::auth;
+use crate::services::sessions;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,12 +58,12 @@ pub async fn issue_token(
 ) -> Result<web::Json<TokenResponse>> {
     let request = body.0;
     let ip = super::pages::client_ip(&req);
-    let credentials = auth::Credentials {
+    let credentials = sessions::Credentials {
         email: &request.email,
         password: request.password,
         totp_code: request.totp_code.as_deref(),
     };
-    let token = auth::issue_token(&state.db, &state.tokens, &state.login, ip, credentials).await?;
+    let token = sessions::issue_token(&state.db, &state.tokens, &state.login, ip, credentials).await?;
     Ok(web::Json(TokenResponse {
         access_token: token.access_token,
         token_type: "Bearer".to_owned(),

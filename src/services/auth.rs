@@ -236,30 +236,6 @@ impl LoginGuard {
     }
 }
 
-/// What a sign-in to the API gives.
-pub struct Credentials<'a> {
-    pub email: &'a str,
-    pub password: String,
-    /// The second factor's code, for a user who has one.
-    pub totp_code: Option<&'a str>,
-}
-
-/// Checks an e-mail and password (and the second factor's code, for a user who has one)
-/// and issues an access token. `ip` is the client's address, for the per-address limit.
-pub async fn issue_token(
-    db: &Db,
-    tokens: &Tokens,
-    guard: &LoginGuard,
-    ip: Option<IpAddr>,
-    credentials: Credentials<'_>,
-) -> Result<IssuedToken> {
-    let user = check_credentials(db, guard, ip, credentials.email, credentials.password).await?;
-    if user.totp_secret.is_some() {
-        super::two_factor::check_code(db, guard, user.id, credentials.totp_code).await?;
-    }
-    tokens.issue(user.id, user.session_generation)
-}
-
 /// Checks an e-mail and password, within the login limits: the user they are, or 401
 /// (the same answer, taking as long, whether the address is known or not).
 pub async fn check_credentials(

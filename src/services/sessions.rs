@@ -1,6 +1,7 @@
-//! Signing in to the console: sessions held in a cookie, each with its CSRF token, and the
-//! first run, where a one-time code printed in the server's log lets the first admin be
-//! created (so whoever reaches the port first cannot take the server).
+//! Signing in: to the API for an access token, and to the console for a session held in
+//! a cookie, each with its CSRF token (both with the second factor of a user who has one);
+//! and the first run, where a one-time code printed in the server's log lets the first
+//! admin be created (so whoever reaches the port first cannot take the server).
 
 use std::net::IpAddr;
 
@@ -9,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
 use sha2::{Digest, Sha256};
 
-use super::auth::{LoginGuard, check_credentials, hash_password, random_bytes};
+use super::auth::{IssuedToken, LoginGuard, Tokens, check_credentials, hash_password, random_bytes};
 use crate::domain::{Email, Role, User};
 use crate::error::{Error, Result};
 use crate::storage::models::UserRow;
@@ -92,6 +93,30 @@ fn open_row(conn: &mut storage::DbConnection, user: UserRow, pending: bool) -> R
         user: User::from(user),
     };
     Ok(Opened { secret, session })
+}
+
+/// What a sign-in to the API gives.
+pub struct Credentials<'a> {
+    pub email: &'a str,
+    pub password: String,
+    /// The second factor's code, for a user who has one.
+    pub totp_code: Option<&'a str>,
+}
+
+/// Checks an e-mail and password (and the second factor's code, for a user who has one)
+/// and issues an access token. `ip` is the client's address, for the per-address limit.
+pub async fn issue_token(
+    db: &Db,
+    tokens: &Tokens,
+    guard: &LoginGuard,
+    ip: Option<IpAddr>,
+    credentials: Credentials<'_>,
+) -> Result<IssuedToken> {
+    let user = check_credentials(db, guard, ip, credentials.email, credentials.password).await?;
+    if user.totp_secret.is_some() {
+        super::two_factor::check_code(db, guard, user.id, credentials.totp_code).await?;
+    }
+    tokens.issue(user.id, user.session_generation)
 }
 
 /// Signs in with an e-mail and password, within the login limits.

@@ -38,20 +38,20 @@ fn axe_source() -> String {
 }
 
 /// The pages checked so far and the serious or critical violations found on them.
-struct Audit {
+pub(crate) struct Audit {
     axe: String,
     checked: Vec<String>,
     found: Vec<String>,
 }
 
 impl Audit {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { axe: axe_source(), checked: Vec::new(), found: Vec::new() }
     }
 
     /// Runs axe over the page the browser shows, named `page` in the report; answers the
     /// violations of every impact, as axe gives them.
-    async fn check(&mut self, browser: &Browser, page: &str) -> Vec<Value> {
+    pub(crate) async fn check(&mut self, browser: &Browser, page: &str) -> Vec<Value> {
         browser.execute(&self.axe, json!([])).await;
         let results = browser.execute_async(RUN_AXE, json!([])).await;
         assert!(results["error"].is_null(), "axe failed on {page}: {results}");
@@ -89,7 +89,7 @@ impl Audit {
 
     /// What the test says when violations were found: each with its page, rule, impact,
     /// help and the nodes at fault.
-    fn report(&self) -> Option<String> {
+    pub(crate) fn report(&self) -> Option<String> {
         (!self.found.is_empty()).then(|| {
             format!(
                 "{} serious or critical accessibility violation(s) on {} page(s) checked:\n\n{}\n\npages checked:\n  {}",

@@ -199,6 +199,28 @@ impl Browser {
         self.command(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": args}))).await
     }
 
+    /// The handle of the window commands go to.
+    pub(crate) async fn window(&self) -> String {
+        self.command(reqwest::Method::GET, "/window", None).await.as_str().unwrap().to_owned()
+    }
+
+    /// Opens a second window (as a person opens one beside the first), and answers its
+    /// handle; commands still go to the current one until [`Browser::switch_to`].
+    pub(crate) async fn new_window(&self) -> String {
+        let opened = self.command(reqwest::Method::POST, "/window/new", Some(json!({"type": "window"}))).await;
+        opened["handle"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn switch_to(&self, handle: &str) {
+        self.command(reqwest::Method::POST, "/window", Some(json!({"handle": handle}))).await;
+    }
+
+    /// Chooses a file for a file input, as a person picks it in the file dialog.
+    pub(crate) async fn choose_file(&self, css: &str, path: &std::path::Path) {
+        let element = self.find(css).await;
+        self.type_into_element(&element, &path.display().to_string()).await;
+    }
+
     /// Resizes the window (a desktop's, for pages made for one).
     pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.command(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;

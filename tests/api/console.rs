@@ -118,7 +118,11 @@ async fn the_first_admin_is_created_only_with_the_setup_code_from_the_servers_lo
     assert!(!cookie.contains("Secure"), "plain HTTP on loopback: {cookie}");
     let (status, dashboard) = app.console_get("/admin", &cookie_pair(&cookie)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(dashboard.contains("first@example.org (admin)") && dashboard.contains("<h1>Dashboard</h1>"), "{dashboard}");
+    assert!(
+        dashboard.contains("first@example.org</a> <span class=\"muted\">(admin)")
+            && dashboard.contains("<h1>Dashboard</h1>"),
+        "{dashboard}"
+    );
     let again = setup(code).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::FORBIDDEN, "the code works once");
     let page = app.client.get(app.url("/admin/setup")).send().await.unwrap();
@@ -193,7 +197,7 @@ async fn a_session_ends_when_idle_too_long_and_when_the_password_changes() {
     let session = app.sign_in(&email, "a user passphrase").await;
     let (status, page) = app.console_get("/admin/contacts", &session.cookie).await;
     assert_eq!(status, StatusCode::OK, "a viewer reads: {page}");
-    assert!(page.contains(&format!("{email} (viewer)")), "{page}");
+    assert!(page.contains(&format!("{email}</a> <span class=\"muted\">(viewer)")), "{page}");
     let id = viewer["id"].as_str().unwrap();
     let (status, _) =
         app.send(app.patch(&format!("/api/v1/users/{id}"), &json!({"password": "another long passphrase"}))).await;

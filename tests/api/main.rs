@@ -13,6 +13,7 @@ mod cli;
 mod consent;
 mod console;
 mod console_imports;
+mod console_journey;
 mod contacts;
 mod erasure;
 mod errors;
