@@ -134,7 +134,13 @@ impl Application {
             database = db.backend().as_str(),
             "consento is listening"
         );
+        let stats = crate::services::stats::StatsCache::default();
+        {
+            let (db, stats) = (db.clone(), stats.clone());
+            workers.spawn("stats", move || stats.clone().run(db.clone()));
+        }
         let services = Services {
+            stats,
             db,
             tokens,
             login: crate::services::auth::LoginGuard::from_settings(&settings),

@@ -203,6 +203,7 @@ pub async fn list_contacts(
         status: query.status.as_deref().and_then(|status| errors.check("status", status.parse())),
         email: query.email.filter(|text| !text.trim().is_empty()).map(|text| text.trim().to_owned()),
         country: query.country.as_deref().and_then(|code| errors.check("country", Country::parse(code))),
+        email_prefix: None,
     };
     errors.finish(|| Some(()))?;
     let page = service::list_contacts(&state.db, filter, page).await?;

@@ -197,7 +197,7 @@ pub(super) async fn preview_page(state: &AppState, form: &Form, locale: Option<&
     let frame = Frame::new(locale, brand.as_ref(), Some(&form.definition.look));
     let context = FormContext { template: "form.html", preview: true, script_url: None };
     let html = render_form(state, None, form, &frame, context, &RawSubmission::default(), &[]).await?;
-    Ok(super::pages::html_response(StatusCode::OK, html))
+    Ok(super::pages::html_response_under(StatusCode::OK, html, super::pages::PREVIEW_CSP))
 }
 
 /// The frame of a page with no form nor person behind it: the browser's language and the

@@ -46,6 +46,8 @@ pub struct ContactQuery {
     pub tag: Option<Tag>,
     pub status: Option<ContactStatus>,
     pub email: Option<String>,
+    /// The start of the address (along its index: quick over any number of contacts).
+    pub email_prefix: Option<String>,
     pub country: Option<Country>,
 }
 
@@ -57,6 +59,7 @@ impl ContactQuery {
             status: self.status,
             email_contains: self.email,
             country: self.country.map(|c| c.as_str().to_owned()),
+            email_prefix: self.email_prefix,
         }
     }
 }

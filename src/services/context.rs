@@ -22,6 +22,8 @@ use crate::storage::Db;
 /// What services share (workers get clones of the handles they use).
 pub struct Services {
     pub db: Db,
+    /// The dashboard's counts, taken again by the `stats` worker.
+    pub stats: super::stats::StatsCache,
     pub keys: Keys,
     pub settings: Settings,
     /// The script host and the plugins of the folder and the binary: the one copy.

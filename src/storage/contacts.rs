@@ -22,6 +22,8 @@ pub struct ContactFilter {
     pub email_contains: Option<String>,
     /// An ISO 3166-1 alpha-2 code.
     pub country: Option<String>,
+    /// The start of the address, matched against the lower-cased address along its index.
+    pub email_prefix: Option<String>,
 }
 
 pub fn insert_contact(
@@ -58,7 +60,7 @@ pub fn find_contact_id_by_email_key(conn: &mut DbConnection, key: &str) -> Query
 }
 
 /// The filters a contact listing shares, on any boxed query that has the contacts table.
-macro_rules! filter_contacts {
+macro_rules! filter_contact_columns {
     ($query:ident, $filter:expr) => {
         if let Some(status) = &$filter.status {
             $query = $query.filter(contacts::status.eq(*status));
@@ -66,9 +68,23 @@ macro_rules! filter_contacts {
         if let Some(country) = &$filter.country {
             $query = $query.filter(contacts::country.eq(country.clone()));
         }
+        if let Some(prefix) = &$filter.email_prefix {
+            // The range walks the address index; LIKE keeps exactly the addresses starting so.
+            let prefix = prefix.to_lowercase();
+            $query = $query.filter(contacts::email_key.ge(prefix.clone()));
+            $query = $query.filter(contacts::email_key.lt(format!("{prefix}\u{10ffff}")));
+            $query = $query.filter(contacts::email_key.like(prefix_pattern(&prefix)).escape('\\'));
+        }
         if let Some(text) = &$filter.email_contains {
             $query = $query.filter(contacts::email_key.like(like_pattern(&text.to_lowercase())).escape('\\'));
         }
+    };
+}
+
+/// The filters of [`filter_contact_columns`], and the tag's.
+macro_rules! filter_contacts {
+    ($query:ident, $filter:expr) => {
+        filter_contact_columns!($query, $filter);
         if let Some(tag) = &$filter.tag {
             $query = $query.filter(contacts::id.eq_any(
                 contact_tags::table.filter(contact_tags::tag.eq(tag.clone())).select(contact_tags::contact_id),
@@ -86,6 +102,9 @@ pub fn list_contacts(
 ) -> Result<Vec<Contact>> {
     if let Some(list_id) = &filter.list_id {
         return list_members(conn, *list_id, filter, after, limit);
+    }
+    if let Some(tag) = &filter.tag {
+        return tagged(conn, tag, filter, after, limit);
     }
     let mut query = contacts::table.select(ContactRow::as_select()).into_boxed();
     if let Some(after) = after {
@@ -115,6 +134,28 @@ fn list_members(
     }
     filter_contacts!(query, filter);
     let rows = query.order(contact_lists::contact_id.asc()).limit(limit).load(conn)?;
+    with_memberships(conn, rows)
+}
+
+/// A page of the contacts with a tag: walked along the tag's index (tag, contact) in
+/// contact order, as a list's members are.
+fn tagged(
+    conn: &mut DbConnection,
+    tag: &str,
+    filter: &ContactFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Contact>> {
+    let mut query = contact_tags::table
+        .inner_join(contacts::table.on(contacts::id.eq(contact_tags::contact_id)))
+        .filter(contact_tags::tag.eq(tag.to_owned()))
+        .select(ContactRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(contact_tags::contact_id.gt(after.to_owned()));
+    }
+    filter_contact_columns!(query, filter);
+    let rows = query.order(contact_tags::contact_id.asc()).limit(limit).load(conn)?;
     with_memberships(conn, rows)
 }
 
@@ -186,8 +227,12 @@ fn with_memberships(conn: &mut DbConnection, rows: Vec<ContactRow>) -> Result<Ve
 
 /// A LIKE pattern matching `text` anywhere, with LIKE's wildcards in `text` taken literally.
 fn like_pattern(text: &str) -> String {
+    format!("%{}", prefix_pattern(text))
+}
+
+/// A LIKE pattern matching what starts with `text`, its wildcards taken literally.
+fn prefix_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             pattern.push('\\');

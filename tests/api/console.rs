@@ -409,7 +409,7 @@ async fn an_admin_signs_in_in_a_browser_finds_a_person_and_reads_their_consent_t
     browser.wait_for_text("grace@example.org").await;
     browser.type_into("#q", "grace").await;
     browser.click(".filters button[type=submit]").await;
-    browser.wait_for_text("E-mail contains").await;
+    browser.wait_for_text("E-mail starts with").await;
     let listed = browser.text_of("table tbody").await;
     assert!(listed.contains("grace@example.org") && !listed.contains("alan@example.org"), "{listed}");
     browser.click("td a").await;
@@ -684,6 +684,9 @@ async fn an_editor_filters_contacts_by_country_and_segment_and_changes_all_it_fi
     let segment = segment["id"].as_str().unwrap();
     let editor = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
 
+    // The search finds addresses by their start.
+    let (_, starting) = app.console_get("/admin/contacts?q=an", &editor.cookie).await;
+    assert!(starting.contains("ana@example.org") && !starting.contains("jan@example.org"), "{starting}");
     let (_, french) = app.console_get("/admin/contacts?country=FR", &editor.cookie).await;
     assert!(french.contains("<option value=\"FR\" selected>France</option>"), "{french}");
     assert!(french.contains("ana@example.org") && !french.contains("jan@example.org"), "{french}");
@@ -744,4 +747,44 @@ async fn an_editor_filters_contacts_by_country_and_segment_and_changes_all_it_fi
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let (_, tagged_x) = app.send(app.get("/api/v1/contacts?tag=x")).await;
     assert_eq!(tagged_x["items"], json!([]));
+}
+
+#[tokio::test]
+async fn the_builder_shows_its_unsaved_form_beside_it_in_the_language_chosen() {
+    let app = spawn_app().await;
+    let list = app.create_list("Weekly letter").await;
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, builder) = app.console_get("/admin/forms/new", &session.cookie).await;
+    assert!(builder.contains("<iframe name=\"preview\""), "{builder}");
+    assert!(builder.contains("formaction=\"/admin/forms/preview\" formtarget=\"preview\""), "{builder}");
+
+    let unsaved = |csrf: &str, locale: &str| {
+        app.console_post("/admin/forms/preview", Some(&session.cookie)).form(&[
+            ("csrf", csrf),
+            ("name", "Weekly"),
+            ("slug", "weekly"),
+            ("title", "The weekly letter"),
+            ("opt_in", "double"),
+            ("fields[0].label", "Favourite plant"),
+            ("fields[0].name", "plant"),
+            ("consents[0].list_id", list.as_str()),
+            ("consents[0].text", "Send me the weekly letter."),
+            ("preview_locale", locale),
+        ])
+    };
+    let shown = unsaved(&session.csrf, "de").send().await.unwrap();
+    assert_eq!(shown.status(), StatusCode::OK);
+    let policy = shown.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("frame-ancestors 'self'") && policy.contains("form-action 'none'"), "{policy}");
+    let page = shown.text().await.unwrap();
+    assert!(page.contains("<html lang=\"de\"") && page.contains("Favourite plant"), "{page}");
+    assert!(page.contains("Send me the weekly letter."), "{page}");
+    let (_, forms) = app.send(app.get("/api/v1/forms")).await;
+    assert_eq!(forms["items"], json!([]), "a preview saves nothing");
+
+    assert_eq!(unsaved("not-the-token", "en").send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let console_page =
+        app.client.get(app.url("/admin/forms/new")).header("cookie", &session.cookie).send().await.unwrap();
+    let policy = console_page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("frame-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
 }

@@ -1,5 +1,6 @@
 // The console's one script. Every page works without it; with it, a file can be dropped
-// anywhere on the import's drop zone, and an import's page follows the job live.
+// anywhere on the import's drop zone, an import's page follows the job live, and the form
+// builder's preview follows what is typed.
 (function () {
   "use strict";
 
@@ -29,6 +30,21 @@
         show();
       }
     });
+  }
+
+  // The form builder: the preview beside it follows what is typed, a moment after.
+  var builder = document.querySelector("form[data-live-preview]");
+  var previewButton = document.querySelector("[data-preview-button]");
+  if (builder && previewButton && builder.requestSubmit) {
+    var pending = null;
+    var refresh = function () {
+      window.clearTimeout(pending);
+      pending = window.setTimeout(function () { builder.requestSubmit(previewButton); }, 700);
+    };
+    builder.addEventListener("input", refresh);
+    builder.addEventListener("change", refresh);
+    var language = document.getElementById("preview_locale");
+    if (language) language.addEventListener("change", refresh);
   }
 
   var job = document.querySelector("[data-import-progress]");

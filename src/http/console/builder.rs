@@ -218,6 +218,34 @@ pub async fn show_edit(state: web::Data<AppState>, console: Console, id: web::Pa
 }
 
 /// Saves a new form, or a new version of one: the same parse and checks as the API.
+/// The builder's form as the person will see it, unsaved, in the language chosen: what the
+/// preview beside the builder shows. Faults are listed in its place.
+pub async fn preview(
+    state: web::Data<AppState>,
+    console: Console,
+    body: crate::http::extract::LimitedBody,
+) -> HttpResponse {
+    let posted = BuilderForm::from_body(&body.0);
+    if let Err(error) = console.check_csrf(&posted.get("csrf")).and_then(|()| posted.check_rows()) {
+        return failure(&state, &console.frame, error);
+    }
+    let shown = async {
+        let mut body = posted.body();
+        if let Some(id) = posted.optional("form_id") {
+            let existing = forms::find_form(&state.db, crate::http::extract::parse_id(&id, "form")?).await?;
+            keep_unshown_settings(&mut body, &FormBody::from_form(&existing));
+        }
+        let (slug, definition) = body.parse()?;
+        let now = chrono::Utc::now();
+        let form = Form { id: FormId::new(), slug, version: 0, definition, created_at: now, updated_at: now };
+        crate::http::public::preview_page(&state, &form, posted.optional("preview_locale").as_deref()).await
+    };
+    match shown.await {
+        Ok(response) => response,
+        Err(error) => failure(&state, &console.frame, error),
+    }
+}
+
 async fn save(state: &AppState, console: &Console, existing: Option<Form>, posted: &[u8]) -> HttpResponse {
     let posted = BuilderForm::from_body(posted);
     if let Err(error) = console.check_csrf(&posted.get("csrf")).and_then(|()| console.require(Role::Editor)) {

@@ -55,8 +55,9 @@ impl ContactFilters {
             Some(code) => errors.check("country", Country::parse(&code)),
             None => None,
         };
-        let email = some(&self.q);
-        errors.finish(|| Some(ContactQuery { list, tag, status, email, country }))
+        // The search finds addresses by their start, along the address index.
+        let email_prefix = some(&self.q);
+        errors.finish(|| Some(ContactQuery { list, tag, status, email: None, email_prefix, country }))
     }
 
     fn segment(&self) -> Result<Option<SegmentId>, Error> {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Console, failure, page};
 use crate::http::AppState;
 use crate::services::bounces::{self, ChurnBucket, Period};
-use crate::services::{ledger, stats};
+use crate::services::ledger;
 
 /// One day's bar of the chart, laid out for SVG.
 #[derive(Debug, Serialize)]
@@ -62,15 +62,16 @@ pub async fn show(state: web::Data<AppState>, console: Console) -> HttpResponse 
     let to = Utc::now();
     let from = to - TimeDelta::days(29);
     let gathered = async {
-        let totals = stats::gather(&state.db).await?;
+        let snapshot = state.stats.latest(&state.db).await?;
         let days = bounces::churn(&state.db, Period::Day, from, to).await?;
         let checkpoint = ledger::latest_checkpoint(&state.db).await?;
-        Ok::<_, crate::error::Error>((totals, days, checkpoint))
+        Ok::<_, crate::error::Error>((snapshot, days, checkpoint))
     };
-    let (totals, days, checkpoint) = match gathered.await {
+    let (snapshot, days, checkpoint) = match gathered.await {
         Ok(found) => found,
         Err(error) => return failure(&state, &console.frame, error),
     };
+    let totals = &snapshot.stats;
     let contacts: i64 = totals.contacts_by_status.iter().map(|(_, n)| n).sum();
     let sum = |pick: fn(&ChurnBucket) -> i64| days.iter().map(pick).sum::<i64>();
     let churn = minijinja::context! {
@@ -82,7 +83,9 @@ pub async fn show(state: web::Data<AppState>, console: Console) -> HttpResponse 
         checkpoint.map(|c| c.lines().take(3).map(str::to_owned).collect()).unwrap_or_default();
     let context = minijinja::context! {
         title => crate::i18n::text(&console.frame.locale, "admin_dashboard"),
-        contacts, by_status => totals.contacts_by_status, lists => totals.lists,
+        counted_at => (snapshot.took >= crate::services::stats::LIVE_UNDER)
+            .then(|| snapshot.taken_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        contacts, by_status => &totals.contacts_by_status, lists => &totals.lists,
         consent_events => totals.consent_events, suppressions => totals.suppressions,
         churn, chart => chart(&days, from.date_naive(), 30), checkpoint => checkpoint_lines,
     };

@@ -40,8 +40,9 @@ pub const COOKIE: &str = "consento_session";
 /// The policy of every console page: nothing from elsewhere, no framing.
 /// Its one script is the console's own (`/admin/console.js`), which every page works
 /// without.
-const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
-                           img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; frame-src 'self'; \
+                           style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
+                           frame-ancestors 'none'";
 
 /// The console's routes.
 pub fn scope() -> actix_web::Scope {
@@ -66,6 +67,7 @@ pub fn scope() -> actix_web::Scope {
         .route("/forms", web::get().to(forms::list))
         .route("/forms/new", web::get().to(builder::show_new))
         .route("/forms/new", web::post().to(builder::create))
+        .route("/forms/preview", web::post().to(builder::preview))
         .route("/forms/{id}", web::get().to(forms::show))
         .route("/forms/{id}/edit", web::get().to(builder::show_edit))
         .route("/forms/{id}/edit", web::post().to(builder::update))

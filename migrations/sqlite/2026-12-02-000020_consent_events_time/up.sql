@@ -1,0 +1,1 @@
+CREATE INDEX consent_events_time ON consent_events (occurred_at);
