@@ -218,7 +218,7 @@ async fn a_contacts_page_shows_its_consent_timeline_with_the_evidence_and_its_pr
     app.ledger_sequenced().await;
 
     let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let (status, found) = app.console_get("/admin/contacts?q=timeline", &session.cookie).await;
+    let (status, found) = app.console_get("/admin/contacts?q=ada.time", &session.cookie).await;
     assert_eq!(status, StatusCode::OK);
     let id = app.contact_by_email(email).await.unwrap()["id"].as_str().unwrap().to_owned();
     assert!(found.contains(&format!("<a href=\"/admin/contacts/{id}\">{email}</a>")), "{found}");
@@ -787,4 +787,118 @@ async fn the_builder_shows_its_unsaved_form_beside_it_in_the_language_chosen() {
         app.client.get(app.url("/admin/forms/new")).header("cookie", &session.cookie).send().await.unwrap();
     let policy = console_page.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(policy.contains("frame-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+}
+
+#[tokio::test]
+async fn an_editor_suppresses_a_pasted_export_at_once_and_its_contacts_leave_everything() {
+    let app = spawn_app().await;
+    let list = app.create_list("Monthly").await;
+    let kept = app.create_contact(json!({"email": "leaving@example.org", "lists": [list]})).await;
+    let editor = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, page) = app.console_get("/admin/suppressions", &editor.cookie).await;
+    assert!(page.contains("action=\"/admin/suppressions/import\""), "{page}");
+
+    let export = "Email Address,First Name\r\nleaving@example.org,Lea\r\nnobody@example.org,\r\nnot an address,\r\nNOBODY@example.org,\r\n";
+    let pasted = app
+        .console_post("/admin/suppressions/import", Some(&editor.cookie))
+        .form(&[("csrf", editor.csrf.as_str()), ("addresses", export), ("reason", "unsubscribed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pasted.status(), StatusCode::OK);
+    let page = pasted.text().await.unwrap();
+    assert!(
+        page.contains("2 addresses suppressed (1 of them contacts, who left everything), 0 suppressed already, 1 lines without an address."),
+        "{page}"
+    );
+    let contact = app.contact_by_email("leaving@example.org").await.unwrap();
+    assert_eq!((contact["status"].as_str(), contact["lists"].clone()), (Some("unsubscribed"), json!([])), "{kept}");
+    let (_, found) = app.send(app.get("/api/v1/suppressions?email=nobody@example.org")).await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+
+    let empty = app
+        .console_post("/admin/suppressions/import", Some(&editor.cookie))
+        .form(&[("csrf", editor.csrf.as_str()), ("addresses", "  "), ("reason", "unsubscribed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let viewer = app.console_user("viewer").await;
+    let refused = app
+        .console_post("/admin/suppressions/import", Some(&viewer.cookie))
+        .form(&[("csrf", viewer.csrf.as_str()), ("addresses", "other@example.org"), ("reason", "manual")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let (_, other) = app.send(app.get("/api/v1/suppressions?email=other@example.org")).await;
+    assert_eq!(other["items"], json!([]));
+}
+
+#[tokio::test]
+async fn the_builder_puts_partners_and_a_survey_on_a_form_and_a_save_without_them_takes_them_off() {
+    let app = spawn_app().await;
+    let list = app.create_list("Offers").await;
+    let acme = crate::partners::create_partner(&app, "Acme", json!({})).await;
+    let globex = crate::partners::create_partner(&app, "Globex", json!({})).await;
+    let survey = crate::surveys::branching_survey(&app).await;
+    let (acme, globex) = (acme["id"].as_str().unwrap().to_owned(), globex["id"].as_str().unwrap().to_owned());
+    let session = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, blank) = app.console_get("/admin/forms/new", &session.cookie).await;
+    assert!(
+        blank.contains(&format!("name=\"partners[{acme}]\""))
+            && blank.contains("Acme SAS, https://acme.example/privacy"),
+        "{blank}"
+    );
+    assert!(
+        blank.contains(&format!("<option value=\"{survey}\" >Pets</option>"))
+            || blank.contains(&format!("value=\"{survey}\"")),
+        "{blank}"
+    );
+
+    let partner_key = format!("partners[{acme}]");
+    let base = vec![
+        ("csrf", session.csrf.clone()),
+        ("name", "Offers".to_owned()),
+        ("slug", "offers".to_owned()),
+        ("title", "Offers".to_owned()),
+        ("opt_in", "double".to_owned()),
+        ("consents[0].list_id", list.clone()),
+        ("consents[0].text", "Send me the offers.".to_owned()),
+    ];
+    let mut with = base.clone();
+    with.push((partner_key.as_str(), "on".to_owned()));
+    with.push(("survey_id", survey.clone()));
+    with.push(("survey_after", "signup".to_owned()));
+    let saved = app.console_post("/admin/forms/new", Some(&session.cookie)).form(&with).send().await.unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER, "{}", saved.text().await.unwrap());
+    let (_, forms) = app.send(app.get("/api/v1/forms")).await;
+    let form = forms["items"][0].clone();
+    assert_eq!(form["partners"], json!([acme]), "only the partner ticked: {form}");
+    assert_eq!((form["survey_id"].as_str(), form["survey_after"].as_str()), (Some(survey.as_str()), Some("signup")));
+    let hosted = app.client.get(app.url("/f/offers")).send().await.unwrap().text().await.unwrap();
+    assert!(hosted.contains(&format!("name=\"partner\" value=\"{acme}\"")) && !hosted.contains(&globex), "{hosted}");
+    let id = form["id"].as_str().unwrap();
+    let (_, edit) = app.console_get(&format!("/admin/forms/{id}/edit"), &session.cookie).await;
+    assert!(edit.contains(&format!("name=\"partners[{acme}]\" value=\"on\" checked")), "{edit}");
+
+    // Saved with every box unticked and no survey: the form has neither any more.
+    let cleared =
+        app.console_post(&format!("/admin/forms/{id}/edit"), Some(&session.cookie)).form(&base).send().await.unwrap();
+    assert_eq!(cleared.status(), StatusCode::SEE_OTHER);
+    let (_, form) = app.send(app.get(&format!("/api/v1/forms/{id}"))).await;
+    assert_eq!(form["partners"], json!([]), "{form}");
+    assert!(form["survey_id"].is_null(), "{form}");
+
+    // A partner that does not exist is named, as the API names it.
+    let mut unknown = base.clone();
+    let ghost = format!("partners[{}]", uuid::Uuid::now_v7());
+    unknown.push((ghost.as_str(), "on".to_owned()));
+    let refused = app
+        .console_post(&format!("/admin/forms/{id}/edit"), Some(&session.cookie))
+        .form(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -51,7 +51,7 @@ async fn a_worker_that_panics_makes_readiness_fail_naming_it_until_it_runs_again
     use std::sync::atomic::{AtomicBool, Ordering};
     let app = spawn_app().await;
     let workers = app.state.workers.statuses();
-    for name in ["outbox", "dispatcher", "imports", "maintenance", "sequencer", "webhooks", "shares"] {
+    for name in ["outbox", "dispatcher", "imports", "maintenance", "sequencer", "webhooks", "shares", "stats"] {
         assert!(workers[name].running, "{name} runs: {workers:?}");
     }
     let failed = Arc::new(AtomicBool::new(false));

@@ -17,11 +17,12 @@ use crate::http::AppState;
 use crate::http::forms::{ConsentCheckboxBody, FieldBody, FormBody, LookBody};
 use crate::services::forms::{self, Form};
 use crate::services::pagination::PageRequest;
-use crate::services::{brands, lists};
+use crate::services::{brands, lists, partners, surveys};
 
 /// The most rows of each kind a form may have here.
 const MAX_FIELDS: usize = 100;
 const MAX_CONSENTS: usize = 50;
+const MAX_PARTNERS: usize = 50;
 
 /// The builder's inputs, as the browser posts them: repeated rows come as `fields[0].name`
 /// and so on, read once into a map (the first value of each name).
@@ -60,7 +61,22 @@ impl BuilderForm {
                 return Err(Error::field(prefix, format!("a form may have at most {max} of these")));
             }
         }
+        if self.partners().len() > MAX_PARTNERS {
+            return Err(Error::field("partners", format!("a form may have at most {MAX_PARTNERS} partners")));
+        }
         Ok(())
+    }
+
+    /// The partners ticked (`partners[<id>]`), in id order.
+    fn partners(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .values
+            .keys()
+            .filter_map(|k| k.strip_prefix("partners[")?.strip_suffix(']'))
+            .map(str::to_owned)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The row numbers posted for `prefix` (`fields`, `consents`), in order.
@@ -130,9 +146,9 @@ impl BuilderForm {
             allowed_origins: origins.lines().map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
             confirmation_subject: None,
             confirmation_text: None,
-            partners: Vec::new(),
-            survey_id: None,
-            survey_after: None,
+            partners: self.partners(),
+            survey_id: self.optional("survey_id"),
+            survey_after: self.optional("survey_after"),
             brand_id: self.optional("brand_id"),
             look: LookBody {
                 accent_color: self.optional("look.accent_color"),
@@ -159,9 +175,11 @@ async fn builder_page(
     let choices = async {
         let lists = lists::list_lists(&state.db, PageRequest::parse(None, Some(200))?).await?;
         let brands = brands::list_brands(&state.db, PageRequest::parse(None, Some(200))?).await?;
-        Ok::<_, Error>((lists.items, brands.items))
+        let partners = partners::list_partners(&state.db, PageRequest::parse(None, Some(200))?).await?;
+        let surveys = surveys::list_surveys(&state.db, PageRequest::parse(None, Some(200))?).await?;
+        Ok::<_, Error>((lists.items, brands.items, partners.items, surveys.items))
     };
-    let (lists, brands) = match choices.await {
+    let (lists, brands, partners, surveys) = match choices.await {
         Ok(found) => found,
         Err(error) => return failure(state, &console.frame, error),
     };
@@ -186,6 +204,12 @@ async fn builder_page(
         body, fields, consents, errors,
         lists => lists.iter().map(|l| minijinja::context! { id => l.id.to_string(), name => &l.name }).collect::<Vec<_>>(),
         brands => brands.iter().map(|b| minijinja::context! { id => b.id.to_string(), name => &b.profile.name }).collect::<Vec<_>>(),
+        partners => partners.iter().map(|p| {
+            let id = p.id.to_string();
+            minijinja::context! { checked => body.partners.contains(&id), id, name => &p.name, legal_name => &p.legal_name,
+                privacy_policy_url => &p.privacy_policy_url }
+        }).collect::<Vec<_>>(),
+        surveys => surveys.iter().map(|s| minijinja::context! { id => s.id.to_string(), name => &s.definition.name }).collect::<Vec<_>>(),
         locales => crate::i18n::LOCALES,
         kinds => ["text", "number", "date", "select", "multi_select", "checkbox", "country"],
         fonts => ["system", "serif", "rounded", "monospace"],
@@ -307,9 +331,6 @@ pub async fn update(
 fn keep_unshown_settings(body: &mut FormBody, before: &FormBody) {
     body.confirmation_subject.clone_from(&before.confirmation_subject);
     body.confirmation_text.clone_from(&before.confirmation_text);
-    body.partners.clone_from(&before.partners);
-    body.survey_id.clone_from(&before.survey_id);
-    body.survey_after.clone_from(&before.survey_after);
     for field in &mut body.fields {
         if let Some(old) = before.fields.iter().find(|old| old.name == field.name) {
             (field.min, field.max, field.max_length) = (old.min, old.max, old.max_length);

@@ -93,6 +93,55 @@ pub async fn show_suppressions(
     suppressions_page(&state, &console, &search, None, None).await
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct SuppressionImportForm {
+    #[serde(default)]
+    csrf: String,
+    /// A previous provider's export pasted (CSV with a header naming the address column),
+    /// or one address a line.
+    #[serde(default)]
+    addresses: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Suppresses many addresses at once (an export of the tool this replaces, pasted), each
+/// as suppressing one does.
+pub async fn import_suppressions(
+    state: web::Data<AppState>,
+    console: Console,
+    form: web::Form<SuppressionImportForm>,
+) -> HttpResponse {
+    if let Err(error) = console.check_csrf(&form.csrf).and_then(|()| console.require(Role::Editor)) {
+        return failure(&state, &console.frame, error);
+    }
+    let search = SuppressionSearch::default();
+    let reason = match suppressions::parse_reason(&form.reason) {
+        Ok(reason) => reason,
+        Err(message) => {
+            let error = Some((StatusCode::UNPROCESSABLE_ENTITY, format!("reason: {message}")));
+            return suppressions_page(&state, &console, &search, None, error).await;
+        }
+    };
+    if form.addresses.trim().is_empty() {
+        let message = crate::i18n::text(&console.frame.locale, "admin_suppress_many_empty").to_owned();
+        return suppressions_page(&state, &console, &search, None, Some((StatusCode::UNPROCESSABLE_ENTITY, message)))
+            .await;
+    }
+    let actor = crate::domain::consent::Actor::User(console.session.user.id);
+    match suppressions::import(&state.db, &state.keys, form.addresses.as_bytes(), reason, actor).await {
+        Ok(report) => {
+            let notice = crate::i18n::text(&console.frame.locale, "admin_suppress_many_done")
+                .replace("{added}", &report.added.to_string())
+                .replace("{already}", &report.already_suppressed.to_string())
+                .replace("{invalid}", &report.invalid.to_string())
+                .replace("{unsubscribed}", &report.contacts_unsubscribed.to_string());
+            suppressions_page(&state, &console, &search, Some(notice), None).await
+        }
+        Err(error) => failure(&state, &console.frame, error),
+    }
+}
+
 /// Suppresses an address by hand (an editor's act, recorded with who did it).
 pub async fn add_suppression(
     state: web::Data<AppState>,

@@ -82,6 +82,7 @@ pub fn scope() -> actix_web::Scope {
         .route("/lists", web::get().to(lists::list))
         .route("/suppressions", web::get().to(lists::show_suppressions))
         .route("/suppressions", web::post().to(lists::add_suppression))
+        .route("/suppressions/import", web::post().to(lists::import_suppressions))
 }
 
 /// A signed-in user, found from the session cookie. A request without a valid session is
