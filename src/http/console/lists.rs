@@ -15,20 +15,29 @@ use crate::services::{lists, suppressions};
 pub async fn list(state: web::Data<AppState>, console: Console) -> HttpResponse {
     let found = async {
         let page = lists::list_lists(&state.db, PageRequest::parse(None, Some(200))?).await?;
+        // The dashboard's counts where counting is slow; a list newer than them is counted.
+        let snapshot = state.stats.latest(&state.db).await?;
+        let counted: std::collections::HashMap<&str, i64> =
+            snapshot.stats.lists.iter().map(|(name, members)| (name.as_str(), *members)).collect();
         let mut rows = Vec::new();
         for list in page.items {
-            let members = lists::count_members(&state.db, list.id).await?;
+            let members = match counted.get(list.name.as_str()) {
+                Some(members) => *members,
+                None => lists::count_members(&state.db, list.id).await?,
+            };
             rows.push(minijinja::context! {
                 name => list.name, description => list.description, opt_in => list.opt_in.to_string(), members,
                 id => list.id.to_string(),
             });
         }
-        Ok::<_, Error>(rows)
+        let counted_at = (snapshot.took >= crate::services::stats::LIVE_UNDER)
+            .then(|| snapshot.taken_at.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+        Ok::<_, Error>((rows, counted_at))
     };
     match found.await {
-        Ok(rows) => {
+        Ok((rows, counted_at)) => {
             let title = crate::i18n::text(&console.frame.locale, "admin_lists");
-            page(&state, &console, "lists.html", "lists", minijinja::context! { title, rows })
+            page(&state, &console, "lists.html", "lists", minijinja::context! { title, rows, counted_at })
         }
         Err(error) => failure(&state, &console.frame, error),
     }
