@@ -98,8 +98,8 @@ impl Application {
             workers.spawn("imports", move || ImportWorker::new(db.clone(), keys.clone(), wake.clone()).run());
         }
         {
-            let (db, days) = (db.clone(), settings.unconfirmed_retention_days);
-            workers.spawn("maintenance", move || maintenance(db.clone(), days));
+            let (db, days, imports) = (db.clone(), settings.unconfirmed_retention_days, settings.imports_dir());
+            workers.spawn("maintenance", move || maintenance(db.clone(), days, imports.clone()));
         }
         {
             let (db, key, settings) = (db.clone(), ledger_key.clone(), settings.clone());
@@ -245,8 +245,9 @@ pub fn dkim_signer(settings: &Settings) -> Result<Option<Signer>> {
     Signer::new(selector, &domain, settings.dkim_algorithm, &key).map(Some)
 }
 
-/// Periodic housekeeping: purging signups never confirmed (and their IP addresses).
-async fn maintenance(db: Db, retention_days: u32) {
+/// Periodic housekeeping: purging signups never confirmed (and their IP addresses), ended
+/// console sessions, and uploaded files whose import never started.
+async fn maintenance(db: Db, retention_days: u32, imports_dir: std::path::PathBuf) {
     let mut interval = tokio::time::interval(Duration::from_secs(3600));
     loop {
         interval.tick().await;
@@ -257,6 +258,19 @@ async fn maintenance(db: Db, retention_days: u32) {
         }
         if let Err(error) = crate::services::sessions::purge_ended(&db).await {
             tracing::warn!(error = %error, "purging ended console sessions failed");
+        }
+        match crate::services::imports::files_in_use(&db).await {
+            Ok(in_use) => {
+                let folder = imports_dir.clone();
+                let removed =
+                    tokio::task::spawn_blocking(move || crate::services::imports::purge_drafts(&folder, &in_use))
+                        .await
+                        .unwrap_or(0);
+                if removed > 0 {
+                    tracing::info!(removed, "removed uploaded files whose import never started");
+                }
+            }
+            Err(error) => tracing::warn!(error = %error, "listing the imports' files failed"),
         }
     }
 }

@@ -67,6 +67,15 @@ pub fn update_job(conn: &mut DbConnection, row: &ImportJobRow) -> QueryResult<us
     diesel::update(import_jobs::table.find(&row.id)).set(row).execute(conn)
 }
 
+/// The files of the jobs that have not finished (queued, running, or failed and kept).
+pub fn unfinished_job_files(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    import_jobs::table
+        .filter(import_jobs::status.ne(ImportStatus::Finished))
+        .filter(import_jobs::file_path.is_not_null())
+        .select(import_jobs::file_path.assume_not_null())
+        .load(conn)
+}
+
 pub fn find_job(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ImportJobRow>> {
     import_jobs::table.find(id).select(ImportJobRow::as_select()).first(conn).optional()
 }

@@ -271,6 +271,72 @@ pub async fn list_jobs(db: &Db, page: PageRequest) -> Result<Page<ImportJob>> {
     .await
 }
 
+/// How long an uploaded file waits for its import to start (the console's drafts).
+pub const DRAFT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the drafts in `folder` (`draft-*.upload`, files uploaded whose import never
+/// started) older than [`DRAFT_LIFETIME`]; answers how many went. A draft an import started
+/// from is the job's file, which the job removes once it finishes.
+pub fn purge_drafts(folder: &std::path::Path, jobs_files: &std::collections::HashSet<String>) -> usize {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > DRAFT_LIFETIME);
+        let draft = name.starts_with("draft-") && name.ends_with(".upload");
+        if draft
+            && old
+            && !jobs_files.contains(&path.to_string_lossy().into_owned())
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The files of the jobs not finished yet (a draft one of them started from is kept).
+pub async fn files_in_use(db: &Db) -> Result<std::collections::HashSet<String>> {
+    db.read(|conn| Ok(repo::unfinished_job_files(conn)?.into_iter().collect())).await
+}
+
 fn not_found(id: &str) -> Error {
     Error::NotFound(format!("there is no import {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_drafts_no_import_started_from_are_removed() {
+        let folder = std::env::temp_dir().join(format!("consento-drafts-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let old = std::time::SystemTime::now() - DRAFT_LIFETIME - std::time::Duration::from_secs(60);
+        let file = |name: &str, modified: Option<std::time::SystemTime>| {
+            let path = folder.join(name);
+            let handle = std::fs::File::create(&path).unwrap();
+            if let Some(at) = modified {
+                handle.set_modified(at).unwrap();
+            }
+            path
+        };
+        let abandoned = file("draft-1.upload", Some(old));
+        let fresh = file("draft-2.upload", None);
+        let started = file("draft-3.upload", Some(old));
+        let job_file = file("0190-job.upload", Some(old));
+        let in_use = std::collections::HashSet::from([started.to_string_lossy().into_owned()]);
+        assert_eq!(purge_drafts(&folder, &in_use), 1);
+        assert!(!abandoned.exists());
+        assert!(fresh.exists() && started.exists() && job_file.exists());
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
 }
