@@ -279,12 +279,12 @@ pub fn consent_html(text: &str) -> String {
 pub const PAGE_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The embed snippet is text to paste, not a page to frame.
 /// A preview's: as a public page's, except that the console's pages may frame it (the
 /// builder shows it beside the form), and that it posts nowhere.
 pub const PREVIEW_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; \
                                form-action 'none'; frame-ancestors 'self'";
 
+/// The embed snippet is text to paste, not a page to frame.
 pub const SNIPPET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 pub fn html_response(status: StatusCode, html: String) -> HttpResponse {

@@ -123,9 +123,13 @@ pub async fn bulk_change(
                         BulkChange::RemoveTag(tag) => tags.remove(tag),
                         BulkChange::AddToList(list) if !lists.contains(list) => {
                             let hash = keys.email_hash(&contact.email.key());
-                            if ensure_not_suppressed(conn, &hash).is_err() {
-                                suppressed += 1;
-                                continue;
+                            match ensure_not_suppressed(conn, &hash) {
+                                Ok(()) => {}
+                                Err(Error::Conflict(_)) => {
+                                    suppressed += 1;
+                                    continue;
+                                }
+                                Err(other) => return Err(other),
                             }
                             lists.insert(*list)
                         }

@@ -28,7 +28,7 @@ fn totp(secret: &str) -> Result<totp_rs::Totp> {
         .with_step_duration(30)
         .with_secret(secret)
         .build()
-        .map_err(Error::internal)
+        .map_err(|_| Error::field("secret", "is not a TOTP secret of at least 128 bits"))
 }
 
 /// A new secret for `user`, not stored until a code from it confirms it ([`enable`]).
@@ -96,7 +96,11 @@ pub async fn enable(
     secret: &str,
     code: &str,
 ) -> Result<()> {
-    check_credentials(db, guard, None, user.email.as_str(), password).await?;
+    let stored = check_credentials(db, guard, None, user.email.as_str(), password).await?;
+    // A second factor on already is replaced only by turning it off first, with its code.
+    if stored.totp_secret.is_some() {
+        return Err(Error::Conflict("two-factor sign-in is on already: turn it off first, with a code".to_owned()));
+    }
     let step = step_of(secret, code)?.ok_or_else(|| Error::field("code", "is not the code the app shows now"))?;
     let (id, secret) = (user.id, secret.to_owned());
     db.write(move |conn| Ok(users::set_totp(conn, id, Some(&secret), Some(step))?)).await.map(|_| ())

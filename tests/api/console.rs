@@ -783,6 +783,17 @@ async fn the_builder_shows_its_unsaved_form_beside_it_in_the_language_chosen() {
     assert_eq!(forms["items"], json!([]), "a preview saves nothing");
 
     assert_eq!(unsaved("not-the-token", "en").send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    // An unfinished form's faults show in the frame too.
+    let unfinished = app
+        .console_post("/admin/forms/preview", Some(&session.cookie))
+        .form(&[("csrf", session.csrf.as_str()), ("name", "Half"), ("slug", "half")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unfinished.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let policy = unfinished.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("frame-ancestors 'self'"), "{policy}");
+    assert!(unfinished.text().await.unwrap().contains("must hold at least one list"));
     let console_page =
         app.client.get(app.url("/admin/forms/new")).header("cookie", &session.cookie).send().await.unwrap();
     let policy = console_page.headers()["content-security-policy"].to_str().unwrap().to_owned();
@@ -815,6 +826,17 @@ async fn an_editor_suppresses_a_pasted_export_at_once_and_its_contacts_leave_eve
     assert_eq!((contact["status"].as_str(), contact["lists"].clone()), (Some("unsubscribed"), json!([])), "{kept}");
     let (_, found) = app.send(app.get("/api/v1/suppressions?email=nobody@example.org")).await;
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
+
+    // A long export (beyond a form post's default 16 KiB) is read whole.
+    let long: String = (0..1000).map(|i| format!("person{i}@long-export.example\n")).collect();
+    let pasted = app
+        .console_post("/admin/suppressions/import", Some(&editor.cookie))
+        .form(&[("csrf", editor.csrf.as_str()), ("addresses", long.as_str()), ("reason", "bounced")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pasted.status(), StatusCode::OK);
+    assert!(pasted.text().await.unwrap().contains("1000 addresses suppressed"));
 
     let empty = app
         .console_post("/admin/suppressions/import", Some(&editor.cookie))

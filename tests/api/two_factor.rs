@@ -61,6 +61,21 @@ async fn user_with_two_factor(app: &TestApp, role: &str, at: u64) -> (String, St
     let enabled = enable("a user passphrase", code_at(&secret, at)).send().await.unwrap();
     assert_eq!(enabled.status(), StatusCode::OK);
     assert!(enabled.text().await.unwrap().contains("Two-factor sign-in is on"));
+    // On, it cannot be replaced by another secret without its code (turning it off first).
+    let other = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let replaced = app
+        .console_post("/admin/account/two-factor", Some(&signed.cookie))
+        .form(&[
+            ("csrf", signed.csrf.as_str()),
+            ("action", "enable"),
+            ("secret", other),
+            ("password", "a user passphrase"),
+            ("code", code_at(other, at).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), StatusCode::CONFLICT);
     (email, secret)
 }
 

@@ -241,7 +241,6 @@ pub async fn show_edit(state: web::Data<AppState>, console: Console, id: web::Pa
     }
 }
 
-/// Saves a new form, or a new version of one: the same parse and checks as the API.
 /// The builder's form as the person will see it, unsaved, in the language chosen: what the
 /// preview beside the builder shows. Faults are listed in its place.
 pub async fn preview(
@@ -266,10 +265,19 @@ pub async fn preview(
     };
     match shown.await {
         Ok(response) => response,
-        Err(error) => failure(&state, &console.frame, error),
+        // The faults show in the preview's frame, which a console page's policy forbids.
+        Err(error) => {
+            let mut response = failure(&state, &console.frame, error);
+            response.headers_mut().insert(
+                actix_web::http::header::CONTENT_SECURITY_POLICY,
+                actix_web::http::header::HeaderValue::from_static(crate::http::pages::PREVIEW_CSP),
+            );
+            response
+        }
     }
 }
 
+/// Saves a new form, or a new version of one: the same parse and checks as the API.
 async fn save(state: &AppState, console: &Console, existing: Option<Form>, posted: &[u8]) -> HttpResponse {
     let posted = BuilderForm::from_body(posted);
     if let Err(error) = console.check_csrf(&posted.get("csrf")).and_then(|()| console.require(Role::Editor)) {

@@ -361,21 +361,32 @@ pub async fn start(
     if let Err(error) = console.check_csrf(&form.csrf).and_then(|()| console.require(Role::Editor)) {
         return failure(&state, &console.frame, error);
     }
-    let path = match parse_draft(&id, &state) {
-        Ok((_, path)) => path,
+    let (draft, path) = match parse_draft(&id, &state) {
+        Ok(found) => found,
         Err(error) => return failure(&state, &console.frame, error),
     };
     let manifest = match form.manifest() {
         Ok(manifest) => manifest,
         Err(fault) => return draft_page(&state, &console, &id, &form, vec![fault]).await,
     };
+    // The draft becomes the job's file by a rename, which only one request can make: a
+    // form sent twice starts one import.
+    let taken = path.with_file_name(format!("started-{draft}.upload"));
+    if std::fs::rename(&path, &taken).is_err() {
+        return failure(&state, &console.frame, Error::Conflict("this file's import has started already".to_owned()));
+    }
     let new = NewImport {
         format: form.format.parse::<ImportFormat>().unwrap_or(ImportFormat::Csv),
         options: form.options(),
         manifest,
-        file: path,
+        file: taken.clone(),
     };
-    match service::start_import(&state.services, new, &Actor::User(console.session.user.id)).await {
+    let started = service::start_import(&state.services, new, &Actor::User(console.session.user.id)).await;
+    if started.is_err() {
+        // Nothing started: the draft waits again for its mapping.
+        let _ = std::fs::rename(&taken, &path);
+    }
+    match started {
         Ok(job) => redirect(&format!("/admin/imports/{}", job.id)),
         Err(Error::Validation(faults)) => draft_page(&state, &console, &id, &form, faults).await,
         Err(error) => failure(&state, &console.frame, error),

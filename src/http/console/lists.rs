@@ -119,8 +119,10 @@ pub struct SuppressionImportForm {
 pub async fn import_suppressions(
     state: web::Data<AppState>,
     console: Console,
-    form: web::Form<SuppressionImportForm>,
+    body: crate::http::extract::LimitedBody,
 ) -> HttpResponse {
+    // Read within the server's body limit (an export holds thousands of addresses).
+    let form: SuppressionImportForm = serde_urlencoded::from_bytes(&body.0).unwrap_or_default();
     if let Err(error) = console.check_csrf(&form.csrf).and_then(|()| console.require(Role::Editor)) {
         return failure(&state, &console.frame, error);
     }
